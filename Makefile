@@ -1,0 +1,62 @@
+# The project's interface: CI and humans call the same targets.
+#   make dev    install what is missing, synthesize, run the whole backend on 127.0.0.1
+#   make test   install what is missing, synth every stage, cfn-lint, pytest
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CDK_OUT ?= cdk.out
+STAGE ?= dev
+PYTEST_ARGS ?=
+
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+# Synth, tests and the local stack never need real AWS credentials.
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help install synth lint typecheck test test-fast dev deploy bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## install Python and npm dependencies (only what is missing)
+
+synth: install ## synthesize every stage into cdk.out/ with the pinned CDK CLI
+	npx cdk synth --quiet --no-notices --output $(CDK_OUT)
+	@ls $(CDK_OUT)/*.template.json
+
+lint: install ## ruff and cfn-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
+
+typecheck: install ## mypy on lambdas/ and local/
+	$(VENV)/bin/mypy
+
+test: synth ## synth every stage, cfn-lint the templates, run every test
+	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+dev: synth ## run the whole backend locally (HTTP :4000, WebSocket :4001)
+	$(PY) -m local --stage $(STAGE) --cdk-out $(CDK_OUT)
+
+deploy: synth ## deploy one stage to AWS: make deploy STAGE=prod
+	npx cdk deploy TaskBackend-$(STAGE) --app $(CDK_OUT)
+
+bench: synth ## benchmarks (not part of make test)
+	$(PY) -m bench
+
+clean: ## remove build output (keeps the installed dependencies)
+	rm -rf $(CDK_OUT) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,113 @@
+"""Stage configuration: one validated object per stage, read from cdk.json context `stages`.
+
+cdk.json holds the values (so a stage is changed without touching code, and
+`cdk synth -c stages=...` can override them); this module holds the schema, the defaults
+and the checks, so a typo fails synth with a clear message instead of deploying nonsense.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Official Powertools for AWS Lambda (Python) layer, resolved at deploy time from the public
+# SSM parameter Powertools publishes per version. Keep equal to requirements-dev.txt.
+POWERTOOLS_VERSION = "3.37.0"
+
+
+class StageConfigError(ValueError):
+    """The stage configuration in cdk.json is missing or invalid."""
+
+
+class StageConfig(BaseModel):
+    """Everything that differs between stages. Defaults are the dev-friendly values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
+    # CORS: the same values feed API Gateway's preflight and the handlers' response headers.
+    cors_origins: tuple[str, ...] = ("http://localhost:4200",)
+    cors_headers: tuple[str, ...] = (
+        "Content-Type",
+        "X-Amz-Date",
+        "Authorization",
+        "X-Amz-Security-Token",
+        "X-Api-Key",
+    )
+    # Processing.
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    allow_fault_injection: bool = False
+    max_receive_count: int = Field(default=3, ge=1, le=1000)  # the retry budget, in SQS receives
+    backoff_base_seconds: int = Field(default=2, ge=0, le=900)
+    backoff_cap_seconds: int = Field(default=300, ge=0, le=43_200)  # SQS allows at most 12 h
+    processor_timeout_seconds: int = Field(default=30, ge=1, le=900)
+    processor_batch_size: int = Field(default=10, ge=1, le=10)
+    processor_max_concurrency: int = Field(default=10, ge=2, le=1000)
+    enqueue_batch_size: int = Field(default=100, ge=1, le=1000)
+    notifier_batch_size: int = Field(default=100, ge=1, le=1000)
+    dlq_batch_size: int = Field(default=10, ge=1, le=10)
+    stream_retry_attempts: int = Field(default=10, ge=0, le=10_000)
+    # API Gateway throttling (steady requests/s and burst), HTTP and WebSocket stages.
+    http_throttle_rate: int = Field(default=50, ge=1)
+    http_throttle_burst: int = Field(default=100, ge=1)
+    ws_throttle_rate: int = Field(default=50, ge=1)
+    ws_throttle_burst: int = Field(default=100, ge=1)
+    # Operations.
+    log_retention_days: int = 14
+    removal_policy: Literal["destroy", "retain"] = "destroy"
+    connection_ttl_seconds: int = Field(default=2 * 3600 + 600, ge=60)  # API GW max 2 h + margin
+
+    @field_validator("cors_origins", "cors_headers", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_explicit(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        if not origins:
+            raise ValueError("at least one CORS origin is required")
+        for origin in origins:
+            if origin == "*":
+                raise ValueError("'*' is not allowed: list the origins explicitly")
+            if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
+
+    @model_validator(mode="after")
+    def _coherent(self) -> StageConfig:
+        if self.backoff_cap_seconds < self.backoff_base_seconds:
+            raise ValueError("backoff_cap_seconds must be >= backoff_base_seconds")
+        return self
+
+    @property
+    def queue_visibility_timeout_seconds(self) -> int:
+        """AWS guidance for SQS event sources: at least 6 x the function timeout."""
+        return 6 * self.processor_timeout_seconds
+
+    @property
+    def is_retained(self) -> bool:
+        return self.removal_policy == "retain"
+
+
+def load_stages(context: Any) -> dict[str, StageConfig]:
+    """Validate the `stages` context value: a mapping of stage name to its settings."""
+    if not isinstance(context, dict) or not context:
+        raise StageConfigError(
+            "cdk.json context 'stages' must be an object like {\"dev\": {...}, \"prod\": {...}}"
+        )
+    stages: dict[str, StageConfig] = {}
+    for name, values in context.items():
+        if not isinstance(values, dict):
+            raise StageConfigError(f"stage {name!r}: settings must be an object, got {values!r}")
+        try:
+            stages[name] = StageConfig.model_validate({"name": name, **values})
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'stage'}: {e['msg']}" for e in error.errors()
+            )
+            raise StageConfigError(f"stage {name!r} is invalid: {problems}") from None
+    return stages
