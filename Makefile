@@ -12,6 +12,7 @@ STAGE ?= dev
 PYTEST_ARGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 # Synth, tests and the local stack never need real AWS credentials.
 export AWS_DEFAULT_REGION ?= us-east-1

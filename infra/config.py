@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # SSM parameter Powertools publishes per version. Keep equal to requirements-dev.txt.
 POWERTOOLS_VERSION = "3.37.0"
 
+# Retention periods CloudWatch Logs accepts (days).
+LOG_RETENTION_DAYS_ALLOWED = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+# SQS retention of the task queue. Its DLQ keeps messages 14 days: a dead-lettered message keeps its
+# original enqueue time, so the DLQ must retain longer than the source queue.
+TASK_QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+
 
 class StageConfigError(ValueError):
     """The stage configuration in cdk.json is missing or invalid."""
@@ -48,6 +57,10 @@ class StageConfig(BaseModel):
     notifier_batch_size: int = Field(default=100, ge=1, le=1000)
     dlq_batch_size: int = Field(default=10, ge=1, le=10)
     stream_retry_attempts: int = Field(default=10, ge=0, le=10_000)
+    # Function sizing. The processor and the DLQ consumer use processor_timeout_seconds.
+    memory_size_mb: int = Field(default=512, ge=128, le=10_240)
+    api_timeout_seconds: int = Field(default=10, ge=1, le=29)  # HTTP + WebSocket functions (API GW: 29 s)
+    stream_timeout_seconds: int = Field(default=60, ge=1, le=900)  # enqueue + notifier (stream consumers)
     # API Gateway throttling (steady requests/s and burst), HTTP and WebSocket stages.
     http_throttle_rate: int = Field(default=50, ge=1)
     http_throttle_burst: int = Field(default=100, ge=1)
@@ -57,6 +70,9 @@ class StageConfig(BaseModel):
     log_retention_days: int = 14
     removal_policy: Literal["destroy", "retain"] = "destroy"
     connection_ttl_seconds: int = Field(default=2 * 3600 + 600, ge=60)  # API GW max 2 h + margin
+    # WebSocket access logs need the account-level API Gateway CloudWatch role (set once per account and
+    # region, outside this app); turn them off for an account that does not have it.
+    websocket_access_logs: bool = True
 
     @field_validator("cors_origins", "cors_headers", mode="before")
     @classmethod
@@ -77,10 +93,29 @@ class StageConfig(BaseModel):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
 
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention_is_supported(cls, days: int) -> int:
+        if days not in LOG_RETENTION_DAYS_ALLOWED:
+            allowed = ", ".join(str(d) for d in LOG_RETENTION_DAYS_ALLOWED)
+            raise ValueError(f"{days} is not a CloudWatch Logs retention; use one of {allowed}")
+        return days
+
     @model_validator(mode="after")
     def _coherent(self) -> StageConfig:
         if self.backoff_cap_seconds < self.backoff_base_seconds:
             raise ValueError("backoff_cap_seconds must be >= backoff_base_seconds")
+        # Worst case a message waits one visibility timeout or one backoff per receive; it must reach
+        # the DLQ before the queue's retention deletes it silently.
+        worst_case = self.max_receive_count * max(
+            self.backoff_cap_seconds, self.queue_visibility_timeout_seconds
+        )
+        if worst_case >= TASK_QUEUE_RETENTION_SECONDS:
+            raise ValueError(
+                "max_receive_count x max(backoff_cap_seconds, 6 x processor_timeout_seconds) = "
+                f"{worst_case} s reaches the task queue retention ({TASK_QUEUE_RETENTION_SECONDS} s): "
+                "messages would expire instead of reaching the DLQ"
+            )
         return self
 
     @property
@@ -97,7 +132,7 @@ def load_stages(context: Any) -> dict[str, StageConfig]:
     """Validate the `stages` context value: a mapping of stage name to its settings."""
     if not isinstance(context, dict) or not context:
         raise StageConfigError(
-            "cdk.json context 'stages' must be an object like {\"dev\": {...}, \"prod\": {...}}"
+            'cdk.json context \'stages\' must be an object like {"dev": {...}, "prod": {...}}'
         )
     stages: dict[str, StageConfig] = {}
     for name, values in context.items():

@@ -1,0 +1,61 @@
+"""TaskBackendStack: composes the constructs of one stage; owns tags and outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.connection_table import ConnectionTable
+from infra.http_api import HttpApi
+from infra.lambda_function import LambdaDefaults
+from infra.task_pipeline import TaskPipeline
+from infra.task_queue import TaskQueue
+from infra.task_table import TaskTable
+from infra.websocket_api import WebSocketApi
+
+PROJECT = "TaskBackend"
+
+
+def stack_name_for(stage: StageConfig) -> str:
+    return f"{PROJECT}-{stage.name}"
+
+
+class TaskBackendStack(Stack):
+    """Environment-agnostic: no account/region lookups, nothing resolved at synth time."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.stage = stage
+
+        defaults = LambdaDefaults(self, "LambdaDefaults", stage=stage)
+        self.task_table = TaskTable(self, "TaskTable", stage=stage)
+        self.connection_table = ConnectionTable(self, "ConnectionTable", stage=stage)
+        self.task_queue = TaskQueue(self, "TaskQueue", stage=stage)
+        self.pipeline = TaskPipeline(
+            self,
+            "TaskPipeline",
+            defaults=defaults,
+            task_table=self.task_table.table,
+            task_queue=self.task_queue,
+        )
+        self.http_api = HttpApi(self, "HttpApi", defaults=defaults, task_table=self.task_table.table)
+        self.websocket_api = WebSocketApi(
+            self,
+            "WebSocketApi",
+            defaults=defaults,
+            task_table=self.task_table.table,
+            connection_table=self.connection_table.table,
+        )
+
+        Tags.of(self).add("Project", PROJECT)
+        Tags.of(self).add("Stage", stage.name)
+
+        CfnOutput(self, "HttpApiUrl", value=self.http_api.url)
+        CfnOutput(self, "WebSocketUrl", value=self.websocket_api.url)
+        CfnOutput(self, "TaskTableName", value=self.task_table.table.table_name)
+        CfnOutput(self, "ConnectionTableName", value=self.connection_table.table.table_name)
+        CfnOutput(self, "TaskQueueUrl", value=self.task_queue.queue.queue_url)
+        CfnOutput(self, "TaskDlqUrl", value=self.task_queue.dead_letter_queue.queue_url)

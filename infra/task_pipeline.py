@@ -1,0 +1,128 @@
+"""TaskPipeline: stream -> EnqueueFunction -> TaskQueue -> ProcessorFunction; TaskDLQ -> DlqConsumerFunction.
+
+Each function's role gets only what its handler calls (plus what its event source mapping polls).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from constructs import Construct
+
+from infra.lambda_function import LambdaDefaults, TaskFunction, flag
+from infra.task_queue import TaskQueue
+from taskflow import env_vars
+
+# Task statuses as stored in the table (SPEC data model); used by the enqueue filter.
+PENDING = "pending"
+ERROR = "error"
+
+# Stream records the enqueue function sees: a new task, and a retry (POST /tasks/{id}/retry moves
+# error -> pending). Lambda drops everything else before invoking, so processing transitions
+# (pending -> success/error) never enqueue a second message.
+ENQUEUE_FILTERS = [
+    lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")}),
+    lambda_.FilterCriteria.filter(
+        {
+            "eventName": lambda_.FilterRule.is_equal("MODIFY"),
+            "dynamodb": {
+                "NewImage": {"status": {"S": lambda_.FilterRule.is_equal(PENDING)}},
+                "OldImage": {"status": {"S": lambda_.FilterRule.is_equal(ERROR)}},
+            },
+        }
+    ),
+]
+
+
+class TaskPipeline(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        defaults: LambdaDefaults,
+        task_table: dynamodb.Table,
+        task_queue: TaskQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stage = defaults.stage
+        queue, dlq = task_queue.queue, task_queue.dead_letter_queue
+
+        self.enqueue = TaskFunction(
+            self,
+            "EnqueueFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.enqueue.handler",
+            timeout_seconds=stage.stream_timeout_seconds,
+            environment={env_vars.TASK_QUEUE_URL: queue.queue_url},
+        )
+        self.enqueue.function.add_event_source(
+            sources.DynamoEventSource(
+                task_table,
+                # TRIM_HORIZON: a task written between table and mapping creation is still enqueued.
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=stage.enqueue_batch_size,
+                retry_attempts=stage.stream_retry_attempts,
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                filters=ENQUEUE_FILTERS,
+            )
+        )
+        queue.grant_send_messages(self.enqueue.role)
+
+        self.processor = TaskFunction(
+            self,
+            "ProcessorFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.processor.handler",
+            timeout_seconds=stage.processor_timeout_seconds,
+            environment={
+                env_vars.TASK_TABLE_NAME: task_table.table_name,
+                env_vars.TASK_QUEUE_URL: queue.queue_url,
+                env_vars.FAILURE_RATE: str(stage.failure_rate),
+                env_vars.FAILURE_SEED: "",
+                env_vars.ALLOW_FAULT_INJECTION: flag(stage.allow_fault_injection),
+                env_vars.MAX_RECEIVE_COUNT: str(stage.max_receive_count),
+                env_vars.BACKOFF_BASE_SECONDS: str(stage.backoff_base_seconds),
+                env_vars.BACKOFF_CAP_SECONDS: str(stage.backoff_cap_seconds),
+            },
+        )
+        self.processor.function.add_event_source(
+            sources.SqsEventSource(
+                queue,
+                batch_size=stage.processor_batch_size,
+                report_batch_item_failures=True,
+                # Caps the poller instead of reserved concurrency: throttled invocations would
+                # otherwise return messages to the queue and burn receive attempts.
+                max_concurrency=stage.processor_max_concurrency,
+            )
+        )
+        self.processor.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[task_table.table_arn]
+            )
+        )
+        # The handler sets the backoff itself (the event source grant includes it too).
+        self.processor.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:ChangeMessageVisibility"], resources=[queue.queue_arn])
+        )
+
+        self.dlq_consumer = TaskFunction(
+            self,
+            "DlqConsumerFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.dlq_consumer.handler",
+            timeout_seconds=stage.processor_timeout_seconds,
+            environment={
+                env_vars.TASK_TABLE_NAME: task_table.table_name,
+                env_vars.MAX_RECEIVE_COUNT: str(stage.max_receive_count),
+            },
+        )
+        self.dlq_consumer.function.add_event_source(
+            sources.SqsEventSource(dlq, batch_size=stage.dlq_batch_size, report_batch_item_failures=True)
+        )
+        self.dlq_consumer.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[task_table.table_arn])
+        )

@@ -1,0 +1,36 @@
+"""TaskQueue: the work queue and its dead-letter queue. A task's attempts are SQS receives."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import DLQ_RETENTION_SECONDS, TASK_QUEUE_RETENTION_SECONDS, StageConfig
+
+
+class TaskQueue(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        # Both queues are consumed by functions whose timeout is processor_timeout_seconds; AWS
+        # guidance for SQS event sources is a visibility timeout of at least 6 x that.
+        visibility_timeout = Duration.seconds(stage.queue_visibility_timeout_seconds)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            retention_period=Duration.seconds(DLQ_RETENTION_SECONDS),
+            visibility_timeout=visibility_timeout,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Default",
+            retention_period=Duration.seconds(TASK_QUEUE_RETENTION_SECONDS),
+            visibility_timeout=visibility_timeout,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=stage.max_receive_count, queue=self.dead_letter_queue
+            ),
+        )

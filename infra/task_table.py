@@ -1,0 +1,44 @@
+"""TaskTable: the single source of truth. Every state change is one conditional write here; its
+stream drives everything downstream (enqueue, notify)."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.retention import removal_policy
+from taskflow import table_schema
+
+_STRING = dynamodb.AttributeType.STRING
+
+
+class TaskTable(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        # Plain AWS::DynamoDB::Table (not TableV2's GlobalTable): single region, and its properties
+        # map one to one onto CreateTable, which the local stack replays.
+        self.table = dynamodb.Table(
+            self,
+            "Default",
+            partition_key=dynamodb.Attribute(name=table_schema.TASK_PK, type=_STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=removal_policy(stage),
+        )
+        self.table.add_global_secondary_index(
+            index_name=table_schema.TASKS_BY_CREATED_INDEX,
+            partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_PK, type=_STRING),
+            sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_SK, type=_STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.table.add_global_secondary_index(
+            index_name=table_schema.TASKS_BY_STATUS_INDEX,
+            partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_STATUS_PK, type=_STRING),
+            sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_STATUS_SK, type=_STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )

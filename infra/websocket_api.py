@@ -1,0 +1,142 @@
+"""WebSocketApi: browsers connect here and receive a frame for every task status change."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
+from constructs import Construct
+
+from infra.access_logs import JsonAccessLogSettings
+from infra.lambda_function import LambdaDefaults, TaskFunction
+from infra.retention import log_group
+from taskflow import env_vars
+
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "connectionId": "$context.connectionId",
+    "eventType": "$context.eventType",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "integrationLatency": "$context.integrationLatency",
+    "error": "$context.error.message",
+}
+
+
+class WebSocketApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        defaults: LambdaDefaults,
+        task_table: dynamodb.Table,
+        connection_table: dynamodb.Table,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stage = defaults.stage
+        connections_env = {env_vars.CONNECTION_TABLE_NAME: connection_table.table_name}
+
+        self.connect = TaskFunction(
+            self,
+            "WsConnectFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.ws_connect.handler",
+            timeout_seconds=stage.api_timeout_seconds,
+            environment={
+                **connections_env,
+                env_vars.CONNECTION_TTL_SECONDS: str(stage.connection_ttl_seconds),
+            },
+        )
+        _allow(self.connect, connection_table, "dynamodb:PutItem")
+
+        self.disconnect = TaskFunction(
+            self,
+            "WsDisconnectFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.ws_disconnect.handler",
+            timeout_seconds=stage.api_timeout_seconds,
+            environment=connections_env,
+        )
+        _allow(self.disconnect, connection_table, "dynamodb:DeleteItem")
+
+        # Answers client frames ({"action": "ping"} -> pong, anything else -> error frame).
+        self.default = TaskFunction(
+            self,
+            "WsDefaultFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.ws_default.handler",
+            timeout_seconds=stage.api_timeout_seconds,
+        )
+
+        self.api = apigwv2.WebSocketApi(
+            self,
+            "Default",
+            api_name=f"{Stack.of(self).stack_name}-{construct_id}",
+            connect_route_options=apigwv2.WebSocketRouteOptions(
+                integration=WebSocketLambdaIntegration("ConnectIntegration", self.connect.function)
+            ),
+            disconnect_route_options=apigwv2.WebSocketRouteOptions(
+                integration=WebSocketLambdaIntegration("DisconnectIntegration", self.disconnect.function)
+            ),
+            # Two-way route: the body the handler returns is sent back to the client as a frame.
+            default_route_options=apigwv2.WebSocketRouteOptions(
+                integration=WebSocketLambdaIntegration("DefaultIntegration", self.default.function),
+                return_response=True,
+            ),
+        )
+
+        access_log_settings = None
+        if stage.websocket_access_logs:
+            self.access_logs = log_group(self, "AccessLogs", stage)
+            access_log_settings = JsonAccessLogSettings(self.access_logs, ACCESS_LOG_FIELDS)
+        self.stage = apigwv2.WebSocketStage(
+            self,
+            "Stage",
+            web_socket_api=self.api,
+            stage_name=stage.name,
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=stage.ws_throttle_rate, burst_limit=stage.ws_throttle_burst
+            ),
+            access_log_settings=access_log_settings,
+        )
+        self.url = self.stage.url
+
+        self.notifier = TaskFunction(
+            self,
+            "NotifierFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.notifier.handler",
+            timeout_seconds=stage.stream_timeout_seconds,
+            environment={
+                **connections_env,
+                # https://{apiId}.execute-api.{region}.{urlSuffix}/{stage}: the @connections endpoint.
+                env_vars.WEBSOCKET_CALLBACK_URL: self.stage.callback_url,
+            },
+        )
+        self.notifier.function.add_event_source(
+            sources.DynamoEventSource(
+                task_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=stage.notifier_batch_size,
+                retry_attempts=stage.stream_retry_attempts,
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+            )
+        )
+        _allow(self.notifier, connection_table, "dynamodb:Scan", "dynamodb:DeleteItem")
+        # execute-api:ManageConnections on this stage's @connections only.
+        self.stage.grant_management_api_access(self.notifier.function)
+
+
+def _allow(function: TaskFunction, table: dynamodb.Table, *actions: str) -> None:
+    function.role.add_to_principal_policy(
+        iam.PolicyStatement(actions=list(actions), resources=[table.table_arn])
+    )

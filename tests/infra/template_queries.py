@@ -1,0 +1,191 @@
+"""Reading a synthesized template: find resources by what they are, follow references.
+
+Logical ids carry hashes, so tests locate resources by their properties (a function by its
+handler, a table by its key) and compare references built from the ids found.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk.assertions import Template
+
+from infra.config import StageConfig, load_stages
+from infra.stack import TaskBackendStack, stack_name_for
+from taskflow import table_schema
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Construct id -> handler, as the SPEC table lists them.
+HANDLERS = {
+    "HttpApiFunction": "taskflow.handlers.http_api.handler",
+    "EnqueueFunction": "taskflow.handlers.enqueue.handler",
+    "ProcessorFunction": "taskflow.handlers.processor.handler",
+    "DlqConsumerFunction": "taskflow.handlers.dlq_consumer.handler",
+    "NotifierFunction": "taskflow.handlers.notifier.handler",
+    "WsConnectFunction": "taskflow.handlers.ws_connect.handler",
+    "WsDisconnectFunction": "taskflow.handlers.ws_disconnect.handler",
+    "WsDefaultFunction": "taskflow.handlers.ws_default.handler",
+}
+
+
+@functools.cache
+def cdk_json_stages() -> dict[str, StageConfig]:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    return load_stages(context["stages"])
+
+
+def changed(stage: StageConfig, **changes: Any) -> StageConfig:
+    """A copy of the stage with some settings changed, validated like cdk.json values."""
+    return StageConfig.model_validate({**stage.model_dump(), **changes})
+
+
+@functools.cache
+def synth(stage: StageConfig) -> Template:
+    app = cdk.App()
+    stack = TaskBackendStack(app, stack_name_for(stage), stage=stage)
+    return Template.from_stack(stack)
+
+
+def ref(logical_id: str) -> dict[str, Any]:
+    return {"Ref": logical_id}
+
+
+def arn(logical_id: str, attribute: str = "Arn") -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, attribute]}
+
+
+def resources(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
+    return template.find_resources(resource_type)
+
+
+def only(found: dict[str, Any]) -> str:
+    assert len(found) == 1, f"expected exactly one match, found {sorted(found)}"
+    return next(iter(found))
+
+
+def properties(template: Template, logical_id: str) -> dict[str, Any]:
+    return template.to_json()["Resources"][logical_id].get("Properties", {})
+
+
+def function_id(template: Template, construct_id: str) -> str:
+    handler = HANDLERS[construct_id]
+    return only(template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": handler}}))
+
+
+def function_ids(template: Template) -> dict[str, str]:
+    return {construct_id: function_id(template, construct_id) for construct_id in HANDLERS}
+
+
+def environment(template: Template, fn_id: str) -> dict[str, Any]:
+    return properties(template, fn_id)["Environment"]["Variables"]
+
+
+def role_id(template: Template, fn_id: str) -> str:
+    role = properties(template, fn_id)["Role"]
+    assert "Fn::GetAtt" in role, role
+    return role["Fn::GetAtt"][0]
+
+
+def permissions(template: Template, fn_id: str) -> set[tuple[str, str]]:
+    """Every (action, resource) pair the function's role is allowed, from all its policies."""
+    role = role_id(template, fn_id)
+    pairs: set[tuple[str, str]] = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if ref(role) not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow", statement
+            actions = statement["Action"]
+            targets = statement["Resource"]
+            for action in actions if isinstance(actions, list) else [actions]:
+                for target in targets if isinstance(targets, list) else [targets]:
+                    pairs.add((action, canonical(target)))
+    return pairs
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def event_source_mapping(template: Template, fn_id: str) -> dict[str, Any]:
+    found = template.find_resources(
+        "AWS::Lambda::EventSourceMapping", {"Properties": {"FunctionName": ref(fn_id)}}
+    )
+    return found[only(found)]["Properties"]
+
+
+def integration_target(template: Template, route_props: dict[str, Any]) -> str:
+    """The logical id of the Lambda function a route's integration invokes."""
+    parts = route_props["Target"]["Fn::Join"][1]
+    assert parts[0] == "integrations/", parts
+    integration = properties(template, parts[1]["Ref"])
+    assert integration["IntegrationType"] == "AWS_PROXY", integration
+    uri = integration["IntegrationUri"]
+    if "Fn::GetAtt" in uri:  # HTTP API: the function ARN
+        return uri["Fn::GetAtt"][0]
+    # WebSocket API: arn:...:apigateway:{region}:lambda:path/2015-03-31/functions/{fn arn}/invocations
+    targets = [p["Fn::GetAtt"][0] for p in uri["Fn::Join"][1] if isinstance(p, dict) and "Fn::GetAtt" in p]
+    return only(dict.fromkeys(targets))
+
+
+def routes(template: Template, api_id: str) -> dict[str, dict[str, Any]]:
+    """Route key -> route properties, for one API."""
+    found = template.find_resources("AWS::ApiGatewayV2::Route", {"Properties": {"ApiId": ref(api_id)}})
+    return {props["Properties"]["RouteKey"]: props["Properties"] for props in found.values()}
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Lambda event filtering for the subset our patterns use: nested keys, lists of exact values."""
+    for key, expected in pattern.items():
+        if key not in event:
+            return False
+        if isinstance(expected, dict):
+            if not isinstance(event[key], dict) or not matches(expected, event[key]):
+                return False
+        elif event[key] not in expected:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class StackIds:
+    """Logical ids of the stack's stateful resources and APIs."""
+
+    task_table: str
+    connection_table: str
+    queue: str
+    dlq: str
+    http_api: str
+    websocket_api: str
+    websocket_stage: str
+    http_stage: str
+
+
+def stack_ids(template: Template) -> StackIds:
+    tables = resources(template, "AWS::DynamoDB::Table")
+    by_key = {props["Properties"]["KeySchema"][0]["AttributeName"]: tid for tid, props in tables.items()}
+    queues = resources(template, "AWS::SQS::Queue")
+    queue = only({qid: q for qid, q in queues.items() if "RedrivePolicy" in q["Properties"]})
+    dlq = only({qid: q for qid, q in queues.items() if "RedrivePolicy" not in q["Properties"]})
+    apis = resources(template, "AWS::ApiGatewayV2::Api")
+    http_api = only({aid: a for aid, a in apis.items() if a["Properties"]["ProtocolType"] == "HTTP"})
+    ws_api = only({aid: a for aid, a in apis.items() if a["Properties"]["ProtocolType"] == "WEBSOCKET"})
+    stages = resources(template, "AWS::ApiGatewayV2::Stage")
+    return StackIds(
+        task_table=by_key[table_schema.TASK_PK],
+        connection_table=by_key[table_schema.CONNECTION_PK],
+        queue=queue,
+        dlq=dlq,
+        http_api=http_api,
+        websocket_api=ws_api,
+        http_stage=only({sid: s for sid, s in stages.items() if s["Properties"]["ApiId"] == ref(http_api)}),
+        websocket_stage=only(
+            {sid: s for sid, s in stages.items() if s["Properties"]["ApiId"] == ref(ws_api)}
+        ),
+    )

@@ -1,0 +1,120 @@
+"""Event source mappings: partial batch responses everywhere, batch sizes, retries, the enqueue filter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from template_queries import arn, event_source_mapping, function_id, function_ids, matches, ref, resources
+
+STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
+QUEUE_CONSUMERS = ("ProcessorFunction", "DlqConsumerFunction")
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_every_event_source_reports_batch_item_failures(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
+    by_function = {m["Properties"]["FunctionName"]["Ref"]: m["Properties"] for m in mappings.values()}
+    ids = function_ids(template)
+
+    assert set(by_function) == {ids[name] for name in STREAM_CONSUMERS + QUEUE_CONSUMERS}
+    for mapping in by_function.values():
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_processor_consumes_the_task_queue_with_capped_concurrency(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    mapping = event_source_mapping(template, function_id(template, "ProcessorFunction"))
+
+    assert mapping["EventSourceArn"] == arn(ids.queue)
+    assert mapping["BatchSize"] == stage.processor_batch_size
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": stage.processor_max_concurrency}
+
+
+def test_dlq_consumer_consumes_the_dead_letter_queue(dev_template, dev_ids, dev_stage):
+    mapping = event_source_mapping(dev_template, function_id(dev_template, "DlqConsumerFunction"))
+
+    assert mapping["EventSourceArn"] == arn(dev_ids.dlq)
+    assert mapping["BatchSize"] == dev_stage.dlq_batch_size
+
+
+@pytest.mark.parametrize("construct_id", STREAM_CONSUMERS)
+def test_stream_consumers_read_the_task_stream_from_the_start_and_retry_bounded(
+    dev_template, dev_ids, dev_stage, construct_id
+):
+    mapping = event_source_mapping(dev_template, function_id(dev_template, construct_id))
+    batch_size = {
+        "EnqueueFunction": dev_stage.enqueue_batch_size,
+        "NotifierFunction": dev_stage.notifier_batch_size,
+    }[construct_id]
+
+    assert mapping["EventSourceArn"] == arn(dev_ids.task_table, "StreamArn")
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["BatchSize"] == batch_size
+    assert mapping["MaximumRetryAttempts"] == dev_stage.stream_retry_attempts
+    assert mapping["BisectBatchOnFunctionError"] is True
+
+
+def test_notifier_sees_every_change(dev_template):
+    mapping = event_source_mapping(dev_template, function_id(dev_template, "NotifierFunction"))
+
+    assert "FilterCriteria" not in mapping
+
+
+@pytest.fixture(scope="module")
+def enqueue_patterns(dev_template):
+    mapping = event_source_mapping(dev_template, function_id(dev_template, "EnqueueFunction"))
+    return [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+
+
+def test_enqueue_filter_is_insert_or_error_to_pending(enqueue_patterns):
+    assert enqueue_patterns == [
+        {"eventName": ["INSERT"]},
+        {
+            "eventName": ["MODIFY"],
+            "dynamodb": {
+                "NewImage": {"status": {"S": ["pending"]}},
+                "OldImage": {"status": {"S": ["error"]}},
+            },
+        },
+    ]
+
+
+def _record(event_name, old_status=None, new_status=None):
+    dynamodb = {"Keys": {"taskId": {"S": "t-1"}}}
+    if old_status:
+        dynamodb["OldImage"] = {"taskId": {"S": "t-1"}, "status": {"S": old_status}}
+    if new_status:
+        dynamodb["NewImage"] = {"taskId": {"S": "t-1"}, "status": {"S": new_status}}
+    return {"eventName": event_name, "dynamodb": dynamodb}
+
+
+@pytest.mark.parametrize(
+    ("record", "enqueued"),
+    [
+        pytest.param(_record("INSERT", new_status="pending"), True, id="new task"),
+        pytest.param(_record("MODIFY", "error", "pending"), True, id="retry"),
+        pytest.param(_record("MODIFY", "pending", "pending"), False, id="failed attempt"),
+        pytest.param(_record("MODIFY", "pending", "success"), False, id="success"),
+        pytest.param(_record("MODIFY", "pending", "error"), False, id="dead-lettered"),
+        pytest.param(_record("REMOVE", old_status="error"), False, id="deleted"),
+    ],
+)
+def test_enqueue_filter_passes_only_new_and_retried_tasks(enqueue_patterns, record, enqueued):
+    assert any(matches(pattern, record) for pattern in enqueue_patterns) is enqueued
+
+
+def test_mappings_belong_to_their_own_functions(dev_template):
+    # Each consumer is invoked by exactly one mapping.
+    for construct_id in STREAM_CONSUMERS + QUEUE_CONSUMERS:
+        fn = function_id(dev_template, construct_id)
+        found = dev_template.find_resources(
+            "AWS::Lambda::EventSourceMapping", {"Properties": {"FunctionName": ref(fn)}}
+        )
+        assert len(found) == 1, construct_id

@@ -1,0 +1,120 @@
+"""IAM: one role per function, each allowed exactly the actions and resources its handler uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from template_queries import (
+    HANDLERS,
+    arn,
+    canonical,
+    function_id,
+    function_ids,
+    permissions,
+    resources,
+    role_id,
+)
+
+LOGS_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
+STREAM_READ = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+QUEUE_CONSUME = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+)
+
+
+def _allow(actions: tuple[str, ...] | str, *targets: Any) -> set[tuple[str, str]]:
+    actions = (actions,) if isinstance(actions, str) else actions
+    return {(action, canonical(target)) for action in actions for target in targets}
+
+
+def _expected(template, ids, construct_id: str) -> set[tuple[str, str]]:
+    fn = function_id(template, construct_id)
+    own_logs = _allow(LOGS_WRITE, arn(_log_group_of(template, fn)))
+    task_table = arn(ids.task_table)
+    task_indexes = {"Fn::Join": ["", [task_table, "/index/*"]]}
+    connections = arn(ids.connection_table)
+    # The Lambda poller of a DynamoDB stream needs dynamodb:ListStreams, which IAM does not scope
+    # to a resource: CDK's DynamoEventSource grants it on "*". The one "*" in the stack.
+    stream = _allow("dynamodb:ListStreams", "*") | _allow(STREAM_READ, arn(ids.task_table, "StreamArn"))
+    manage_connections = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":execute-api:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":",
+                {"Ref": ids.websocket_api},
+                f"/{template.to_json()['Resources'][ids.websocket_stage]['Properties']['StageName']}"
+                "/*/@connections/*",
+            ],
+        ]
+    }
+    return (
+        own_logs
+        | {
+            "HttpApiFunction": _allow(
+                ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"),
+                task_table,
+                task_indexes,
+            ),
+            "EnqueueFunction": stream
+            | _allow(("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"), arn(ids.queue)),
+            "ProcessorFunction": _allow(QUEUE_CONSUME, arn(ids.queue))
+            | _allow(("dynamodb:GetItem", "dynamodb:UpdateItem"), task_table),
+            "DlqConsumerFunction": _allow(QUEUE_CONSUME, arn(ids.dlq))
+            | _allow("dynamodb:UpdateItem", task_table),
+            "NotifierFunction": stream
+            | _allow(("dynamodb:Scan", "dynamodb:DeleteItem"), connections)
+            | _allow("execute-api:ManageConnections", manage_connections),
+            "WsConnectFunction": _allow("dynamodb:PutItem", connections),
+            "WsDisconnectFunction": _allow("dynamodb:DeleteItem", connections),
+            "WsDefaultFunction": set(),
+        }[construct_id]
+    )
+
+
+def _log_group_of(template, fn_id: str) -> str:
+    return template.to_json()["Resources"][fn_id]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+@pytest.mark.parametrize("construct_id", sorted(HANDLERS))
+def test_role_allows_exactly_what_the_function_uses(request, stage_name, construct_id):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+
+    granted = permissions(template, function_id(template, construct_id))
+
+    assert granted == _expected(template, ids, construct_id)
+
+
+def test_each_function_has_its_own_role_and_no_other_roles_exist(dev_template):
+    roles_by_function = {name: role_id(dev_template, fn) for name, fn in function_ids(dev_template).items()}
+
+    assert len(set(roles_by_function.values())) == len(HANDLERS)
+    assert set(resources(dev_template, "AWS::IAM::Role")) == set(roles_by_function.values())
+
+
+def test_roles_are_assumable_by_lambda_only_and_carry_no_managed_policies(dev_template):
+    for role in resources(dev_template, "AWS::IAM::Role").values():
+        assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+        ]
+        # No AWSLambdaBasicExecutionRole: its logs actions are on "*"; each role writes its own group.
+        assert "ManagedPolicyArns" not in role["Properties"]
+        assert "Policies" not in role["Properties"]
+
+
+def test_wildcard_resource_is_only_the_stream_listing(dev_template):
+    for fn in function_ids(dev_template).values():
+        wildcard_actions = {action for action, target in permissions(dev_template, fn) if target == '"*"'}
+        assert wildcard_actions <= {"dynamodb:ListStreams"}
