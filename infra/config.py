@@ -7,6 +7,7 @@ and the checks, so a typo fails synth with a clear message instead of deploying 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,10 @@ LOG_RETENTION_DAYS_ALLOWED = (
 # original enqueue time, so the DLQ must retain longer than the source queue.
 TASK_QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+# DynamoDB streams keep records 24 h: the longest a stream consumer can fall behind before records are lost.
+STREAM_RETENTION_SECONDS = 24 * 3600
+# Deliberately loose: catches a typo or a missing @, SNS confirms the address itself.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class StageConfigError(ValueError):
@@ -56,7 +61,13 @@ class StageConfig(BaseModel):
     enqueue_batch_size: int = Field(default=100, ge=1, le=1000)
     notifier_batch_size: int = Field(default=100, ge=1, le=1000)
     dlq_batch_size: int = Field(default=10, ge=1, le=10)
-    stream_retry_attempts: int = Field(default=10, ge=0, le=10_000)
+    # Bounded: a push that keeps failing is dropped (the task itself is safe in the table; the browser's
+    # next GET /tasks shows it). The enqueue mapping never gives up: see infra/task_pipeline.py.
+    notifier_retry_attempts: int = Field(default=10, ge=0, le=10_000)
+    # Reserved concurrency of the processor. None = unreserved (the ESM's maximum concurrency caps it).
+    # When set it must be >= processor_max_concurrency: a throttled invocation hands its batch back to
+    # SQS, and every such return burns a receive of the retry budget.
+    processor_reserved_concurrency: int | None = Field(default=None, ge=1)
     # Function sizing. The processor and the DLQ consumer use processor_timeout_seconds.
     memory_size_mb: int = Field(default=512, ge=128, le=10_240)
     api_timeout_seconds: int = Field(default=10, ge=1, le=29)  # HTTP + WebSocket functions (API GW: 29 s)
@@ -73,6 +84,18 @@ class StageConfig(BaseModel):
     # WebSocket access logs need the account-level API Gateway CloudWatch role (set once per account and
     # region, outside this app); turn them off for an account that does not have it.
     websocket_access_logs: bool = True
+    # Alarms (infra/monitoring.py). Every alarm notifies the stage's alarm topic; the topic emails
+    # alarm_email when one is set (SNS sends a confirmation mail first).
+    alarm_email: str | None = None
+    # Age of the oldest task queue message. Must exceed the total backoff of a task that retries normally.
+    queue_age_alarm_seconds: int = Field(default=300, ge=60, le=TASK_QUEUE_RETENTION_SECONDS)
+    # Iterator age of the stream consumers: how far enqueue/notify lag behind the table. Stream records
+    # expire after 24 h, so this must fire well before that.
+    stream_age_alarm_seconds: int = Field(default=300, ge=60, le=STREAM_RETENTION_SECONDS // 2)
+    # Share of HTTP API requests answered 5xx over 5 minutes, in percent.
+    http_5xx_alarm_percent: float = Field(default=1.0, gt=0.0, le=100.0)
+    # Tasks that exhausted their retry budget within 5 minutes before the alarm fires (0: the first one).
+    dead_letter_alarm_threshold: int = Field(default=0, ge=0)
 
     @field_validator("cors_origins", "cors_headers", mode="before")
     @classmethod
@@ -101,6 +124,13 @@ class StageConfig(BaseModel):
             raise ValueError(f"{days} is not a CloudWatch Logs retention; use one of {allowed}")
         return days
 
+    @field_validator("alarm_email")
+    @classmethod
+    def _email_looks_like_one(cls, email: str | None) -> str | None:
+        if email is not None and not _EMAIL.match(email):
+            raise ValueError(f"{email!r} is not an email address like ops@example.com")
+        return email
+
     @model_validator(mode="after")
     def _coherent(self) -> StageConfig:
         if self.backoff_cap_seconds < self.backoff_base_seconds:
@@ -116,12 +146,37 @@ class StageConfig(BaseModel):
                 f"{worst_case} s reaches the task queue retention ({TASK_QUEUE_RETENTION_SECONDS} s): "
                 "messages would expire instead of reaching the DLQ"
             )
+        if (
+            self.processor_reserved_concurrency is not None
+            and self.processor_reserved_concurrency < self.processor_max_concurrency
+        ):
+            raise ValueError(
+                f"processor_reserved_concurrency ({self.processor_reserved_concurrency}) must be >= "
+                f"processor_max_concurrency ({self.processor_max_concurrency}): throttled invocations "
+                "return their messages to the queue and burn receive attempts"
+            )
+        if self.queue_age_alarm_seconds <= self.retry_backoff_total_seconds:
+            raise ValueError(
+                f"queue_age_alarm_seconds ({self.queue_age_alarm_seconds}) must exceed the "
+                f"{self.retry_backoff_total_seconds} s a retrying task may wait in backoff before it is "
+                "dead-lettered: the alarm would fire on healthy retries"
+            )
         return self
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
         """AWS guidance for SQS event sources: at least 6 x the function timeout."""
         return 6 * self.processor_timeout_seconds
+
+    @property
+    def retry_backoff_total_seconds(self) -> int:
+        """Longest a healthy task sleeps in the task queue between attempts before it is dead-lettered:
+        the largest backoff (base * 2^(n-1) + jitter up to base, capped) after every failed receive but
+        the last (the last one goes to the DLQ at once). Mirrors taskflow.domain.backoff."""
+        base, cap = self.backoff_base_seconds, self.backoff_cap_seconds
+        return sum(
+            min((base << min(receive - 1, 30)) + base, cap) for receive in range(1, self.max_receive_count)
+        )
 
     @property
     def is_retained(self) -> bool:

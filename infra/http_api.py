@@ -12,7 +12,7 @@ from constructs import Construct
 from infra.access_logs import JsonAccessLogSettings
 from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list, flag
 from infra.retention import log_group
-from taskflow import env_vars
+from taskflow import env_vars, table_schema
 
 # (path, methods) served by the API; all reach the same function.
 ROUTES: tuple[tuple[str, tuple[apigwv2.HttpMethod, ...]], ...] = (
@@ -68,8 +68,18 @@ class HttpApi(Construct):
         )
         self.handler.role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
-                resources=[task_table.table_arn, f"{task_table.table_arn}/index/*"],
+                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+                resources=[task_table.table_arn],
+            )
+        )
+        # Listing queries the two list indexes, named one by one (no index/* wildcard).
+        self.handler.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[
+                    f"{task_table.table_arn}/index/{index}"
+                    for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
+                ],
             )
         )
 

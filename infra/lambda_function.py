@@ -68,6 +68,7 @@ class TaskFunction(Construct):
         handler: str,
         timeout_seconds: int,
         environment: Mapping[str, str] | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stage = defaults.stage
@@ -90,6 +91,7 @@ class TaskFunction(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             environment={**defaults.environment, **(environment or {})},
+            reserved_concurrent_executions=reserved_concurrency,
         )
         # Function depends on its whole role construct (so the role's policy exists before the
         # function and its event source mappings); the DependsOn on the Role itself is redundant
@@ -97,6 +99,15 @@ class TaskFunction(Construct):
         cfn_function = self.function.node.default_child
         assert isinstance(cfn_function, lambda_.CfnFunction)
         cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+
+
+def only_event_source_mapping(function: lambda_.Function) -> lambda_.CfnEventSourceMapping:
+    """The L1 mapping of a function that has exactly one event source (for properties L2 cannot set)."""
+    mappings = [child for child in function.node.children if isinstance(child, lambda_.EventSourceMapping)]
+    assert len(mappings) == 1, f"{function.node.path} has {len(mappings)} event source mappings"
+    cfn_mapping = mappings[0].node.default_child
+    assert isinstance(cfn_mapping, lambda_.CfnEventSourceMapping)
+    return cfn_mapping
 
 
 def flag(value: bool) -> str:

@@ -1,4 +1,4 @@
-"""TaskBackendStack: composes the constructs of one stage; owns tags and outputs."""
+"""TaskBackendStack: composes the constructs of one stage; owns tags, cdk-nag acknowledgments, outputs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.connection_table import ConnectionTable
 from infra.http_api import HttpApi
-from infra.lambda_function import LambdaDefaults
+from infra.lambda_function import LambdaDefaults, TaskFunction
+from infra.monitoring import Monitoring
+from infra.nag_suppressions import Suppression, acknowledge_accepted_findings
 from infra.task_pipeline import TaskPipeline
 from infra.task_queue import TaskQueue
 from infra.task_table import TaskTable
@@ -50,6 +52,36 @@ class TaskBackendStack(Stack):
             connection_table=self.connection_table.table,
         )
 
+        self.functions: tuple[TaskFunction, ...] = (
+            self.http_api.handler,
+            self.pipeline.enqueue,
+            self.pipeline.processor,
+            self.pipeline.dlq_consumer,
+            self.websocket_api.notifier,
+            self.websocket_api.connect,
+            self.websocket_api.disconnect,
+            self.websocket_api.default,
+        )
+        stream_consumers = (self.pipeline.enqueue, self.websocket_api.notifier)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            stage=stage,
+            functions=self.functions,
+            stream_consumers=stream_consumers,
+            task_queue=self.task_queue,
+            http_api=self.http_api.api,
+        )
+
+        # cdk-nag findings this app accepts, on their exact resources (infra/nag_suppressions.py).
+        self.nag_suppressions: list[tuple[str, Suppression]] = acknowledge_accepted_findings(
+            stage=stage,
+            http_api=self.http_api,
+            websocket_api=self.websocket_api,
+            stream_consumers=stream_consumers,
+            connection_table=self.connection_table.table,
+        )
+
         Tags.of(self).add("Project", PROJECT)
         Tags.of(self).add("Stage", stage.name)
 
@@ -59,3 +91,5 @@ class TaskBackendStack(Stack):
         CfnOutput(self, "ConnectionTableName", value=self.connection_table.table.table_name)
         CfnOutput(self, "TaskQueueUrl", value=self.task_queue.queue.queue_url)
         CfnOutput(self, "TaskDlqUrl", value=self.task_queue.dead_letter_queue.queue_url)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)

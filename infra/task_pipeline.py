@@ -11,13 +11,20 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
-from infra.lambda_function import LambdaDefaults, TaskFunction, flag
+from infra.lambda_function import LambdaDefaults, TaskFunction, flag, only_event_source_mapping
 from infra.task_queue import TaskQueue
 from taskflow import env_vars
 
 # Task statuses as stored in the table (SPEC data model); used by the enqueue filter.
 PENDING = "pending"
 ERROR = "error"
+
+# The enqueue mapping never discards a record: a task the table accepted (202) must reach the queue
+# even if SQS is down for hours. -1 = retry until the record leaves the stream (24 h retention); the
+# EnqueueFunction iterator-age alarm (infra/monitoring.py) fires long before that. These are not stage
+# settings on purpose: no stage may trade accepted tasks for a shorter outage.
+ENQUEUE_RETRY_ATTEMPTS = -1
+ENQUEUE_MAX_RECORD_AGE_SECONDS = -1
 
 # Stream records the enqueue function sees: a new task, and a retry (POST /tasks/{id}/retry moves
 # error -> pending). Lambda drops everything else before invoking, so processing transitions
@@ -64,12 +71,16 @@ class TaskPipeline(Construct):
                 # TRIM_HORIZON: a task written between table and mapping creation is still enqueued.
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
                 batch_size=stage.enqueue_batch_size,
-                retry_attempts=stage.stream_retry_attempts,
+                retry_attempts=ENQUEUE_RETRY_ATTEMPTS,
+                # Bisect isolates the failing records of a batch; partial batch responses retry only them.
                 bisect_batch_on_error=True,
                 report_batch_item_failures=True,
                 filters=ENQUEUE_FILTERS,
             )
         )
+        # CDK's max_record_age only takes 60 s..7 days; -1 (unlimited) is set on the L1 mapping.
+        enqueue_mapping = only_event_source_mapping(self.enqueue.function)
+        enqueue_mapping.add_property_override("MaximumRecordAgeInSeconds", ENQUEUE_MAX_RECORD_AGE_SECONDS)
         queue.grant_send_messages(self.enqueue.role)
 
         self.processor = TaskFunction(
@@ -78,6 +89,7 @@ class TaskPipeline(Construct):
             defaults=defaults,
             handler="taskflow.handlers.processor.handler",
             timeout_seconds=stage.processor_timeout_seconds,
+            reserved_concurrency=stage.processor_reserved_concurrency,
             environment={
                 env_vars.TASK_TABLE_NAME: task_table.table_name,
                 env_vars.TASK_QUEUE_URL: queue.queue_url,
@@ -95,7 +107,8 @@ class TaskPipeline(Construct):
                 batch_size=stage.processor_batch_size,
                 report_batch_item_failures=True,
                 # Caps the poller instead of reserved concurrency: throttled invocations would
-                # otherwise return messages to the queue and burn receive attempts.
+                # otherwise return messages to the queue and burn receive attempts. StageConfig
+                # rejects a reserved concurrency below this.
                 max_concurrency=stage.processor_max_concurrency,
             )
         )

@@ -126,14 +126,27 @@ class WebSocketApi(Construct):
                 task_table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
                 batch_size=stage.notifier_batch_size,
-                retry_attempts=stage.stream_retry_attempts,
+                retry_attempts=stage.notifier_retry_attempts,
                 bisect_batch_on_error=True,
                 report_batch_item_failures=True,
             )
         )
         _allow(self.notifier, connection_table, "dynamodb:Scan", "dynamodb:DeleteItem")
-        # execute-api:ManageConnections on this stage's @connections only.
-        self.stage.grant_management_api_access(self.notifier.function)
+        # execute-api:ManageConnections on this stage's @connections, POST (post_to_connection) only:
+        # the notifier neither reads nor closes connections. (The L2 grant_management_api_access would
+        # allow every method.) The trailing * is the connection id, known only at run time.
+        self.notifier.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["execute-api:ManageConnections"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="execute-api",
+                        resource=self.api.api_id,
+                        resource_name=f"{self.stage.stage_name}/POST/@connections/*",
+                    )
+                ],
+            )
+        )
 
 
 def _allow(function: TaskFunction, table: dynamodb.Table, *actions: str) -> None:

@@ -46,10 +46,14 @@ def changed(stage: StageConfig, **changes: Any) -> StageConfig:
 
 
 @functools.cache
+def build_stack(stage: StageConfig) -> TaskBackendStack:
+    """The stack of a stage, built once per session (the nag tests inspect its construct tree)."""
+    return TaskBackendStack(cdk.App(), stack_name_for(stage), stage=stage)
+
+
+@functools.cache
 def synth(stage: StageConfig) -> Template:
-    app = cdk.App()
-    stack = TaskBackendStack(app, stack_name_for(stage), stage=stage)
-    return Template.from_stack(stack)
+    return Template.from_stack(build_stack(stage))
 
 
 def ref(logical_id: str) -> dict[str, Any]:

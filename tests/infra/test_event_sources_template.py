@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from template_queries import arn, event_source_mapping, function_id, function_ids, matches, ref, resources
+from template_queries import (
+    arn,
+    changed,
+    event_source_mapping,
+    function_id,
+    function_ids,
+    matches,
+    properties,
+    ref,
+    resources,
+    synth,
+)
+
+from infra.task_pipeline import ENQUEUE_MAX_RECORD_AGE_SECONDS, ENQUEUE_RETRY_ATTEMPTS
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
 QUEUE_CONSUMERS = ("ProcessorFunction", "DlqConsumerFunction")
@@ -45,7 +58,7 @@ def test_dlq_consumer_consumes_the_dead_letter_queue(dev_template, dev_ids, dev_
 
 
 @pytest.mark.parametrize("construct_id", STREAM_CONSUMERS)
-def test_stream_consumers_read_the_task_stream_from_the_start_and_retry_bounded(
+def test_stream_consumers_read_the_task_stream_from_the_start_and_bisect_failures(
     dev_template, dev_ids, dev_stage, construct_id
 ):
     mapping = event_source_mapping(dev_template, function_id(dev_template, construct_id))
@@ -57,8 +70,42 @@ def test_stream_consumers_read_the_task_stream_from_the_start_and_retry_bounded(
     assert mapping["EventSourceArn"] == arn(dev_ids.task_table, "StreamArn")
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     assert mapping["BatchSize"] == batch_size
-    assert mapping["MaximumRetryAttempts"] == dev_stage.stream_retry_attempts
     assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_enqueue_never_drops_a_stream_record_while_sqs_is_down(request, stage_name):
+    # Given SQS rejects every send, the enqueue mapping must keep the records until SQS is back:
+    # unlimited retries and no age limit (a record only leaves with the stream's 24 h retention).
+    template = request.getfixturevalue(f"{stage_name}_template")
+
+    mapping = event_source_mapping(template, function_id(template, "EnqueueFunction"))
+
+    assert mapping["MaximumRetryAttempts"] == ENQUEUE_RETRY_ATTEMPTS == -1
+    assert mapping["MaximumRecordAgeInSeconds"] == ENQUEUE_MAX_RECORD_AGE_SECONDS == -1
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_notifier_retries_a_failed_push_a_bounded_number_of_times(request, stage_name):
+    # Losing a push is not losing a task: the notifier gives up after the stage's retry budget.
+    template = request.getfixturevalue(f"{stage_name}_template")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    mapping = event_source_mapping(template, function_id(template, "NotifierFunction"))
+
+    assert mapping["MaximumRetryAttempts"] == stage.notifier_retry_attempts
+    assert 0 <= stage.notifier_retry_attempts <= 10_000
+
+
+def test_changed_notifier_retry_budget_reaches_only_the_notifier(dev_stage):
+    template = synth(changed(dev_stage, notifier_retry_attempts=3))
+
+    notifier = event_source_mapping(template, function_id(template, "NotifierFunction"))
+    enqueue = event_source_mapping(template, function_id(template, "EnqueueFunction"))
+
+    assert notifier["MaximumRetryAttempts"] == 3
+    assert enqueue["MaximumRetryAttempts"] == -1
 
 
 def test_notifier_sees_every_change(dev_template):
@@ -118,3 +165,32 @@ def test_mappings_belong_to_their_own_functions(dev_template):
             "AWS::Lambda::EventSourceMapping", {"Properties": {"FunctionName": ref(fn)}}
         )
         assert len(found) == 1, construct_id
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_processor_is_not_reserved_below_its_poller_concurrency(request, stage_name):
+    # A throttled invocation hands its batch back to SQS, burning a receive of the retry budget; so a
+    # reserved concurrency, if any, must be at least the ESM's maximum concurrency.
+    template = request.getfixturevalue(f"{stage_name}_template")
+    processor = function_id(template, "ProcessorFunction")
+
+    max_concurrency = event_source_mapping(template, processor)["ScalingConfig"]["MaximumConcurrency"]
+    reserved = properties(template, processor).get("ReservedConcurrentExecutions")
+
+    assert reserved is None or reserved >= max_concurrency
+
+
+def test_reserved_processor_concurrency_reaches_the_template_only_when_configured(dev_stage):
+    template = synth(changed(dev_stage, processor_max_concurrency=10, processor_reserved_concurrency=12))
+    processor = function_id(template, "ProcessorFunction")
+
+    assert properties(template, processor)["ReservedConcurrentExecutions"] == 12
+    assert event_source_mapping(template, processor)["ScalingConfig"] == {"MaximumConcurrency": 10}
+    for fn in function_ids(template).values():
+        if fn != processor:
+            assert "ReservedConcurrentExecutions" not in properties(template, fn)
+
+
+def test_no_function_reserves_concurrency_by_default(dev_template):
+    for fn in function_ids(dev_template).values():
+        assert "ReservedConcurrentExecutions" not in properties(dev_template, fn)

@@ -16,6 +16,8 @@ from template_queries import (
     role_id,
 )
 
+from taskflow import table_schema
+
 LOGS_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 STREAM_READ = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 QUEUE_CONSUME = (
@@ -36,7 +38,11 @@ def _expected(template, ids, construct_id: str) -> set[tuple[str, str]]:
     fn = function_id(template, construct_id)
     own_logs = _allow(LOGS_WRITE, arn(_log_group_of(template, fn)))
     task_table = arn(ids.task_table)
-    task_indexes = {"Fn::Join": ["", [task_table, "/index/*"]]}
+    # The two list indexes by name: no index/* wildcard.
+    task_indexes = [
+        {"Fn::Join": ["", [task_table, f"/index/{index}"]]}
+        for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
+    ]
     connections = arn(ids.connection_table)
     # The Lambda poller of a DynamoDB stream needs dynamodb:ListStreams, which IAM does not scope
     # to a resource: CDK's DynamoEventSource grants it on "*". The one "*" in the stack.
@@ -53,8 +59,9 @@ def _expected(template, ids, construct_id: str) -> set[tuple[str, str]]:
                 {"Ref": "AWS::AccountId"},
                 ":",
                 {"Ref": ids.websocket_api},
+                # This stage, POST (post_to_connection) only; * is the connection id.
                 f"/{template.to_json()['Resources'][ids.websocket_stage]['Properties']['StageName']}"
-                "/*/@connections/*",
+                "/POST/@connections/*",
             ],
         ]
     }
@@ -62,10 +69,9 @@ def _expected(template, ids, construct_id: str) -> set[tuple[str, str]]:
         own_logs
         | {
             "HttpApiFunction": _allow(
-                ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"),
-                task_table,
-                task_indexes,
-            ),
+                ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"), task_table
+            )
+            | _allow("dynamodb:Query", *task_indexes),
             "EnqueueFunction": stream
             | _allow(("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"), arn(ids.queue)),
             "ProcessorFunction": _allow(QUEUE_CONSUME, arn(ids.queue))
@@ -118,3 +124,45 @@ def test_wildcard_resource_is_only_the_stream_listing(dev_template):
     for fn in function_ids(dev_template).values():
         wildcard_actions = {action for action, target in permissions(dev_template, fn) if target == '"*"'}
         assert wildcard_actions <= {"dynamodb:ListStreams"}
+
+
+def _account_root() -> dict[str, Any]:
+    return {
+        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]]
+    }
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_resource_policies_allow_only_this_account_and_cloudwatch_alarms(request, stage_name):
+    # Queues, the alarm topic and its key: every Allow names this account or the CloudWatch alarms
+    # service; the only "*" principals are in Deny statements (TLS enforcement).
+    template = request.getfixturevalue(f"{stage_name}_template")
+    documents = [
+        *(p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::SQS::QueuePolicy").values()),
+        *(p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::SNS::TopicPolicy").values()),
+        *(k["Properties"]["KeyPolicy"] for k in resources(template, "AWS::KMS::Key").values()),
+    ]
+
+    assert len(documents) == 2 + 1 + 1
+    for document in documents:
+        for statement in document["Statement"]:
+            if statement["Effect"] == "Deny":
+                assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                continue
+            assert statement["Principal"] in (
+                {"AWS": _account_root()},
+                {"Service": "cloudwatch.amazonaws.com"},
+            ), statement
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_only_this_stacks_apis_may_invoke_functions(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+
+    for permission in resources(template, "AWS::Lambda::Permission").values():
+        props = permission["Properties"]
+        assert props["Action"] == "lambda:InvokeFunction"
+        assert props["Principal"] == "apigateway.amazonaws.com"
+        source_parts = props["SourceArn"]["Fn::Join"][1]
+        assert {"Ref": ids.http_api} in source_parts or {"Ref": ids.websocket_api} in source_parts

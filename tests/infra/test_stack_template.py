@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from template_queries import changed, environment, function_id, properties, ref, resources, stack_ids, synth
+from template_queries import (
+    changed,
+    environment,
+    function_id,
+    only,
+    properties,
+    ref,
+    resources,
+    stack_ids,
+    synth,
+)
 
 from infra.stack import TaskBackendStack, stack_name_for
 
@@ -39,6 +49,8 @@ def test_outputs_publish_urls_and_resource_names(dev_template, dev_ids):
         "ConnectionTableName": ref(dev_ids.connection_table),
         "TaskQueueUrl": ref(dev_ids.queue),
         "TaskDlqUrl": ref(dev_ids.dlq),
+        "AlarmTopicArn": ref(only(resources(dev_template, "AWS::SNS::Topic"))),
+        "DashboardName": ref(only(resources(dev_template, "AWS::CloudWatch::Dashboard"))),
     }
 
 
@@ -48,6 +60,9 @@ def test_taggable_resources_carry_project_and_stage(prod_template):
         "AWS::SQS::Queue",
         "AWS::Lambda::Function",
         "AWS::IAM::Role",
+        "AWS::SNS::Topic",
+        "AWS::KMS::Key",
+        "AWS::CloudWatch::Alarm",
     ):
         for resource in resources(prod_template, resource_type).values():
             tags = {tag["Key"]: tag["Value"] for tag in resource["Properties"]["Tags"]}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from template_queries import cdk_json_stages
 
 from infra.config import StageConfigError, load_stages
+from taskflow.domain.backoff import retry_delay_seconds
 
 
 def test_cdk_json_defines_a_valid_dev_and_prod_stage():
@@ -77,3 +80,97 @@ def test_queue_visibility_timeout_is_six_times_the_processor_timeout():
     stage = load_stages({"dev": {"processor_timeout_seconds": 45}})["dev"]
 
     assert stage.queue_visibility_timeout_seconds == 270
+
+
+def test_reserved_processor_concurrency_below_the_poller_concurrency_is_rejected():
+    # Throttled invocations return their batch to SQS and burn receive attempts of the retry budget.
+    with pytest.raises(
+        StageConfigError,
+        match=r"processor_reserved_concurrency \(5\) must be >= processor_max_concurrency \(10\)",
+    ):
+        load_stages({"prod": {"processor_max_concurrency": 10, "processor_reserved_concurrency": 5}})
+
+
+@pytest.mark.parametrize("reserved", [None, 10, 50])
+def test_reserved_processor_concurrency_at_or_above_the_poller_concurrency_is_accepted(reserved):
+    stage = load_stages(
+        {"prod": {"processor_max_concurrency": 10, "processor_reserved_concurrency": reserved}}
+    )
+
+    assert stage["prod"].processor_reserved_concurrency == reserved
+
+
+def test_cdk_json_stages_name_no_alarm_email_and_prod_waits_longer_for_the_queue():
+    stages = cdk_json_stages()
+
+    assert stages["dev"].alarm_email is None
+    assert stages["prod"].alarm_email is None
+    assert stages["dev"].queue_age_alarm_seconds == 300
+    assert stages["prod"].queue_age_alarm_seconds == 600
+
+
+@pytest.mark.parametrize("email", ["ops", "ops@", "@example.com", "ops@example", "ops team@example.com"])
+def test_alarm_email_that_is_not_an_address_is_rejected(email):
+    with pytest.raises(StageConfigError, match=r"alarm_email: .*is not an email address"):
+        load_stages({"prod": {"alarm_email": email}})
+
+
+def test_alarm_email_is_kept_as_given():
+    assert load_stages({"prod": {"alarm_email": "ops+alarms@example.com"}})["prod"].alarm_email == (
+        "ops+alarms@example.com"
+    )
+
+
+def test_queue_age_alarm_below_the_backoff_of_a_healthy_retry_is_rejected():
+    # 6 receives with base 30 s: 60 + 90 + 150 + 270 + 300 (cap) = 870 s of backoff before the DLQ.
+    with pytest.raises(StageConfigError, match=r"queue_age_alarm_seconds \(600\) must exceed the 870 s"):
+        load_stages(
+            {
+                "prod": {
+                    "max_receive_count": 6,
+                    "backoff_base_seconds": 30,
+                    "backoff_cap_seconds": 300,
+                    "queue_age_alarm_seconds": 600,
+                }
+            }
+        )
+
+
+class _MaxJitter(random.Random):
+    def randint(self, a: int, b: int) -> int:
+        return b
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_backoff_total_matches_the_processors_longest_backoffs(stage_name):
+    stage = cdk_json_stages()[stage_name]
+
+    longest = sum(
+        retry_delay_seconds(
+            receive,
+            base_seconds=stage.backoff_base_seconds,
+            cap_seconds=stage.backoff_cap_seconds,
+            max_receive_count=stage.max_receive_count,
+            rng=_MaxJitter(),
+        )
+        for receive in range(1, stage.max_receive_count + 1)
+    )
+
+    assert stage.retry_backoff_total_seconds == longest
+    assert stage.queue_age_alarm_seconds > longest
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("queue_age_alarm_seconds", 30),
+        ("stream_age_alarm_seconds", 13 * 3600),  # must leave time before the stream's 24 h expire
+        ("http_5xx_alarm_percent", 0),
+        ("http_5xx_alarm_percent", 101),
+        ("dead_letter_alarm_threshold", -1),
+        ("notifier_retry_attempts", -1),  # only the enqueue mapping retries forever
+    ],
+)
+def test_out_of_range_alarm_and_retry_settings_are_rejected(setting, value):
+    with pytest.raises(StageConfigError, match=setting):
+        load_stages({"dev": {setting: value}})

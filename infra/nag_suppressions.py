@@ -1,0 +1,132 @@
+"""cdk-nag (AwsSolutions pack): the findings this app accepts, each on its exact resource, with why.
+
+app.py runs the pack on every stage at synth (`Validations.of(app).add_plugins(AwsSolutionsChecks(...))`)
+and synth fails on any finding not acknowledged here; tests/infra/test_nag.py runs it on each stage.
+Everything else the pack checks is fixed in the constructs, not acknowledged.
+
+cdk-nag 3 reads CDK's own acknowledgments (`Validations.of(construct).acknowledge(...)`, which
+replaced v2's NagSuppressions). An acknowledgment covers the construct it is put on and all its
+children, so each one here goes on the L1 resource the finding names (a CfnRoute, a CfnPolicy, a
+CfnTable), never on a parent construct or the stack; findings with a detail (IAM5 wildcards) are
+acknowledged by that exact finding, `RuleId[finding]`, not by rule. docs/security.md lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from constructs import IConstruct
+
+from infra.config import StageConfig
+from infra.http_api import HttpApi
+from infra.lambda_function import TaskFunction
+from infra.websocket_api import WebSocketApi
+
+
+@dataclass(frozen=True)
+class Suppression:
+    rule_id: str  # a rule ("AwsSolutions-APIG4") or one finding of a rule ("AwsSolutions-IAM5[Resource::*]")
+    reason: str
+
+
+HTTP_ROUTES_WITHOUT_AUTH = Suppression(
+    "AwsSolutions-APIG4",
+    "The task API serves the existing browser frontend, which sends no credentials (wire contract); "
+    "access control is a separate stage option still to come (a JWT authorizer). Until then the "
+    "routes are public by design: stage throttling limits abuse, every input is validated, and "
+    "nothing but tasks is reachable through them.",
+)
+WEBSOCKET_CONNECT_WITHOUT_AUTH = Suppression(
+    "AwsSolutions-APIG4",
+    "The frontend opens the WebSocket without credentials (wire contract) and only receives task "
+    "status frames; the future auth stage option adds a Lambda authorizer here, on $connect.",
+)
+WEBSOCKET_ROUTE_AFTER_CONNECT = Suppression(
+    "AwsSolutions-APIG4",
+    "API Gateway authorizes a WebSocket connection on $connect only; $disconnect and $default run on "
+    "an already admitted connection and cannot have an authorizer of their own.",
+)
+STREAM_LISTING = Suppression(
+    "AwsSolutions-IAM5[Resource::*]",
+    "dynamodb:ListStreams has no resource-level permissions (IAM service authorization reference), "
+    "and Lambda's stream poller calls it; CDK's DynamoEventSource grants only that action on *. The "
+    "stream reads (DescribeStream, GetRecords, GetShardIterator) are on this table's stream ARN.",
+)
+CONNECTION_TABLE_WITHOUT_PITR = Suppression(
+    "AwsSolutions-DDB3",
+    "The connection table holds live WebSocket connection ids only, each gone within 2 h (API "
+    "Gateway's connection limit, then TTL); a restored row would point at a closed connection. "
+    "There is nothing point-in-time recovery could give back. The task table has PITR.",
+)
+WEBSOCKET_WITHOUT_ACCESS_LOGS = Suppression(
+    "AwsSolutions-APIG1",
+    "The stage config turns WebSocket access logs off (websocket_access_logs: false) because the "
+    "account has no API Gateway CloudWatch Logs role, which they need; set the role up once and "
+    "turn them back on (docs/operations.md).",
+)
+
+
+def connections_wildcard(websocket_api: WebSocketApi, stage: StageConfig) -> Suppression:
+    """The notifier's ManageConnections grant: one finding, naming this API and stage."""
+    cfn_api = websocket_api.api.node.default_child
+    assert isinstance(cfn_api, apigwv2.CfnApi)
+    api_logical_id = Stack.of(cfn_api).resolve(cfn_api.logical_id)
+    resource = (
+        "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+        f"<{api_logical_id}>/{stage.name}/POST/@connections/*"
+    )
+    return Suppression(
+        f"AwsSolutions-IAM5[Resource::{resource}]",
+        "execute-api:ManageConnections is already limited to this API, this stage and POST "
+        "(post_to_connection); the last segment is the connection id, which exists only at run time.",
+    )
+
+
+def acknowledge_accepted_findings(
+    *,
+    stage: StageConfig,
+    http_api: HttpApi,
+    websocket_api: WebSocketApi,
+    stream_consumers: tuple[TaskFunction, ...],
+    connection_table: dynamodb.Table,
+) -> list[tuple[str, Suppression]]:
+    """Acknowledge each accepted finding on its resource. Returns (construct path, suppression) pairs."""
+    applied: list[tuple[str, Suppression]] = []
+
+    def acknowledge(resource: IConstruct, suppression: Suppression) -> None:
+        assert isinstance(resource, CfnResource), f"{resource.node.path} is not an L1 resource"
+        Validations.of(resource).acknowledge(
+            Acknowledgment(id=suppression.rule_id, reason=suppression.reason)
+        )
+        applied.append((resource.node.path, suppression))
+
+    for route in _routes(http_api.api):
+        acknowledge(route, HTTP_ROUTES_WITHOUT_AUTH)
+    for route in _routes(websocket_api.api):
+        connect = route.route_key == "$connect"
+        acknowledge(route, WEBSOCKET_CONNECT_WITHOUT_AUTH if connect else WEBSOCKET_ROUTE_AFTER_CONNECT)
+    for consumer in stream_consumers:
+        acknowledge(_default_policy(consumer.role), STREAM_LISTING)
+    acknowledge(_default_policy(websocket_api.notifier.role), connections_wildcard(websocket_api, stage))
+    acknowledge(_l1(connection_table), CONNECTION_TABLE_WITHOUT_PITR)
+    if not stage.websocket_access_logs:
+        acknowledge(_l1(websocket_api.stage), WEBSOCKET_WITHOUT_ACCESS_LOGS)
+    return applied
+
+
+def _routes(api: IConstruct) -> list[apigwv2.CfnRoute]:
+    return [child for child in api.node.find_all() if isinstance(child, apigwv2.CfnRoute)]
+
+
+def _default_policy(role: iam.Role) -> CfnResource:
+    return _l1(role.node.find_child("DefaultPolicy"))
+
+
+def _l1(construct: IConstruct) -> CfnResource:
+    cfn = construct.node.default_child
+    assert isinstance(cfn, CfnResource), f"{construct.node.path} has no L1 resource"
+    return cfn

@@ -1,0 +1,301 @@
+"""Monitoring: the alarm topic (encrypted, TLS only, email iff configured), every alarm's metric,
+threshold and actions, and the dashboard, per stage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from template_queries import HANDLERS, arn, changed, function_id, only, properties, ref, resources, synth
+
+from infra.monitoring import NOTIFICATION_METRICS, TASK_METRICS
+from taskflow.observability import MetricName
+
+STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
+STAGES = ["dev", "prod"]
+
+
+def _topic(template) -> str:
+    return only(resources(template, "AWS::SNS::Topic"))
+
+
+def _alarms(template) -> dict[str, dict[str, Any]]:
+    """Alarm name (its construct id without the Alarm suffix) -> properties."""
+    found = {}
+    for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm").items():
+        assert logical_id.startswith("Monitoring"), logical_id
+        name = logical_id.removeprefix("Monitoring")[: logical_id.rindex("Alarm") - len("Monitoring")]
+        found[name] = alarm["Properties"]
+    return found
+
+
+def _dimensions(alarm: dict[str, Any]) -> dict[str, Any]:
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+
+
+def _math_metrics(alarm: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(expression, metric id -> MetricStat) of a metric math alarm."""
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+    return expression, {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+
+
+def test_handlers_emit_the_metrics_the_dashboard_and_alarms_read():
+    assert set(TASK_METRICS) | set(NOTIFICATION_METRICS) == {name.value for name in MetricName}
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_stage_has_the_expected_alarms_all_notifying_the_topic_on_alarm_and_ok(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    topic = ref(_topic(template))
+
+    alarms = _alarms(template)
+
+    assert set(alarms) == {
+        "DeadLetterQueueNotDrained",
+        "TasksDeadLettered",
+        "TaskQueueBacklog",
+        "HttpApi5xxRate",
+        *(f"{name}Errors" for name in HANDLERS),
+        *(f"{name}Throttles" for name in HANDLERS),
+        *(f"{name}IteratorAge" for name in STREAM_CONSUMERS),
+    }
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [topic], name
+        assert alarm["OKActions"] == [topic], name
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert "docs/operations.md#alarms" in alarm["AlarmDescription"], name
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_dlq_alarm_fires_when_messages_stay_in_the_dlq_for_five_minutes(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+
+    alarm = _alarms(template)["DeadLetterQueueNotDrained"]
+    expression, metrics = _math_metrics(alarm)
+
+    assert expression == "visible + inFlight"
+    assert {metric_id: stat["Metric"]["MetricName"] for metric_id, stat in metrics.items()} == {
+        "visible": "ApproximateNumberOfMessagesVisible",
+        "inFlight": "ApproximateNumberOfMessagesNotVisible",
+    }
+    for stat in metrics.values():
+        assert stat["Metric"]["Namespace"] == "AWS/SQS"
+        assert stat["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": arn(ids.dlq, "QueueName")}]
+        assert (stat["Stat"], stat["Period"]) == ("Maximum", 60)
+    assert alarm["Threshold"] == 0
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 5
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_dead_lettered_tasks_alarm_reads_the_handlers_metric_of_this_stage(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    alarm = _alarms(template)["TasksDeadLettered"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("TaskBackend", "TaskDeadLettered")
+    assert _dimensions(alarm) == {"service": "taskflow", "stage": stage_name}
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+    assert alarm["Threshold"] == stage.dead_letter_alarm_threshold
+
+
+@pytest.mark.parametrize(("stage_name", "threshold"), [("dev", 300), ("prod", 600)])
+def test_queue_backlog_alarm_watches_the_oldest_message_age(request, stage_name, threshold):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+
+    alarm = _alarms(template)["TaskQueueBacklog"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert _dimensions(alarm) == {"QueueName": arn(ids.queue, "QueueName")}
+    assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", 60)
+    assert alarm["Threshold"] == threshold
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+@pytest.mark.parametrize("metric_name", ["Errors", "Throttles"])
+def test_every_function_alarms_on_any_error_and_any_throttle(request, stage_name, metric_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    alarms = _alarms(template)
+
+    for construct_id in HANDLERS:
+        alarm = alarms[f"{construct_id}{metric_name}"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", metric_name)
+        assert _dimensions(alarm) == {"FunctionName": ref(function_id(template, construct_id))}
+        assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 60)
+        assert alarm["Threshold"] == 0
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+@pytest.mark.parametrize("construct_id", STREAM_CONSUMERS)
+def test_stream_consumers_alarm_when_they_fall_behind_the_table(request, stage_name, construct_id):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    alarm = _alarms(template)[f"{construct_id}IteratorAge"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "IteratorAge")
+    assert _dimensions(alarm) == {"FunctionName": ref(function_id(template, construct_id))}
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == stage.stream_age_alarm_seconds * 1000  # milliseconds
+    # Stream records expire after 24 h: the alarm must leave time to act.
+    assert alarm["Threshold"] <= 12 * 3600 * 1000
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_http_5xx_alarm_is_a_share_of_this_apis_requests(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    alarm = _alarms(template)["HttpApi5xxRate"]
+    expression, metrics = _math_metrics(alarm)
+
+    assert expression == "100 * FILL(errors, 0) / requests"
+    assert {metric_id: stat["Metric"]["MetricName"] for metric_id, stat in metrics.items()} == {
+        "errors": "5xx",
+        "requests": "Count",
+    }
+    for stat in metrics.values():
+        assert stat["Metric"]["Namespace"] == "AWS/ApiGateway"
+        assert stat["Metric"]["Dimensions"] == [{"Name": "ApiId", "Value": ref(ids.http_api)}]
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
+    assert alarm["Threshold"] == stage.http_5xx_alarm_percent
+
+
+def test_changed_alarm_thresholds_reach_the_template(dev_stage):
+    template = synth(
+        changed(
+            dev_stage,
+            queue_age_alarm_seconds=900,
+            stream_age_alarm_seconds=120,
+            http_5xx_alarm_percent=5,
+            dead_letter_alarm_threshold=3,
+        )
+    )
+
+    alarms = _alarms(template)
+
+    assert alarms["TaskQueueBacklog"]["Threshold"] == 900
+    assert alarms["EnqueueFunctionIteratorAge"]["Threshold"] == 120_000
+    assert alarms["HttpApi5xxRate"]["Threshold"] == 5
+    assert alarms["TasksDeadLettered"]["Threshold"] == 3
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    topic = properties(template, _topic(template))
+
+    key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = properties(template, key_id)
+
+    assert key["EnableKeyRotation"] is True
+    # alias/aws/sns would not do: CloudWatch alarms cannot use the AWS managed key.
+    assert {
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Resource": "*",
+        "Sid": "AllowCloudWatchAlarmsToUseTheKey",
+    } in key["KeyPolicy"]["Statement"]
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_alarm_topic_refuses_plain_http_and_admits_only_this_accounts_alarms(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    topic = _topic(template)
+
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+
+    assert policy["Properties"]["Topics"] == [ref(topic)]
+    deny, allow = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert (deny["Principal"], deny["Resource"]) == ("*", ref(topic))
+    assert allow["Effect"] == "Allow"
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert (allow["Action"], allow["Resource"]) == ("sns:Publish", ref(topic))
+    source = allow["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1]
+    assert source[-4:] == [{"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":alarm:*"]
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_no_email_subscription_unless_the_stage_names_an_address(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    assert stage.alarm_email is None
+    assert resources(template, "AWS::SNS::Subscription") == {}
+
+
+def test_configured_alarm_email_subscribes_to_the_topic(prod_stage):
+    template = synth(changed(prod_stage, alarm_email="ops@example.com"))
+
+    (subscription,) = resources(template, "AWS::SNS::Subscription").values()
+
+    assert subscription["Properties"] == {
+        "Protocol": "email",
+        "Endpoint": "ops@example.com",
+        "TopicArn": ref(_topic(template)),
+    }
+
+
+def _dashboard_body(template) -> str:
+    """The dashboard body is an Fn::Join of literal JSON and references: stringify it to search."""
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    return json.dumps(dashboard["Properties"]["DashboardBody"])
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_dashboard_shows_task_metrics_of_this_stage(request, stage_name):
+    body = _dashboard_body(request.getfixturevalue(f"{stage_name}_template"))
+
+    for metric in (*TASK_METRICS, *NOTIFICATION_METRICS):
+        assert (
+            f'[\\"TaskBackend\\",\\"{metric}\\",\\"service\\",\\"taskflow\\",\\"stage\\",\\"{stage_name}\\"'
+            in (body)
+        ), metric
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_dashboard_shows_queues_functions_and_http_api(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+    body = _dashboard_body(template)
+
+    for metric in (
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateAgeOfOldestMessage",
+        "Duration",
+        "Errors",
+        "Throttles",
+        "IteratorAge",
+        "Latency",
+        "IntegrationLatency",
+        "4xx",
+        "5xx",
+        "Count",
+    ):
+        assert f'\\"{metric}\\"' in body, metric
+    for queue in (ids.queue, ids.dlq):
+        assert json.dumps(arn(queue, "QueueName")) in body
+    for construct_id in HANDLERS:
+        assert json.dumps(ref(function_id(template, construct_id))) in body, construct_id
+    assert json.dumps(ref(ids.http_api)) in body
+    assert '\\"alarms\\"' in body  # the alarm status widget
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_dashboard_is_named_after_the_stack_and_region(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+
+    assert dashboard["Properties"]["DashboardName"] == {
+        "Fn::Join": ["", [f"TaskBackend-{stage_name}-", {"Ref": "AWS::Region"}]]
+    }

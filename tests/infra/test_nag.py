@@ -1,0 +1,177 @@
+"""cdk-nag (AwsSolutions pack) on every stage: nothing is found that infra/nag_suppressions.py does not
+accept, each acknowledgment sits on exactly one L1 resource, and each one answers a real finding.
+
+cdk-nag 3 is a CDK policy-validation plugin: app.py registers it for `cdk synth`; here the same pack
+walks each stage's construct tree directly (`validate_scope`), once per stage.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import CfnResource, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Annotations, Match
+from cdk_nag import AwsSolutionsChecks
+from template_queries import REPO_ROOT, build_stack, cdk_json_stages, changed, synth
+
+import infra.stack
+from infra import nag_suppressions
+from infra.config import StageConfig
+from infra.stack import TaskBackendStack, stack_name_for
+
+# Stages as deployed, plus the settings that change which resources exist.
+STAGE_VARIANTS = {
+    "dev": {},
+    "prod": {},
+    "dev-without-websocket-access-logs": {"websocket_access_logs": False},
+    "prod-with-alarm-email": {"alarm_email": "ops@example.com"},
+}
+
+
+def _stage(variant: str) -> StageConfig:
+    return changed(cdk_json_stages()[variant.split("-", maxsplit=1)[0]], **STAGE_VARIANTS[variant])
+
+
+@functools.cache
+def _findings(variant: str) -> list[str]:
+    """Unacknowledged AwsSolutions findings of a stage, one line each: severity rule path."""
+    stack = build_stack(_stage(variant))
+    synth(_stage(variant))  # the template tests share this synthesis; nag sees the finished tree
+    report = AwsSolutionsChecks(verbose=True).validate_scope(stack)
+    return [
+        f"{violation.severity} {violation.rule_name} {resource.construct_path}"
+        for violation in report.violations
+        for resource in violation.violating_resources
+    ]
+
+
+@pytest.mark.parametrize("variant", sorted(STAGE_VARIANTS))
+def test_stage_has_no_unacknowledged_nag_errors_or_warnings(variant):
+    findings = _findings(variant)
+
+    assert findings == [], "cdk-nag AwsSolutions findings:\n" + "\n".join(findings)
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_stage_synthesizes_without_cdk_warnings_or_errors(variant):
+    stack = build_stack(_stage(variant))
+    synth(_stage(variant))
+    annotations = Annotations.from_stack(stack)
+
+    messages = [
+        f"{m.id}: {m.entry.data}"
+        for m in [
+            *annotations.find_warning("*", Match.any_value()),
+            *annotations.find_error("*", Match.any_value()),
+        ]
+    ]
+
+    assert messages == []
+
+
+def _acknowledged(stack: TaskBackendStack) -> dict[str, set[str]]:
+    """Construct path (below the stack) -> rule ids acknowledged on it, read from the construct tree."""
+    found: dict[str, set[str]] = {}
+    for construct in stack.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                assert isinstance(construct, CfnResource), f"{construct.node.path} is not one L1 resource"
+                path = construct.node.path.removeprefix(f"{stack.node.path}/")
+                found.setdefault(path, set()).update(rule.removeprefix("Annotation::") for rule in entry.data)
+    return found
+
+
+def _connections_finding(stack: TaskBackendStack, stage: str) -> str:
+    api = stack.resolve(stack.websocket_api.api.node.default_child.logical_id)
+    return (
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+        f"<{api}>/{stage}/POST/@connections/*]"
+    )
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(stage_name):
+    stack = build_stack(cdk_json_stages()[stage_name])
+    apig4 = {"AwsSolutions-APIG4"}
+    stream_listing = "AwsSolutions-IAM5[Resource::*]"
+
+    assert _acknowledged(stack) == {
+        "HttpApi/Default/POST--tasks/Resource": apig4,
+        "HttpApi/Default/GET--tasks/Resource": apig4,
+        "HttpApi/Default/GET--tasks--{taskId}/Resource": apig4,
+        "HttpApi/Default/POST--tasks--{taskId}--retry/Resource": apig4,
+        "WebSocketApi/Default/$connect-Route/Resource": apig4,
+        "WebSocketApi/Default/$disconnect-Route/Resource": apig4,
+        "WebSocketApi/Default/$default-Route/Resource": apig4,
+        "TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource": {stream_listing},
+        "WebSocketApi/NotifierFunction/Role/DefaultPolicy/Resource": {
+            stream_listing,
+            _connections_finding(stack, stage_name),
+        },
+        "ConnectionTable/Default/Resource": {"AwsSolutions-DDB3"},
+    }
+
+
+def test_websocket_stage_without_access_logs_is_acknowledged_only_when_configured_so():
+    stack = build_stack(_stage("dev-without-websocket-access-logs"))
+
+    acknowledged = _acknowledged(stack)
+
+    assert acknowledged["WebSocketApi/Stage/Resource"] == {"AwsSolutions-APIG1"}
+    assert "WebSocketApi/Stage/Resource" not in _acknowledged(build_stack(cdk_json_stages()["dev"]))
+
+
+def test_every_acknowledgment_answers_a_real_finding(monkeypatch):
+    # Given the same stage built without any acknowledgment, nag finds exactly what is acknowledged:
+    # no acknowledgment is stale, and the pack does see these resources.
+    stage = cdk_json_stages()["dev"]
+    acknowledged = build_stack(stage).nag_suppressions
+    monkeypatch.setattr(infra.stack, "acknowledge_accepted_findings", lambda **_: [])
+    bare = TaskBackendStack(cdk.App(), stack_name_for(stage), stage=stage)
+
+    report = AwsSolutionsChecks().validate_scope(bare)
+
+    found = {
+        (resource.construct_path, violation.rule_name)
+        for violation in report.violations
+        for resource in violation.violating_resources
+    }
+    assert found == {(path, suppression.rule_id) for path, suppression in acknowledged}
+
+
+def test_an_acknowledgment_covers_only_its_own_finding():
+    # IAM5 is acknowledged per finding (Resource::*), not per rule: a new wildcard action on the same
+    # policy is still reported. (A second action on "*" would share the finding id: the IAM tests pin
+    # the actions on "*" to dynamodb:ListStreams.)
+    stage = cdk_json_stages()["dev"]
+    stack = TaskBackendStack(cdk.App(), stack_name_for(stage), stage=stage)
+    stack.pipeline.enqueue.role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["sqs:*"], resources=[stack.task_queue.queue.queue_arn])
+    )
+
+    report = AwsSolutionsChecks().validate_scope(stack)
+
+    assert [(v.rule_name, [r.construct_path for r in v.violating_resources]) for v in report.violations] == [
+        (
+            "AwsSolutions-IAM5[Action::sqs:*]",
+            ["TaskBackend-dev/TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource"],
+        )
+    ]
+
+
+def test_every_suppression_has_a_reason_and_is_listed_in_the_security_doc():
+    doc = (REPO_ROOT / "docs" / "security.md").read_text()
+    suppressions = {
+        name: value
+        for name, value in vars(nag_suppressions).items()
+        if isinstance(value, nag_suppressions.Suppression)
+    }
+
+    assert suppressions
+    for name, suppression in suppressions.items():
+        assert len(suppression.reason) > 80, name
+        assert f"`{name}`" in doc, f"docs/security.md does not list {name}"
+    assert "connections_wildcard" in doc
