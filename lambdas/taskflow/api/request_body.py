@@ -1,0 +1,91 @@
+"""Reading a JSON request body safely: size, content type, base64, UTF-8, JSON, object.
+
+The checks run in that order and each has its own status, so nothing a client sends can reach
+the route as an exception Powertools would turn into a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from http import HTTPStatus
+from typing import Any, Final, TypeVar
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from pydantic import BaseModel, ValidationError
+
+from taskflow.api.errors import HttpError, field_errors, validation_failed
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+MAX_BODY_BYTES: Final = 32 * 1024
+JSON_MEDIA_TYPE: Final = "application/json"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
+    raw = event.body or ""
+    # Length first, before any decoding: base64 inflates by 4/3.
+    limit = MAX_BODY_BYTES * 4 // 3 + 4 if event.is_base64_encoded else MAX_BODY_BYTES
+    if len(raw) > limit:
+        raise _too_large(len(raw))
+
+    media_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        shown = f"got {media_type!r}" if media_type else "got no Content-Type"
+        raise HttpError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be JSON (Content-Type: {JSON_MEDIA_TYPE}); {shown}",
+        )
+
+    if event.is_base64_encoded:
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise HttpError(
+                HTTPStatus.BAD_REQUEST, "the body is marked base64-encoded but is not base64"
+            ) from None
+    else:
+        data = raw.encode("utf-8", errors="surrogatepass")
+    if len(data) > MAX_BODY_BYTES:
+        raise _too_large(len(data))
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"the body is not UTF-8 text: {error.reason}") from None
+    if not text.strip():
+        raise HttpError(HTTPStatus.BAD_REQUEST, "the body is empty; expected a JSON object")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            f"the body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})",
+        ) from None
+    except (ValueError, RecursionError) as error:  # NaN/Infinity, huge integers, deep nesting
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise validation_failed([{"field": "body", "reason": "must be a JSON object"}])
+    return value
+
+
+def _too_large(size: int) -> HttpError:
+    return HttpError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        f"the body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes",
+        details={"limitBytes": MAX_BODY_BYTES},
+    )
+
+
+def read_model(event: APIGatewayProxyEventV2, model: type[ModelT]) -> ModelT:
+    """The JSON object body validated into `model`; 422 with every invalid field otherwise."""
+    body = read_json_object(event)
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise validation_failed(field_errors(error)) from None

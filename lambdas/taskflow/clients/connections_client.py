@@ -1,0 +1,44 @@
+"""ConnectionsClient: posts frames to WebSocket connections (API Gateway Management API)."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+from taskflow.clients import aws
+
+HTTP_GONE: Final = 410
+
+
+class ConnectionGoneError(Exception):
+    """The connection no longer exists (410 GoneException): delete it."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is gone")
+        self.connection_id = connection_id
+
+
+class FramePoster(Protocol):
+    """What the notifier needs; tests pass an in-memory fake."""
+
+    def post(self, connection_id: str, data: bytes) -> None: ...
+
+
+class ConnectionsClient:
+    def __init__(self, endpoint_url: str, client: Any | None = None) -> None:
+        self.endpoint_url = endpoint_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("apigatewaymanagementapi", endpoint_url=self.endpoint_url)
+        return self._client
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        """Send one frame. Raises ConnectionGoneError on 410; other errors propagate."""
+        try:
+            self.client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except Exception as error:
+            if aws.error_code(error) == "GoneException" or aws.http_status(error) == HTTP_GONE:
+                raise ConnectionGoneError(connection_id) from error
+            raise

@@ -1,0 +1,41 @@
+"""WebSocket frames for task changes: which table changes are worth a frame, and what it says.
+
+A frame goes out for every change a user can see: creation (INSERT), each failed attempt
+(retries/errorMessage change), success, error, retry. Internal writes (lease claims) are skipped.
+Frames carry no payload, so they stay far below API Gateway's 32 KB frame limit (answer and
+errorMessage are at most 1000 characters each).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+VISIBLE_FIELDS: Final = ("status", "retries", "errorMessage")
+FRAME_FIELDS: Final = ("taskId", "status", "retries", "errorMessage", "updatedAt", "version", "answer")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def is_visible_change(old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any]) -> bool:
+    """True for a new task, or when a field the frontend shows changed."""
+    if not old_image:
+        return True
+    return any(old_image.get(name) != new_image.get(name) for name in VISIBLE_FIELDS)
+
+
+def task_frame(new_image: Mapping[str, Any]) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "task"}
+    for name in FRAME_FIELDS:
+        frame[name] = _plain(new_image.get(name))
+    return frame
+
+
+def encode_frame(frame: Mapping[str, Any]) -> bytes:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,1 @@
+"""Data access: TaskRepository and ConnectionRepository. With clients/, the only boto3 users."""

@@ -1,0 +1,57 @@
+"""ConnectionRepository: the open WebSocket connections (ConnectionTable, TTL on expiresAt)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from taskflow import table_schema
+from taskflow.clients import aws
+from taskflow.domain.task import utc_timestamp
+from taskflow.repositories.dynamodb import serialize, translated_errors
+
+
+class ConnectionRepository:
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+    def add(self, connection_id: str, connected_at: datetime, ttl_seconds: int) -> None:
+        """Store a connection; DynamoDB's TTL removes the row after `ttl_seconds` if no
+        $disconnect (or 410 Gone) removed it first."""
+        item = {
+            table_schema.CONNECTION_PK: connection_id,
+            "connectedAt": utc_timestamp(connected_at),
+            table_schema.CONNECTION_TTL_ATTRIBUTE: int(connected_at.timestamp()) + ttl_seconds,
+        }
+        with translated_errors():
+            self.client.put_item(TableName=self.table_name, Item=serialize(item))
+
+    def remove(self, connection_id: str) -> None:
+        with translated_errors():
+            self.client.delete_item(
+                TableName=self.table_name, Key=serialize({table_schema.CONNECTION_PK: connection_id})
+            )
+
+    def list_ids(self) -> list[str]:
+        """Every stored connection id: one paginated Scan projecting only the key."""
+        ids: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "ProjectionExpression": "#id",
+            "ExpressionAttributeNames": {"#id": table_schema.CONNECTION_PK},
+        }
+        while True:
+            with translated_errors():
+                response = self.client.scan(**request)
+            ids.extend(item[table_schema.CONNECTION_PK]["S"] for item in response.get("Items", []))
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                return ids
+            request["ExclusiveStartKey"] = last_key

@@ -1,0 +1,362 @@
+"""TaskRepository: every read and write of the TaskTable.
+
+Every status write is a conditional UpdateItem/PutItem whose condition is the source status of
+an allowed transition (taskflow.domain.task), plus the run and the processing lease where it
+matters. So a late or duplicate delivery cannot move a task backwards, and a second delivery of
+the same message cannot apply the processing step's outcome twice.
+
+Lists are a Query on a GSI with Limit (never a Scan), looping on LastEvaluatedKey while a
+1 MB response page cuts the page short.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+from taskflow import table_schema
+from taskflow.clients import aws
+from taskflow.domain.errors import InvalidTransitionError, TaskNotFoundError
+from taskflow.domain.task import (
+    ATTEMPT_FAILED,
+    DEAD_LETTERED,
+    RETRIED,
+    SUCCEEDED,
+    TASK_ID_PATTERN,
+    Task,
+    TaskStatus,
+    Transition,
+    utc_timestamp,
+)
+from taskflow.errors import InvalidCursorError
+from taskflow.repositories.dynamodb import (
+    Clock,
+    ConditionFailedError,
+    deserialize,
+    serialize,
+    translated_errors,
+    utc_now,
+)
+
+_TIMESTAMP_PATTERN: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+_TASK_ID: Final = re.compile(TASK_ID_PATTERN)
+
+# Attribute names used in expressions (status and run are DynamoDB reserved words).
+_NAMES: Final = {
+    "#status": "status",
+    "#run": "run",
+    "#retries": "retries",
+    "#errorMessage": "errorMessage",
+    "#updatedAt": "updatedAt",
+    "#version": "version",
+    "#leaseOwner": "leaseOwner",
+    "#leaseExpiresAt": "leaseExpiresAt",
+}
+
+
+class ClaimOutcome(Enum):
+    CLAIMED = "claimed"  # the caller holds the lease and may run the step
+    NOT_FOUND = "not found"  # no such task
+    STALE = "stale"  # the task is finished, or the message is for another run
+    LEASED = "leased"  # another message holds a live lease on this run
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    task: Task | None  # the task as claimed (CLAIMED) or as found (other outcomes)
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    created: bool  # False: a task with this id already existed (it is returned unchanged)
+    task: Task
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    has_more: bool  # DynamoDB may hold more items after the last one returned
+
+
+class TaskRepository:
+    def __init__(self, table_name: str, client: Any | None = None, clock: Clock = utc_now) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._clock = clock
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+    # ----------------------------------------------------------------------------- reads
+
+    def get(self, task_id: str) -> Task | None:
+        with translated_errors():
+            response = self.client.get_item(
+                TableName=self.table_name, Key=serialize({table_schema.TASK_PK: task_id}), ConsistentRead=True
+            )
+        item = response.get("Item")
+        return _task_from_item(deserialize(item)) if item else None
+
+    def list_page(
+        self, *, limit: int, status: TaskStatus | None = None, start_key: dict[str, str] | None = None
+    ) -> TaskPage:
+        """Up to `limit` tasks, newest first, optionally of one status, after `start_key`
+        (a `page_key()` of the last task of the previous page)."""
+        index, partition_name, partition_value = _index_for(status)
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": partition_name},
+            "ExpressionAttributeValues": serialize({":pk": partition_value}),
+            "ScanIndexForward": False,
+        }
+        if start_key is not None:
+            query["ExclusiveStartKey"] = serialize(_checked_start_key(start_key, status))
+        tasks: list[Task] = []
+        while True:
+            query["Limit"] = limit - len(tasks)
+            with translated_errors():
+                response = self.client.query(**query)
+            tasks.extend(_task_from_item(deserialize(item)) for item in response.get("Items", []))
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                return TaskPage(tasks=tasks, has_more=False)
+            if len(tasks) >= limit:
+                return TaskPage(tasks=tasks, has_more=True)
+            query["ExclusiveStartKey"] = last_key  # the 1 MB response limit cut this query short
+
+    @staticmethod
+    def page_key(task: Task, status: TaskStatus | None = None) -> dict[str, str]:
+        """The key to resume a listing after `task`: the table key plus the index keys."""
+        _, partition_name, partition_value = _index_for(status)
+        return {
+            table_schema.TASK_PK: task.task_id,
+            partition_name: partition_value,
+            table_schema.TASKS_BY_CREATED_SK: task.created_at,
+        }
+
+    # ----------------------------------------------------------------------------- writes
+
+    def create(self, task: Task) -> CreateResult:
+        """Insert `task` unless its id exists; then return the existing task unchanged."""
+        item = task.model_dump(by_alias=True, exclude_none=True, mode="json")
+        item[table_schema.TASKS_BY_CREATED_PK] = table_schema.LIST_PARTITION_VALUE
+        try:
+            with translated_errors():
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=serialize(item),
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": table_schema.TASK_PK},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ConditionFailedError as refused:
+            existing = _task_from_item(refused.item) if refused.item else self.get(task.task_id)
+            if existing is None:  # pragma: no cover - deleted in between; tasks are never deleted
+                raise
+            return CreateResult(created=False, task=existing)
+        return CreateResult(created=True, task=task)
+
+    def retry(self, task_id: str) -> Task:
+        """error -> pending for a new run (run + 1, retries 0, errorMessage removed)."""
+        try:
+            attributes = self._transition(
+                task_id,
+                RETRIED,
+                set_clauses=["#run = #run + :one", "#retries = :zero"],
+                remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt"],
+                values={":zero": 0},
+            )
+        except ConditionFailedError as refused:
+            if refused.item is None:
+                raise TaskNotFoundError(task_id) from None
+            raise InvalidTransitionError(
+                task_id, str(refused.item.get("status")), "retry", RETRIED.source.value
+            ) from None
+        return _task_from_item(attributes)
+
+    def claim(self, task_id: str, run: int, owner: str, lease_seconds: int) -> Claim:
+        """Take the processing lease of (task, run) for `owner` (the SQS message id).
+
+        Granted when the task is pending in this run and the lease is free, expired, or already
+        `owner`'s (a redelivery of the same message after its invocation died)."""
+        now = int(self._clock().timestamp())
+        try:
+            with translated_errors():
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({table_schema.TASK_PK: task_id}),
+                    UpdateExpression=(
+                        "SET #leaseOwner = :owner, #leaseExpiresAt = :until, #version = #version + :one"
+                    ),
+                    ConditionExpression=(
+                        "#status = :pending AND #run = :run AND (attribute_not_exists(#leaseOwner)"
+                        " OR #leaseOwner = :owner OR #leaseExpiresAt < :now)"
+                    ),
+                    ExpressionAttributeNames=_names(
+                        "#leaseOwner", "#leaseExpiresAt", "#version", "#status", "#run"
+                    ),
+                    ExpressionAttributeValues=serialize(
+                        {
+                            ":owner": owner,
+                            ":until": now + lease_seconds,
+                            ":now": now,
+                            ":one": 1,
+                            ":pending": TaskStatus.PENDING.value,
+                            ":run": run,
+                        }
+                    ),
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ConditionFailedError as refused:
+            if refused.item is None:
+                return Claim(ClaimOutcome.NOT_FOUND, None)
+            found = _task_from_item(refused.item)
+            if found.status != TaskStatus.PENDING or found.run != run:
+                return Claim(ClaimOutcome.STALE, found)
+            return Claim(ClaimOutcome.LEASED, found)
+        return Claim(ClaimOutcome.CLAIMED, _task_from_item(deserialize(response["Attributes"])))
+
+    def record_success(self, task_id: str, run: int, owner: str, retries: int) -> bool:
+        """pending -> success, if `owner` still holds the lease. False: the lease was lost."""
+        try:
+            self._transition(
+                task_id,
+                SUCCEEDED,
+                set_clauses=["#retries = :retries"],
+                remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt"],
+                values={":retries": retries, ":run": run, ":owner": owner},
+                extra_condition="#run = :run AND #leaseOwner = :owner",
+            )
+        except ConditionFailedError:
+            return False
+        return True
+
+    def record_failure(
+        self, task_id: str, run: int, owner: str, *, retries: int, error_message: str, hold_seconds: int
+    ) -> bool:
+        """A failed attempt: set retries and errorMessage (status stays pending), if `owner` still
+        holds the lease. The lease is kept for `hold_seconds` more (the backoff plus one
+        invocation), so a duplicate message cannot run the step while this one backs off.
+        False: the lease was lost."""
+        now = int(self._clock().timestamp())
+        try:
+            self._transition(
+                task_id,
+                ATTEMPT_FAILED,
+                set_clauses=[
+                    "#retries = :retries",
+                    "#errorMessage = :message",
+                    "#leaseExpiresAt = :hold",
+                ],
+                values={
+                    ":retries": retries,
+                    ":message": error_message,
+                    ":hold": now + hold_seconds,
+                    ":run": run,
+                    ":owner": owner,
+                },
+                extra_condition="#run = :run AND #leaseOwner = :owner",
+            )
+        except ConditionFailedError:
+            return False
+        return True
+
+    def mark_dead_lettered(self, task_id: str, run: int, default_error: str) -> Task | None:
+        """pending -> error for a message SQS dead-lettered, keeping the last attempt's error.
+        None if the task is absent, finished, or in another run (nothing to do)."""
+        try:
+            attributes = self._transition(
+                task_id,
+                DEAD_LETTERED,
+                set_clauses=["#errorMessage = if_not_exists(#errorMessage, :default)"],
+                remove=["#leaseOwner", "#leaseExpiresAt"],
+                values={":default": default_error, ":run": run},
+                extra_condition="#run = :run",
+            )
+        except ConditionFailedError:
+            return None
+        return _task_from_item(attributes)
+
+    def _transition(
+        self,
+        task_id: str,
+        transition: Transition,
+        *,
+        set_clauses: list[str],
+        values: dict[str, Any],
+        remove: list[str] | None = None,
+        extra_condition: str | None = None,
+    ) -> dict[str, Any]:
+        """One conditional UpdateItem applying `transition`: the condition is its source status
+        (plus `extra_condition`); status, updatedAt and version are always written.
+        Raises ConditionFailedError (with the current item) if refused; returns the new item."""
+        expression = "SET " + ", ".join(
+            ["#status = :target", "#updatedAt = :now", "#version = #version + :one", *set_clauses]
+        )
+        if remove:
+            expression += " REMOVE " + ", ".join(remove)
+        condition = "#status = :source"
+        if extra_condition:
+            condition += f" AND {extra_condition}"
+        used = " ".join([expression, condition])
+        with translated_errors():
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=serialize({table_schema.TASK_PK: task_id}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={name: attr for name, attr in _NAMES.items() if name in used},
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":source": transition.source.value,
+                        ":target": transition.target.value,
+                        ":now": utc_timestamp(self._clock()),
+                        ":one": 1,
+                        **values,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        return deserialize(response["Attributes"])
+
+
+def _names(*placeholders: str) -> dict[str, str]:
+    return {placeholder: _NAMES[placeholder] for placeholder in placeholders}
+
+
+def _task_from_item(item: dict[str, Any]) -> Task:
+    return Task.model_validate(item)
+
+
+def _index_for(status: TaskStatus | None) -> tuple[str, str, str]:
+    """(index name, partition attribute, partition value) of the listing."""
+    if status is None:
+        return (
+            table_schema.TASKS_BY_CREATED_INDEX,
+            table_schema.TASKS_BY_CREATED_PK,
+            table_schema.LIST_PARTITION_VALUE,
+        )
+    return table_schema.TASKS_BY_STATUS_INDEX, table_schema.TASKS_BY_STATUS_PK, status.value
+
+
+def _checked_start_key(start_key: dict[str, str], status: TaskStatus | None) -> dict[str, str]:
+    """Reject a start key that is not a page_key() of this listing (DynamoDB would 400 on it)."""
+    _, partition_name, partition_value = _index_for(status)
+    expected = {table_schema.TASK_PK, partition_name, table_schema.TASKS_BY_CREATED_SK}
+    if set(start_key) != expected or start_key.get(partition_name) != partition_value:
+        raise InvalidCursorError("the cursor belongs to another listing (a different status filter?)")
+    if not _TASK_ID.match(start_key[table_schema.TASK_PK]) or not _TIMESTAMP_PATTERN.match(
+        start_key[table_schema.TASKS_BY_CREATED_SK]
+    ):
+        raise InvalidCursorError("the cursor is damaged")
+    return start_key

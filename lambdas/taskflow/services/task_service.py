@@ -1,0 +1,94 @@
+"""TaskService: what the HTTP API does with tasks (submit, read, list, retry)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from taskflow.domain.errors import FaultInjectionDisabledError, TaskConflictError, TaskNotFoundError
+from taskflow.domain.task import TASK_ID_PATTERN, Task, TaskStatus, TaskSubmission, new_task
+from taskflow.observability import MetricName, count, logger
+from taskflow.repositories.dynamodb import Clock, utc_now
+from taskflow.repositories.task_repository import TaskRepository
+
+# Lambda's synchronous response limit is 6 MB; a listing page stops growing well before that.
+MAX_LIST_RESPONSE_BYTES: Final = 5 * 1024 * 1024
+_TASK_ID: Final = re.compile(TASK_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task: Task
+    created: bool  # False: an identical earlier submission; `task` is the existing one
+
+
+@dataclass(frozen=True)
+class Listing:
+    tasks: list[Task]
+    next_key: dict[str, str] | None  # where the next page starts, None on the last page
+
+
+class TaskService:
+    def __init__(
+        self,
+        tasks: TaskRepository,
+        *,
+        stage: str,
+        allow_fault_injection: bool,
+        clock: Clock = utc_now,
+        new_task_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        max_list_response_bytes: int = MAX_LIST_RESPONSE_BYTES,
+    ) -> None:
+        self._tasks = tasks
+        self._stage = stage
+        self._allow_fault_injection = allow_fault_injection
+        self._clock = clock
+        self._new_task_id = new_task_id
+        self._max_list_response_bytes = max_list_response_bytes
+
+    def submit(self, submission: TaskSubmission) -> Submitted:
+        """Create the task, or return the existing one if the same body was submitted before.
+        Raises TaskConflictError if the id exists with a different body."""
+        if submission.simulate is not None and not self._allow_fault_injection:
+            raise FaultInjectionDisabledError(self._stage)
+        task_id = submission.task_id or self._new_task_id()
+        result = self._tasks.create(new_task(submission, task_id, self._clock()))
+        if result.created:
+            count(MetricName.TASK_SUBMITTED)
+            logger.info("task submitted", extra={"task_id": task_id})
+            return Submitted(task=result.task, created=True)
+        if result.task.request_hash != submission.request_hash():
+            raise TaskConflictError(task_id)
+        logger.info("task resubmitted with the same body", extra={"task_id": task_id})
+        return Submitted(task=result.task, created=False)
+
+    def get(self, task_id: str) -> Task:
+        task = self._tasks.get(task_id) if _TASK_ID.match(task_id) else None
+        if task is None:
+            raise TaskNotFoundError(task_id)
+        return task
+
+    def list(self, *, limit: int, status: TaskStatus | None, start_key: dict[str, str] | None) -> Listing:
+        page = self._tasks.list_page(limit=limit, status=status, start_key=start_key)
+        tasks, has_more = page.tasks, page.has_more
+        budget = self._max_list_response_bytes
+        for index, task in enumerate(tasks):
+            budget -= len(json.dumps(task.to_public(), ensure_ascii=False).encode("utf-8")) + 1
+            if budget < 0 and index > 0:
+                tasks, has_more = tasks[:index], True
+                break
+        next_key = self._tasks.page_key(tasks[-1], status) if has_more and tasks else None
+        return Listing(tasks=tasks, next_key=next_key)
+
+    def retry(self, task_id: str) -> Task:
+        """Re-run a task in error. Raises TaskNotFoundError or InvalidTransitionError."""
+        if not _TASK_ID.match(task_id):
+            raise TaskNotFoundError(task_id)
+        task = self._tasks.retry(task_id)
+        count(MetricName.TASK_RETRIED)
+        logger.info("task retried", extra={"task_id": task_id, "run": task.run})
+        return task

@@ -1,0 +1,311 @@
+"""Lambda events, moto helpers and in-memory fakes shared by the handler tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskflow import table_schema
+from taskflow.clients.connections_client import ConnectionGoneError
+from taskflow.repositories.dynamodb import deserialize
+
+REGION = "us-east-1"
+MAX_RECEIVE_COUNT = 3
+CALLBACK_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/dev"
+ALLOWED_ORIGIN = "http://localhost:4200"
+OTHER_ALLOWED_ORIGIN = "https://app.example.com"
+# botocore sends DynamoDB Streams calls to an account endpoint moto does not route; use the
+# regional one.
+STREAMS_ENDPOINT = f"https://streams.dynamodb.{REGION}.amazonaws.com"
+
+
+@dataclass
+class Aws:
+    task_table: str
+    connection_table: str
+    queue_url: str
+    dlq_url: str
+    dynamodb: Any
+    sqs: Any
+    streams: Any
+    stream_arn: str
+
+    def stream_reader(self) -> StreamReader:
+        return StreamReader(self.streams, self.stream_arn)
+
+    def receive(self, queue_url: str | None = None, max_messages: int = 10) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=queue_url or self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        )
+        return list(response.get("Messages", []))
+
+
+def create_task_table(dynamodb: Any, name: str) -> str:
+    """The TaskTable as infra/ declares it: key, both GSIs (projection ALL), stream with both images."""
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": table_schema.TASK_PK, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": table_schema.TASK_PK, "AttributeType": "S"},
+            {"AttributeName": table_schema.TASKS_BY_CREATED_PK, "AttributeType": "S"},
+            {"AttributeName": table_schema.TASKS_BY_CREATED_SK, "AttributeType": "S"},
+            {"AttributeName": table_schema.TASKS_BY_STATUS_PK, "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": table_schema.TASKS_BY_CREATED_INDEX,
+                "KeySchema": [
+                    {"AttributeName": table_schema.TASKS_BY_CREATED_PK, "KeyType": "HASH"},
+                    {"AttributeName": table_schema.TASKS_BY_CREATED_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": table_schema.TASKS_BY_STATUS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": table_schema.TASKS_BY_STATUS_PK, "KeyType": "HASH"},
+                    {"AttributeName": table_schema.TASKS_BY_STATUS_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return str(dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"])
+
+
+def create_connection_table(dynamodb: Any, name: str) -> None:
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": table_schema.CONNECTION_PK, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": table_schema.CONNECTION_PK, "AttributeType": "S"}],
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": table_schema.CONNECTION_TTL_ATTRIBUTE},
+    )
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:test-function"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    remaining_millis: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    base64_encoded: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload v2 event ($default stage)."""
+    all_headers = {"host": "api.example.com", "user-agent": "pytest", **(headers or {})}
+    raw_query = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": {k.lower(): v for k, v in all_headers.items()},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api123",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "pytest",
+            },
+            "requestId": "req-1234",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "25/Nov/2026:23:00:00 +0000",
+            "timeEpoch": 1795647600000,
+        },
+        "isBase64Encoded": base64_encoded,
+    }
+    if query:
+        event["queryStringParameters"] = dict(query)
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+def json_post(path: str, body: Any, **headers: str) -> dict[str, Any]:
+    return http_event(
+        "POST", path, body=json.dumps(body), headers={"content-type": "application/json", **headers}
+    )
+
+
+def sqs_event(
+    messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:TaskQueue"
+) -> dict[str, Any]:
+    """The Lambda SQS event for messages from moto's ReceiveMessage."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {"ApproximateReceiveCount": "1"}),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+def ws_event(
+    event_type: str, *, connection_id: str = "conn-1", body: str | None = None, base64_encoded: bool = False
+) -> dict[str, Any]:
+    route = {"CONNECT": "$connect", "DISCONNECT": "$disconnect", "MESSAGE": "$default"}[event_type]
+    event: dict[str, Any] = {
+        "requestContext": {
+            "routeKey": route,
+            "eventType": event_type,
+            "connectionId": connection_id,
+            "requestId": "ws-req-1",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "stage": "dev",
+            "apiId": "abc123",
+            "connectedAt": 1795647600000,
+            "requestTimeEpoch": 1795647600000,
+            "messageDirection": "IN",
+        },
+        "isBase64Encoded": base64_encoded,
+    }
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+class StreamReader:
+    """Reads the TaskTable stream from moto and hands out Lambda DynamoDB stream events."""
+
+    def __init__(self, streams: Any, stream_arn: str) -> None:
+        self._streams = streams
+        self._arn = stream_arn
+        shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        self._iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    def read(self) -> dict[str, Any]:
+        """The records written since the last read, as the event the function receives."""
+        response = self._streams.get_records(ShardIterator=self._iterator)
+        self._iterator = response["NextShardIterator"]
+        records = []
+        for raw in response["Records"]:
+            record = dict(raw)
+            dynamodb = dict(record["dynamodb"])
+            created = dynamodb.get("ApproximateCreationDateTime")
+            if created is not None and not isinstance(created, int | float):
+                dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
+            record["dynamodb"] = dynamodb
+            record["eventSourceARN"] = self._arn
+            records.append(record)
+        return {"Records": records}
+
+
+# --------------------------------------------------------------------------- fakes
+
+
+@dataclass
+class FakeConnections:
+    """An in-memory @connections endpoint: records frames per connection, and can answer
+    410 Gone or fail for chosen connections."""
+
+    gone: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
+    frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        if connection_id in self.gone:
+            raise ConnectionGoneError(connection_id)
+        if connection_id in self.failing:
+            raise RuntimeError(f"endpoint error for {connection_id}")
+        self.frames.setdefault(connection_id, []).append(json.loads(data))
+
+
+def put_connection(moto_aws: Aws, connection_id: str) -> None:
+    moto_aws.dynamodb.put_item(
+        TableName=moto_aws.connection_table,
+        Item={
+            table_schema.CONNECTION_PK: {"S": connection_id},
+            table_schema.CONNECTION_TTL_ATTRIBUTE: {"N": "4102444800"},
+        },
+    )
+
+
+def connection_ids(moto_aws: Aws) -> set[str]:
+    items = moto_aws.dynamodb.scan(TableName=moto_aws.connection_table)["Items"]
+    return {item[table_schema.CONNECTION_PK]["S"] for item in items}
+
+
+def get_item(moto_aws: Aws, task_id: str) -> dict[str, Any] | None:
+    item = moto_aws.dynamodb.get_item(
+        TableName=moto_aws.task_table, Key={table_schema.TASK_PK: {"S": task_id}}
+    ).get("Item")
+    return deserialize(item) if item else None
+
+
+@dataclass
+class FakeQueue:
+    """An in-memory TaskQueue: records sent bodies and visibility changes; can refuse entries."""
+
+    refuse: set[int] = field(default_factory=set)  # indexes (per call) to report as failed
+    sent: list[str] = field(default_factory=list)
+    send_calls: list[int] = field(default_factory=list)
+    visibility: list[tuple[str, int]] = field(default_factory=list)
+
+    def send_messages(self, bodies: list[str]) -> list[int]:
+        self.send_calls.append(len(bodies))
+        failed = sorted(index for index in self.refuse if index < len(bodies))
+        self.sent.extend(body for index, body in enumerate(bodies) if index not in self.refuse)
+        return failed
+
+    def change_visibility(self, receipt_handle: str, timeout_seconds: int) -> None:
+        self.visibility.append((receipt_handle, timeout_seconds))
+
+
+def sqs_record(
+    body: str, *, message_id: str, receive_count: int = 1, receipt_handle: str | None = None
+) -> dict[str, Any]:
+    """A message as moto's ReceiveMessage returns it (for sqs_event)."""
+    return {
+        "MessageId": message_id,
+        "ReceiptHandle": receipt_handle or f"rh-{message_id}-{receive_count}",
+        "Body": body,
+        "Attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1795647600000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1795647600000",
+        },
+    }
+
+
+def task_body(task_id: str, run: int = 1) -> str:
+    return json.dumps({"taskId": task_id, "run": run})

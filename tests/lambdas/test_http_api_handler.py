@@ -1,0 +1,758 @@
+"""The HTTP API handler with API Gateway HTTP API (payload v2) events, on moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+import uuid
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+from lambda_support import (
+    ALLOWED_ORIGIN,
+    OTHER_ALLOWED_ORIGIN,
+    REGION,
+    Aws,
+    FakeLambdaContext,
+    http_event,
+    json_post,
+)
+
+from taskflow import env_vars, table_schema
+from taskflow.api.pagination import encode_cursor
+from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.handlers import http_api
+from taskflow.repositories.task_repository import TaskRepository
+from taskflow.services.task_service import TaskService
+
+FRONTEND_TASK_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def call(event: dict[str, Any], context: FakeLambdaContext) -> tuple[int, Any, dict[str, str]]:
+    response = http_api.handler(event, context)
+    body = response.get("body")
+    return response["statusCode"], json.loads(body) if body else None, response.get("headers", {})
+
+
+def set_status(moto_aws: Aws, task_id: str, status: str, **extra: Any) -> None:
+    """Move a task as the pipeline would (direct write; the pipeline has its own tests)."""
+    names = {"#s": "status", **{f"#{k}": k for k in extra}}
+    values = {":s": {"S": status}}
+    sets = ["#s = :s"]
+    for key, value in extra.items():
+        values[f":{key}"] = {"S": value} if isinstance(value, str) else {"N": str(value)}
+        sets.append(f"#{key} = :{key}")
+    moto_aws.dynamodb.update_item(
+        TableName=moto_aws.task_table,
+        Key={table_schema.TASK_PK: {"S": task_id}},
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def seed_tasks(moto_aws: Aws, count: int, *, payload: dict[str, Any] | None = None) -> list[str]:
+    """Create `count` tasks one second apart (oldest first) straight through the repository."""
+    repository = TaskRepository(moto_aws.task_table, client=moto_aws.dynamodb)
+    ids = []
+    for index in range(count):
+        task_id = f"task-{index:04d}"
+        submission = TaskSubmission(answer=f"answer {index}", payload=payload)
+        repository.create(new_task(submission, task_id, T0 + timedelta(seconds=index)))
+        ids.append(task_id)
+    return ids
+
+
+class QueryCountingClient:
+    """Delegates to a real DynamoDB client and counts Query calls."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.queries = 0
+
+    def query(self, **kwargs: Any) -> Any:
+        self.queries += 1
+        return self._client.query(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def follow_pages(context: FakeLambdaContext, first_query: dict[str, str]) -> list[list[dict[str, Any]]]:
+    pages = []
+    event = http_event("GET", "/tasks", query=first_query)
+    while True:
+        status, body, headers = call(event, context)
+        assert status == HTTPStatus.OK
+        pages.append(body)
+        link = headers.get("Link")
+        if not link:
+            return pages
+        assert link.endswith('>; rel="next"')
+        target = link[1 : link.index(">")]
+        path, _, query = target.partition("?")
+        assert path == "/tasks"
+        event = http_event("GET", path, query=dict(part.split("=", 1) for part in query.split("&")))
+
+
+# --------------------------------------------------------------------------- POST /tasks
+
+
+def test_frontend_body_is_accepted_with_202_and_location(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    body = {"taskId": FRONTEND_TASK_ID, "answer": "42", "status": "pending", "retries": 0}
+
+    status, task, headers = call(json_post("/tasks", body), lambda_context)
+
+    assert status == HTTPStatus.ACCEPTED
+    assert headers["Location"] == f"/tasks/{FRONTEND_TASK_ID}"
+    assert task["taskId"] == FRONTEND_TASK_ID
+    assert task["answer"] == "42"
+    assert (task["status"], task["retries"], task["errorMessage"], task["payload"]) == (
+        "pending",
+        0,
+        None,
+        None,
+    )
+    assert task["createdAt"] == task["updatedAt"]
+    assert task["createdAt"].endswith("Z")
+
+
+def test_server_owned_fields_in_the_body_are_ignored(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, task, _ = call(
+        json_post("/tasks", {"answer": "x", "status": "success", "retries": 7, "foo": 1}), lambda_context
+    )
+    assert status == HTTPStatus.ACCEPTED
+    assert (task["status"], task["retries"]) == ("pending", 0)
+
+
+def test_task_id_is_generated_when_absent(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, task, headers = call(json_post("/tasks", {"answer": "x"}), lambda_context)
+    assert status == HTTPStatus.ACCEPTED
+    assert uuid.UUID(task["taskId"]).version == 4
+    assert headers["Location"] == f"/tasks/{task['taskId']}"
+
+
+def test_payload_is_stored_and_returned(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    payload = {
+        "n": 1,
+        "f": 0.5,
+        "list": [True, None, "s", {"deep": [1.25]}],
+        "unicode": "h\u00e9llo \U0001f600",
+    }
+    call(json_post("/tasks", {"taskId": "p1", "answer": "x", "payload": payload}), lambda_context)
+
+    status, task, _ = call(http_event("GET", "/tasks/p1"), lambda_context)
+
+    assert status == HTTPStatus.OK
+    assert task["payload"] == payload
+
+
+def test_same_body_twice_returns_the_existing_task(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    body = {"taskId": "same", "answer": "42", "payload": {"a": 1}}
+    _, first, _ = call(json_post("/tasks", body), lambda_context)
+
+    status, second, headers = call(
+        json_post("/tasks", {**body, "status": "pending", "retries": 3}), lambda_context
+    )
+
+    assert status == HTTPStatus.ACCEPTED
+    assert second == first
+    assert headers["Location"] == "/tasks/same"
+
+
+def test_same_task_id_with_a_different_body_is_a_conflict(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    call(json_post("/tasks", {"taskId": "dup", "answer": "42"}), lambda_context)
+
+    status, error, _ = call(json_post("/tasks", {"taskId": "dup", "answer": "43"}), lambda_context)
+
+    assert status == HTTPStatus.CONFLICT
+    assert error["taskId"] == "dup"
+    assert "different body" in error["message"]
+
+
+def test_replay_after_success_does_not_reset_the_task(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    body = {"taskId": FRONTEND_TASK_ID, "answer": "42", "status": "pending", "retries": 0}
+    call(json_post("/tasks", body), lambda_context)
+    set_status(moto_aws, FRONTEND_TASK_ID, "success", retries=2)
+
+    status, task, _ = call(json_post("/tasks", body), lambda_context)
+
+    assert status == HTTPStatus.ACCEPTED
+    assert (task["status"], task["retries"]) == ("success", 2)
+
+
+def test_simulate_is_accepted_where_fault_injection_is_allowed(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, _, _ = call(json_post("/tasks", {"answer": "x", "simulate": {"failAttempts": 2}}), lambda_context)
+    assert status == HTTPStatus.ACCEPTED
+
+
+def test_simulate_is_refused_with_422_where_fault_injection_is_off(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> None:
+    monkeypatch.setenv(env_vars.ALLOW_FAULT_INJECTION, "false")
+    monkeypatch.setenv(env_vars.STAGE, "prod")
+
+    status, error, _ = call(
+        json_post("/tasks", {"answer": "x", "simulate": {"failAttempts": 2}}), lambda_context
+    )
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"][0]["field"] == "simulate"
+    assert "fault injection" in error["errors"][0]["reason"]
+    assert "'prod'" in error["errors"][0]["reason"]
+
+
+def test_missing_answer_is_422_with_field_and_reason(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, error, _ = call(json_post("/tasks", {"taskId": "x"}), lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["message"] == "request validation failed"
+    assert error["errors"] == [{"field": "answer", "reason": "Field required"}]
+
+
+def test_several_invalid_fields_are_all_reported(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    body = {"taskId": "no spaces allowed", "answer": "", "payload": {"n": float("1e200")}}
+    status, error, _ = call(json_post("/tasks", body), lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert {e["field"] for e in error["errors"]} == {"taskId", "answer", "payload"}
+    assert all(e["reason"] for e in error["errors"])
+
+
+def test_body_that_is_not_an_object_is_422(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, error, _ = call(json_post("/tasks", ["answer"]), lambda_context)
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"] == [{"field": "body", "reason": "must be a JSON object"}]
+
+
+@pytest.mark.parametrize("body", ["{", "", "   ", '{"answer": NaN}', "[" * 5000, '{"answer": "x"} trailing'])
+def test_malformed_json_is_400_with_a_message(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, body: str
+) -> None:
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.BAD_REQUEST
+    assert "JSON" in error["message"] or "empty" in error["message"]
+
+
+def test_body_over_32_kib_is_413_before_parsing(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    event = http_event(
+        "POST", "/tasks", body="{" + "x" * 40_000, headers={"content-type": "application/json"}
+    )
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert error["limitBytes"] == 32 * 1024
+
+
+def test_base64_body_over_32_kib_is_413(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    raw = json.dumps({"answer": "x", "pad": "y" * 40_000}).encode()
+    event = http_event(
+        "POST",
+        "/tasks",
+        body=base64.b64encode(raw).decode(),
+        headers={"content-type": "application/json"},
+        base64_encoded=True,
+    )
+    assert call(event, lambda_context)[0] == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_body_that_is_not_declared_json_is_415(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    event = http_event("POST", "/tasks", body='{"answer": "x"}', headers=headers)
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    assert "application/json" in error["message"]
+
+
+def test_json_content_type_with_charset_is_accepted(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    event = http_event(
+        "POST", "/tasks", body='{"answer": "x"}', headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert call(event, lambda_context)[0] == HTTPStatus.ACCEPTED
+
+
+def test_base64_encoded_body_is_decoded(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    raw = json.dumps({"taskId": "b64", "answer": "caf\u00e9"}).encode()
+    event = http_event(
+        "POST",
+        "/tasks",
+        body=base64.b64encode(raw).decode(),
+        headers={"content-type": "application/json"},
+        base64_encoded=True,
+    )
+
+    status, task, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.ACCEPTED
+    assert task["answer"] == "caf\u00e9"
+
+
+@pytest.mark.parametrize("body", ["!!!not base64!!!", base64.b64encode(b"\xff\xfe\x00").decode()])
+def test_broken_base64_or_non_utf8_body_is_400(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, body: str
+) -> None:
+    event = http_event(
+        "POST", "/tasks", body=body, headers={"content-type": "application/json"}, base64_encoded=True
+    )
+    assert call(event, lambda_context)[0] == HTTPStatus.BAD_REQUEST
+
+
+# --------------------------------------------------------------------------- GET /tasks/{id}
+
+
+def test_get_unknown_task_is_404(function_env: dict[str, str], lambda_context: FakeLambdaContext) -> None:
+    status, error, _ = call(http_event("GET", "/tasks/nope"), lambda_context)
+    assert status == HTTPStatus.NOT_FOUND
+    assert error == {"message": "task 'nope' not found", "taskId": "nope"}
+
+
+@pytest.mark.parametrize("task_id", ["x" * 3000, "a%20b", "caf\u00e9"])
+def test_get_with_an_impossible_task_id_is_404_not_an_error(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, task_id: str
+) -> None:
+    assert call(http_event("GET", f"/tasks/{task_id}"), lambda_context)[0] == HTTPStatus.NOT_FOUND
+
+
+# --------------------------------------------------------------------------- POST /tasks/{id}/retry
+
+
+def test_retry_reruns_a_task_in_error(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    call(json_post("/tasks", {"taskId": "r1", "answer": "x"}), lambda_context)
+    set_status(moto_aws, "r1", "error", retries=2, errorMessage="boom")
+
+    status, task, headers = call(http_event("POST", "/tasks/r1/retry"), lambda_context)
+
+    assert status == HTTPStatus.ACCEPTED
+    assert headers["Location"] == "/tasks/r1"
+    assert (task["status"], task["retries"], task["errorMessage"], task["run"]) == ("pending", 0, None, 2)
+
+
+@pytest.mark.parametrize("current", ["pending", "success"])
+def test_retry_of_a_task_not_in_error_is_409(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext, current: str
+) -> None:
+    call(json_post("/tasks", {"taskId": "r2", "answer": "x"}), lambda_context)
+    set_status(moto_aws, "r2", current)
+
+    status, error, _ = call(http_event("POST", "/tasks/r2/retry"), lambda_context)
+
+    assert status == HTTPStatus.CONFLICT
+    assert error["status"] == current
+    assert "only 'error' tasks" in error["message"]
+
+
+def test_retry_of_an_unknown_task_is_404(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    assert call(http_event("POST", "/tasks/ghost/retry"), lambda_context)[0] == HTTPStatus.NOT_FOUND
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_unknown_route_is_404_json(offline_env: dict[str, str], lambda_context: FakeLambdaContext) -> None:
+    status, error, _ = call(http_event("GET", "/nothing/here"), lambda_context)
+    assert status == HTTPStatus.NOT_FOUND
+    assert error["message"] == "no route for GET /nothing/here"
+
+
+def test_wrong_method_on_a_known_path_is_405_with_allow(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, error, headers = call(http_event("DELETE", "/tasks/abc"), lambda_context)
+    assert status == HTTPStatus.METHOD_NOT_ALLOWED
+    assert headers["Allow"] == "GET"
+    assert error["allowed"] == ["GET"]
+
+
+# --------------------------------------------------------------------------- GET /tasks
+
+
+def test_list_is_a_bare_array_newest_first(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    ids = seed_tasks(moto_aws, 3)
+
+    status, tasks, headers = call(http_event("GET", "/tasks"), lambda_context)
+
+    assert status == HTTPStatus.OK
+    assert [task["taskId"] for task in tasks] == list(reversed(ids))
+    assert "Link" not in headers
+
+
+def test_list_pages_follow_the_link_header_without_gaps_or_repeats(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    ids = seed_tasks(moto_aws, 7)
+
+    pages = follow_pages(lambda_context, {"limit": "3"})
+
+    assert [len(page) for page in pages][:3] == [3, 3, 1]
+    assert [task["taskId"] for page in pages for task in page] == list(reversed(ids))
+
+
+def test_list_filters_by_status_and_keeps_the_filter_in_the_link(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    ids = seed_tasks(moto_aws, 6)
+    for task_id in ids[::2]:
+        set_status(moto_aws, task_id, "success")
+
+    _, first, headers = call(
+        http_event("GET", "/tasks", query={"status": "success", "limit": "2"}), lambda_context
+    )
+    pages = follow_pages(lambda_context, {"status": "success", "limit": "2"})
+
+    assert "status=success" in headers["Link"]
+    assert [task["taskId"] for page in pages for task in page] == list(reversed(ids[::2]))
+    assert all(task["status"] == "success" for task in first)
+
+
+def test_list_fills_a_page_past_the_1_mb_query_limit(
+    moto_aws: Aws, function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    # Items of ~300 KB written straight to the table: one Query returns at most 1 MB (3 items),
+    # so a page of 8 needs several Query calls.
+    for index in range(8):
+        moto_aws.dynamodb.put_item(
+            TableName=moto_aws.task_table,
+            Item={
+                "taskId": {"S": f"big-{index}"},
+                "answer": {"S": "x"},
+                "payload": {"M": {"blob": {"S": "b" * 300_000}}},
+                "status": {"S": "pending"},
+                "retries": {"N": "0"},
+                "createdAt": {"S": (T0 + timedelta(seconds=index)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+                "updatedAt": {"S": "2026-11-25T12:00:00.000000Z"},
+                "version": {"N": "1"},
+                "run": {"N": "1"},
+                "requestHash": {"S": "h"},
+                "listPartition": {"S": "TASK"},
+            },
+        )
+
+    client = QueryCountingClient(moto_aws.dynamodb)
+    http_api.service.override(
+        TaskService(
+            TaskRepository(moto_aws.task_table, client=client), stage="test", allow_fault_injection=True
+        )
+    )
+
+    status, tasks, _ = call(http_event("GET", "/tasks", query={"limit": "8"}), lambda_context)
+
+    assert status == HTTPStatus.OK
+    assert [task["taskId"] for task in tasks] == [f"big-{i}" for i in reversed(range(8))]
+    assert client.queries >= 3  # several 1 MB Query pages made one API page
+
+
+def test_list_page_is_cut_to_the_response_size_budget_and_links_the_rest(
+    moto_aws: Aws, function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    ids = seed_tasks(moto_aws, 5, payload={"blob": "z" * 10_000})
+    repository = TaskRepository(moto_aws.task_table)
+    http_api.service.override(
+        TaskService(repository, stage="test", allow_fault_injection=True, max_list_response_bytes=25_000)
+    )
+
+    pages = follow_pages(lambda_context, {"limit": "5"})
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [task["taskId"] for page in pages for task in page] == list(reversed(ids))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "ten"},
+        {"status": "done"},
+        {"cursor": "%%%"},
+        {"cursor": "e30"},
+    ],
+)
+def test_invalid_list_parameters_are_422_naming_the_parameter(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, query: dict[str, str]
+) -> None:
+    status, error, _ = call(http_event("GET", "/tasks", query=query), lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert [e["field"] for e in error["errors"]] == list(query)
+
+
+def test_cursor_of_another_listing_is_rejected(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    cursor = encode_cursor({"taskId": "a", "status": "success", "createdAt": "2026-11-25T12:00:00.000000Z"})
+
+    status, error, _ = call(
+        http_event("GET", "/tasks", query={"status": "error", "cursor": cursor}), lambda_context
+    )
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"][0]["field"] == "cursor"
+
+
+# --------------------------------------------------------------------------- CORS
+
+
+@pytest.mark.parametrize("origin", [ALLOWED_ORIGIN, OTHER_ALLOWED_ORIGIN])
+def test_allowed_origin_gets_cors_headers(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext, origin: str
+) -> None:
+    _, _, headers = call(http_event("GET", "/tasks", headers={"origin": origin}), lambda_context)
+
+    assert headers["Access-Control-Allow-Origin"] == origin
+    assert set(headers["Access-Control-Expose-Headers"].split(",")) == {"Location", "Link"}
+    assert headers["Vary"] == "Origin"
+
+
+def test_disallowed_origin_gets_no_cors_headers(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, _, headers = call(
+        http_event("GET", "/tasks", headers={"origin": "https://evil.example"}), lambda_context
+    )
+
+    assert status == HTTPStatus.OK
+    assert not [name for name in headers if name.lower().startswith("access-control-")]
+    assert headers["Vary"] == "Origin"
+
+
+def test_error_responses_carry_cors_headers_for_allowed_origins(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    event = http_event(
+        "POST", "/tasks", body="{", headers={"content-type": "application/json", "origin": ALLOWED_ORIGIN}
+    )
+    status, _, headers = call(event, lambda_context)
+    assert status == HTTPStatus.BAD_REQUEST
+    assert headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+
+
+def test_preflight_for_an_allowed_origin_lists_the_configured_headers(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    event = http_event(
+        "OPTIONS", "/tasks", headers={"origin": ALLOWED_ORIGIN, "access-control-request-method": "POST"}
+    )
+
+    status, _, headers = call(event, lambda_context)
+
+    assert status == HTTPStatus.NO_CONTENT
+    assert headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert "X-Api-Key" in headers["Access-Control-Allow-Headers"].split(",")
+
+
+def test_preflight_for_a_disallowed_origin_allows_nothing(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    event = http_event("OPTIONS", "/tasks", headers={"origin": "https://evil.example"})
+
+    _, _, headers = call(event, lambda_context)
+
+    assert "Access-Control-Allow-Origin" not in headers
+    assert "Access-Control-Allow-Headers" not in headers
+
+
+# --------------------------------------------------------------------------- dependency down
+
+
+@pytest.fixture
+def http_env_without_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        env_vars.STAGE: "test",
+        env_vars.TASK_TABLE_NAME: "TaskTable",
+        env_vars.CORS_ORIGINS: ALLOWED_ORIGIN,
+        env_vars.CORS_HEADERS: "Content-Type",
+        env_vars.ALLOW_FAULT_INJECTION: "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def _use_dynamodb_client(client: Any) -> None:
+    http_api.service.override(
+        TaskService(TaskRepository("TaskTable", client=client), stage="test", allow_fault_injection=False)
+    )
+
+
+def test_unreachable_dynamodb_is_503_with_retry_after(
+    http_env_without_aws: None, lambda_context: FakeLambdaContext
+) -> None:
+    unreachable = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "max_attempts": 1}),
+    )
+    _use_dynamodb_client(unreachable)
+
+    status, error, headers = call(json_post("/tasks", {"answer": "x"}), lambda_context)
+
+    assert status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert int(headers["Retry-After"]) > 0
+    assert error["dependency"] == "DynamoDB"
+    assert "retry" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "InternalServerError",
+        "RequestLimitExceeded",
+    ],
+)
+def test_throttled_or_failing_dynamodb_is_503(
+    http_env_without_aws: None, lambda_context: FakeLambdaContext, code: str
+) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.add_client_error("get_item", service_error_code=code, http_status_code=400)
+    stubber.activate()
+    _use_dynamodb_client(client)
+
+    status, _, headers = call(http_event("GET", "/tasks/t1"), lambda_context)
+
+    assert status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert "Retry-After" in headers
+
+
+# --------------------------------------------------------------------------- never a 500
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.choice(
+        ["str", "int", "float", "bool", "null", "list", "dict"] if depth < 12 else ["str", "int"]
+    )
+    if kind == "str":
+        alphabet = string.printable + "\u00e9\U0001f600\ud800\x00"
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+    if kind == "int":
+        return rng.choice([0, -1, 2**63, 10**40, rng.randint(-1000, 1000)])
+    if kind == "float":
+        return rng.choice([0.1, -2.5e300, 1e-300, 3.14])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "list":
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {
+        _random_json(rng, 12)
+        if rng.random() < 0.2
+        else rng.choice(["answer", "taskId", "payload", "simulate", "failAttempts", "x"]): _random_json(
+            rng, depth + 1
+        )
+        for _ in range(rng.randint(0, 5))
+    }
+
+
+def _random_body(rng: random.Random) -> tuple[str, bool]:
+    choice = rng.random()
+    if choice < 0.5:
+        value = _random_json(rng)
+        if isinstance(value, dict) and rng.random() < 0.6:
+            value["answer"] = _random_json(rng, 11)
+        return json.dumps(value, allow_nan=True), False
+    if choice < 0.7:
+        raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
+        return base64.b64encode(raw).decode(), True
+    if choice < 0.85:
+        return "".join(rng.choice(string.printable) for _ in range(rng.randint(0, 200))), rng.random() < 0.3
+    return '{"answer": "' + "\\ud800" * rng.randint(1, 3) + '"}', False
+
+
+def test_random_bodies_never_cause_a_500(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    rng = random.Random(20261125)
+    content_types = ["application/json", "application/json; charset=utf-8", "text/plain", None]
+    seen = set()
+    for _ in range(400):
+        body, encoded = _random_body(rng)
+        content_type = rng.choice(content_types)
+        headers = {"content-type": content_type} if content_type else {}
+        event = http_event("POST", "/tasks", body=body, headers=headers, base64_encoded=encoded)
+
+        status, payload, _ = call(event, lambda_context)
+
+        seen.add(status)
+        assert status < HTTPStatus.INTERNAL_SERVER_ERROR, (body, payload)
+        if status != HTTPStatus.ACCEPTED:
+            assert isinstance(payload["message"], str)
+            assert payload["message"]
+    assert {
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+    } <= seen
+
+
+def test_random_paths_and_queries_never_cause_a_500(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "-_.~%/?&=+\u00e9"
+    for _ in range(200):
+        method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH"])
+        path = "/tasks" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
+        query = {
+            rng.choice(["limit", "status", "cursor", "x"]): "".join(
+                rng.choice(alphabet) for _ in range(rng.randint(0, 12))
+            )
+        }
+        status, payload, _ = call(http_event(method, path, query=query), lambda_context)
+        assert status < HTTPStatus.INTERNAL_SERVER_ERROR, (method, path, query, payload)

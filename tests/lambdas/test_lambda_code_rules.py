@@ -1,0 +1,93 @@
+"""Rules of the Lambda code that no single behaviour test would catch."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskflow import env_vars
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+PACKAGE = LAMBDAS / "taskflow"
+HANDLERS = sorted(path.stem for path in (PACKAGE / "handlers").glob("*.py") if path.stem != "__init__")
+AWS_SDK = ("boto3", "botocore")
+
+
+def _sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_every_function_of_the_template_has_a_handler_module() -> None:
+    assert HANDLERS == [
+        "dlq_consumer",
+        "enqueue",
+        "http_api",
+        "notifier",
+        "processor",
+        "ws_connect",
+        "ws_default",
+        "ws_disconnect",
+    ]
+
+
+def test_only_repositories_and_clients_use_the_aws_sdk() -> None:
+    users = {
+        path.relative_to(PACKAGE).parts[0]
+        for path in _sources()
+        if any(module.split(".")[0] in AWS_SDK for module in _imported_modules(path))
+    }
+    assert users <= {"repositories", "clients"}
+
+
+def test_domain_imports_nothing_but_itself_the_stdlib_and_pydantic() -> None:
+    for path in (PACKAGE / "domain").glob("*.py"):
+        for module in _imported_modules(path):
+            top = module.split(".")[0]
+            assert (
+                top in sys.stdlib_module_names
+                or top in {"pydantic", "__future__"}
+                or module.startswith("taskflow.domain")
+            ), f"{path.name} imports {module}"
+
+
+def test_nothing_sleeps() -> None:
+    offenders = [path.name for path in _sources() if "sleep(" in path.read_text()]
+    assert offenders == []
+
+
+def test_only_the_connection_table_is_scanned() -> None:
+    scanners = [path.name for path in _sources() if ".scan(" in path.read_text()]
+    assert scanners == ["connection_repository.py"]
+
+
+def test_no_hidden_environment_defaults() -> None:
+    offenders = [
+        path.name
+        for path in _sources()
+        if "environ.get(" in path.read_text() or "getenv(" in path.read_text()
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_importing_a_handler_creates_no_aws_client(handler: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(LAMBDAS), env_vars.POWERTOOLS_SERVICE_NAME: "taskflow"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    code = f"import sys, taskflow.handlers.{handler}; print('boto3' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,110 @@
+"""The WebSocket handlers ($connect, $disconnect, $default) with API Gateway WebSocket events."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from lambda_support import Aws, FakeLambdaContext, connection_ids, ws_event
+
+from taskflow import table_schema
+from taskflow.handlers import ws_connect, ws_default, ws_disconnect
+from taskflow.repositories.connection_repository import ConnectionRepository
+
+
+def reply(event: dict[str, Any], context: FakeLambdaContext) -> dict[str, Any]:
+    response = ws_default.handler(event, context)
+    assert response["statusCode"] == 200  # the connection always stays open
+    return dict(json.loads(response["body"]))
+
+
+def test_connect_stores_the_connection_with_a_ttl(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    before = int(time.time())
+
+    response = ws_connect.handler(ws_event("CONNECT", connection_id="abc="), lambda_context)
+
+    item = moto_aws.dynamodb.get_item(
+        TableName=moto_aws.connection_table, Key={table_schema.CONNECTION_PK: {"S": "abc="}}
+    )["Item"]
+    expires_at = int(item[table_schema.CONNECTION_TTL_ATTRIBUTE]["N"])
+    assert response == {"statusCode": 200}
+    assert before + 7800 <= expires_at <= int(time.time()) + 7800
+    assert item["connectedAt"]["S"].endswith("Z")
+
+
+def test_disconnect_deletes_the_connection(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    ws_connect.handler(ws_event("CONNECT", connection_id="c1"), lambda_context)
+    ws_connect.handler(ws_event("CONNECT", connection_id="c2"), lambda_context)
+
+    response = ws_disconnect.handler(ws_event("DISCONNECT", connection_id="c1"), lambda_context)
+
+    assert response == {"statusCode": 200}
+    assert connection_ids(moto_aws) == {"c2"}
+
+
+def test_disconnect_of_an_unknown_connection_is_fine(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    assert ws_disconnect.handler(ws_event("DISCONNECT", connection_id="never"), lambda_context) == {
+        "statusCode": 200
+    }
+
+
+class _DownDynamoDB:
+    def put_item(self, **_: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+
+def test_connect_is_refused_while_the_table_is_down(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    ws_connect.connections.override(ConnectionRepository("ConnectionTable", client=_DownDynamoDB()))
+    assert ws_connect.handler(ws_event("CONNECT"), lambda_context) == {"statusCode": 503}
+
+
+def test_ping_gets_pong(lambda_context: FakeLambdaContext) -> None:
+    assert reply(ws_event("MESSAGE", body='{"action":"ping"}'), lambda_context) == {"type": "pong"}
+
+
+def test_base64_ping_gets_pong(lambda_context: FakeLambdaContext) -> None:
+    event = ws_event("MESSAGE", body=base64.b64encode(b'{"action":"ping"}').decode(), base64_encoded=True)
+    assert reply(event, lambda_context) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("not json", "not JSON"),
+        ("", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('"ping"', "JSON object"),
+        ('{"action": "subscribe"}', "unknown action 'subscribe'"),
+        ('{"action": 5}', "unknown action"),
+        ("{}", "unknown action"),
+        ('{"action": "ping", "pad": "' + "x" * 9000 + '"}', "limit is 8192"),
+        ("[" * 8000, "not JSON"),
+    ],
+)
+def test_anything_but_ping_gets_an_error_frame_and_the_connection_stays_open(
+    lambda_context: FakeLambdaContext, body: str, expected: str
+) -> None:
+    answer = reply(ws_event("MESSAGE", body=body), lambda_context)
+    assert answer["type"] == "error"
+    assert expected in answer["message"]
+
+
+def test_broken_base64_frame_gets_an_error_frame(lambda_context: FakeLambdaContext) -> None:
+    answer = reply(ws_event("MESSAGE", body="%%%", base64_encoded=True), lambda_context)
+    assert answer["type"] == "error"
+
+
+def test_event_without_a_body_gets_an_error_frame(lambda_context: FakeLambdaContext) -> None:
+    assert reply(ws_event("MESSAGE"), lambda_context)["type"] == "error"
