@@ -1,0 +1,175 @@
+"""End-to-end throughput of the local stack: POST /tasks -> the task's final WebSocket frame.
+
+Starts `python -m local` on free ports (failure rate 0, --quiet), connects one WebSocket
+client, warms the functions up, then submits bursts of tasks (default 100, then 2,000, in
+the same run) as fast as a pool of HTTP connections allows. For each burst it prints:
+
+* tasks/s: burst size / (last final frame - first POST);
+* latency p50 / p99: POST sent -> that task's final frame (status success or error);
+
+and the ratio tasks/s(largest) / tasks/s(smallest), which must stay >= 0.5: throughput that
+falls with the backlog means some per-message cost grows with queue depth (see
+local/moto_patches.py for the one moto had).
+
+    python -m bench                       # or: make bench
+    python -m bench --bursts 100 500      # other sizes
+    python -m bench --unpatched-moto      # moto as shipped, for the before/after figure
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import websockets
+
+from local.launcher import LocalStackProcess
+
+FINAL = {"success", "error"}
+
+
+@dataclass
+class BurstResult:
+    size: int
+    seconds: float
+    latencies: list[float]
+    failed_posts: int
+    not_final: int
+
+    @property
+    def tasks_per_second(self) -> float:
+        return self.size / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class FrameCollector:
+    """Records when each task's final frame arrives on one WebSocket connection."""
+
+    def __init__(self) -> None:
+        self.final_at: dict[str, float] = {}
+        self.frames = 0
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+
+    async def run(self, url: str, connected: asyncio.Event) -> None:
+        async with websockets.connect(url, max_size=2**20) as socket:
+            connected.set()
+            async for raw in socket:
+                self.frames += 1
+                frame = json.loads(raw)
+                task_id = frame.get("taskId")
+                if frame.get("status") in FINAL and task_id and task_id not in self.final_at:
+                    self.final_at[task_id] = time.perf_counter()
+                    waiter = self._waiters.pop(task_id, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+
+    def wait_for(self, task_id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if task_id in self.final_at:
+            future.set_result(None)
+        else:
+            self._waiters[task_id] = future
+        return future
+
+
+async def run_burst(
+    session: aiohttp.ClientSession, http_url: str, frames: FrameCollector, size: int, timeout: float
+) -> BurstResult:
+    task_ids = [str(uuid.uuid4()) for _ in range(size)]
+    sent_at: dict[str, float] = {}
+    failed_posts = 0
+    waiters = [frames.wait_for(task_id) for task_id in task_ids]
+
+    async def submit(task_id: str) -> None:
+        nonlocal failed_posts
+        body = {"taskId": task_id, "answer": "bench", "status": "pending", "retries": 0}
+        sent_at[task_id] = time.perf_counter()
+        async with session.post(f"{http_url}/tasks", json=body) as response:
+            await response.read()
+            if response.status != 202:
+                failed_posts += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(submit(task_id) for task_id in task_ids))
+    _, pending = await asyncio.wait(waiters, timeout=timeout)
+    for future in pending:
+        future.cancel()
+    finished = [frames.final_at[t] for t in task_ids if t in frames.final_at]
+    elapsed = (max(finished) if finished else time.perf_counter()) - started
+    latencies = [frames.final_at[t] - sent_at[t] for t in task_ids if t in frames.final_at]
+    return BurstResult(size, elapsed, latencies, failed_posts, len(pending))
+
+
+async def bench(
+    http_url: str, ws_url: str, bursts: list[int], connections: int, timeout: float
+) -> list[BurstResult]:
+    frames = FrameCollector()
+    connected = asyncio.Event()
+    listener = asyncio.create_task(frames.run(ws_url, connected))
+    await asyncio.wait_for(connected.wait(), 60)
+    results = []
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await run_burst(session, http_url, frames, 20, timeout)  # warm-up: cold starts, pools
+        for size in bursts:
+            result = await run_burst(session, http_url, frames, size, timeout)
+            results.append(result)
+            print(
+                f"burst {size:>5}: {result.tasks_per_second:7.1f} tasks/s  "
+                f"({result.seconds:6.1f} s)  latency p50 {result.percentile(0.5):6.2f} s  "
+                f"p99 {result.percentile(0.99):6.2f} s"
+                + (f"  [{result.not_final} without final frame]" if result.not_final else "")
+                + (f"  [{result.failed_posts} POSTs not 202]" if result.failed_posts else ""),
+                flush=True,
+            )
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--bursts", type=int, nargs="+", default=[100, 2000])
+    parser.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one burst")
+    parser.add_argument("--max-concurrency", type=int, default=None, help="passed to the local stack")
+    parser.add_argument("--unpatched-moto", action="store_true", help="moto without local/moto_patches.py")
+    args = parser.parse_args(argv)
+
+    stack_args = [
+        "--cdk-out", str(args.cdk_out), "--stage", args.stage,
+        "--failure-rate", "0", "--time-scale", "0.01", "--quiet",
+    ]  # fmt: skip
+    if args.max_concurrency:
+        stack_args += ["--max-concurrency", str(args.max_concurrency)]
+    if args.unpatched_moto:
+        stack_args.append("--unpatched-moto")
+    print(f"local stack: python -m local {' '.join(stack_args)}", flush=True)
+    with LocalStackProcess(stack_args) as stack:
+        results = asyncio.run(
+            bench(stack.http_url, stack.ws_url, args.bursts, args.connections, args.timeout)
+        )
+    if len(results) >= 2:
+        ratio = results[-1].tasks_per_second / results[0].tasks_per_second
+        verdict = "OK" if ratio >= 0.5 else "BELOW 0.5: throughput degrades with the backlog"
+        print(f"ratio tasks/s burst {results[-1].size} / burst {results[0].size}: {ratio:.2f} ({verdict})")
+    incomplete = sum(r.not_final for r in results)
+    return 1 if incomplete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""`python -m local`: run a synthesized stack on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from local.console import Console
+from local.processes import die_with_parent
+from local.stack import Fault, LocalStack, Options
+from local.template import TemplateError, find_stack, load_stack
+
+DESCRIPTION = """\
+Run the whole serverless backend of a synthesized CDK stack on this machine: an embedded AWS
+(moto) with the template's tables and queues, every function in warm worker processes, the
+SQS and DynamoDB-stream event source mappings, a TTL sweeper, the HTTP API and the WebSocket
+API (with its @connections endpoint). No AWS account, no Docker. Stop with Ctrl-C.
+"""
+
+EPILOG = """\
+Prints the two URLs, then one line per invocation and the queue depths every few seconds.
+Once serving it prints a machine-readable line:
+  LOCAL_STACK_READY http=http://127.0.0.1:PORT ws=ws://127.0.0.1:PORT/STAGE moto=http://127.0.0.1:PORT
+See docs/local-stack.md.
+"""
+
+
+def _fault(value: str) -> Fault:
+    function, _, kind = value.partition(":")
+    if kind != "hang-once" or not function:
+        raise argparse.ArgumentTypeError("expected FUNCTION:hang-once")
+    return Fault(function, kind)
+
+
+def _ratio(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return number
+
+
+def _scale(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number <= 1.0:
+        raise argparse.ArgumentTypeError("must be in (0, 1]")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--stage", default="dev", help="stage to run: the stack named *-STAGE (default: dev)")
+    parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"), help="synthesized cloud assembly")
+    parser.add_argument("--template", type=Path, help="run this template file instead of finding STAGE's")
+    parser.add_argument("--http-port", type=int, default=4000, help="HTTP API port (0: any free port)")
+    parser.add_argument("--ws-port", type=int, default=4001, help="WebSocket API port (0: any free port)")
+    parser.add_argument("--moto-port", type=int, default=0, help="embedded AWS (moto) port (default 0: free)")
+    parser.add_argument(
+        "--failure-rate",
+        type=_ratio,
+        help="set FAILURE_RATE of every function that has it (e.g. 0 for a run without simulated failures)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_scale,
+        default=1.0,
+        help=(
+            "scale SQS time (e.g. 0.01): queue VisibilityTimeout/DelaySeconds at provisioning and the "
+            "visibility/delay functions set through boto3, rounded up to whole seconds (min 1 unless 0)"
+        ),
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=4,
+        help="most concurrent invocations of one function, and SQS batches per mapping (default 4)",
+    )
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="FUNCTION:hang-once",
+        help="local-only fault: the function's next invocation hangs until its timeout (repeatable)",
+    )
+    parser.add_argument(
+        "--region",
+        default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        help="region of the local resources and AWS_REGION of the functions (default: $AWS_DEFAULT_REGION)",
+    )
+    parser.add_argument("--log-dir", type=Path, default=Path(".local-state/logs"), help="function log folder")
+    parser.add_argument("--quiet", action="store_true", help="no per-invocation lines")
+    parser.add_argument("--unpatched-moto", action="store_true", help=argparse.SUPPRESS)  # bench/ only
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # local.launcher: die with it
+    return parser
+
+
+async def _serve(stack: LocalStack) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stack.start()
+    except BaseException:
+        await stack.stop()
+        raise
+    await stop.wait()
+    stack.console.print("stopping...")
+    # A second Ctrl-C during shutdown kills everything at once.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: os._exit(130))
+    try:
+        await asyncio.wait_for(stack.stop(), 15)
+    except TimeoutError:
+        stack.console.warn("shutdown took too long; killing what is left")
+    stack.console.print(f"stopped ({stack.console.invocations} invocations)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
+    console = Console(quiet=args.quiet)
+    try:
+        synthesized = load_stack(args.template) if args.template else find_stack(args.cdk_out, args.stage)
+    except TemplateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    options = Options(
+        http_port=args.http_port,
+        ws_port=args.ws_port,
+        moto_port=args.moto_port,
+        failure_rate=args.failure_rate,
+        time_scale=args.time_scale,
+        quiet=args.quiet,
+        max_concurrency=max(1, args.max_concurrency),
+        region=args.region,
+        log_dir=args.log_dir,
+        faults=args.fault,
+        moto_patches=not args.unpatched_moto,
+    )
+    try:
+        stack = LocalStack(synthesized, options, console)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(stack))
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,44 @@
+"""What the local stack prints: the banner, one line per invocation, queue depths, warnings."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+from local.lambda_runtime import InvocationResult
+
+
+class Console:
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self.invocations = 0
+        self.failures = 0
+
+    def print(self, text: str = "") -> None:
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def _stamp(self) -> str:
+        now = time.time()
+        return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+
+    def invocation(self, function: str, result: InvocationResult, outcome: str, detail: str) -> None:
+        """One line per invocation: function, duration, outcome, what triggered it."""
+        self.invocations += 1
+        if outcome != "ok":
+            self.failures += 1
+        if self.quiet:
+            return
+        self.print(f"{self._stamp()}  {function:<22} {result.duration_ms:>7.0f} ms  {outcome:<18} {detail}")
+
+    def event(self, text: str) -> None:
+        """Something worth a line even in --quiet mode (dead-lettering, skipped records...)."""
+        self.print(f"{self._stamp()}  {text}")
+
+    def warn(self, text: str) -> None:
+        self.print(f"{self._stamp()}  WARNING {text}")

@@ -1,0 +1,324 @@
+"""Functions as warm worker processes: the local Lambda service.
+
+Each function gets a pool of worker processes (local/lambda_bootstrap.py run by the venv's
+Python in the function's asset folder, with the function's environment). A worker imports
+the handler once and then serves invocations one at a time, like a Lambda execution
+environment. The pool grows on demand up to its concurrency limit; extra invocations wait.
+
+The template's Timeout is enforced by killing the worker's process group: the invocation
+fails with outcome "timeout" and a fresh worker replaces it (its cold start is not counted
+against the next invocation's timeout, as Lambda's init phase is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from local.processes import kill_process_group
+
+BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
+INIT_TIMEOUT_SECONDS = 60.0  # Lambda allows 10 s; a loaded 2-core laptop importing pydantic needs more
+_MAX_LINE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RuntimeFunction:
+    """Everything needed to start a function's workers."""
+
+    key: str  # logical id
+    display_name: str
+    name: str
+    arn: str
+    handler: str
+    timeout_seconds: float
+    memory_size: int
+    code_dir: Path
+    environment: dict[str, str]
+    max_workers: int
+    time_scale: float = 1.0
+
+
+@dataclass
+class InvocationResult:
+    outcome: str  # "ok" | "error" | "timeout"
+    duration_ms: float
+    request_id: str
+    payload: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def error_summary(self) -> str:
+        if self.outcome == "timeout":
+            return "timeout"
+        if not self.error:
+            return ""
+        message = str(self.error.get("errorMessage", ""))
+        if len(message) > 160:
+            message = message[:157] + "..."
+        return f"{self.error.get('errorType', 'Error')}: {message}"
+
+
+class WorkerDied(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: asyncio.subprocess.Process
+    responses: asyncio.StreamReader
+    ready: asyncio.Future[dict[str, Any]]
+    log: IO[bytes]
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    reader_task: asyncio.Task[None] | None = None
+    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    alive: bool = True
+
+    async def read_loop(self) -> None:
+        try:
+            while True:
+                line = await self.responses.readline()
+                if not line:
+                    break
+                message = json.loads(line)
+                kind = message.get("type")
+                if kind in ("ready", "init_error"):
+                    if not self.ready.done():
+                        self.ready.set_result(message)
+                elif kind == "result":
+                    future = self.pending.pop(int(message["id"]), None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.alive = False
+            died = WorkerDied("the worker process exited")
+            if not self.ready.done():
+                self.ready.set_exception(died)
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(died)
+            self.pending.clear()
+
+    async def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        request_id = next(self.ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({**request, "id": request_id}).encode() + b"\n")
+        await self.process.stdin.drain()
+        return await asyncio.wait_for(future, timeout)
+
+    def kill(self) -> None:
+        self.alive = False
+        kill_process_group(self.process.pid, signal.SIGKILL)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        if self.process.returncode is None:
+            if self.process.stdin is not None:
+                with contextlib.suppress(Exception):
+                    self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), grace)
+            except TimeoutError:
+                self.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.process.wait(), grace)
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+            await asyncio.gather(self.reader_task, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            self.log.close()
+
+
+class FunctionPool:
+    """The warm workers of one function and its concurrency limit."""
+
+    def __init__(self, function: RuntimeFunction, log_dir: Path) -> None:
+        self.function = function
+        self._log_dir = log_dir
+        self._slots = asyncio.Semaphore(max(1, function.max_workers))
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._hangs_pending = 0
+        self._stopping = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self.cold_starts = 0
+
+    def inject_hangs(self, count: int) -> None:
+        """Local fault: the next `count` invocations hang until the timeout kills them."""
+        self._hangs_pending += count
+
+    def start_prewarm(self) -> None:
+        """Start one worker in the background so the first invocation finds it warm."""
+        task = asyncio.get_running_loop().create_task(self.prewarm())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def prewarm(self) -> None:
+        if self._idle or self._stopping:
+            return
+        worker = await self._spawn()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
+        if worker.alive and not self._stopping:
+            self._idle.append(worker)
+
+    async def invoke(self, event: Any) -> InvocationResult:
+        request_id = str(uuid.uuid4())
+        async with self._slots:
+            worker = self._take_idle() or await self._spawn()
+            started = time.perf_counter()
+            try:
+                init = await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
+            except (WorkerDied, TimeoutError) as error:
+                self._discard(worker)
+                return InvocationResult(
+                    "error",
+                    _ms(started),
+                    request_id,
+                    error={"errorType": "Runtime.InitError", "errorMessage": str(error) or "init timed out"},
+                )
+            if init.get("type") == "init_error":
+                self._discard(worker)
+                return InvocationResult("error", _ms(started), request_id, error=init.get("error"))
+
+            fault = None
+            if self._hangs_pending > 0:
+                self._hangs_pending -= 1
+                fault = "hang"
+            timeout = self.function.timeout_seconds
+            started = time.perf_counter()
+            request = {
+                "requestId": request_id,
+                "deadlineMs": time.time() * 1000 + timeout * 1000,
+                "event": event,
+                "fault": fault,
+            }
+            try:
+                response = await worker.call(request, timeout)
+            except TimeoutError:
+                self._discard(worker)
+                self._respawn_later()
+                return InvocationResult(
+                    "timeout",
+                    _ms(started),
+                    request_id,
+                    error={
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
+                    },
+                )
+            except (WorkerDied, ConnectionError, BrokenPipeError) as error:
+                self._discard(worker)
+                self._respawn_later()
+                return InvocationResult(
+                    "error",
+                    _ms(started),
+                    request_id,
+                    error={"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {error}"},
+                )
+            duration = _ms(started)
+            if worker.alive and not self._stopping:
+                self._idle.append(worker)
+            if response.get("ok"):
+                return InvocationResult("ok", duration, request_id, payload=response.get("payload"))
+            return InvocationResult("error", duration, request_id, error=response.get("error"))
+
+    def _take_idle(self) -> _Worker | None:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive:
+                return worker
+            self._all.discard(worker)
+        return None
+
+    def _discard(self, worker: _Worker) -> None:
+        """Kill a worker (timed out, died, or failed its init) and reap it in the background."""
+        worker.kill()
+        self._all.discard(worker)
+        task = asyncio.get_running_loop().create_task(worker.stop(grace=1.0))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _respawn_later(self) -> None:
+        if not self._stopping and not self._idle:
+            self.start_prewarm()
+
+    async def _spawn(self) -> _Worker:
+        function = self.function
+        self.cold_starts += 1
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self._log_dir / f"{function.display_name}.log").open("ab")
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",
+                str(BOOTSTRAP),
+                "--response-fd",
+                str(write_fd),
+                "--handler",
+                function.handler,
+                "--function-arn",
+                function.arn,
+                "--time-scale",
+                repr(function.time_scale),
+                "--parent-pid",
+                str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=str(function.code_dir),
+                env=function.environment,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_MAX_LINE)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+        )
+        ready: asyncio.Future[dict[str, Any]] = loop.create_future()
+        ready.add_done_callback(_retrieve_exception)
+        worker = _Worker(process=process, responses=reader, ready=ready, log=log)
+        worker.reader_task = loop.create_task(worker.read_loop())
+        self._all.add(worker)
+        return worker
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._background:  # reaping killed workers takes a moment; a cold start may not finish
+            await asyncio.wait(list(self._background), timeout=3)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        workers = list(self._all)
+        self._all.clear()
+        self._idle.clear()
+        await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a worker that dies before anyone waits is not an error to log
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,545 @@
+"""The local stack: moto, the functions, the event sources and the two APIs, started in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import os
+import platform
+import re
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from local.aws_json import AwsJsonClient
+from local.console import Console
+from local.http_api import HttpApiServer
+from local.intrinsics import IntrinsicError, PseudoParameters
+from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
+from local.processes import kill_process_group
+from local.provision import create_queues, create_tables
+from local.report import FindingKind, render_findings
+from local.sqs_source import SqsPoller, SqsSource
+from local.stack_model import (
+    FunctionSpec,
+    LocalValues,
+    StackModel,
+    build_stack_model,
+    check_resolvable,
+    layer_summary,
+)
+from local.stream_source import StreamPoller, StreamSource
+from local.template import SynthesizedStack
+from local.ttl_sweeper import TtlSweeper, TtlTable
+from local.websocket_api import WebSocketApiServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+DEPTH_INTERVAL_SECONDS = 5.0
+DEPTH_HEARTBEAT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    function: str  # display name or logical id
+    kind: str  # "hang-once"
+
+
+@dataclass
+class Options:
+    http_port: int = 4000
+    ws_port: int = 4001
+    moto_port: int = 0
+    failure_rate: float | None = None
+    time_scale: float = 1.0
+    quiet: bool = False
+    max_concurrency: int = 4
+    region: str = "us-east-1"
+    log_dir: Path = field(default_factory=lambda: Path(".local-state/logs"))
+    faults: list[Fault] = field(default_factory=list)
+    moto_patches: bool = True  # False only to measure moto as shipped (bench/)
+
+
+def bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {HOST}:{port}: {error.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def rewrite_api_urls(value: str, replacements: dict[str, str]) -> str:
+    for remote, local in replacements.items():
+        value = value.replace(remote, local)
+    return value
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+class LocalStack:
+    def __init__(self, stack: SynthesizedStack, options: Options, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.stack = stack
+        self.model: StackModel = build_stack_model(
+            stack.template,
+            stack.stack_name,
+            stack.cdk_out,
+            PseudoParameters(region=options.region, stack_name=stack.stack_name),
+        )
+        self.pools: dict[str, FunctionPool] = {}
+        self.moto_endpoint = ""
+        self.http_url = ""
+        self.ws_url = ""
+        self._moto: asyncio.subprocess.Process | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runners: list[web.AppRunner] = []
+        self._sqs_pollers: list[SqsPoller] = []
+        self._stream_pollers: list[StreamPoller] = []
+        self._sweeper: TtlSweeper | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self.http_server: HttpApiServer | None = None
+        self.ws_server: WebSocketApiServer | None = None
+        self.values: LocalValues | None = None
+
+    # --- start -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        options = self.options
+        model = self.model
+        http_socket = bind(options.http_port) if model.http_apis else None
+        ws_socket = bind(options.ws_port) if model.websocket_apis else None
+        await self._start_moto()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64, force_close=False),
+        )
+        aws = AwsJsonClient(self._session, self.moto_endpoint, options.region)
+        stream_arns = await create_tables(model, aws)
+        values = LocalValues(model, self.moto_endpoint, stream_arns)
+        await create_queues(model, aws, values, options.time_scale)
+        self.values = values
+        check_resolvable(model, values)
+
+        http_port = http_socket.getsockname()[1] if http_socket else 0
+        ws_port = ws_socket.getsockname()[1] if ws_socket else 0
+        self.http_url = f"http://{HOST}:{http_port}" if http_socket else ""
+        ws_stage = model.websocket_apis[0].stage_name if model.websocket_apis else ""
+        self.ws_url = f"ws://{HOST}:{ws_port}/{ws_stage}" if ws_socket else ""
+        replacements = self._api_url_replacements(http_port, ws_port)
+
+        self._build_pools(values, replacements)
+        self._apply_faults()
+        self._start_event_sources(aws, values)
+        self._sweeper = TtlSweeper(
+            [
+                TtlTable(t.name, tuple(k["AttributeName"] for k in t.key_schema), t.ttl_attribute)
+                for t in model.tables.values()
+                if t.ttl_attribute
+            ],
+            aws,
+            self.console,
+        )
+        self._sweeper.start()
+
+        if http_socket is not None:
+            self.http_server = HttpApiServer(
+                model.http_apis[0], self._names(), self.invoke, self.console, model.pseudo.account_id
+            )
+            await self._serve(self.http_server.application(), http_socket)
+            for extra in model.http_apis[1:]:
+                model.note(
+                    FindingKind.UNSUPPORTED, f"HTTP API {extra.display_name}", "only one HTTP API is served"
+                )
+        if ws_socket is not None:
+            self.ws_server = WebSocketApiServer(
+                model.websocket_apis[0], self._names(), self.invoke, self.console, model.pseudo.account_id
+            )
+            await self._serve(self.ws_server.application(), ws_socket)
+            for other in model.websocket_apis[1:]:
+                model.note(
+                    FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
+                )
+        self._monitor = asyncio.get_running_loop().create_task(self._monitor_queues(aws, values))
+        self._print_banner()
+        for pool in self.pools.values():
+            pool.start_prewarm()
+
+    async def _start_moto(self) -> None:
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")])
+        )
+        environment.pop("AWS_ENDPOINT_URL", None)
+        self._moto = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "local.moto_process",
+            "--host",
+            HOST,
+            "--port",
+            str(self.options.moto_port),
+            *([] if self.options.moto_patches else ["--no-patches"]),
+            "--parent-pid",
+            str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=environment,
+            start_new_session=True,
+        )
+        assert self._moto.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._moto.stdout.readline(), 60)
+        except TimeoutError:
+            line = b""
+        match = re.match(rb"MOTO_READY (\d+)", line)
+        if not match:
+            raise RuntimeError(
+                f"moto did not start (said {line!r}); is moto[server] installed in {sys.prefix}?"
+            )
+        self.moto_endpoint = f"http://{HOST}:{int(match.group(1))}"
+
+    def _api_url_replacements(self, http_port: int, ws_port: int) -> dict[str, str]:
+        pseudo = self.model.pseudo
+        replacements = {}
+        for ws_api in self.model.websocket_apis[:1]:
+            host = f"{ws_api.api_id}.execute-api.{pseudo.region}.{pseudo.url_suffix}"
+            replacements[f"https://{host}"] = f"http://{HOST}:{ws_port}"
+            replacements[f"wss://{host}"] = f"ws://{HOST}:{ws_port}"
+        for api in self.model.http_apis[:1]:
+            host = f"{api.api_id}.execute-api.{pseudo.region}.{pseudo.url_suffix}"
+            replacements[f"https://{host}"] = f"http://{HOST}:{http_port}"
+        return replacements
+
+    def _names(self) -> dict[str, str]:
+        return {lid: spec.display_name for lid, spec in self.model.functions.items()}
+
+    def function_environment(
+        self, spec: FunctionSpec, values: LocalValues, replacements: dict[str, str], code_dir: Path
+    ) -> dict[str, str]:
+        options = self.options
+        resolver = self.model.resolver(values)
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", tempfile.gettempdir()),
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONPATH": str(code_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",  # keep cdk.out's asset folders as synthesized
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_REGION": options.region,
+            "AWS_DEFAULT_REGION": options.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d") + "/[$LATEST]local",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            "_HANDLER": spec.handler,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        if spec.log_format:
+            environment["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
+        for key, raw in spec.environment.items():
+            try:
+                value = resolver.resolve(raw)
+            except IntrinsicError:
+                continue  # reported by check_resolvable
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            environment[key] = rewrite_api_urls(text, replacements)
+        if options.failure_rate is not None and "FAILURE_RATE" in spec.environment:
+            environment["FAILURE_RATE"] = repr(options.failure_rate)
+        return environment
+
+    def _code_dir(self, spec: FunctionSpec) -> Path | None:
+        if spec.asset_dir is not None and spec.asset_dir.is_dir():
+            return spec.asset_dir
+        if spec.inline_code is not None:
+            folder = (
+                REPO_ROOT / ".local-state" / "inline" / self.model.stack_name / spec.logical_id
+            ).resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            module = spec.handler.rpartition(".")[0] or "index"
+            (folder / f"{module}.py").write_text(spec.inline_code)
+            return folder
+        return None
+
+    def _build_pools(self, values: LocalValues, replacements: dict[str, str]) -> None:
+        options = self.options
+        log_dir = options.log_dir / self.model.stack_name
+        for logical_id, spec in self.model.functions.items():
+            code_dir = self._code_dir(spec)
+            if code_dir is None:
+                continue
+            max_workers = options.max_concurrency
+            if spec.reserved_concurrency is not None:
+                max_workers = max(1, min(max_workers, spec.reserved_concurrency))
+            function = RuntimeFunction(
+                key=logical_id,
+                display_name=spec.display_name,
+                name=spec.name,
+                arn=str(values.get_att(logical_id, "Arn")),
+                handler=spec.handler,
+                timeout_seconds=float(spec.timeout),
+                memory_size=spec.memory_size,
+                code_dir=code_dir,
+                environment=self.function_environment(spec, values, replacements, code_dir),
+                max_workers=max_workers,
+                time_scale=options.time_scale,
+            )
+            self.pools[logical_id] = FunctionPool(function, log_dir)
+        summary = layer_summary(self.model)
+        if summary:
+            self.model.note(
+                FindingKind.SATISFIED,
+                summary,
+                f"provided by this venv's packages (aws-lambda-powertools "
+                f"{package_version('aws-lambda-powertools')}, pydantic {package_version('pydantic')})",
+            )
+        runtimes = sorted({spec.runtime for spec in self.model.functions.values()})
+        if runtimes:
+            self.model.note(
+                FindingKind.SATISFIED,
+                f"runtime {', '.join(runtimes)}",
+                f"handlers run on this venv's Python {platform.python_version()} ({platform.machine()}), "
+                "in warm worker processes; timeouts enforced, memory size not",
+            )
+
+    def _apply_faults(self) -> None:
+        for fault in self.options.faults:
+            pools = [
+                pool
+                for lid, pool in self.pools.items()
+                if fault.function in (lid, pool.function.display_name, pool.function.name)
+                or pool.function.display_name.endswith(fault.function)
+            ]
+            if len(pools) > 1:
+                raise ValueError(f"--fault: {fault.function!r} names {len(pools)} functions")
+            if not pools:
+                raise ValueError(f"--fault: no function named {fault.function!r}")
+            for pool in pools:
+                pool.inject_hangs(1)
+            self.model.note(
+                FindingKind.INFO,
+                f"local fault {fault.function}",
+                f"{fault.kind}: its next invocation hangs until the template timeout kills it",
+            )
+
+    def _start_event_sources(self, aws: AwsJsonClient, values: LocalValues) -> None:
+        model = self.model
+        options = self.options
+        for spec in model.mappings:
+            pool = self.pools.get(spec.function_id)
+            if not spec.enabled or pool is None:
+                continue
+            function_name = pool.function.display_name
+
+            async def invoke(event: Any, _pool: FunctionPool = pool) -> InvocationResult:
+                return await _pool.invoke(event)
+
+            if spec.source_kind == "sqs":
+                queue = model.queues[spec.source_id]
+                wanted = spec.maximum_concurrency or options.max_concurrency
+                pollers = max(1, min(wanted, pool.function.max_workers))
+                subject = f"{function_name} <- queue {queue.display_name}"
+                if spec.maximum_concurrency is None:
+                    model.note(
+                        FindingKind.APPROXIMATED,
+                        subject,
+                        f"concurrency up to {pollers} batches at a time locally (--max-concurrency)",
+                    )
+                elif pollers < spec.maximum_concurrency:
+                    model.note(
+                        FindingKind.APPROXIMATED,
+                        subject,
+                        f"ScalingConfig.MaximumConcurrency {spec.maximum_concurrency} -> {pollers} "
+                        "concurrent batches locally (--max-concurrency)",
+                    )
+                sqs_poller = SqsPoller(
+                    SqsSource(
+                        spec=spec,
+                        function_name=function_name,
+                        queue_name=queue.display_name,
+                        queue_url=values.queue_url(queue.logical_id),
+                        queue_arn=values.queue_arn(queue.logical_id),
+                        region=options.region,
+                        pollers=pollers,
+                    ),
+                    aws,
+                    invoke,
+                    self.console,
+                )
+                sqs_poller.start()
+                self._sqs_pollers.append(sqs_poller)
+            else:
+                table = model.tables[spec.source_id]
+                stream_poller = StreamPoller(
+                    StreamSource(
+                        spec=spec,
+                        function_name=function_name,
+                        table_name=table.display_name,
+                        stream_arn=str(values.get_att(table.logical_id, "StreamArn")),
+                        region=options.region,
+                    ),
+                    aws,
+                    invoke,
+                    self.console,
+                )
+                stream_poller.start()
+                self._stream_pollers.append(stream_poller)
+
+    async def _serve(self, app: web.Application, sock: socket.socket) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.SockSite(runner, sock, shutdown_timeout=1.0)
+        await site.start()
+        self._runners.append(runner)
+
+    async def invoke(self, function_id: str, event: Any) -> InvocationResult:
+        pool = self.pools.get(function_id)
+        if pool is None:
+            return InvocationResult(
+                "error",
+                0.0,
+                "-",
+                error={"errorType": "LocalStack", "errorMessage": "function cannot run locally"},
+            )
+        return await pool.invoke(event)
+
+    # --- console ---------------------------------------------------------------------------
+
+    def _print_banner(self) -> None:
+        model = self.model
+        console = self.console
+        rule = "=" * 78
+        console.print(rule)
+        console.print(f" {model.stack_name} is running locally (from {self.stack.template_path})")
+        console.print()
+        if self.http_url:
+            console.print(f"   HTTP API        {self.http_url}")
+        if self.ws_url:
+            console.print(f"   WebSocket API   {self.ws_url}")
+        console.print(f"   embedded AWS    {self.moto_endpoint}  (moto {package_version('moto')})")
+        console.print()
+        console.print(rule)
+        queues = len(model.queues)
+        dlqs = sum(1 for q in model.queues.values() if q.is_dead_letter_queue)
+        console.print(
+            f"Emulated: {len(model.tables)} tables, {queues} queues ({dlqs} dead-letter), "
+            f"{len(model.functions)} functions, {len(model.mappings)} event source mappings, "
+            + ", ".join(
+                [f"HTTP API {a.display_name} ({len(a.routes)} routes)" for a in model.http_apis]
+                + [f"WebSocket API {a.display_name} ({len(a.routes)} routes)" for a in model.websocket_apis]
+            )
+        )
+        if self.options.time_scale != 1.0:
+            console.print(
+                f"Time scale {self.options.time_scale}: queue visibility timeouts and the SQS times "
+                "functions set are scaled (whole seconds, at least 1)"
+            )
+        if self.options.failure_rate is not None:
+            console.print(f"FAILURE_RATE overridden to {self.options.failure_rate} (--failure-rate)")
+        for line in render_findings(model.findings):
+            console.print(line)
+        console.print(f"Function logs: {self.options.log_dir / model.stack_name}/<Function>.log")
+        console.print(
+            f"LOCAL_STACK_READY http={self.http_url or '-'} ws={self.ws_url or '-'} moto={self.moto_endpoint}"
+        )
+
+    async def _monitor_queues(self, aws: AwsJsonClient, values: LocalValues) -> None:
+        last_line = ""
+        last_print = 0.0
+        queues = sorted(self.model.queues.values(), key=lambda q: q.is_dead_letter_queue)
+        if not queues:
+            return
+        while True:
+            await asyncio.sleep(DEPTH_INTERVAL_SECONDS)
+            parts = []
+            try:
+                for queue in queues:
+                    response = await aws.sqs(
+                        "GetQueueAttributes",
+                        {
+                            "QueueUrl": values.queue_url(queue.logical_id),
+                            "AttributeNames": [
+                                "ApproximateNumberOfMessages",
+                                "ApproximateNumberOfMessagesNotVisible",
+                            ],
+                        },
+                    )
+                    attributes = response.get("Attributes", {})
+                    label = f"{queue.display_name}{' (DLQ)' if queue.is_dead_letter_queue else ''}"
+                    parts.append(
+                        f"{label} {attributes.get('ApproximateNumberOfMessages', '?')} visible"
+                        f" + {attributes.get('ApproximateNumberOfMessagesNotVisible', '?')} in flight"
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.console.warn(f"queue depth: {error!r}")
+                continue
+            line = "queues  " + "  |  ".join(parts)
+            now = time.monotonic()
+            if line != last_line or now - last_print >= DEPTH_HEARTBEAT_SECONDS:
+                self.console.event(line)
+                last_line, last_print = line, now
+
+    # --- stop ------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        if self.ws_server is not None:
+            await self.ws_server.close_all()
+        for runner in self._runners:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        for sqs_poller in self._sqs_pollers:
+            await sqs_poller.stop()
+        for stream_poller in self._stream_pollers:
+            await stream_poller.stop()
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+        await asyncio.gather(*(pool.stop() for pool in self.pools.values()), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        await self._stop_moto()
+
+    async def _stop_moto(self) -> None:
+        process = self._moto
+        if process is None or process.returncode is not None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(Exception):
+                process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 3)
+        except TimeoutError:
+            kill_process_group(process.pid)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(process.wait(), 3)

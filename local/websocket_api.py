@@ -1,0 +1,361 @@
+"""An API Gateway WebSocket API on 127.0.0.1, with its @connections management API.
+
+* `ws://127.0.0.1:PORT/<stage>` (or `/`): the handshake runs the `$connect` route; a non-2xx
+  statusCode, an error or a timeout rejects the connection (with that status, or 500).
+* Each text or binary message is routed with the RouteSelectionExpression
+  (`$request.body.action`: the `action` field of a JSON body) to its route or `$default`;
+  for a two-way route (one with a RouteResponse) the `body` the function returns is sent
+  back as a frame. A failing function gets API Gateway's error frame
+  `{"message": "Internal server error", ...}`; no matching route, `{"message": "Forbidden", ...}`.
+* Messages over 128 KB close the connection with 1009 (message too big), as API Gateway does.
+* Closing (either side) runs `$disconnect`, best effort, as on AWS.
+* `POST|GET|DELETE /<stage>/@connections/<id>`: boto3's apigatewaymanagementapi client with
+  `endpoint_url="http://127.0.0.1:PORT/<stage>"` works against it; an unknown or closed
+  connection is 410 GoneException.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from local.console import Console
+from local.lambda_runtime import InvocationResult
+from local.stack_model import WebSocketApiSpec, WebSocketRouteSpec
+
+Invoke = Callable[[str, Any], Awaitable[InvocationResult]]
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway: 128 KB per message (32 KB frames)
+
+
+def new_connection_id() -> str:
+    """16 characters ending in '=', like API Gateway's (so clients must URL-encode it)."""
+    return base64.urlsafe_b64encode(os.urandom(11)).decode()
+
+
+@dataclass
+class Connection:
+    connection_id: str
+    socket: web.WebSocketResponse
+    connected_at: float
+    source_ip: str
+    user_agent: str
+    host: str
+    last_active: float = field(default_factory=time.time)
+
+
+def select_route(expression: str, body: str | bytes, routes: Mapping[str, WebSocketRouteSpec]) -> str:
+    """The route key for a message: the expression's value if it names a route, else $default."""
+    prefix = "$request.body."
+    if expression.startswith(prefix) and isinstance(body, str):
+        try:
+            value: Any = json.loads(body)
+        except json.JSONDecodeError:
+            value = None
+        for part in expression[len(prefix) :].split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            key = str(value)
+            if key in routes and not key.startswith("$"):
+                return key
+    return "$default"
+
+
+def route_response_body(payload: Any) -> str | None:
+    """What a two-way route sends back: the `body` of the function's result."""
+    if payload is None:
+        return None
+    if isinstance(payload, dict):
+        if "body" not in payload:
+            return None
+        body = payload["body"]
+        if body is None:
+            return None
+        return body if isinstance(body, str) else json.dumps(body)
+    return payload if isinstance(payload, str) else json.dumps(payload)
+
+
+def _subprotocol(payload: Any) -> str | None:
+    headers = payload.get("headers") if isinstance(payload, dict) else None
+    value = (headers or {}).get("Sec-WebSocket-Protocol")
+    return str(value) if value else None
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
+
+
+def _request_time(epoch: float) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
+
+
+class WebSocketApiServer:
+    def __init__(
+        self,
+        api: WebSocketApiSpec,
+        function_names: Mapping[str, str],
+        invoke: Invoke,
+        console: Console,
+        account_id: str,
+    ) -> None:
+        self.api = api
+        self._function_names = function_names
+        self._invoke = invoke
+        self._console = console
+        self._account_id = account_id
+        self.connections: dict[str, Connection] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1024)
+        for prefix in ("/{stage}", ""):
+            path = f"{prefix}/@connections/{{connection_id}}"
+            app.router.add_post(path, self.post_to_connection)
+            app.router.add_get(path, self.get_connection)
+            app.router.add_delete(path, self.delete_connection)
+        app.router.add_get("/", self.connect)
+        app.router.add_get("/{stage}", self.connect)
+        return app
+
+    # --- the WebSocket side ----------------------------------------------------------------
+
+    def _context(
+        self, connection: Connection, route_key: str, event_type: str, request_id: str
+    ) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": _request_time(now),
+            "messageDirection": "IN",
+            "stage": self.api.stage_name,
+            "connectedAt": int(connection.connected_at * 1000),
+            "requestTimeEpoch": int(now * 1000),
+            "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+            "requestId": request_id,
+            "domainName": connection.host,
+            "connectionId": connection.connection_id,
+            "apiId": self.api.api_id,
+        }
+
+    async def _run_route(self, route_key: str, event: dict[str, Any], detail: str) -> InvocationResult | None:
+        route = self.api.routes.get(route_key)
+        if route is None or route.function_id is None:
+            return None
+        name = self._function_names[route.function_id]
+        result = await self._invoke(route.function_id, event)
+        outcome = (
+            "ok"
+            if result.ok
+            else ("timeout" if result.outcome == "timeout" else f"error {result.error_summary()}")
+        )
+        self._console.invocation(name, result, outcome, detail)
+        return result
+
+    async def connect(self, request: web.Request) -> web.StreamResponse:
+        stage = request.match_info.get("stage")
+        if stage is not None and stage != self.api.stage_name:
+            return web.json_response({"message": "Forbidden"}, status=403)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response({"message": "Upgrade Required: this is a WebSocket API"}, status=426)
+        connection_id = new_connection_id()
+        connection = Connection(
+            connection_id=connection_id,
+            socket=web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True),
+            connected_at=time.time(),
+            source_ip=request.remote or "127.0.0.1",
+            user_agent=request.headers.get("User-Agent", ""),
+            host=request.host,
+        )
+        event = self._connect_event(request, connection)
+        result = await self._run_route("$connect", event, f"$connect {connection_id}")
+        if result is not None:
+            rejection = self._rejection(connection_id, result)
+            if rejection is not None:
+                return rejection
+            protocol = _subprotocol(result.payload)
+            if protocol:
+                connection.socket = web.WebSocketResponse(
+                    max_msg_size=MAX_MESSAGE_BYTES, autoping=True, protocols=(protocol,)
+                )
+        socket = connection.socket
+        await socket.prepare(request)
+        self.connections[connection_id] = connection
+        try:
+            async for message in socket:
+                connection.last_active = time.time()
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    self._spawn(self._on_message(connection, message.data))
+                elif message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.connections.pop(connection_id, None)
+            self._spawn(self._on_disconnect(connection))
+        return socket
+
+    def _connect_event(self, request: web.Request, connection: Connection) -> dict[str, Any]:
+        multi: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            multi.setdefault(name, []).append(value)
+        multi_query: dict[str, list[str]] = {}
+        for name, value in request.query.items():
+            multi_query.setdefault(name, []).append(value)
+        event: dict[str, Any] = {
+            "headers": {name: values[-1] for name, values in multi.items()},
+            "multiValueHeaders": multi,
+            "requestContext": self._context(connection, "$connect", "CONNECT", str(uuid.uuid4())),
+            "isBase64Encoded": False,
+        }
+        if multi_query:
+            event["queryStringParameters"] = {name: values[-1] for name, values in multi_query.items()}
+            event["multiValueQueryStringParameters"] = multi_query
+        return event
+
+    def _rejection(self, connection_id: str, result: InvocationResult) -> web.Response | None:
+        """The handshake answer when $connect refuses the connection (None: accepted)."""
+        if not result.ok:
+            self._console.event(f"WebSocket {connection_id}: $connect failed: rejected (500)")
+            return web.json_response({"message": "Internal server error"}, status=500)
+        payload = result.payload
+        status = payload.get("statusCode", 200) if isinstance(payload, dict) else 200
+        if isinstance(status, int) and 200 <= status < 300:
+            return None
+        code = status if isinstance(status, int) and 400 <= status <= 599 else 500
+        self._console.event(f"WebSocket {connection_id}: $connect returned {status!r}: rejected ({code})")
+        return web.json_response({"message": "Forbidden" if code == 403 else "Rejected"}, status=code)
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_frame(self, connection: Connection, data: str) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await connection.socket.send_str(data)
+
+    async def _on_message(self, connection: Connection, data: str | bytes) -> None:
+        request_id = str(uuid.uuid4())
+        route_key = select_route(self.api.route_selection_expression, data, self.api.routes)
+        route = self.api.routes.get(route_key)
+        if route is None or route.function_id is None:
+            error = {
+                "message": "Forbidden",
+                "connectionId": connection.connection_id,
+                "requestId": request_id,
+            }
+            await self._send_frame(connection, json.dumps(error))
+            return
+        context = self._context(connection, route_key, "MESSAGE", request_id)
+        context["messageId"] = new_connection_id()
+        if isinstance(data, bytes):
+            event = {
+                "requestContext": context,
+                "body": base64.b64encode(data).decode(),
+                "isBase64Encoded": True,
+            }
+        else:
+            event = {"requestContext": context, "body": data, "isBase64Encoded": False}
+        result = await self._run_route(route_key, event, f"{route_key} {connection.connection_id}")
+        if result is None:
+            return
+        if not result.ok:
+            error = {
+                "message": "Internal server error",
+                "connectionId": connection.connection_id,
+                "requestId": request_id,
+            }
+            await self._send_frame(connection, json.dumps(error))
+            return
+        if route.two_way:
+            body = route_response_body(result.payload)
+            if body is not None:
+                await self._send_frame(connection, body)
+
+    async def _on_disconnect(self, connection: Connection) -> None:
+        socket = connection.socket
+        request_id = str(uuid.uuid4())
+        context = self._context(connection, "$disconnect", "DISCONNECT", request_id)
+        context["disconnectStatusCode"] = socket.close_code or 1006
+        context["disconnectReason"] = "Client-side close frame status code" if socket.close_code else ""
+        event = {
+            "headers": {"Host": connection.host},
+            "multiValueHeaders": {"Host": [connection.host]},
+            "requestContext": context,
+            "isBase64Encoded": False,
+        }
+        await self._run_route("$disconnect", event, f"$disconnect {connection.connection_id}")
+
+    async def close_all(self) -> None:
+        for connection in list(self.connections.values()):
+            with contextlib.suppress(Exception):
+                await connection.socket.close(code=1001, message=b"Going away")
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # --- the @connections management API ---------------------------------------------------
+
+    def _gone(self) -> web.Response:
+        return web.json_response(
+            {"message": None},
+            status=410,
+            headers={"x-amzn-ErrorType": "GoneException"},
+        )
+
+    def _lookup(self, request: web.Request) -> Connection | None:
+        stage = request.match_info.get("stage")
+        if stage is not None and stage != self.api.stage_name:
+            return None
+        connection = self.connections.get(request.match_info["connection_id"])
+        if connection is None or connection.socket.closed:
+            return None
+        return connection
+
+    async def post_to_connection(self, request: web.Request) -> web.Response:
+        connection = self._lookup(request)
+        if connection is None:
+            return self._gone()
+        data = await request.read()
+        if len(data) > MAX_MESSAGE_BYTES:
+            return web.json_response(
+                {"message": "Message too long"},
+                status=413,
+                headers={"x-amzn-ErrorType": "PayloadTooLargeException"},
+            )
+        try:
+            try:
+                await connection.socket.send_str(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                await connection.socket.send_bytes(data)
+        except (ConnectionError, RuntimeError):
+            return self._gone()
+        return web.Response(status=200)
+
+    async def get_connection(self, request: web.Request) -> web.Response:
+        connection = self._lookup(request)
+        if connection is None:
+            return self._gone()
+        return web.json_response(
+            {
+                "connectedAt": _iso(connection.connected_at),
+                "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+                "lastActiveAt": _iso(connection.last_active),
+            }
+        )
+
+    async def delete_connection(self, request: web.Request) -> web.Response:
+        connection = self._lookup(request)
+        if connection is None:
+            return self._gone()
+        await connection.socket.close(code=1000, message=b"")
+        return web.Response(status=204)

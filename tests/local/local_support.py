@@ -1,0 +1,45 @@
+"""Helpers of the local stack's own tests: a moto server process, the fixture assembly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURE_ASSEMBLY = Path(__file__).parent / "fixtures" / "assembly"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_moto(patched: bool) -> tuple[subprocess.Popen[str], str]:
+    """A moto server (with or without local/moto_patches.py) on a free port."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "local.moto_process",
+            "--port",
+            "0",
+            "--parent-pid",
+            str(os.getpid()),
+            *([] if patched else ["--no-patches"]),
+        ],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("MOTO_READY"), line
+    return process, f"http://127.0.0.1:{int(line.split()[1])}"
+
+
+def stop_moto(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)

@@ -1,0 +1,260 @@
+"""The whole local stack on the fixture template: gateway behaviour that handlers cannot see.
+
+Starts `python -m local` once for the module on free ports (a few seconds), then talks real
+HTTP and WebSocket to it. The product's own flows are in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+import websockets
+from botocore.exceptions import ClientError
+from local_support import FIXTURE_ASSEMBLY
+
+from local.launcher import LocalStackProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStackProcess]:
+    arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--time-scale", "0.05"]
+    with LocalStackProcess(arguments) as running:
+        yield running
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(interval)
+
+
+def request(
+    stack: LocalStackProcess, method: str, path: str, **kwargs: Any
+) -> tuple[int, dict[str, str], str]:
+    async def call() -> tuple[int, dict[str, str], str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, stack.http_url + path, **kwargs) as response,
+        ):
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, headers, await response.text()
+
+    return asyncio.run(call())
+
+
+def aws(stack: LocalStackProcess, service: str, **kwargs: Any) -> Any:
+    return boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x", **kwargs
+    )
+
+
+def test_the_banner_reports_the_urls_and_what_is_not_emulated(stack):
+    text = stack.text()
+    assert f"HTTP API        {stack.http_url}" in text
+    assert f"WebSocket API   {stack.ws_url}" in text
+    assert stack.ws_url.endswith("/test")
+    assert "provided by this venv's packages" in text
+    assert "AWS::IAM::Role x1: IAM is not enforced locally" in text
+
+
+def test_requests_become_v2_events_and_results_become_responses(stack):
+    status, headers, body = request(
+        stack, "POST", "/echo/a/b?x=1&x=2", data=b"\x00\x01", headers={"Cookie": "k=v"}
+    )
+    assert status == HTTPStatus.OK
+    echoed = json.loads(body)
+    event = echoed["event"]
+    assert (event["routeKey"], event["rawPath"], event["pathParameters"]) == (
+        "ANY /echo/{proxy+}",
+        "/echo/a/b",
+        {"proxy": "a/b"},
+    )
+    assert event["queryStringParameters"] == {"x": "1,2"}
+    assert event["cookies"] == ["k=v"]
+    assert event["isBase64Encoded"] is True
+    assert echoed["env"]["TABLE_NAME"] == "Fixture-dev-ItemsTable1A2B3C4D"
+    assert echoed["env"]["AWS_ENDPOINT_URL"] == stack.moto_url
+    assert echoed["context"]["memory_limit_in_mb"] == 256
+    assert headers["set-cookie"] in ("a=1", "b=2")
+    status, _, body = request(stack, "GET", "/bare")
+    assert (status, json.loads(body)) == (HTTPStatus.OK, {"hello": "world"})
+
+
+def test_unknown_routes_errors_and_timeouts_answer_like_api_gateway(stack):
+    assert request(stack, "GET", "/nope")[::2] == (HTTPStatus.NOT_FOUND, '{"message": "Not Found"}')
+    assert request(stack, "DELETE", "/items/x")[0] == HTTPStatus.NOT_FOUND
+    error = request(stack, "GET", "/boom")
+    assert (error[0], json.loads(error[2])) == (
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        {"message": "Internal Server Error"},
+    )
+    started = time.monotonic()
+    timeout = request(stack, "GET", "/slow")
+    assert timeout[0] == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert time.monotonic() - started < 6  # the template's Timeout is 2 s
+    wait_for(lambda: "GET /slow -> 500" in stack.text())
+    assert "boom on purpose" in stack.text()
+
+
+def test_cors_comes_from_the_apis_configuration(stack):
+    preflight = {"Origin": "http://localhost:4200", "Access-Control-Request-Method": "POST"}
+    status, headers, _ = request(stack, "OPTIONS", "/items", headers=preflight)
+    assert status == HTTPStatus.NO_CONTENT
+    assert headers["access-control-allow-origin"] == "http://localhost:4200"
+    assert headers["access-control-allow-methods"] == "GET,POST"
+    assert headers["access-control-max-age"] == "600"
+    status, headers, _ = request(
+        stack, "OPTIONS", "/items", headers={**preflight, "Origin": "http://evil.example"}
+    )
+    assert status == HTTPStatus.NO_CONTENT
+    assert "access-control-allow-origin" not in headers
+    # the integration's own CORS header is replaced by the configured one
+    _, headers, _ = request(stack, "GET", "/echo/x", headers={"Origin": "http://localhost:4200"})
+    assert headers["access-control-allow-origin"] == "http://localhost:4200"
+    assert headers["access-control-expose-headers"] == "location"
+    _, headers, _ = request(stack, "GET", "/echo/x", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in headers
+
+
+def item(stack: LocalStackProcess, item_id: str) -> dict[str, Any] | None:
+    status, _, body = request(stack, "GET", f"/items/{item_id}")
+    return json.loads(body) if status == HTTPStatus.OK else None
+
+
+def test_stream_queue_retry_and_dead_letter_paths(stack):
+    flaky, poison = f"flaky-{uuid.uuid4().hex[:6]}", f"poison-{uuid.uuid4().hex[:6]}"
+    assert request(stack, "POST", "/items", json={"id": flaky, "fail": 1})[0] == HTTPStatus.CREATED
+    assert request(stack, "POST", "/items", json={"id": poison, "fail": 9})[0] == HTTPStatus.CREATED
+    done = wait_for(lambda: (i := item(stack, flaky)) and i["status"] == "done" and i)
+    assert done["attempts"] == 2  # failed once, redelivered after the (scaled) visibility timeout
+    wait_for(lambda: (i := item(stack, poison)) and i["status"] == "dead")  # maxReceiveCount 2 -> DLQ
+    sqs = aws(stack, "sqs", endpoint_url=stack.moto_url)
+    for url in sqs.list_queues()["QueueUrls"]:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_expired_items_are_removed_by_the_ttl_sweeper(stack):
+    expired = f"expired-{uuid.uuid4().hex[:6]}"
+    request(stack, "POST", "/items", json={"id": expired, "expiresAt": int(time.time()) - 5})
+    wait_for(lambda: item(stack, expired) is None, timeout=15, interval=0.5)
+
+
+def test_websocket_routes_two_way_responses_and_error_frames(stack):
+    async def talk() -> list[str]:
+        async with websockets.connect(stack.ws_url) as socket:
+            frames = []
+            await socket.send("hello")
+            frames.append(await socket.recv())
+            await socket.send(json.dumps({"action": "push"}))
+            frames.append(await socket.recv())
+            frames.append(await socket.recv())
+            await socket.send("boom")
+            frames.append(await socket.recv())
+            await socket.send("still open")
+            frames.append(await socket.recv())
+            return [str(frame) for frame in frames]
+
+    echo, pushed, reply, error, after = asyncio.run(talk())
+    assert echo == "echo hello"
+    assert pushed == "pushed"
+    assert json.loads(reply)["sourceIp"] == "127.0.0.1"
+    assert json.loads(error)["message"] == "Internal server error"
+    assert after == "echo still open"
+
+
+def test_a_non_2xx_connect_rejects_the_handshake(stack):
+    async def connect() -> None:
+        async with websockets.connect(stack.ws_url + "?reject=1"):
+            pass
+
+    with pytest.raises(websockets.exceptions.InvalidStatus) as rejected:
+        asyncio.run(connect())
+    assert rejected.value.response.status_code == HTTPStatus.FORBIDDEN
+
+
+def test_frames_over_128_kb_close_the_connection_with_1009(stack):
+    async def send_big() -> int | None:
+        async with websockets.connect(stack.ws_url, max_size=None) as socket:
+            await socket.send("x" * (128 * 1024 + 1))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await socket.recv()
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(send_big()) == 1009
+
+
+def test_the_management_api_works_with_boto3(stack):
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(stack.ws_url) as socket:
+            await socket.send(json.dumps({"action": "push"}))
+            await socket.recv()
+            connection_id = json.loads(await socket.recv())["connectionId"]
+            client = aws(
+                stack, "apigatewaymanagementapi", endpoint_url=stack.ws_url.replace("ws://", "http://")
+            )
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=connection_id, Data=b'{"n": 1}')
+            frame = await socket.recv()
+            info = await asyncio.to_thread(client.get_connection, ConnectionId=connection_id)
+            await asyncio.to_thread(client.delete_connection, ConnectionId=connection_id)
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await socket.recv()
+            with pytest.raises(ClientError) as gone:
+                await asyncio.to_thread(client.post_to_connection, ConnectionId=connection_id, Data=b"x")
+            return {"frame": frame, "info": info, "gone": gone.value.response["Error"]["Code"]}
+
+    result = asyncio.run(scenario())
+    assert result["frame"] == '{"n": 1}'
+    assert result["info"]["Identity"]["SourceIp"] == "127.0.0.1"
+    assert result["gone"] == "GoneException"
+
+
+def test_stopping_leaves_no_process_behind():
+    arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev"]
+    with LocalStackProcess(arguments) as running:
+        assert running.process is not None
+        pid = running.process.pid
+        children = wait_for(lambda: len(_children(pid)) >= 3 and _children(pid))  # moto and warm workers
+        running.process.send_signal(signal.SIGINT)
+        running.process.wait(20)
+    assert "stopped" in running.text()
+    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=10)
+
+
+def _children(pid: int) -> list[int]:
+    result = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                result.append(int(entry))
+    return result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
