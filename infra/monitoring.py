@@ -22,12 +22,19 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.lambda_function import METRICS_NAMESPACE, SERVICE_NAME, TaskFunction
 from infra.task_queue import TaskQueue
+from taskflow.metric_names import MetricName
 
-# The handlers' Powertools EMF metrics (taskflow.observability.MetricName), in namespace TaskBackend
-# with the dimensions service=taskflow (Powertools' own) and stage=<stage> (a default dimension the
-# handlers add). A test keeps these names equal to the handlers'.
-TASK_METRICS = ("TaskSubmitted", "TaskSucceeded", "TaskFailed", "TaskRetried", "TaskDeadLettered")
-NOTIFICATION_METRICS = ("NotificationsSent", "ConnectionsGone")
+# The handlers' Powertools EMF metrics (names shared through taskflow.metric_names), in namespace
+# TaskBackend with the dimensions service=taskflow (Powertools' own) and stage=<stage> (a default
+# dimension the handlers add when they load their settings).
+TASK_METRICS = (
+    MetricName.TASK_SUBMITTED,
+    MetricName.TASK_SUCCEEDED,
+    MetricName.TASK_FAILED,
+    MetricName.TASK_RETRIED,
+    MetricName.TASK_DEAD_LETTERED,
+)
+NOTIFICATION_METRICS = (MetricName.NOTIFICATIONS_SENT, MetricName.CONNECTIONS_GONE)
 SERVICE_DIMENSION = "service"
 STAGE_DIMENSION = "stage"
 
@@ -85,7 +92,7 @@ class Monitoring(Construct):
         )
         self._alarm(
             "TasksDeadLettered",
-            self.task_metric("TaskDeadLettered", period=RATE_PERIOD),
+            self.task_metric(MetricName.TASK_DEAD_LETTERED, period=RATE_PERIOD),
             threshold=stage.dead_letter_alarm_threshold,
             description=(
                 f"{_more_than(stage.dead_letter_alarm_threshold, 'task')} exhausted the retry budget "

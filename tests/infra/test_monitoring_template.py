@@ -10,7 +10,7 @@ import pytest
 from template_queries import HANDLERS, arn, changed, function_id, only, properties, ref, resources, synth
 
 from infra.monitoring import NOTIFICATION_METRICS, TASK_METRICS
-from taskflow.observability import MetricName
+from taskflow.metric_names import MetricName
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
 STAGES = ["dev", "prod"]
