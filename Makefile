@@ -10,6 +10,8 @@ PY := $(VENV)/bin/python
 CDK_OUT ?= cdk.out
 STAGE ?= dev
 PYTEST_ARGS ?=
+# Extra flags for `python -m local` (make dev), e.g. LOCAL_ARGS="--failure-rate 0".
+LOCAL_ARGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -17,7 +19,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 # Synth, tests and the local stack never need real AWS credentials.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install synth lint typecheck test test-fast dev deploy bench clean
+.PHONY: help install synth lint typecheck test test-fast dev deploy bench openapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -51,13 +53,16 @@ test: synth ## synth every stage, cfn-lint the templates, run every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 dev: synth ## run the whole backend locally (HTTP :4000, WebSocket :4001)
-	$(PY) -m local --stage $(STAGE) --cdk-out $(CDK_OUT)
+	$(PY) -m local --stage $(STAGE) --cdk-out $(CDK_OUT) $(LOCAL_ARGS)
 
 deploy: synth ## deploy one stage to AWS: make deploy STAGE=prod
 	npx cdk deploy TaskBackend-$(STAGE) --app $(CDK_OUT)
 
 bench: synth ## benchmarks (not part of make test)
 	$(PY) -m bench
+
+openapi: install ## regenerate docs/openapi.json from the HTTP API's routes
+	PYTHONPATH=lambdas $(PY) -m taskflow.api.openapi --output docs/openapi.json
 
 clean: ## remove build output (keeps the installed dependencies)
 	rm -rf $(CDK_OUT) .pytest_cache .ruff_cache .mypy_cache
