@@ -14,11 +14,14 @@ from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list, flag
 from infra.retention import log_group
 from taskflow import env_vars, table_schema
 
+# The API's own OpenAPI document, served by the function (taskflow.api.openapi; docs/openapi.json).
+OPENAPI_DOCUMENT_PATH = "/openapi.json"
 # (path, methods) served by the API; all reach the same function.
 ROUTES: tuple[tuple[str, tuple[apigwv2.HttpMethod, ...]], ...] = (
     ("/tasks", (apigwv2.HttpMethod.POST, apigwv2.HttpMethod.GET)),
     ("/tasks/{taskId}", (apigwv2.HttpMethod.GET,)),
     ("/tasks/{taskId}/retry", (apigwv2.HttpMethod.POST,)),
+    (OPENAPI_DOCUMENT_PATH, (apigwv2.HttpMethod.GET,)),
 )
 EXPOSED_HEADERS = ["Location", "Link"]  # Location on 202, Link rel="next" on GET /tasks
 CORS_MAX_AGE = Duration.hours(1)

@@ -206,7 +206,10 @@ class HttpApiServer:
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        # Every path reaches handle(), which routes as API Gateway does. `[\s\S]` and not `.`: a path
+        # may hold a (percent-encoded) newline, which `.` does not match (aiohttp then answered
+        # its own text/plain 404 instead of the route's function).
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from template_queries import arn, function_id, integration_target, properties, resources, routes
+from template_queries import REPO_ROOT, arn, function_id, integration_target, properties, resources, routes
 
-ROUTE_KEYS = {"POST /tasks", "GET /tasks", "GET /tasks/{taskId}", "POST /tasks/{taskId}/retry"}
+ROUTE_KEYS = {
+    "POST /tasks",
+    "GET /tasks",
+    "GET /tasks/{taskId}",
+    "POST /tasks/{taskId}/retry",
+    "GET /openapi.json",
+}
 
 
 def test_every_task_route_reaches_the_http_api_function(dev_template, dev_ids):
@@ -28,7 +34,7 @@ def test_routes_use_lambda_proxy_payload_v2(dev_template, dev_ids):
         if i["Properties"]["ApiId"] == {"Ref": dev_ids.http_api}
     ]
 
-    assert len(http_integrations) == 1  # one integration shared by the four routes
+    assert len(http_integrations) == 1  # one integration shared by the five routes
     assert http_integrations[0]["IntegrationType"] == "AWS_PROXY"
     assert http_integrations[0]["PayloadFormatVersion"] == "2.0"
 
@@ -45,10 +51,22 @@ def test_api_gateway_may_invoke_the_function_for_each_route_of_this_api_only(dev
         json.dumps("/*/*/tasks"),
         json.dumps("/*/*/tasks/{taskId}"),
         json.dumps("/*/*/tasks/{taskId}/retry"),
+        json.dumps("/*/*/openapi.json"),
     }
     for permission in permissions:
         assert permission["Principal"] == "apigateway.amazonaws.com"
         assert {"Ref": dev_ids.http_api} in permission["SourceArn"]["Fn::Join"][1]
+
+
+def test_the_routes_are_exactly_the_operations_of_the_openapi_document(dev_template, dev_ids):
+    # docs/openapi.json is generated from the function's resolver (make openapi; tests/lambdas fails
+    # when it is stale): API Gateway must route every documented operation, and nothing else.
+    document = json.loads((REPO_ROOT / "docs" / "openapi.json").read_text())
+    documented = {
+        f"{method.upper()} {path}" for path, operations in document["paths"].items() for method in operations
+    }
+
+    assert set(routes(dev_template, dev_ids.http_api)) == documented
 
 
 @pytest.mark.parametrize(

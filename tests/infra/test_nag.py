@@ -103,6 +103,7 @@ def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(st
         "HttpApi/Default/GET--tasks/Resource": apig4,
         "HttpApi/Default/GET--tasks--{taskId}/Resource": apig4,
         "HttpApi/Default/POST--tasks--{taskId}--retry/Resource": apig4,
+        "HttpApi/Default/GET--openapi.json/Resource": apig4,
         "WebSocketApi/Default/$connect-Route/Resource": apig4,
         "WebSocketApi/Default/$disconnect-Route/Resource": apig4,
         "WebSocketApi/Default/$default-Route/Resource": apig4,
@@ -113,6 +114,23 @@ def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(st
         },
         "ConnectionTable/Default/Resource": {"AwsSolutions-DDB3"},
     }
+
+
+def test_only_the_openapi_document_route_is_acknowledged_as_a_public_document():
+    # The five HTTP routes share the rule (APIG4) but not the reason: the document route has its own.
+    stack = build_stack(cdk_json_stages()["dev"])
+
+    reasons = {
+        path.removeprefix(f"{stack.node.path}/"): suppression
+        for path, suppression in stack.nag_suppressions
+        if "/HttpApi/" in path
+    }
+
+    assert reasons.pop("HttpApi/Default/GET--openapi.json/Resource") is (
+        nag_suppressions.OPENAPI_DOCUMENT_WITHOUT_AUTH
+    )
+    assert len(reasons) == 4
+    assert set(reasons.values()) == {nag_suppressions.HTTP_ROUTES_WITHOUT_AUTH}
 
 
 def test_websocket_stage_without_access_logs_is_acknowledged_only_when_configured_so():

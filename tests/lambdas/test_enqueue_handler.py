@@ -173,3 +173,25 @@ def test_record_without_a_task_id_is_skipped_not_retried(
 
     assert response == {"batchItemFailures": []}
     assert [json.loads(body)["taskId"] for body in queue.sent] == ["t-000"]
+
+
+def test_unreadable_stream_record_is_skipped_not_retried(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a batch whose first record cannot be deserialized (an unknown type, a bad number)
+    stream = moto_aws.stream_reader()
+    create_tasks(moto_aws, 1)
+    event = stream.read()
+    unknown_type = json.loads(json.dumps(event["Records"][0]))
+    unknown_type["dynamodb"]["NewImage"]["answer"] = {"Q": "?"}
+    bad_number = json.loads(json.dumps(event["Records"][0]))
+    bad_number["dynamodb"]["NewImage"]["run"] = {"N": "abc"}
+    queue = FakeQueue()
+    enqueue.enqueuer.override(TaskEnqueuer(queue))
+
+    # When the enqueuer gets them before a good record
+    response = enqueue.handler({"Records": [unknown_type, bad_number, *event["Records"]]}, lambda_context)
+
+    # Then they are dropped (retrying can never read them) and the good record is sent
+    assert response == {"batchItemFailures": []}
+    assert [json.loads(body)["taskId"] for body in queue.sent] == ["t-000"]

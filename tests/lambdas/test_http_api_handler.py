@@ -407,6 +407,22 @@ def test_unknown_route_is_404_json(offline_env: dict[str, str], lambda_context: 
     assert error["message"] == "no route for GET /nothing/here"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/tasks/\u20ac"), ("GET", '/tasks/a"b'), ("GET", "/tasks/a#b"), ("POST", "/tasks/\u20ac/retry")],
+)
+def test_allowed_method_with_an_id_the_routes_cannot_carry_is_404_not_405(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, method: str, path: str
+) -> None:
+    # Powertools' route patterns take no '€', '"' or '#' in a path parameter; such an id cannot be
+    # a task, and the method is the right one: 404, never "405 ... Allow: GET" for a GET.
+    status, error, headers = call(http_event(method, path), lambda_context)
+
+    assert status == HTTPStatus.NOT_FOUND
+    assert error["message"]
+    assert "Allow" not in headers
+
+
 def test_wrong_method_on_a_known_path_is_405_with_allow(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
@@ -520,6 +536,7 @@ def test_list_page_is_cut_to_the_response_size_budget_and_links_the_rest(
         {"status": "done"},
         {"cursor": "%%%"},
         {"cursor": "e30"},
+        {"cursor": "x" * 1025},
     ],
 )
 def test_invalid_list_parameters_are_422_naming_the_parameter(
@@ -529,6 +546,50 @@ def test_invalid_list_parameters_are_422_naming_the_parameter(
 
     assert status == HTTPStatus.UNPROCESSABLE_ENTITY
     assert [e["field"] for e in error["errors"]] == list(query)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"n": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"answer": "x" * 1001}, "answer", "at most 1000 characters"),
+        ({"answer": ""}, "answer", "at least 1 character"),
+        ({"answer": "x", "taskId": "x" * 65}, "taskId", "pattern"),
+        ({"answer": "x", "taskId": "a/b"}, "taskId", "pattern"),
+        ({"answer": "x", "payload": {"blob": "y" * 16_400}}, "payload", "limit is 16384"),
+        ({"answer": "x", "payload": _nested(9)}, "payload", "deeper than 8"),
+        ({"answer": "x", "payload": "not an object"}, "payload", "dictionary"),
+        ({"answer": "x", "simulate": {"failAttempts": 101}}, "simulate.failAttempts", "less than or equal"),
+    ],
+    ids=[
+        "answer-too-long",
+        "answer-empty",
+        "task-id-too-long",
+        "task-id-bad-character",
+        "payload-over-16-kib",
+        "payload-depth-9",
+        "payload-not-object",
+        "fail-attempts-over-100",
+    ],
+)
+def test_each_input_limit_is_a_422_naming_the_field_and_the_limit(
+    offline_env: dict[str, str],
+    lambda_context: FakeLambdaContext,
+    body: dict[str, Any],
+    field: str,
+    reason: str,
+) -> None:
+    status, error, _ = call(json_post("/tasks", body), lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert [e["field"] for e in error["errors"]] == [field]
+    assert reason in error["errors"][0]["reason"]
 
 
 def test_cursor_of_another_listing_is_rejected(
@@ -568,6 +629,25 @@ def test_disallowed_origin_gets_no_cors_headers(
     assert status == HTTPStatus.OK
     assert not [name for name in headers if name.lower().startswith("access-control-")]
     assert headers["Vary"] == "Origin"
+
+
+@pytest.mark.parametrize("origin", [ALLOWED_ORIGIN, "https://evil.example", "null", "*"])
+def test_cors_never_answers_a_wildcard_or_allows_credentials(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, origin: str
+) -> None:
+    for event in (
+        http_event("GET", "/tasks/not%20an%20id", headers={"origin": origin}),  # 404, no AWS call
+        http_event("OPTIONS", "/tasks", headers={"origin": origin, "access-control-request-method": "POST"}),
+        http_event(
+            "POST", "/tasks", body="{", headers={"origin": origin, "content-type": "application/json"}
+        ),
+    ):
+        _, _, headers = call(event, lambda_context)
+        lowered = {name.lower(): value for name, value in headers.items()}
+
+        assert lowered.get("access-control-allow-origin") in (None, ALLOWED_ORIGIN)
+        assert lowered.get("access-control-allow-origin") != "*"
+        assert "access-control-allow-credentials" not in lowered
 
 
 def test_error_responses_carry_cors_headers_for_allowed_origins(

@@ -251,3 +251,22 @@ def test_handler_built_from_the_environment_posts_through_the_management_api(
         "version": 1,
         "answer": "42",
     }
+
+
+def test_unreadable_stream_record_is_skipped_and_the_rest_is_pushed(
+    connections: FakeConnections, moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a connection and a batch whose first record has an attribute type nobody can read
+    put_connection(moto_aws, "c1")
+    stream = moto_aws.stream_reader()
+    create_task(moto_aws, "t1")
+    event = stream.read()
+    unreadable = json.loads(json.dumps(event["Records"][0]))
+    unreadable["dynamodb"]["NewImage"]["status"] = {"Q": "?"}
+
+    # When the notifier gets it
+    response = notifier.handler({"Records": [unreadable, *event["Records"]]}, lambda_context)
+
+    # Then it is not retried, and the readable record still becomes a frame
+    assert response == {"batchItemFailures": []}
+    assert [frame["taskId"] for frame in connections.frames["c1"]] == ["t1"]

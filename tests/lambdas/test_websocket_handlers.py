@@ -108,3 +108,36 @@ def test_broken_base64_frame_gets_an_error_frame(lambda_context: FakeLambdaConte
 
 def test_event_without_a_body_gets_an_error_frame(lambda_context: FakeLambdaContext) -> None:
     assert reply(ws_event("MESSAGE"), lambda_context)["type"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"\xff\xfe\xfd", "not JSON"),  # invalid UTF-8
+        (b"\xc3\x28", "not JSON"),  # truncated two-byte sequence
+        (b'{"action": "ping", "pad": "' + b"\x00" * 9000 + b'"}', "limit is 8192"),
+        (b"x" * 200_000, "limit is 8192"),  # refused before decoding
+    ],
+    ids=["invalid-utf8", "truncated-utf8", "over-8-kib", "over-128-kb"],
+)
+def test_binary_frame_that_is_not_a_small_utf8_json_object_gets_an_error_frame(
+    lambda_context: FakeLambdaContext, raw: bytes, expected: str
+) -> None:
+    event = ws_event("MESSAGE", body=base64.b64encode(raw).decode(), base64_encoded=True)
+
+    answer = reply(event, lambda_context)
+
+    assert answer["type"] == "error"
+    assert expected in answer["message"]
+
+
+def test_text_frame_over_the_limit_in_multibyte_characters_gets_an_error_frame(
+    lambda_context: FakeLambdaContext,
+) -> None:
+    # 3,000 characters but 9,000 bytes: the limit is on bytes, as API Gateway's frame limit is.
+    body = '{"action": "ping", "pad": "' + "\u20ac" * 3000 + '"}'
+
+    answer = reply(ws_event("MESSAGE", body=body), lambda_context)
+
+    assert answer == {"type": "error", "message": answer["message"]}
+    assert "limit is 8192" in answer["message"]

@@ -4,22 +4,44 @@ POST /tasks                   submit (idempotent on taskId)          202 + Locat
 GET  /tasks                   newest first, ?limit ?status ?cursor   200 + Link rel="next"
 GET  /tasks/{taskId}          one task                               200 / 404
 POST /tasks/{taskId}/retry    re-run a task in error                 202 / 404 / 409
+GET  /openapi.json            this API's OpenAPI document            200
+
+Each route declares every status it can answer (`responses=`) for the OpenAPI document
+(taskflow.api.openapi), naming the body models of taskflow.api.response_bodies; the bodies
+themselves are built by the routes and the error map.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from taskflow.api import openapi
 from taskflow.api.errors import json_response, register_error_handlers
-from taskflow.api.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor, next_link
-from taskflow.api.request_body import read_model
-from taskflow.domain.task import TaskStatus, TaskSubmission
+from taskflow.api.openapi import (
+    LINK_HEADER,
+    LOCATION_HEADER,
+    RETRY_AFTER_HEADER,
+    component,
+    json_request_body,
+    list_of,
+)
+from taskflow.api.pagination import (
+    CURSOR_PATTERN,
+    MAX_CURSOR_LENGTH,
+    decode_cursor,
+    encode_cursor,
+    next_link,
+)
+from taskflow.api.request_body import JSON_MEDIA_TYPE, MAX_BODY_BYTES, read_model
+from taskflow.domain.task import TASK_ID_PATTERN, TaskStatus, TaskSubmission
 from taskflow.services.task_service import TaskService
 from taskflow.settings import HttpApiSettings
 
@@ -32,7 +54,31 @@ ROUTES: Final[Mapping[str, frozenset[str]]] = {
     r"/tasks": frozenset({"GET", "POST"}),
     r"/tasks/[^/]+": frozenset({"GET"}),
     r"/tasks/[^/]+/retry": frozenset({"POST"}),
+    r"/openapi\.json": frozenset({"GET"}),
 }
+
+# The pattern is documented, not validated: no task has an id outside it, so any other id is a 404
+# (like an unknown one), not a 422.
+TaskIdPath = Annotated[
+    str,
+    Path(
+        alias="taskId",
+        description="the task's id; any string outside this pattern is answered 404, like an unknown id",
+        json_schema_extra={"pattern": TASK_ID_PATTERN},
+    ),
+]
+
+# Answers more than one route gives.
+THROTTLED: Final = openapi.json_response(
+    "throttled by the API Gateway stage (rate/burst of the stage config)", component("ErrorBody")
+)
+UNAVAILABLE: Final = openapi.json_response(
+    "DynamoDB is down or throttling; retry after Retry-After seconds",
+    component("UnavailableBody"),
+    RETRY_AFTER_HEADER,
+)
+TASK_ACCEPTED: Final = openapi.json_response("the task, as stored", component("TaskView"), LOCATION_HEADER)
+TASK_NOT_FOUND: Final = openapi.json_response("no task with this id", component("NotFoundBody"))
 
 
 def cors_config(settings: HttpApiSettings) -> CORSConfig:
@@ -50,18 +96,72 @@ def cors_config(settings: HttpApiSettings) -> CORSConfig:
 def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(cors=cors_config(settings), enable_validation=True)
 
-    @app.post("/tasks")
+    @app.post(
+        "/tasks",
+        operation_id="submitTask",
+        summary="Submit a task (idempotent on taskId)",
+        description=(
+            "Creates the task and queues it. The same body again (same taskId) returns the existing "
+            "task unchanged, whatever its status; the same taskId with a different body is a 409. "
+            "Fields the server owns (`status`, `retries`, anything unknown) are ignored."
+        ),
+        openapi_extensions={
+            "requestBody": json_request_body(
+                "TaskSubmission",
+                f"JSON (Content-Type: application/json), at most {MAX_BODY_BYTES} bytes",
+            )
+        },
+        responses={
+            202: TASK_ACCEPTED,
+            400: openapi.json_response(
+                "the body is empty, not UTF-8, broken base64 or not valid JSON", component("ErrorBody")
+            ),
+            409: openapi.json_response(
+                "a task with this taskId exists with a different body", component("ConflictBody")
+            ),
+            413: openapi.json_response(f"the body is over {MAX_BODY_BYTES} bytes", component("TooLargeBody")),
+            415: openapi.json_response(
+                "the body is not declared as application/json", component("ErrorBody")
+            ),
+            422: openapi.json_response(
+                "the body is not a valid task submission (every invalid field, with why)",
+                component("ValidationErrorBody"),
+            ),
+            429: THROTTLED,
+            503: UNAVAILABLE,
+        },
+    )
     def submit_task() -> Response[str]:
         submission = read_model(app.current_event, TaskSubmission)
         submitted = service.submit(submission)
         task = submitted.task
         return json_response(HTTPStatus.ACCEPTED, task.to_public(), {"Location": f"/tasks/{task.task_id}"})
 
-    @app.get("/tasks")
+    @app.get(
+        "/tasks",
+        operation_id="listTasks",
+        summary="List tasks, newest first",
+        description='A bare JSON array; the next page, if any, is in the `Link: <...>; rel="next"` header.',
+        responses={
+            200: openapi.json_response("one page of tasks, newest first", list_of("TaskView"), LINK_HEADER),
+            422: openapi.json_response(
+                "`limit`, `status` or `cursor` is invalid", component("ValidationErrorBody")
+            ),
+            429: THROTTLED,
+            503: UNAVAILABLE,
+        },
+    )
     def list_tasks(
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-        status: Annotated[TaskStatus | None, Query()] = None,
-        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")] = DEFAULT_PAGE_SIZE,
+        status: Annotated[TaskStatus | None, Query(description="only tasks in this status")] = None,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_CURSOR_LENGTH,
+                pattern=CURSOR_PATTERN,
+                description="where the page starts: copy it from the previous page's Link header",
+            ),
+        ] = None,
     ) -> Response[str]:
         start_key = decode_cursor(cursor) if cursor is not None else None
         listing = service.list(limit=limit, status=status, start_key=start_key)
@@ -75,14 +175,61 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
             )
         return json_response(HTTPStatus.OK, [task.to_public() for task in listing.tasks], headers)
 
-    @app.get("/tasks/<task_id>")
-    def get_task(task_id: str) -> Response[str]:
+    @app.get(
+        "/tasks/<taskId>",
+        operation_id="getTask",
+        summary="Read one task",
+        responses={
+            200: openapi.json_response("the task", component("TaskView")),
+            404: TASK_NOT_FOUND,
+            429: THROTTLED,
+            503: UNAVAILABLE,
+        },
+    )
+    def get_task(task_id: TaskIdPath) -> Response[str]:
         return json_response(HTTPStatus.OK, service.get(task_id).to_public())
 
-    @app.post("/tasks/<task_id>/retry")
-    def retry_task(task_id: str) -> Response[str]:
+    @app.post(
+        "/tasks/<taskId>/retry",
+        operation_id="retryTask",
+        summary="Re-run a task in error",
+        description=(
+            "Moves an `error` task back to `pending` (run + 1, retries 0). Any request body is ignored."
+        ),
+        responses={
+            202: TASK_ACCEPTED,
+            404: TASK_NOT_FOUND,
+            409: openapi.json_response(
+                "the task is not in `error` (its status is in the body)", component("ConflictBody")
+            ),
+            429: THROTTLED,
+            503: UNAVAILABLE,
+        },
+    )
+    def retry_task(task_id: TaskIdPath) -> Response[str]:
         task = service.retry(task_id)
         return json_response(HTTPStatus.ACCEPTED, task.to_public(), {"Location": f"/tasks/{task.task_id}"})
+
+    @functools.cache
+    def document() -> str:
+        # Built on the first request, not at cold start.
+        return json.dumps(openapi.build_document(app), ensure_ascii=False, separators=(",", ":"))
+
+    @app.get(
+        openapi.DOCUMENT_PATH,
+        operation_id="getOpenApiDocument",
+        summary="This API's OpenAPI document",
+        responses={
+            200: openapi.json_response("the OpenAPI 3.1 document of this API", {"type": "object"}),
+            429: THROTTLED,
+        },
+    )
+    def openapi_document() -> Response[str]:
+        return Response(
+            status_code=HTTPStatus.OK.value,
+            content_type=JSON_MEDIA_TYPE,
+            body=document(),
+        )
 
     register_error_handlers(app, ROUTES)
     return app

@@ -161,7 +161,9 @@ def register_error_handlers(app: APIGatewayHttpResolver, routes: Mapping[str, fr
         method = app.current_event.http_method.upper()
         path = app.current_event.path
         for pattern, methods in routes.items():
-            if re.fullmatch(pattern, path):
+            # A method the path does allow ends up here when a path parameter holds characters
+            # Powertools' route patterns do not take (e.g. '€', '"'): no such task, so 404.
+            if re.fullmatch(pattern, path) and method not in methods:
                 allowed = sorted(methods)
                 return _error(
                     HTTPStatus.METHOD_NOT_ALLOWED,

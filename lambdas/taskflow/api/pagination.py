@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from taskflow.errors import InvalidCursorError
 
 MAX_CURSOR_LENGTH: Final = 1024
+CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"  # what encode_cursor issues (base64url, no padding)
 
 
 def encode_cursor(key: dict[str, str]) -> str:
