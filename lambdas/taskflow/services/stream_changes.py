@@ -6,7 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBStreamEvent
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecord,
+    DynamoDBStreamEvent,
+)
+
+from taskflow.observability import logger
 
 
 @dataclass(frozen=True)
@@ -18,21 +23,37 @@ class StreamChange:
     new_image: Mapping[str, Any] | None
 
 
+# What the record wrappers raise for a record they cannot read (an unknown attribute type,
+# a number that is not one, an unknown eventName).
+_UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, ArithmeticError)
+
+
 def stream_changes(event: Mapping[str, Any]) -> list[StreamChange]:
-    """Every record of a DynamoDB stream event, in stream order."""
+    """Every readable record of a DynamoDB stream event, in stream order.
+
+    An unreadable record is logged and left out: retrying it could never succeed, and on a
+    mapping that retries until the record expires it would block its shard for 24 hours."""
     changes = []
     for record in DynamoDBStreamEvent(dict(event)).records:
-        stream_record = record.dynamodb
-        changes.append(
-            StreamChange(
-                sequence_number=str(stream_record.sequence_number if stream_record else ""),
-                event_id=str(record.event_id or ""),
-                event_name=record.event_name.name if record.event_name else "",
-                old_image=(stream_record.old_image or None) if stream_record else None,
-                new_image=(stream_record.new_image or None) if stream_record else None,
+        try:
+            changes.append(_change(record))
+        except _UNREADABLE as error:
+            logger.error(
+                "unreadable stream record skipped",
+                extra={"event_id": record.get("eventID"), "reason": repr(error)},
             )
-        )
     return changes
+
+
+def _change(record: DynamoDBRecord) -> StreamChange:
+    stream_record = record.dynamodb
+    return StreamChange(
+        sequence_number=str(stream_record.sequence_number if stream_record else ""),
+        event_id=str(record.event_id or ""),
+        event_name=record.event_name.name if record.event_name else "",
+        old_image=(stream_record.old_image or None) if stream_record else None,
+        new_image=(stream_record.new_image or None) if stream_record else None,
+    )
 
 
 def batch_item_failures(sequence_numbers: list[str]) -> dict[str, Any]:
