@@ -19,7 +19,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 # Synth, tests and the local stack never need real AWS credentials.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install synth lint typecheck test test-fast dev deploy bench openapi clean
+.PHONY: help install synth lint typecheck test dev deploy redrive bench chaos openapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -58,11 +58,19 @@ dev: synth ## run the whole backend locally (HTTP :4000, WebSocket :4001)
 deploy: synth ## deploy one stage to AWS: make deploy STAGE=prod
 	npx cdk deploy TaskBackend-$(STAGE) --app $(CDK_OUT)
 
+redrive: install ## move DLQ messages back and re-run error tasks: make redrive STAGE=dev [TARGET=local]
+	$(PY) -m ops.redrive --stage $(STAGE) --target $(or $(TARGET),aws) $(REDRIVE_ARGS)
+
 bench: synth ## benchmarks (not part of make test)
 	$(PY) -m bench
 
-openapi: install ## regenerate docs/openapi.json from the HTTP API's routes
+openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the HTTP API's routes
 	PYTHONPATH=lambdas $(PY) -m taskflow.api.openapi --output docs/openapi.json
+
+chaos: synth ## chaos run: 1,000 tasks under every fault, checked (CHAOS_TASKS=n)
+	$(PY) -m local.chaos --cdk-out $(CDK_OUT) --stage $(STAGE) --tasks $(or $(CHAOS_TASKS),1000) \
+		--failure-rate 0.3 --kill-rate 0.02 --duplicate-rate 0.05 --aws-error-rate 0.05 \
+		--push-failure-rate 0.02 --sqs-outage 2:10 --time-scale 0.01
 
 clean: ## remove build output (keeps the installed dependencies)
 	rm -rf $(CDK_OUT) .pytest_cache .ruff_cache .mypy_cache

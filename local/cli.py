@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from local.console import Console
+from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
 from local.processes import die_with_parent
 from local.stack import Fault, LocalStack, Options
 from local.template import TemplateError, find_stack, load_stack
@@ -26,7 +27,12 @@ EPILOG = """\
 Prints the two URLs, then one line per invocation and the queue depths every few seconds.
 Once serving it prints a machine-readable line:
   LOCAL_STACK_READY http=http://127.0.0.1:PORT ws=ws://127.0.0.1:PORT/STAGE moto=http://127.0.0.1:PORT
-See docs/local-stack.md.
+
+Fault injection (local only, for chaos runs; `python -m local.chaos` drives them and checks the
+history): any --fault-* option records the history in --fault-dir (effects.log: every run of the
+processing step and every success it committed; faults.log: each fault that fired; stats.json:
+the event source mappings' counters; control.json: the SQS outage window, which a runner may
+rewrite at run time). See docs/local-stack.md and local/faults.py.
 """
 
 
@@ -49,6 +55,87 @@ def _scale(value: str) -> float:
     if not 0.0 < number <= 1.0:
         raise argparse.ArgumentTypeError("must be in (0, 1]")
     return number
+
+
+def _outage(value: str) -> SqsOutage:
+    try:
+        return parse_outage(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_fault_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("local fault injection (chaos runs)")
+    group.add_argument(
+        "--fault-kill-rate",
+        type=_ratio,
+        default=0.0,
+        metavar="P",
+        help=(
+            "after a commit write of the processing step succeeded, the worker dies (os._exit) with "
+            "probability P; the runtime restarts it and SQS redelivers the batch's unacknowledged messages"
+        ),
+    )
+    group.add_argument(
+        "--fault-duplicate-rate",
+        type=_ratio,
+        default=0.0,
+        metavar="P",
+        help="the SQS pollers deliver a fraction P of the received messages a second time, concurrently",
+    )
+    group.add_argument(
+        "--fault-aws-error-rate",
+        type=_ratio,
+        default=0.0,
+        metavar="P",
+        help=(
+            "a fraction P of the functions' DynamoDB and SQS calls fail: 500 InternalServerError, "
+            "400 ThrottlingException or ProvisionedThroughputExceededException before sending (per "
+            "attempt, botocore retries), or a 500 after a write was applied (1/4 of them, not retried)"
+        ),
+    )
+    group.add_argument(
+        "--fault-sqs-outage",
+        type=_outage,
+        metavar="START:DURATION",
+        help=(
+            "SendMessage/SendMessageBatch from functions raise connection errors from START to "
+            "START+DURATION seconds after ready (a runner can also rewrite FAULT_DIR/control.json)"
+        ),
+    )
+    group.add_argument(
+        "--fault-push-failure-rate",
+        type=_ratio,
+        default=0.0,
+        metavar="P",
+        help="the @connections endpoint answers a fraction P of POSTs with 500 (half after sending)",
+    )
+    group.add_argument(
+        "--fault-mutant",
+        choices=MUTANTS,
+        help="a deliberately BROKEN processor (UpdateItem conditions always hold), to see the checker fail",
+    )
+    group.add_argument(
+        "--fault-dir",
+        type=Path,
+        help=f"where the chaos history files go (default with any --fault-* option: {DEFAULT_FAULT_DIR})",
+    )
+    group.add_argument("--fault-seed", type=int, help="seed of the fault decisions (default: random)")
+
+
+def fault_options(args: argparse.Namespace) -> FaultOptions:
+    options = FaultOptions(
+        kill_rate=args.fault_kill_rate,
+        duplicate_rate=args.fault_duplicate_rate,
+        aws_error_rate=args.fault_aws_error_rate,
+        push_failure_rate=args.fault_push_failure_rate,
+        sqs_outage=args.fault_sqs_outage,
+        mutant=args.fault_mutant,
+        seed=args.fault_seed,
+    )
+    if args.fault_dir is not None or options.summary():
+        options.directory = args.fault_dir or DEFAULT_FAULT_DIR
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-dir", type=Path, default=Path(".local-state/logs"), help="function log folder")
     parser.add_argument("--quiet", action="store_true", help="no per-invocation lines")
+    _add_fault_options(parser)
     parser.add_argument("--unpatched-moto", action="store_true", help=argparse.SUPPRESS)  # bench/ only
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # local.launcher: die with it
     return parser
@@ -148,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         region=args.region,
         log_dir=args.log_dir,
         faults=args.fault,
+        chaos=fault_options(args),
         moto_patches=not args.unpatched_moto,
     )
     try:

@@ -10,6 +10,10 @@ With `--time-scale S` (not 1), a botocore hook scales the SQS times the function
 VisibilityTimeout of ChangeMessageVisibility(Batch) and ReceiveMessage, DelaySeconds of
 SendMessage(Batch); non-zero values become max(1, ceil(value * S)) seconds (SQS counts whole
 seconds), zero stays zero.
+
+With `--faults JSON` (a chaos run, see local/faults.py), local/fault_hooks.py is loaded from its
+file path (not as a package: local/ stays off the handler's sys.path) and installs its botocore
+hooks before the handler is imported, then wraps the processing step once it is.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import ctypes
 import decimal
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -109,6 +114,20 @@ def install_time_scale(scale: float) -> None:
     botocore.session.Session.__init__ = init
 
 
+def _load_fault_hooks(config_json: str) -> Any:
+    """local/fault_hooks.py, loaded by path under a private name (see the module docstring)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fault_hooks.py")
+    spec = importlib.util.spec_from_file_location("_local_fault_hooks", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    faults = module.load(config_json)
+    faults.install_botocore()
+    return faults
+
+
 def _load_handler(spec: str) -> Any:
     module_name, _, function_name = spec.rpartition(".")
     if not module_name:
@@ -127,6 +146,7 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
     parser.add_argument("--function-arn", required=True)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--faults", default="")
     args = parser.parse_args()
     if args.parent_pid:
         _die_with_parent(args.parent_pid)
@@ -160,7 +180,10 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
     try:
         if args.time_scale != 1.0:
             install_time_scale(args.time_scale)
+        faults = _load_fault_hooks(args.faults) if args.faults else None
         handler = _load_handler(args.handler)
+        if faults is not None:
+            faults.wrap_step()
     except Exception as error:  # the cold start failed: report it as Lambda would
         if isinstance(error, SyntaxError):
             kind = "Runtime.UserCodeSyntaxError"

@@ -47,6 +47,7 @@ class RuntimeFunction:
     environment: dict[str, str]
     max_workers: int
     time_scale: float = 1.0
+    faults: str = ""  # local/faults.py: the worker's fault configuration (JSON), "" for none
 
 
 @dataclass
@@ -158,6 +159,7 @@ class FunctionPool:
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
         self.cold_starts = 0
+        self.worker_exits = 0  # workers that died during an invocation (crash, os._exit, kill)
 
     def inject_hangs(self, count: int) -> None:
         """Local fault: the next `count` invocations hang until the timeout kills them."""
@@ -224,6 +226,7 @@ class FunctionPool:
                     },
                 )
             except (WorkerDied, ConnectionError, BrokenPipeError) as error:
+                self.worker_exits += 1
                 self._discard(worker)
                 self._respawn_later()
                 return InvocationResult(
@@ -280,6 +283,7 @@ class FunctionPool:
                 repr(function.time_scale),
                 "--parent-pid",
                 str(os.getpid()),
+                *(["--faults", function.faults] if function.faults else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,

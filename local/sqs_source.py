@@ -10,6 +10,13 @@ dead-lettering at maxReceiveCount stay the queue's (moto's). Per batch:
 
 Messages that match no FilterCriteria pattern are deleted without an invocation, as Lambda
 does. `pollers` batches run concurrently (ScalingConfig.MaximumConcurrency, capped locally).
+
+Local fault (`--fault-duplicate-rate P`, local/faults.py): each received message is, with
+probability P, delivered a second time in a separate invocation running concurrently with its
+batch, as SQS's at-least-once delivery can. That invocation deletes nothing: a second copy of a
+message has its own receipt handle, so its acknowledgement cannot remove the first copy.
+`stats` counts what the mapping did (and, for a dead-letter queue in a chaos run, the bodies of
+the messages the function consumed).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from local.aws_json import AwsError, AwsJsonClient
 from local.batch_results import evaluate_batch
 from local.console import Console
 from local.event_filter import matches_any, sqs_filter_view
+from local.faults import Dice, SqsMappingStats
 from local.lambda_runtime import InvocationResult
 from local.stack_model import EventSourceMappingSpec
 
@@ -74,13 +82,34 @@ def lambda_sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> d
     return record
 
 
+@dataclass(frozen=True)
+class DuplicateDeliveries:
+    """The duplicate-delivery fault of one mapping."""
+
+    rate: float
+    dice: Dice
+    max_delay_seconds: float = 0.05  # the copy starts up to this much after its batch
+
+
 class SqsPoller:
-    def __init__(self, source: SqsSource, aws: AwsJsonClient, invoke: Invoke, console: Console) -> None:
+    def __init__(
+        self,
+        source: SqsSource,
+        aws: AwsJsonClient,
+        invoke: Invoke,
+        console: Console,
+        *,
+        duplicates: DuplicateDeliveries | None = None,
+        stats: SqsMappingStats | None = None,
+    ) -> None:
         self.source = source
         self._aws = aws
         self._invoke = invoke
         self._console = console
+        self._duplicates = duplicates
+        self.stats = stats or SqsMappingStats(source.function_name, source.queue_name, False)
         self._tasks: list[asyncio.Task[None]] = []
+        self._copies: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -88,9 +117,9 @@ class SqsPoller:
             self._tasks.append(loop.create_task(self._run()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._copies]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._copies, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
@@ -142,9 +171,12 @@ class SqsPoller:
         if patterns:
             dropped = [r for r in records if not matches_any(patterns, sqs_filter_view(r))]
             records = [r for r in records if r not in dropped]
-            await self._delete(dropped)
+            await self._delete(dropped, consumed=False)
             if not records:
                 return
+        self.stats.batches += 1
+        self.stats.messages += len(records)
+        self._maybe_duplicate(records)
         result = await self._invoke({"Records": records})
         ids = [r["messageId"] for r in records]
         outcome = evaluate_batch(result, ids, source.spec.report_batch_item_failures)
@@ -160,7 +192,41 @@ class SqsPoller:
         if outcome.problem:
             self._console.warn(f"{source.function_name}: {outcome.problem}: the whole batch is retried")
 
-    async def _delete(self, records: list[dict[str, Any]]) -> None:
+    def _maybe_duplicate(self, records: list[dict[str, Any]]) -> None:
+        duplicates = self._duplicates
+        if duplicates is None:
+            return
+        copies = [record for record in records if duplicates.dice.roll(duplicates.rate)]
+        if not copies:
+            return
+        self.stats.duplicate_invocations += 1
+        self.stats.duplicate_messages += len(copies)
+        delay = duplicates.dice.uniform(0.0, duplicates.max_delay_seconds)
+        task = asyncio.get_running_loop().create_task(self._deliver_copy(copies, delay))
+        self._copies.add(task)
+        task.add_done_callback(self._copies.discard)
+
+    async def _deliver_copy(self, records: list[dict[str, Any]], delay: float) -> None:
+        """A second delivery of `records` (local fault): invoked, logged, never deleted."""
+        await asyncio.sleep(delay)
+        try:
+            result = await self._invoke({"Records": records})
+        except Exception as error:  # the stack is stopping
+            self._console.warn(f"SQS poller {self.source.queue_name}: duplicate delivery: {error!r}")
+            return
+        outcome = evaluate_batch(
+            result, [r["messageId"] for r in records], self.source.spec.report_batch_item_failures
+        )
+        count = len(records)
+        self._console.invocation(
+            self.source.function_name,
+            result,
+            outcome.summary,
+            f"sqs {self.source.queue_name}: {count} message{'s' if count != 1 else ''} "
+            "(local fault: duplicate delivery)",
+        )
+
+    async def _delete(self, records: list[dict[str, Any]], consumed: bool = True) -> None:
         for start in range(0, len(records), 10):
             chunk = records[start : start + 10]
             entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)]
@@ -168,8 +234,14 @@ class SqsPoller:
                 response = await self._aws.sqs(
                     "DeleteMessageBatch", {"QueueUrl": self.source.queue_url, "Entries": entries}
                 )
+                failed = set()
                 for failure in response.get("Failed", []):
+                    failed.add(str(failure.get("Id")))
                     self._console.warn(
                         f"{self.source.queue_name}: delete failed ({failure.get('Code')}): "
                         "the message will be delivered again"
                     )
+                deleted = [r for i, r in enumerate(chunk) if str(i) not in failed]
+                self.stats.deleted += len(deleted)
+                if consumed and self.stats.record_bodies:
+                    self.stats.consumed_bodies.extend(str(r.get("body", "")) for r in deleted)

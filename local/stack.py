@@ -21,13 +21,24 @@ from aiohttp import web
 
 from local.aws_json import AwsJsonClient
 from local.console import Console
+from local.faults import (
+    STATS_FILE,
+    Dice,
+    FaultOptions,
+    SqsMappingStats,
+    StackFaultCounters,
+    prepare_directory,
+    stats_document,
+    write_json_atomically,
+    write_sqs_outage,
+)
 from local.http_api import HttpApiServer
 from local.intrinsics import IntrinsicError, PseudoParameters
 from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
 from local.processes import kill_process_group
 from local.provision import create_queues, create_tables
 from local.report import FindingKind, render_findings
-from local.sqs_source import SqsPoller, SqsSource
+from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
 from local.stack_model import (
     FunctionSpec,
     LocalValues,
@@ -45,6 +56,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 DEPTH_INTERVAL_SECONDS = 5.0
 DEPTH_HEARTBEAT_SECONDS = 60.0
+STATS_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class Options:
     region: str = "us-east-1"
     log_dir: Path = field(default_factory=lambda: Path(".local-state/logs"))
     faults: list[Fault] = field(default_factory=list)
+    chaos: FaultOptions = field(default_factory=FaultOptions)  # the --fault-* options
     moto_patches: bool = True  # False only to measure moto as shipped (bench/)
 
 
@@ -116,6 +129,9 @@ class LocalStack:
         self._stream_pollers: list[StreamPoller] = []
         self._sweeper: TtlSweeper | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._stats_writer: asyncio.Task[None] | None = None
+        self._dice = Dice(options.chaos.seed)
+        self.fault_counters = StackFaultCounters()
         self.http_server: HttpApiServer | None = None
         self.ws_server: WebSocketApiServer | None = None
         self.values: LocalValues | None = None
@@ -127,6 +143,8 @@ class LocalStack:
         model = self.model
         http_socket = bind(options.http_port) if model.http_apis else None
         ws_socket = bind(options.ws_port) if model.websocket_apis else None
+        if options.chaos.directory is not None:
+            prepare_directory(options.chaos.directory)
         await self._start_moto()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, force_close=False),
@@ -170,7 +188,14 @@ class LocalStack:
                 )
         if ws_socket is not None:
             self.ws_server = WebSocketApiServer(
-                model.websocket_apis[0], self._names(), self.invoke, self.console, model.pseudo.account_id
+                model.websocket_apis[0],
+                self._names(),
+                self.invoke,
+                self.console,
+                model.pseudo.account_id,
+                push_failure_rate=options.chaos.push_failure_rate,
+                dice=self._dice,
+                counters=self.fault_counters,
             )
             await self._serve(self.ws_server.application(), ws_socket)
             for other in model.websocket_apis[1:]:
@@ -178,6 +203,7 @@ class LocalStack:
                     FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
                 )
         self._monitor = asyncio.get_running_loop().create_task(self._monitor_queues(aws, values))
+        self._start_chaos()
         self._print_banner()
         for pool in self.pools.values():
             pool.start_prewarm()
@@ -310,6 +336,7 @@ class LocalStack:
                 environment=self.function_environment(spec, values, replacements, code_dir),
                 max_workers=max_workers,
                 time_scale=options.time_scale,
+                faults=options.chaos.worker_config(spec.display_name) if options.chaos.active else "",
             )
             self.pools[logical_id] = FunctionPool(function, log_dir)
         summary = layer_summary(self.model)
@@ -379,6 +406,7 @@ class LocalStack:
                         f"ScalingConfig.MaximumConcurrency {spec.maximum_concurrency} -> {pollers} "
                         "concurrent batches locally (--max-concurrency)",
                     )
+                chaos = options.chaos
                 sqs_poller = SqsPoller(
                     SqsSource(
                         spec=spec,
@@ -392,6 +420,17 @@ class LocalStack:
                     aws,
                     invoke,
                     self.console,
+                    duplicates=(
+                        DuplicateDeliveries(chaos.duplicate_rate, self._dice)
+                        if chaos.duplicate_rate > 0
+                        else None
+                    ),
+                    stats=SqsMappingStats(
+                        function_name,
+                        queue.display_name,
+                        queue.is_dead_letter_queue,
+                        record_bodies=chaos.active and queue.is_dead_letter_queue,
+                    ),
                 )
                 sqs_poller.start()
                 self._sqs_pollers.append(sqs_poller)
@@ -430,6 +469,39 @@ class LocalStack:
             )
         return await pool.invoke(event)
 
+    # --- chaos (local/faults.py) -------------------------------------------------------------
+
+    def _start_chaos(self) -> None:
+        chaos = self.options.chaos
+        if chaos.directory is None:
+            return
+        if chaos.sqs_outage is not None:
+            start = time.time() + chaos.sqs_outage.start
+            write_sqs_outage(chaos.directory, start, start + chaos.sqs_outage.duration)
+        self._stats_writer = asyncio.get_running_loop().create_task(self._write_stats_forever())
+
+    def write_stats(self, final: bool = False) -> None:
+        directory = self.options.chaos.directory
+        if directory is None:
+            return
+        document = stats_document(
+            sqs=[poller.stats for poller in self._sqs_pollers],
+            counters=self.fault_counters,
+            worker_exits={pool.function.display_name: pool.worker_exits for pool in self.pools.values()},
+            cold_starts={pool.function.display_name: pool.cold_starts for pool in self.pools.values()},
+            skipped_stream_records={p.source.function_name: p.skipped_records for p in self._stream_pollers},
+            final=final,
+        )
+        write_json_atomically(directory / STATS_FILE, document)
+
+    async def _write_stats_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_SECONDS)
+            try:
+                self.write_stats()
+            except OSError as error:
+                self.console.warn(f"chaos stats: {error}")
+
     # --- console ---------------------------------------------------------------------------
 
     def _print_banner(self) -> None:
@@ -463,6 +535,14 @@ class LocalStack:
             )
         if self.options.failure_rate is not None:
             console.print(f"FAILURE_RATE overridden to {self.options.failure_rate} (--failure-rate)")
+        chaos = self.options.chaos
+        if chaos.directory is not None:
+            injected = chaos.summary()
+            console.print(
+                "LOCAL FAULTS: "
+                + ("; ".join(injected) if injected else "none injected")
+                + f"; history recorded in {chaos.directory}/"
+            )
         for line in render_findings(model.findings):
             console.print(line)
         console.print(f"Function logs: {self.options.log_dir / model.stack_name}/<Function>.log")
@@ -522,9 +602,12 @@ class LocalStack:
             await stream_poller.stop()
         if self._sweeper is not None:
             await self._sweeper.stop()
-        if self._monitor is not None:
-            self._monitor.cancel()
-            await asyncio.gather(self._monitor, return_exceptions=True)
+        for background in (self._monitor, self._stats_writer):
+            if background is not None:
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
+        with contextlib.suppress(OSError):
+            self.write_stats(final=True)
         await asyncio.gather(*(pool.stop() for pool in self.pools.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()

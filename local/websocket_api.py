@@ -12,6 +12,9 @@
 * `POST|GET|DELETE /<stage>/@connections/<id>`: boto3's apigatewaymanagementapi client with
   `endpoint_url="http://127.0.0.1:PORT/<stage>"` works against it; an unknown or closed
   connection is 410 GoneException.
+* Local fault (`--fault-push-failure-rate P`, local/faults.py): a fraction P of the POSTs to a
+  live connection answer 500 InternalServerErrorException, half of them without sending the
+  frame and half after sending it (so a retry delivers it twice).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from local.console import Console
+from local.faults import Dice, StackFaultCounters
 from local.lambda_runtime import InvocationResult
 from local.stack_model import WebSocketApiSpec, WebSocketRouteSpec
 
@@ -106,12 +110,19 @@ class WebSocketApiServer:
         invoke: Invoke,
         console: Console,
         account_id: str,
+        *,
+        push_failure_rate: float = 0.0,
+        dice: Dice | None = None,
+        counters: StackFaultCounters | None = None,
     ) -> None:
         self.api = api
         self._function_names = function_names
         self._invoke = invoke
         self._console = console
         self._account_id = account_id
+        self._push_failure_rate = push_failure_rate
+        self._dice = dice or Dice(None)
+        self._counters = counters or StackFaultCounters()
         self.connections: dict[str, Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -305,6 +316,13 @@ class WebSocketApiServer:
 
     # --- the @connections management API ---------------------------------------------------
 
+    def _injected_failure(self) -> web.Response:
+        return web.json_response(
+            {"message": "Internal server error (local fault)"},
+            status=500,
+            headers={"x-amzn-ErrorType": "InternalServerErrorException"},
+        )
+
     def _gone(self) -> web.Response:
         return web.json_response(
             {"message": None},
@@ -332,6 +350,10 @@ class WebSocketApiServer:
                 status=413,
                 headers={"x-amzn-ErrorType": "PayloadTooLargeException"},
             )
+        fail = self._dice.roll(self._push_failure_rate)
+        if fail and self._dice.roll(0.5):
+            self._counters.add("push-failure-before-send")
+            return self._injected_failure()
         try:
             try:
                 await connection.socket.send_str(data.decode("utf-8"))
@@ -339,6 +361,9 @@ class WebSocketApiServer:
                 await connection.socket.send_bytes(data)
         except (ConnectionError, RuntimeError):
             return self._gone()
+        if fail:
+            self._counters.add("push-failure-after-send")
+            return self._injected_failure()
         return web.Response(status=200)
 
     async def get_connection(self, request: web.Request) -> web.Response:

@@ -1,0 +1,395 @@
+"""The chaos checker: a run's history in, the figures and the invariant violations out.
+
+Definitions (every one is an invariant: a non-zero count fails the run):
+
+* lost: an accepted task (a 202/200 was received for it) that did not end terminal: its final
+  GET is 404 or `pending`, or it is `error` but no DLQ message of it was consumed.
+* duplicated effects: a task whose processing step took effect more than once in a run, i.e.
+  more than one execution of the step returned AND had its success commit (the next
+  UpdateItem on the task, in the same worker thread) succeed (effects.log).
+* regressions: an observed status sequence that goes backwards. Two orders are checked:
+  - real time, over HTTP observations (GET /tasks/{id}, GET /tasks pages, POST answers): if a
+    request began after another had finished, the later one may not show the task `pending`
+    after a terminal status, nor the other terminal status, nor an earlier run; between
+    strongly consistent reads (GET /tasks/{id}, POST answers) not a lower version either
+    (listings read an index, which AWS updates eventually);
+  - version order, over every observation and every frame of every client: one version has
+    one status, and sorted by version the statuses never go from terminal back to `pending`
+    nor from one terminal status to the other. Frames may arrive twice or out of order; only
+    their versions matter. The final read must hold the highest version seen.
+  The runner never retries a task (POST /retry), so a run other than 1 is a regression too.
+* unexpected: a task that some GET /tasks listing showed but that no 202 accepted; and a task id
+  listed more than once in the final complete listing (a retried POST created a second task).
+* DLQ consumed vs error count: every `error` task must have had a DLQ message consumed (the
+  consumer marks it error, then the poller deletes the message). Consumed DLQ messages of tasks
+  that ended `success` are counted apart as stale (a worker died after committing the success
+  on the final attempt, or a duplicate copy failed its final attempt while the other copy
+  succeeded): the consumer acknowledges them without effect, as it must.
+* missed final frames: for every client that stayed connected from before the first submission
+  to the end, the accepted tasks for which it never received a frame with the final status.
+* rejected: submissions that never got a 202 (a 4xx other than 429, or given up).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.chaos.history import TERMINAL, History, Observation
+
+_STRONG_SOURCES = frozenset({"get", "post"})
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    task_id: str
+    detail: str
+
+
+@dataclass
+class Report:
+    requested: int = 0
+    accepted: int = 0
+    success: int = 0
+    error: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicated_effects: dict[str, int] = field(default_factory=dict)
+    regressions: list[Violation] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    listed_twice: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    missed_final_frames: dict[str, list[str]] = field(default_factory=dict)
+    stayed_clients: int = 0
+    dropped_clients: list[str] = field(default_factory=list)
+    dlq_consumed_tasks: int = 0  # distinct error tasks whose DLQ message was consumed
+    dlq_consumed_messages: int = 0
+    dlq_stale: list[str] = field(default_factory=list)  # consumed, but the task ended success
+    dlq_missing: list[str] = field(default_factory=list)  # error tasks without a consumed DLQ message
+    successes_without_effect: list[str] = field(default_factory=list)  # informational
+    attempts: int = 0  # executions of the processing step
+    failed_attempts: int = 0
+    effects: int = 0
+    post_attempts: int = 0
+    post_retries: int = 0
+    wall_seconds: float = 0.0
+    drain_timed_out: bool = False
+    queue_depth: int | None = None
+    dlq_depth: int | None = None
+    injected: dict[str, int] = field(default_factory=dict)
+    created_during_outage: int = 0
+
+    @property
+    def regression_tasks(self) -> list[str]:
+        return sorted({v.task_id for v in self.regressions})
+
+    @property
+    def missed_final_frame_count(self) -> int:
+        return sum(len(ids) for ids in self.missed_final_frames.values())
+
+    @property
+    def dlq_matches_errors(self) -> bool:
+        return not self.dlq_missing
+
+    @property
+    def violations(self) -> dict[str, int]:
+        """Each invariant and how many times it was violated (all must be 0)."""
+        return {
+            "lost": len(self.lost),
+            "duplicated effects": len(self.duplicated_effects),
+            "regressions": len(self.regression_tasks),
+            "unexpected": len(self.unexpected) + len(self.listed_twice),
+            "DLQ consumed != error count": len(self.dlq_missing),
+            "missed final frames": self.missed_final_frame_count,
+            "rejected submissions": len(self.rejected),
+            "stayed clients dropped": len(self.dropped_clients),
+            "queues not empty": int(bool(self.queue_depth)) + int(bool(self.dlq_depth)),
+        }
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.violations.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "violations": self.violations,
+            "requested": self.requested,
+            "accepted": self.accepted,
+            "success": self.success,
+            "error": self.error,
+            "lost": self.lost,
+            "duplicatedEffects": self.duplicated_effects,
+            "regressions": [v.__dict__ for v in self.regressions],
+            "unexpected": self.unexpected,
+            "listedTwice": self.listed_twice,
+            "rejected": self.rejected,
+            "missedFinalFrames": self.missed_final_frames,
+            "stayedClients": self.stayed_clients,
+            "droppedClients": self.dropped_clients,
+            "dlqConsumedTasks": self.dlq_consumed_tasks,
+            "dlqConsumedMessages": self.dlq_consumed_messages,
+            "dlqStale": self.dlq_stale,
+            "dlqMissing": self.dlq_missing,
+            "successesWithoutEffect": self.successes_without_effect,
+            "attempts": self.attempts,
+            "failedAttempts": self.failed_attempts,
+            "effects": self.effects,
+            "postAttempts": self.post_attempts,
+            "postRetries": self.post_retries,
+            "wallSeconds": round(self.wall_seconds, 2),
+            "tasksPerSecond": round(self.tasks_per_second, 2),
+            "drainTimedOut": self.drain_timed_out,
+            "queueDepth": self.queue_depth,
+            "dlqDepth": self.dlq_depth,
+            "injected": self.injected,
+            "createdDuringOutage": self.created_during_outage,
+        }
+
+    @property
+    def tasks_per_second(self) -> float:
+        return self.accepted / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def lines(self, details: int = 5) -> list[str]:
+        """The printed summary: figures, then the first `details` examples of each violation."""
+
+        def mark(count: int) -> str:
+            return "ok" if count == 0 else "VIOLATED"
+
+        v = self.violations
+        dlq = (
+            f"{self.dlq_consumed_tasks} tasks ({self.dlq_consumed_messages} messages, "
+            f"{len(self.dlq_stale)} stale for tasks that had succeeded)"
+        )
+        lines = [
+            f"tasks            {self.accepted} accepted of {self.requested} "
+            f"({self.success} success, {self.error} error)",
+            f"lost             {len(self.lost):<8} {mark(v['lost'])}",
+            f"duplicated effects {len(self.duplicated_effects):<6} {mark(v['duplicated effects'])}"
+            f"   ({self.effects} effects, {len(self.successes_without_effect)} successes without one)",
+            f"regressions      {len(self.regression_tasks):<8} {mark(v['regressions'])}",
+            f"unexpected       {len(self.unexpected):<8} {mark(len(self.unexpected))}"
+            f"   (listed twice: {len(self.listed_twice)})",
+            f"DLQ consumed     {dlq}",
+            f"error count      {self.error:<8} DLQ consumed = error count: "
+            f"{'yes' if self.dlq_matches_errors else 'NO'}",
+            f"missed final frames {self.missed_final_frame_count:<5} {mark(v['missed final frames'])}"
+            f"   ({self.stayed_clients} clients stayed connected"
+            + (f", {len(self.dropped_clients)} DROPPED" if self.dropped_clients else "")
+            + ")",
+            f"rejected         {len(self.rejected):<8} {mark(len(self.rejected))}",
+            f"queues at end    TaskQueue {self.queue_depth}, DLQ {self.dlq_depth}"
+            + ("   (DRAIN DEADLINE REACHED)" if self.drain_timed_out else ""),
+            f"attempts         {self.attempts} step executions ({self.failed_attempts} failed), "
+            f"{self.post_attempts} POSTs ({self.post_retries} retried after 503/timeout)",
+            f"wall time        {self.wall_seconds:.1f} s   {self.tasks_per_second:.1f} tasks/s",
+            "faults fired     "
+            + ", ".join(f"{name} {count}" for name, count in sorted(self.injected.items())),
+        ]
+        if self.created_during_outage:
+            lines.append(f"SQS outage       {self.created_during_outage} tasks created while SQS was down")
+        examples: list[str] = []
+        examples += [f"  lost: {task_id}" for task_id in self.lost[:details]]
+        examples += [
+            f"  duplicated effect: {task_id} x{count}"
+            for task_id, count in list(self.duplicated_effects.items())[:details]
+        ]
+        examples += [f"  regression: {r.task_id}: {r.detail}" for r in self.regressions[:details]]
+        examples += [f"  unexpected: {task_id}" for task_id in self.unexpected[:details]]
+        examples += [f"  listed twice: {task_id}" for task_id in self.listed_twice[:details]]
+        examples += [f"  DLQ message never consumed for error task {t}" for t in self.dlq_missing[:details]]
+        for client, ids in self.missed_final_frames.items():
+            examples += [f"  missed final frame: client {client}: {task_id}" for task_id in ids[:details]]
+        examples += [f"  rejected: {task_id}" for task_id in self.rejected[:details]]
+        lines += examples
+        lines.append("RESULT           " + ("PASS: every invariant holds" if self.ok else "FAIL"))
+        return lines
+
+
+# ------------------------------------------------------------------------------- the checks
+
+
+def _rank(status: str) -> int:
+    return 1 if status in TERMINAL else 0
+
+
+def real_time_regressions(task_id: str, observations: list[Observation]) -> list[Violation]:
+    """HTTP observations in real-time order (see the module docstring)."""
+    found: list[Violation] = []
+    ordered = sorted(observations, key=lambda o: o.started)
+    by_end = sorted(observations, key=lambda o: o.ended)
+    for later in ordered:
+        for earlier in by_end:
+            if earlier.ended >= later.started:
+                break
+            problem = _backwards(earlier, later)
+            if problem:
+                found.append(
+                    Violation(
+                        "regression",
+                        task_id,
+                        f"{problem}: {earlier.source} {earlier.status} v{earlier.version} (done at "
+                        f"{earlier.ended:.3f}) then {later.source} {later.status} v{later.version} "
+                        f"(asked at {later.started:.3f})",
+                    )
+                )
+                return found  # one example per task is enough
+    return found
+
+
+def _backwards(earlier: Observation, later: Observation) -> str | None:
+    if later.run < earlier.run:
+        return "run went backwards"
+    if later.run > earlier.run:
+        return None
+    if _rank(earlier.status) > _rank(later.status):
+        return f"{earlier.status} then {later.status}"
+    if earlier.status in TERMINAL and later.status in TERMINAL and earlier.status != later.status:
+        return f"{earlier.status} then {later.status}"
+    if (
+        earlier.source in _STRONG_SOURCES
+        and later.source in _STRONG_SOURCES
+        and later.version < earlier.version
+    ):
+        return "stale read (version went backwards)"
+    return None
+
+
+def version_order_regressions(task_id: str, seen: list[tuple[int, str, str]]) -> list[Violation]:
+    """(version, status, where) from every source; see the module docstring."""
+    statuses: dict[int, set[str]] = defaultdict(set)
+    where: dict[tuple[int, str], str] = {}
+    for version, status, source in seen:
+        statuses[version].add(status)
+        where.setdefault((version, status), source)
+    for version in sorted(statuses):
+        if len(statuses[version]) > 1:
+            shown = ", ".join(f"{s} ({where[(version, s)]})" for s in sorted(statuses[version]))
+            return [Violation("regression", task_id, f"version {version} seen as {shown}")]
+    terminal: tuple[int, str] | None = None
+    for version in sorted(statuses):
+        (status,) = statuses[version]
+        if terminal is None:
+            if status in TERMINAL:
+                terminal = (version, status)
+            continue
+        if status != terminal[1]:
+            return [
+                Violation(
+                    "regression",
+                    task_id,
+                    f"{terminal[1]} at version {terminal[0]} ({where[terminal]}) then {status} at version "
+                    f"{version} ({where[(version, status)]})",
+                )
+            ]
+    return []
+
+
+def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per figure, in order
+    report = Report(requested=history.requested)
+    accepted = history.accepted_ids
+    accepted_set = set(accepted)
+    report.accepted = len(accepted)
+    report.post_attempts = sum(len(s.outcomes) for s in history.submissions.values())
+    report.post_retries = sum(max(0, len(s.outcomes) - 1) for s in history.submissions.values())
+    report.rejected = sorted(task_id for task_id, s in history.submissions.items() if not s.accepted)
+
+    final_status = {
+        task_id: (body or {}).get("status")
+        for task_id, body in history.final.items()
+        if task_id in accepted_set
+    }
+    report.success = sum(1 for status in final_status.values() if status == "success")
+    report.error = sum(1 for status in final_status.values() if status == "error")
+
+    # DLQ
+    consumed = Counter(str(body.get("taskId")) for body in history.dlq_consumed)
+    report.dlq_consumed_messages = sum(consumed.values())
+    error_tasks = {t for t, s in final_status.items() if s == "error"}
+    report.dlq_consumed_tasks = len(error_tasks & set(consumed))
+    report.dlq_missing = sorted(error_tasks - set(consumed))
+    report.dlq_stale = sorted(t for t in consumed if final_status.get(t) == "success")
+
+    # lost
+    report.lost = sorted(
+        task_id
+        for task_id in accepted
+        if final_status.get(task_id) not in TERMINAL
+        or (final_status.get(task_id) == "error" and task_id not in consumed)
+    )
+
+    # effects
+    effects = Counter((str(e.get("taskId")), e.get("run")) for e in history.effects)
+    report.effects = sum(effects.values())
+    per_task: Counter[str] = Counter()
+    for (task_id, _run), count in effects.items():
+        per_task[task_id] = max(per_task[task_id], count)
+    report.duplicated_effects = {task_id: count for task_id, count in sorted(per_task.items()) if count > 1}
+    report.successes_without_effect = sorted(
+        t for t, status in final_status.items() if status == "success" and per_task[t] == 0
+    )
+    report.attempts = len(history.steps)
+    report.failed_attempts = sum(1 for step in history.steps if not step.get("ok"))
+
+    # unexpected / listed twice
+    listed = set(history.listed) | set(history.final_list)
+    report.unexpected = sorted(listed - accepted_set)
+    report.listed_twice = sorted(t for t, n in Counter(history.final_list).items() if n > 1)
+
+    # regressions
+    observations: dict[str, list[Observation]] = defaultdict(list)
+    for observation in history.observations:
+        observations[observation.task_id].append(observation)
+    seen: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    for observation in history.observations:
+        seen[observation.task_id].append((observation.version, observation.status, observation.source))
+        if observation.run != 1:
+            report.regressions.append(
+                Violation("regression", observation.task_id, f"run {observation.run} but no retry was asked")
+            )
+    for client in history.clients:
+        for frame in client.frames:
+            seen[frame.task_id].append((frame.version, frame.status, f"frame to {client.name}"))
+    for task_id, body in history.final.items():
+        if body:
+            seen[task_id].append((int(body.get("version", 0)), str(body.get("status")), "final GET"))
+    for task_id in sorted(set(observations) | set(seen)):
+        found = real_time_regressions(task_id, observations.get(task_id, []))
+        found = found or version_order_regressions(task_id, seen.get(task_id, []))
+        body = history.final.get(task_id)
+        if not found and body and seen.get(task_id):
+            highest = max(version for version, _, _ in seen[task_id])
+            if int(body.get("version", 0)) < highest:
+                found = [
+                    Violation(
+                        "regression",
+                        task_id,
+                        f"final read is version {body.get('version')} but version {highest} was seen",
+                    )
+                ]
+        report.regressions.extend(found)
+
+    # frames of the clients that stayed connected
+    for client in history.clients:
+        if client.stays and not client.stayed:
+            report.dropped_clients.append(client.name)
+        if not client.stayed:
+            continue
+        report.stayed_clients += 1
+        received = {(frame.task_id, frame.status) for frame in client.frames}
+        missed = [
+            task_id
+            for task_id in accepted
+            if final_status.get(task_id) in TERMINAL and (task_id, final_status[task_id]) not in received
+        ]
+        if missed:
+            report.missed_final_frames[client.name] = missed
+
+    report.wall_seconds = max(0.0, history.drained - history.started)
+    report.drain_timed_out = history.drain_timed_out
+    report.queue_depth = history.queue_depth
+    report.dlq_depth = history.dlq_depth
+    report.injected = dict(history.injected)
+    report.created_during_outage = history.created_during_outage
+    return report

@@ -1,0 +1,138 @@
+"""What a chaos run observed, as plain data (saved as history.json next to the report).
+
+Times are `time.time()` seconds. Every observation of a task over HTTP keeps the interval of
+the request that made it (`started` .. `ended`), so the checker can order two observations
+in real time only when one request finished before the other began.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TERMINAL = frozenset({"success", "error"})
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A task as one HTTP response showed it."""
+
+    task_id: str
+    status: str
+    version: int
+    run: int
+    retries: int
+    source: str  # "get" (GET /tasks/{id}), "list" (a GET /tasks page), "post" (a POST /tasks answer)
+    started: float
+    ended: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A task frame one WebSocket client received."""
+
+    task_id: str
+    status: str
+    version: int
+    retries: int
+    received: float
+
+
+@dataclass
+class ClientHistory:
+    name: str
+    stays: bool  # meant to stay connected the whole run
+    frames: list[Frame] = field(default_factory=list)
+    other_frames: int = 0  # frames that are not task frames (pong, error frames)
+    connected_at: float | None = None  # first successful connection
+    connects: int = 0
+    rejected_connects: int = 0  # handshakes refused or failed (then retried)
+    aborts: int = 0  # abrupt disconnects (TCP dropped without a close frame)
+    dropped: int = 0  # connections the server ended although the client did not
+
+    @property
+    def stayed(self) -> bool:
+        """Connected before the first submission and never lost its connection."""
+        return self.stays and self.dropped == 0 and self.connected_at is not None
+
+
+@dataclass
+class Submission:
+    task_id: str
+    body: dict[str, Any]
+    outcomes: list[str] = field(default_factory=list)  # one per POST: "202", "503", "timeout", ...
+    accepted_at: float | None = None  # the first 202/200
+
+    @property
+    def accepted(self) -> bool:
+        return self.accepted_at is not None
+
+
+@dataclass
+class History:
+    requested: int
+    submissions: dict[str, Submission] = field(default_factory=dict)
+    observations: list[Observation] = field(default_factory=list)
+    clients: list[ClientHistory] = field(default_factory=list)
+    final: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # final GET (None: 404)
+    final_list: list[str] = field(default_factory=list)  # task ids of the final complete listing
+    listed: set[str] = field(default_factory=set)  # every task id any listing showed
+    effects: list[dict[str, Any]] = field(default_factory=list)  # effects.log "effect" lines
+    steps: list[dict[str, Any]] = field(default_factory=list)  # effects.log "step" lines
+    dlq_consumed: list[dict[str, Any]] = field(default_factory=list)  # bodies the DLQ consumer consumed
+    queue_depth: int | None = None  # visible + in flight at the end
+    dlq_depth: int | None = None
+    injected: dict[str, int] = field(default_factory=dict)  # fault -> how often it fired
+    started: float = 0.0  # first submission
+    drained: float = 0.0  # everything terminal and the queues empty (or the deadline)
+    drain_timed_out: bool = False
+    outage: tuple[float, float] | None = None  # the SQS outage window
+    created_during_outage: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accepted_ids(self) -> list[str]:
+        return [task_id for task_id, s in self.submissions.items() if s.accepted]
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["listed"] = sorted(self.listed)
+        return document
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> History:
+        history = cls(requested=int(document["requested"]))
+        history.submissions = {
+            task_id: Submission(**value) for task_id, value in document.get("submissions", {}).items()
+        }
+        history.observations = [Observation(**value) for value in document.get("observations", [])]
+        history.clients = [
+            ClientHistory(**{**value, "frames": [Frame(**f) for f in value.get("frames", [])]})
+            for value in document.get("clients", [])
+        ]
+        for name in (
+            "final",
+            "final_list",
+            "effects",
+            "steps",
+            "dlq_consumed",
+            "queue_depth",
+            "dlq_depth",
+            "injected",
+            "started",
+            "drained",
+            "drain_timed_out",
+            "created_during_outage",
+            "notes",
+        ):
+            if name in document:
+                setattr(history, name, document[name])
+        history.listed = set(document.get("listed", []))
+        outage = document.get("outage")
+        history.outage = (float(outage[0]), float(outage[1])) if outage else None
+        return history

@@ -1,0 +1,672 @@
+"""The chaos runner: start the local stack with faults, drive it like the frontend, record the
+history, drain, and check it (local/chaos/checker.py).
+
+1. `python -m local` starts (local/launcher.py) with the chosen --fault-* options; the fault
+   directory is `<run dir>/faults`.
+2. K WebSocket clients connect: `stay` of them before the first submission, to stay the whole
+   run; the others churn: connect, read for a while, drop the TCP connection without a close
+   frame, reconnect.
+3. N tasks are submitted over HTTP at a bounded concurrency, with client-generated ids and the
+   Angular frontend's body {taskId, answer, status: "pending", retries: 0}. A 5xx, 429, timeout
+   or connection error means "maybe accepted": the same id and body are posted again until a
+   202/200. The client also ignores a fraction of the 202s (`lost_response_rate`), as if its
+   request had timed out after the server committed, so the retry of an accepted task is
+   exercised in every run. While they are submitted, the runner takes SQS away from the
+   functions for the outage window (it rewrites the fault directory's control.json).
+4. Meanwhile GET /tasks/{id} polls and complete GET /tasks listings (paged through the Link
+   header) record what the API shows, and every frame of every client is kept.
+5. Drain: wait until every accepted task is terminal and the queue and the DLQ are empty (with
+   a deadline), then a little for the last frames; read every task once more; stop the stack
+   and read its files (effects.log, faults.log, stats.json).
+
+Results go to `<run dir>`: history.json, report.json, stack.log and the function logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from local.aws_json import AwsJsonClient
+from local.chaos.checker import Report, check
+from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission
+from local.faults import (
+    EFFECTS_LOG,
+    FAULTS_LOG,
+    STATS_FILE,
+    read_json_lines,
+    write_sqs_outage,
+)
+from local.launcher import REPO_ROOT, LocalStackProcess
+
+Echo = Callable[[str], None]
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+LIST_PAGE_SIZE = 100
+LOST_RESPONSE = "response lost"
+
+
+@dataclass
+class ChaosConfig:
+    tasks: int = 1000
+    concurrency: int = 16  # POSTs in flight
+    clients: int = 6
+    stay: int = 3  # of the clients, how many stay connected the whole run
+    failure_rate: float = 0.3
+    kill_rate: float = 0.02
+    duplicate_rate: float = 0.05
+    aws_error_rate: float = 0.05
+    push_failure_rate: float = 0.02
+    sqs_outage: tuple[float, float] | None = (2.0, 10.0)  # (seconds after the first POST, duration)
+    lost_response_rate: float = 0.05  # the client ignores this fraction of 202s, as after a timeout
+    mutant: str | None = None
+    time_scale: float = 0.01
+    drain_timeout: float = 420.0
+    frame_grace: float = 30.0
+    seed: int | None = None
+    cdk_out: Path = REPO_ROOT / "cdk.out"
+    stage: str = "dev"
+    template: Path | None = None
+    run_dir: Path | None = None
+    max_concurrency: int = 4
+    post_timeout: float = 15.0
+    get_pollers: int = 2
+    poll_pause: float = 0.05
+    list_interval: float = 5.0
+    progress_interval: float = 3.0
+    stack_arguments: list[str] = field(default_factory=list)  # extra `python -m local` options
+
+    def local_arguments(self, fault_dir: Path, log_dir: Path) -> list[str]:
+        source = ["--template", str(self.template)] if self.template else ["--cdk-out", str(self.cdk_out)]
+        arguments = [
+            *source,
+            "--stage",
+            self.stage,
+            "--time-scale",
+            repr(self.time_scale),
+            "--failure-rate",
+            repr(self.failure_rate),
+            "--max-concurrency",
+            str(self.max_concurrency),
+            "--quiet",
+            "--log-dir",
+            str(log_dir),
+            "--fault-dir",
+            str(fault_dir),
+            "--fault-kill-rate",
+            repr(self.kill_rate),
+            "--fault-duplicate-rate",
+            repr(self.duplicate_rate),
+            "--fault-aws-error-rate",
+            repr(self.aws_error_rate),
+            "--fault-push-failure-rate",
+            repr(self.push_failure_rate),
+        ]
+        if self.mutant:
+            arguments += ["--fault-mutant", self.mutant]
+        if self.seed is not None:
+            arguments += ["--fault-seed", str(self.seed)]
+        return arguments + list(self.stack_arguments)
+
+
+@dataclass
+class ChaosResult:
+    report: Report
+    history: History
+    run_dir: Path
+    stack_output: str
+
+
+def _observation(body: Any, source: str, started: float, ended: float) -> Observation | None:
+    if not isinstance(body, dict) or not isinstance(body.get("taskId"), str):
+        return None
+    try:
+        return Observation(
+            task_id=body["taskId"],
+            status=str(body.get("status")),
+            version=int(body.get("version") or 0),
+            run=int(body.get("run") or 1),
+            retries=int(body.get("retries") or 0),
+            source=source,
+            started=started,
+            ended=ended,
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def _next_link(header: str | None) -> str | None:
+    """The target of a `Link: <...>; rel="next"` header."""
+    for part in (header or "").split(","):
+        if 'rel="next"' in part and "<" in part and ">" in part:
+            return part[part.index("<") + 1 : part.index(">")]
+    return None
+
+
+class WsClient:
+    """One WebSocket client: keeps every frame; stays connected, or churns with abrupt drops."""
+
+    def __init__(self, run: ChaosRun, history: ClientHistory, url: str, rng: random.Random) -> None:
+        self.run = run
+        self.history = history
+        self.url = url
+        self.rng = rng
+        self.connection: ClientConnection | None = None
+
+    async def _connect(self) -> ClientConnection | None:
+        while not self.run.stopping.is_set():
+            try:
+                connection = await connect(
+                    self.url,
+                    open_timeout=15,
+                    ping_interval=None,
+                    close_timeout=2,
+                    max_queue=None,
+                    compression=None,
+                    proxy=None,
+                )
+            except (OSError, TimeoutError, WebSocketException):
+                self.history.rejected_connects += 1
+                await asyncio.sleep(0.2 + self.rng.random() * 0.3)
+                continue
+            self.history.connects += 1
+            if self.history.connected_at is None:
+                self.history.connected_at = time.time()
+            return connection
+        return None
+
+    async def _read(self, connection: ClientConnection) -> None:
+        with contextlib.suppress(WebSocketException, OSError):
+            async for message in connection:
+                self.run.on_message(self.history, message)
+
+    async def stay(self, connected: asyncio.Event) -> None:
+        connection = await self._connect()
+        connected.set()
+        while connection is not None:
+            self.connection = connection
+            reader = asyncio.ensure_future(self._read(connection))
+            stopping = asyncio.ensure_future(self.run.stopping.wait())
+            await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if self.run.stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), 5)
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                return
+            self.history.dropped += 1  # the server ended it: this client no longer "stayed"
+            connection = await self._connect()
+
+    async def churn(self) -> None:
+        while not self.run.stopping.is_set():
+            connection = await self._connect()
+            if connection is None:
+                return
+            reader = asyncio.ensure_future(self._read(connection))
+            await asyncio.wait({reader}, timeout=self.rng.uniform(0.5, 4.0))
+            if not reader.done():
+                connection.transport.abort()  # no close frame: an abrupt disconnect
+                self.history.aborts += 1
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.run.stopping.wait(), self.rng.uniform(0.1, 1.5))
+
+
+class ChaosRun:
+    def __init__(self, config: ChaosConfig, stack: LocalStackProcess, fault_dir: Path, echo: Echo) -> None:
+        self.config = config
+        self.stack = stack
+        self.fault_dir = fault_dir
+        self.echo = echo
+        self.rng = random.Random(config.seed)
+        self.history = History(requested=config.tasks)
+        self.latest: dict[str, tuple[int, str]] = {}  # task -> (version, status), newest seen
+        self.accepted: list[str] = []
+        self.stopping = asyncio.Event()
+        self.polling = True
+        self.session: aiohttp.ClientSession | None = None
+        self.aws: AwsJsonClient | None = None
+        self.queue_url = ""
+        self.dlq_url = ""
+        self.received: list[set[tuple[str, str]]] = []
+        self._faults_offset = 0
+        self._fault_counts: dict[str, int] = {}
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def _note(self, task_id: str, version: int, status: str) -> None:
+        current = self.latest.get(task_id)
+        if current is None or version >= current[0]:
+            self.latest[task_id] = (version, status)
+
+    def record(self, observation: Observation | None) -> None:
+        if observation is None:
+            return
+        self.history.observations.append(observation)
+        self._note(observation.task_id, observation.version, observation.status)
+
+    def on_message(self, client: ClientHistory, message: str | bytes) -> None:
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            frame = None
+        if (
+            not isinstance(frame, dict)
+            or frame.get("type") != "task"
+            or not isinstance(frame.get("taskId"), str)
+        ):
+            client.other_frames += 1  # pong, error frames
+            return
+        try:
+            record = Frame(
+                task_id=frame["taskId"],
+                status=str(frame.get("status")),
+                version=int(frame.get("version") or 0),
+                retries=int(frame.get("retries") or 0),
+                received=time.time(),
+            )
+        except (TypeError, ValueError):
+            return
+        client.frames.append(record)
+        index = self.history.clients.index(client)
+        self.received[index].add((record.task_id, record.status))
+        self._note(record.task_id, record.version, record.status)
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, url: str, body: Any = None, timeout: float = 15.0
+    ) -> tuple[int | None, Any, dict[str, str], float, float]:
+        assert self.session is not None
+        started = time.time()
+        try:
+            async with self.session.request(
+                method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                text = await response.text()
+                status: int | None = response.status
+                headers = {k.lower(): v for k, v in response.headers.items()}
+        except (TimeoutError, aiohttp.ClientError):
+            return None, None, {}, started, time.time()
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return status, parsed, headers, started, time.time()
+
+    async def _submit(self, submission: Submission) -> None:
+        url = self.stack.http_url + "/tasks"
+        delay = 0.1
+        while True:
+            status, body, _, started, ended = await self._request(
+                "POST", url, submission.body, self.config.post_timeout
+            )
+            if status in (200, 202) and self.rng.random() < self.config.lost_response_rate:
+                status = None  # the answer "never arrived": a timeout after the server committed
+                submission.outcomes.append(LOST_RESPONSE)
+            else:
+                submission.outcomes.append("timeout" if status is None else str(status))
+            if status in (200, 202):
+                submission.accepted_at = ended
+                self.accepted.append(submission.task_id)
+                self.record(_observation(body, "post", started, ended))
+                return
+            if status is not None and status not in RETRYABLE_STATUSES:
+                self.echo(f"POST /tasks {submission.task_id} refused: {status} {body}")
+                return
+            if self.stopping.is_set():
+                return
+            await asyncio.sleep(delay + self.rng.random() * delay)
+            delay = min(1.0, delay * 2)
+
+    async def _get_task(self, task_id: str, attempts: int = 1) -> tuple[int | None, Any]:
+        status, body = None, None
+        for _ in range(attempts):
+            status, body, _, started, ended = await self._request(
+                "GET", f"{self.stack.http_url}/tasks/{task_id}", timeout=15
+            )
+            if status == 200:
+                self.record(_observation(body, "get", started, ended))
+                return status, body
+            if status == 404:
+                return status, None
+            await asyncio.sleep(0.2)
+        return status, body
+
+    async def list_all(self) -> list[dict[str, Any]] | None:
+        """Every task, following the Link header; None if a page kept failing."""
+        tasks: list[dict[str, Any]] = []
+        target: str | None = f"/tasks?limit={LIST_PAGE_SIZE}"
+        while target is not None:
+            url = target if target.startswith("http") else self.stack.http_url + target
+            for _ in range(20):
+                status, body, headers, started, ended = await self._request("GET", url, timeout=30)
+                if status == 200 and isinstance(body, list):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                return None
+            for item in body:
+                self.record(_observation(item, "list", started, ended))
+                if isinstance(item, dict) and isinstance(item.get("taskId"), str):
+                    self.history.listed.add(item["taskId"])
+                    tasks.append(item)
+            target = _next_link(headers.get("link"))
+        return tasks
+
+    # --- AWS (the embedded moto) -------------------------------------------------------------
+
+    async def _find_queues(self) -> None:
+        assert self.aws is not None
+        urls = (await self.aws.sqs("ListQueues", {})).get("QueueUrls", [])
+        for url in urls:
+            attributes = (
+                await self.aws.sqs(
+                    "GetQueueAttributes", {"QueueUrl": url, "AttributeNames": ["RedrivePolicy"]}
+                )
+            ).get("Attributes", {})
+            policy = attributes.get("RedrivePolicy")
+            if policy:
+                self.queue_url = url
+                target = str(json.loads(policy)["deadLetterTargetArn"]).rsplit(":", 1)[-1]
+                self.dlq_url = next(u for u in urls if u.rsplit("/", 1)[-1] == target)
+        if not self.queue_url:
+            raise RuntimeError(f"no queue with a redrive policy among {urls}")
+
+    async def depths(self) -> tuple[int, int]:
+        assert self.aws is not None
+        result = []
+        for url in (self.queue_url, self.dlq_url):
+            attributes = (
+                await self.aws.sqs(
+                    "GetQueueAttributes",
+                    {
+                        "QueueUrl": url,
+                        "AttributeNames": [
+                            "ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible",
+                        ],
+                    },
+                )
+            ).get("Attributes", {})
+            result.append(
+                int(attributes.get("ApproximateNumberOfMessages", 0))
+                + int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+            )
+        return result[0], result[1]
+
+    # --- background activities ---------------------------------------------------------------
+
+    def _terminal_count(self) -> int:
+        return sum(1 for t in self.accepted if self.latest.get(t, (0, "pending"))[1] in TERMINAL)
+
+    async def _poll_tasks(self) -> None:
+        while self.polling:
+            if not self.accepted:
+                await asyncio.sleep(0.2)
+                continue
+            pending = [t for t in self.accepted if self.latest.get(t, (0, "pending"))[1] not in TERMINAL]
+            pool = pending if pending and self.rng.random() < 0.7 else self.accepted
+            await self._get_task(self.rng.choice(pool))
+            await asyncio.sleep(self.config.poll_pause)
+
+    async def _poll_lists(self) -> None:
+        while self.polling:
+            await self.list_all()
+            await asyncio.sleep(self.config.list_interval)
+
+    def _read_fault_counts(self) -> dict[str, int]:
+        records, self._faults_offset = read_json_lines(self.fault_dir / FAULTS_LOG, self._faults_offset)
+        for record in records:
+            name = str(record.get("fault"))
+            self._fault_counts[name] = self._fault_counts.get(name, 0) + 1
+        return self._fault_counts
+
+    async def _progress(self) -> None:
+        started = time.time()
+        while True:
+            await asyncio.sleep(self.config.progress_interval)
+            try:
+                queue, dlq = await self.depths()
+            except Exception:
+                queue, dlq = -1, -1
+            counts = self._read_fault_counts()
+            frames = sum(len(c.frames) for c in self.history.clients)
+            aborts = sum(c.aborts for c in self.history.clients)
+            faults = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            self.echo(
+                f"[{time.time() - started:6.1f} s] accepted {len(self.accepted)}/{self.config.tasks}"
+                f"  terminal {self._terminal_count()}  queue {queue}  DLQ {dlq}  frames {frames}"
+                f"  drops {aborts}  {faults}"
+            )
+
+    async def _sqs_outage(self, first_post: float) -> None:
+        if self.config.sqs_outage is None:
+            return
+        offset, duration = self.config.sqs_outage
+        await asyncio.sleep(max(0.0, first_post + offset - time.time()))
+        start = time.time()
+        write_sqs_outage(self.fault_dir, start, start + duration)
+        self.history.outage = (start, start + duration)
+        self.echo(f"SQS outage: sends from functions fail for {duration:g} s")
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> History:
+        config = self.config
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            self.session = session
+            self.aws = AwsJsonClient(session, self.stack.moto_url, "us-east-1")
+            await self._find_queues()
+            background: list[asyncio.Task[None]] = []
+            clients = self._start_clients(background)
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in clients)), 120)
+            self.echo(f"{len(self.history.clients)} WebSocket clients ({config.stay} stay connected)")
+
+            ids = [str(uuid.uuid4()) for _ in range(config.tasks)]
+            for index, task_id in enumerate(ids):
+                body = {
+                    "taskId": task_id,
+                    "answer": f"chaos answer {index}",
+                    "status": "pending",
+                    "retries": 0,
+                }
+                self.history.submissions[task_id] = Submission(task_id, body)
+            loop = asyncio.get_running_loop()
+            progress = loop.create_task(self._progress())
+            pollers = [loop.create_task(self._poll_tasks()) for _ in range(config.get_pollers)]
+            pollers.append(loop.create_task(self._poll_lists()))
+            self.history.started = time.time()
+            outage = loop.create_task(self._sqs_outage(self.history.started))
+            semaphore = asyncio.Semaphore(config.concurrency)
+
+            async def submit(task_id: str) -> None:
+                async with semaphore:
+                    await self._submit(self.history.submissions[task_id])
+
+            await asyncio.gather(*(submit(task_id) for task_id in ids))
+            self.echo(
+                f"submitted: {len(self.accepted)} accepted in {time.time() - self.history.started:.1f} s"
+            )
+            await outage
+            await self._drain()
+            self.polling = False
+            await asyncio.gather(*pollers, return_exceptions=True)
+            await self._final_reads()
+            progress.cancel()
+            self.stopping.set()
+            await asyncio.gather(progress, *background, return_exceptions=True)
+        if self.history.outage:
+            self.history.created_during_outage = len(created_during(self.history, *self.history.outage))
+        return self.history
+
+    def _start_clients(self, background: list[asyncio.Task[None]]) -> list[asyncio.Event]:
+        loop = asyncio.get_running_loop()
+        events = []
+        for index in range(self.config.clients):
+            stays = index < self.config.stay
+            history = ClientHistory(name=f"{'stay' if stays else 'churn'}-{index}", stays=stays)
+            self.history.clients.append(history)
+            self.received.append(set())
+            client = WsClient(self, history, self.stack.ws_url, random.Random(self.rng.random()))
+            event = asyncio.Event()
+            if stays:
+                background.append(loop.create_task(client.stay(event)))
+            else:
+                event.set()
+                background.append(loop.create_task(client.churn()))
+            events.append(event)
+        return events
+
+    def _frames_complete(self) -> bool:
+        for index, client in enumerate(self.history.clients):
+            if not client.stayed:
+                continue
+            received = self.received[index]
+            for task_id in self.accepted:
+                version_status = self.latest.get(task_id)
+                if version_status is None or (task_id, version_status[1]) not in received:
+                    return False
+        return True
+
+    async def _drain(self) -> None:
+        deadline = time.time() + self.config.drain_timeout
+        while True:
+            if self._terminal_count() == len(self.accepted):
+                queue, dlq = await self.depths()
+                if queue == 0 and dlq == 0:
+                    listing = await self.list_all()
+                    if listing is not None and self._terminal_count() == len(self.accepted):
+                        break
+            if time.time() > deadline:
+                self.history.drain_timed_out = True
+                self.echo("drain deadline reached")
+                break
+            await asyncio.sleep(1.0)
+        frames_deadline = time.time() + self.config.frame_grace
+        while not self._frames_complete() and time.time() < frames_deadline:
+            await asyncio.sleep(0.5)
+        self.history.drained = time.time()
+        self.echo(f"drained after {self.history.drained - self.history.started:.1f} s")
+
+    async def _final_reads(self) -> None:
+        listing = await self.list_all()
+        if listing is None:
+            self.history.notes.append("the final listing failed")
+        else:
+            self.history.final_list = [str(item["taskId"]) for item in listing]
+        semaphore = asyncio.Semaphore(8)
+
+        async def final(task_id: str) -> None:
+            async with semaphore:
+                status, body = await self._get_task(task_id, attempts=30)
+                self.history.final[task_id] = body if status == 200 else None
+
+        await asyncio.gather(*(final(task_id) for task_id in self.accepted))
+        self.history.queue_depth, self.history.dlq_depth = await self.depths()
+
+
+def created_at(task: dict[str, Any] | None) -> float | None:
+    """The server's createdAt of a task body, in epoch seconds."""
+    text = (task or {}).get("createdAt")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def created_during(history: History, start: float, until: float) -> list[str]:
+    """The accepted tasks the server created between `start` and `until` (epoch seconds)."""
+    return [
+        task_id
+        for task_id in history.accepted_ids
+        if (moment := created_at(history.final.get(task_id))) is not None and start <= moment <= until
+    ]
+
+
+def collect_files(history: History, fault_dir: Path) -> None:
+    """Add what the stack and its workers recorded in the fault directory."""
+    records, _ = read_json_lines(fault_dir / EFFECTS_LOG)
+    history.steps = [r for r in records if r.get("event") == "step"]
+    history.effects = [r for r in records if r.get("event") == "effect"]
+    faults, _ = read_json_lines(fault_dir / FAULTS_LOG)
+    try:
+        stats = json.loads((fault_dir / STATS_FILE).read_text())
+    except (OSError, ValueError):
+        stats = {}
+        history.notes.append("no stats.json from the stack")
+    for mapping in stats.get("sqsMappings", []):
+        if mapping.get("deadLetterQueue"):
+            for body in mapping.get("consumedBodies", []):
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(body)
+                    history.dlq_consumed.append(parsed if isinstance(parsed, dict) else {"body": body})
+    injected: dict[str, int] = {
+        "processing failures": sum(1 for step in history.steps if not step.get("ok")),
+        "worker kills": sum(1 for f in faults if f.get("fault") == "worker-kill"),
+        "duplicate deliveries": sum(int(m.get("duplicateMessages", 0)) for m in stats.get("sqsMappings", [])),
+        "AWS errors": sum(1 for f in faults if f.get("fault") == "aws-error"),
+        "SQS outage refusals": sum(1 for f in faults if f.get("fault") == "sqs-outage"),
+        "push failures": sum(v for k, v in stats.get("injected", {}).items() if k.startswith("push-failure")),
+        "abrupt disconnects": sum(c.aborts for c in history.clients),
+        "POST responses lost": sum(s.outcomes.count(LOST_RESPONSE) for s in history.submissions.values()),
+        "POST 5xx": sum(
+            1 for s in history.submissions.values() for outcome in s.outcomes if outcome.startswith("5")
+        ),
+    }
+    after_write = sum(1 for f in faults if str(f.get("kind", "")).endswith("after-write"))
+    if after_write:
+        injected["AWS errors after a write"] = after_write
+    mutant = sum(1 for f in faults if f.get("fault") == "mutant")
+    if mutant:
+        injected["MUTANT writes"] = mutant
+    history.injected = injected
+    exits = stats.get("workerExits", {})
+    if exits:
+        history.notes.append(f"worker exits seen by the runtime: {exits}")
+
+
+def default_run_dir() -> Path:
+    return REPO_ROOT / ".local-state" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def run_chaos(config: ChaosConfig, echo: Echo = print) -> ChaosResult:
+    """Start the stack, run, stop it, check. Blocking."""
+    run_dir = (config.run_dir or default_run_dir()).resolve()
+    fault_dir = run_dir / "faults"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    arguments = config.local_arguments(fault_dir, run_dir / "logs")
+    stack = LocalStackProcess(arguments, start_timeout=180)
+    echo(f"starting the local stack: python -m local {' '.join(arguments)}")
+    stack.start()
+    try:
+        echo(f"ready: {stack.http_url} {stack.ws_url}")
+        history = asyncio.run(ChaosRun(config, stack, fault_dir, echo).run())
+    finally:
+        stack.stop()
+        (run_dir / "stack.log").write_text(stack.text())
+    collect_files(history, fault_dir)
+    skipped = [line for line in stack.output if "SKIPPED" in line]
+    if skipped:
+        history.notes.append(f"{len(skipped)} stream batches skipped: {skipped[:3]}")
+    report = check(history)
+    history.save(run_dir / "history.json")
+    (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=1))
+    return ChaosResult(report, history, run_dir, stack.text())

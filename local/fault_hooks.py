@@ -1,0 +1,299 @@
+"""Fault hooks inside one function worker (see local/faults.py for the whole picture).
+
+Loaded by local/lambda_bootstrap.py from its file path (never as `local.fault_hooks`: the
+handler must not see local/ on sys.path), so it imports only the standard library and, once
+installed, botocore. The configuration is the JSON of FaultOptions.worker_config().
+
+* botocore hooks, registered on every botocore Session created in the worker (the handlers'
+  lazily created clients included):
+  - before-send (each HTTP attempt of a DynamoDB or SQS call): the SQS outage (SendMessage,
+    SendMessageBatch raise EndpointConnectionError) and 3/4 of the injected API errors,
+    answered with a synthetic error response without sending anything;
+  - after-call (once per call, after botocore's retries): the other 1/4 of the injected errors,
+    on writes that succeeded (the caller sees a 500 InternalServerError although the write
+    was applied); the effect record and the worker kill after a commit write;
+  - before-parameter-build of DynamoDB UpdateItem: tags the commit (the first UpdateItem on the
+    task after the step ran, in the same thread) and applies the mutant.
+* the processing step (`module:function`, imported by the handler) is wrapped: each execution
+  is logged as a "step" line; its outcome is remembered (thread-local) for the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+from typing import Any
+
+DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+SQS_WRITES = frozenset(
+    {
+        "SendMessage",
+        "SendMessageBatch",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+    }
+)
+SQS_SENDS = frozenset({"SendMessage", "SendMessageBatch"})
+AFTER_WRITE_SHARE = 0.25  # of the injected API errors: raised after the write was applied
+_COMMIT_KEY = "local_chaos_commit"
+_MUTANT_KEY_NAME = "#localChaosKey"
+
+
+class _AppendLog:
+    """One JSON line per record, appended with a single write (atomic between processes)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+
+class _RawBody:
+    """What botocore's AWSResponse reads a body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def _single_key(key: Any) -> tuple[str, str] | None:
+    """(attribute name, string value) of a one-attribute DynamoDB key."""
+    if isinstance(key, dict) and len(key) == 1:
+        ((name, value),) = key.items()
+        if isinstance(value, dict) and isinstance(value.get("S"), str):
+            return str(name), str(value["S"])
+    return None
+
+
+def _operation(event_name: str) -> str:
+    return event_name.rsplit(".", 1)[-1]
+
+
+class WorkerFaults:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.function = str(config.get("function", ""))
+        self.kill_rate = float(config.get("killRate") or 0.0)
+        self.aws_error_rate = float(config.get("awsErrorRate") or 0.0)
+        share = config.get("afterWriteShare")
+        self.after_write_share = AFTER_WRITE_SHARE if share is None else float(share)
+        self.mutant = config.get("mutant") or None
+        self.step = str(config.get("step") or "")
+        self._control_file = str(config.get("controlFile") or "")
+        self._effects = _AppendLog(str(config["effectsLog"]))
+        self._faults = _AppendLog(str(config["faultsLog"]))
+        seed = config.get("seed")
+        self._rng = random.Random(None if seed is None else f"{seed}-{self.function}-{os.getpid()}")
+        self._rng_lock = threading.Lock()
+        self._state = threading.local()
+        self._step_installed = False
+        self._control_version: tuple[int, int, int] | None = None
+        self._outage: tuple[float, float] | None = None
+
+    # --- decisions and records --------------------------------------------------------------
+
+    def _roll(self, probability: float) -> bool:
+        if probability <= 0:
+            return False
+        with self._rng_lock:
+            return self._rng.random() < probability
+
+    def _choice(self, options: list[str]) -> str:
+        with self._rng_lock:
+            return self._rng.choice(options)
+
+    def fired(self, fault: str, **details: Any) -> None:
+        self._faults.write({"fault": fault, "function": self.function, "at": time.time(), **details})
+
+    def sqs_outage_active(self) -> bool:
+        """Cheap: one stat() per SQS send; the control file is re-read when it changes."""
+        try:
+            stat = os.stat(self._control_file)
+        except OSError:
+            self._control_version, self._outage = None, None
+            return False
+        version = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if version != self._control_version:
+            self._control_version = version
+            try:
+                with open(self._control_file, encoding="utf-8") as file:
+                    window = json.load(file).get("sqsOutage") or {}
+                self._outage = (float(window["from"]), float(window["until"]))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                self._outage = None
+        if self._outage is None:
+            return False
+        start, until = self._outage
+        return start <= time.time() < until
+
+    # --- installation -----------------------------------------------------------------------
+
+    def register(self, events: Any) -> None:
+        """Register the hooks on a botocore Session or a client's `meta.events`."""
+        handlers = {
+            "before-send.dynamodb": self.before_send,
+            "before-send.sqs": self.before_send,
+            "after-call.dynamodb": self.after_call,
+            "after-call.sqs": self.after_call,
+            "before-parameter-build.dynamodb.UpdateItem": self.before_update_item,
+        }
+        for event, handler in handlers.items():
+            events.register(event, handler, unique_id=f"local-faults-{event}")
+
+    def install_botocore(self) -> None:
+        """Register the hooks on every botocore Session the worker creates from now on."""
+        import botocore.session  # noqa: PLC0415 - only in workers with faults
+
+        original_init = botocore.session.Session.__init__
+        faults = self
+
+        def init(session: Any, *args: Any, **kwargs: Any) -> None:
+            original_init(session, *args, **kwargs)
+            faults.register(session)
+
+        botocore.session.Session.__init__ = init
+
+    def wrap_step(self) -> bool:
+        """Wrap the processing step if the handler imported its module. True if wrapped."""
+        module_name, _, function_name = self.step.partition(":")
+        module = sys.modules.get(module_name)
+        original = getattr(module, function_name, None) if module is not None else None
+        if module is None or not callable(original):
+            return False
+        faults = self
+
+        def instrumented_step(task: Any, attempt: int, *args: Any, **kwargs: Any) -> Any:
+            task_id = str(getattr(task, "task_id", ""))
+            run = getattr(task, "run", None)
+            faults._state.step = None
+            try:
+                result = original(task, attempt, *args, **kwargs)
+            except BaseException as error:
+                faults._effects.write(
+                    {
+                        "event": "step",
+                        "taskId": task_id,
+                        "run": run,
+                        "attempt": attempt,
+                        "ok": False,
+                        "error": str(error)[:200],
+                        "pid": os.getpid(),
+                        "at": time.time(),
+                    }
+                )
+                faults._state.step = (task_id, run, attempt, False)
+                raise
+            faults._effects.write(
+                {
+                    "event": "step",
+                    "taskId": task_id,
+                    "run": run,
+                    "attempt": attempt,
+                    "ok": True,
+                    "pid": os.getpid(),
+                    "at": time.time(),
+                }
+            )
+            faults._state.step = (task_id, run, attempt, True)
+            return result
+
+        setattr(module, function_name, instrumented_step)
+        self._step_installed = True
+        return True
+
+    # --- botocore handlers ------------------------------------------------------------------
+
+    def before_update_item(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if not self._step_installed:
+            return
+        key = _single_key(params.get("Key"))
+        step = getattr(self._state, "step", None)
+        if step is not None and key is not None and key[1] == step[0]:
+            context[_COMMIT_KEY] = step
+            self._state.step = None
+        if self.mutant == "unconditional-writes" and key is not None and params.get("ConditionExpression"):
+            names = dict(params.get("ExpressionAttributeNames") or {})
+            names[_MUTANT_KEY_NAME] = key[0]
+            params["ExpressionAttributeNames"] = names
+            params["ConditionExpression"] = (
+                f"attribute_exists({_MUTANT_KEY_NAME}) OR ({params['ConditionExpression']})"
+            )
+            self.fired("mutant", kind=self.mutant, taskId=key[1])
+
+    def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
+        service = event_name.split(".")[1]
+        operation = _operation(event_name)
+        if service == "sqs" and operation in SQS_SENDS and self.sqs_outage_active():
+            from botocore.exceptions import EndpointConnectionError  # noqa: PLC0415
+
+            self.fired("sqs-outage", operation=operation)
+            raise EndpointConnectionError(endpoint_url=str(getattr(request, "url", "")))
+        if not self._roll(self.aws_error_rate * (1 - self.after_write_share)):
+            return None
+        kinds = ["InternalServerError", "ThrottlingException"]
+        if service == "dynamodb":
+            kinds.append("ProvisionedThroughputExceededException")
+        code = self._choice(kinds)
+        self.fired("aws-error", kind=code, service=service, operation=operation)
+        return self._error_response(request, service, code)
+
+    def _error_response(self, request: Any, service: str, code: str) -> Any:
+        from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+
+        status = 500 if code == "InternalServerError" else 400
+        namespace = "com.amazonaws.dynamodb.v20120810" if service == "dynamodb" else "com.amazonaws.sqs"
+        body = json.dumps({"__type": f"{namespace}#{code}", "message": "injected by the local stack"})
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "local-fault"}
+        if service == "sqs":
+            headers["x-amzn-query-error"] = f"{code};{'Receiver' if status == 500 else 'Sender'}"
+        return AWSResponse(str(getattr(request, "url", "")), status, headers, _RawBody(body.encode()))
+
+    def after_call(
+        self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], event_name: str, **_: Any
+    ) -> None:
+        operation = _operation(event_name)
+        status = int(getattr(http_response, "status_code", 0) or 0)
+        succeeded = 200 <= status < 300
+        commit = context.pop(_COMMIT_KEY, None)
+        if commit is not None and succeeded:
+            task_id, run, attempt, step_ok = commit
+            if step_ok:
+                self._effects.write(
+                    {
+                        "event": "effect",
+                        "taskId": task_id,
+                        "run": run,
+                        "attempt": attempt,
+                        "pid": os.getpid(),
+                        "at": time.time(),
+                    }
+                )
+            if self._roll(self.kill_rate):
+                self.fired("worker-kill", taskId=task_id, attempt=attempt, afterSuccess=step_ok)
+                sys.stdout.flush()
+                os._exit(137)
+        service = event_name.split(".")[1]
+        writes = DYNAMODB_WRITES if service == "dynamodb" else SQS_WRITES
+        if succeeded and operation in writes and self._roll(self.aws_error_rate * self.after_write_share):
+            self.fired(
+                "aws-error", kind="InternalServerError-after-write", service=service, operation=operation
+            )
+            http_response.status_code = 500
+            parsed["Error"] = {
+                "Code": "InternalServerError",
+                "Message": "injected by the local stack after the write was applied",
+            }
+            metadata = parsed.setdefault("ResponseMetadata", {})
+            metadata["HTTPStatusCode"] = 500
+
+
+def load(config_json: str) -> WorkerFaults:
+    return WorkerFaults(json.loads(config_json))

@@ -1,0 +1,238 @@
+"""Local-only fault injection, chosen per run (`python -m local --fault-*`), and the files a chaos
+run records in the fault directory (`--fault-dir`, read by `python -m local.chaos`).
+
+Where each fault lives:
+
+* in the function workers (local/fault_hooks.py, installed by local/lambda_bootstrap.py):
+  - `--fault-aws-error-rate P`: botocore hooks fail a fraction P of the functions' DynamoDB and
+    SQS calls: three quarters of them before the request is sent (a synthetic 500
+    InternalServerError, 400 ThrottlingException or, for DynamoDB, 400
+    ProvisionedThroughputExceededException; decided per HTTP attempt, so botocore's retries
+    absorb most), one quarter after a write was applied (the call raises a 500
+    InternalServerError that botocore does not retry: the caller cannot tell whether it worked);
+  - `--fault-kill-rate P`: after a commit write (the first UpdateItem on the task after the
+    processing step returned or raised) succeeded, the worker dies (`os._exit`) with probability
+    P; the runtime starts a new one and SQS redelivers the unacknowledged messages of the batch;
+  - SQS outage (`--fault-sqs-outage START:DURATION`, or `write_sqs_outage()` at run time):
+    SendMessage/SendMessageBatch from functions raise EndpointConnectionError while the control
+    file says SQS is down;
+  - `--fault-mutant unconditional-writes`: a deliberately broken processor whose UpdateItem
+    conditions always hold (to prove the chaos checker can fail);
+  - and whenever a fault directory is set, the processing step (STEP) is instrumented: every
+    execution, and every execution whose success commit succeeded (an "effect"), is appended
+    to `effects.log`;
+* in the local stack: `--fault-duplicate-rate P` (the SQS poller delivers a fraction P of the
+  messages it receives a second time, in a separate concurrent invocation; that invocation
+  never deletes anything, as a second copy of a message has its own receipt handle) and
+  `--fault-push-failure-rate P` (the @connections endpoint answers a fraction P of POSTs with
+  500, half of them after delivering the frame).
+
+Files in the fault directory (cleared when the stack starts):
+  effects.log   JSON lines from the workers: {"event": "step"|"effect", "taskId", "run", ...}
+  faults.log    JSON lines, one per fault that fired in a worker: {"fault": ..., ...}
+  control.json  {"sqsOutage": {"from": epoch, "until": epoch}} (written by the stack or a runner)
+  stats.json    the stack's counters (invocations and deletes per SQS mapping, the bodies of
+                dead-letter messages consumed, duplicates delivered, push failures, worker exits,
+                skipped stream records), rewritten every second and at stop
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EFFECTS_LOG = "effects.log"
+FAULTS_LOG = "faults.log"
+CONTROL_FILE = "control.json"
+STATS_FILE = "stats.json"
+WORKER_HOOKS = Path(__file__).with_name("fault_hooks.py")
+# The instrumented processing step (the ONE function users replace; see lambdas/taskflow/domain).
+STEP = "taskflow.domain.processing:process_task"
+MUTANTS = ("unconditional-writes",)
+DEFAULT_FAULT_DIR = Path(".local-state/faults")
+
+
+@dataclass(frozen=True)
+class SqsOutage:
+    start: float  # seconds after the stack is ready
+    duration: float
+
+
+def parse_outage(value: str) -> SqsOutage:
+    start, sep, duration = value.partition(":")
+    try:
+        outage = SqsOutage(float(start), float(duration))
+    except ValueError:
+        raise ValueError("expected START:DURATION in seconds, e.g. 5:10") from None
+    if not sep or outage.start < 0 or outage.duration <= 0:
+        raise ValueError("expected START:DURATION in seconds, e.g. 5:10")
+    return outage
+
+
+@dataclass
+class FaultOptions:
+    directory: Path | None = None  # None: no chaos recording, no faults
+    kill_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    aws_error_rate: float = 0.0
+    push_failure_rate: float = 0.0
+    sqs_outage: SqsOutage | None = None
+    mutant: str | None = None
+    seed: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.directory is not None
+
+    def summary(self) -> list[str]:
+        """What is injected, for the banner."""
+        parts = []
+        if self.kill_rate:
+            parts.append(f"worker kills after {self.kill_rate:g} of the commits")
+        if self.duplicate_rate:
+            parts.append(f"{self.duplicate_rate:g} of SQS messages delivered twice")
+        if self.aws_error_rate:
+            parts.append(f"{self.aws_error_rate:g} of DynamoDB/SQS calls fail")
+        if self.push_failure_rate:
+            parts.append(f"{self.push_failure_rate:g} of @connections POSTs answer 500")
+        if self.sqs_outage:
+            outage = self.sqs_outage
+            parts.append(f"SQS sends refused {outage.start:g} s after ready for {outage.duration:g} s")
+        if self.mutant:
+            parts.append(f"MUTANT {self.mutant}")
+        return parts
+
+    def worker_config(self, function_name: str) -> str:
+        """The JSON the bootstrap's --faults gets (local/fault_hooks.py reads it)."""
+        assert self.directory is not None
+        directory = self.directory.resolve()
+        return json.dumps(
+            {
+                "function": function_name,
+                "effectsLog": str(directory / EFFECTS_LOG),
+                "faultsLog": str(directory / FAULTS_LOG),
+                "controlFile": str(directory / CONTROL_FILE),
+                "killRate": self.kill_rate,
+                "awsErrorRate": self.aws_error_rate,
+                "mutant": self.mutant,
+                "seed": self.seed,
+                "step": STEP,
+            },
+            separators=(",", ":"),
+        )
+
+
+def prepare_directory(directory: Path) -> None:
+    """Create the fault directory and remove the files of an earlier run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (EFFECTS_LOG, FAULTS_LOG, CONTROL_FILE, STATS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+
+
+def write_json_atomically(path: Path, value: Any) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(value, separators=(",", ":")))
+    os.replace(temporary, path)
+
+
+def write_sqs_outage(directory: Path, start: float, until: float) -> None:
+    """SQS sends from functions fail from `start` to `until` (epoch seconds)."""
+    write_json_atomically(directory / CONTROL_FILE, {"sqsOutage": {"from": start, "until": until}})
+
+
+def read_json_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The complete JSON lines of `path` from byte `offset`, and the offset after them."""
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            data = file.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records, offset + end
+
+
+class Dice:
+    """The stack's own fault decisions (duplicate deliveries, push failures)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self._rng = random.Random(seed)
+
+    def roll(self, probability: float) -> bool:
+        return probability > 0 and self._rng.random() < probability
+
+    def uniform(self, low: float, high: float) -> float:
+        return self._rng.uniform(low, high)
+
+
+@dataclass
+class SqsMappingStats:
+    """What one SQS event source mapping did (always counted; cheap)."""
+
+    function: str
+    queue: str
+    dead_letter_queue: bool
+    batches: int = 0
+    messages: int = 0
+    deleted: int = 0
+    duplicate_invocations: int = 0
+    duplicate_messages: int = 0
+    consumed_bodies: list[str] = field(default_factory=list)  # dead-letter queues only
+    record_bodies: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "queue": self.queue,
+            "deadLetterQueue": self.dead_letter_queue,
+            "batches": self.batches,
+            "messages": self.messages,
+            "deleted": self.deleted,
+            "duplicateInvocations": self.duplicate_invocations,
+            "duplicateMessages": self.duplicate_messages,
+            "consumedBodies": list(self.consumed_bodies),
+        }
+
+
+@dataclass
+class StackFaultCounters:
+    """Faults the stack itself injected (the workers log theirs to faults.log)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self.counts[name] += amount
+
+
+def stats_document(
+    *,
+    sqs: list[SqsMappingStats],
+    counters: StackFaultCounters,
+    worker_exits: dict[str, int],
+    cold_starts: dict[str, int],
+    skipped_stream_records: dict[str, int],
+    final: bool,
+) -> dict[str, Any]:
+    return {
+        "writtenAt": time.time(),
+        "final": final,
+        "sqsMappings": [mapping.to_json() for mapping in sqs],
+        "injected": dict(counters.counts),
+        "workerExits": worker_exits,
+        "coldStarts": cold_starts,
+        "skippedStreamRecords": skipped_stream_records,
+    }

@@ -1,0 +1,125 @@
+"""Chaos runs of the dev stage (python -m local.chaos, in-process): every fault on, then a mutant.
+
+The reduced run (200 tasks, about a minute on 2 cores) asserts every figure of the checker;
+`make chaos` is the same run with 1,000 tasks. The mutant run proves the checker can fail.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import ensure_synthesized
+
+from local.chaos.runner import ChaosConfig, ChaosResult, created_during, run_chaos
+
+pytestmark = pytest.mark.e2e
+
+EVERY_FAULT = (
+    "processing failures",
+    "worker kills",
+    "duplicate deliveries",
+    "AWS errors",
+    "SQS outage refusals",
+    "push failures",
+    "abrupt disconnects",
+    "POST responses lost",
+)
+
+
+def chaos(tmp_path: Path, **settings: Any) -> ChaosResult:
+    config = ChaosConfig(cdk_out=ensure_synthesized(), run_dir=tmp_path / "run", **settings)
+    lines: list[str] = []
+    result = run_chaos(config, lines.append)
+    print("\n".join(lines + result.report.lines()))  # shown by pytest when the test fails
+    return result
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory: pytest.TempPathFactory) -> ChaosResult:
+    return chaos(
+        tmp_path_factory.mktemp("chaos"),
+        tasks=200,
+        concurrency=8,  # a slower burst, so the SQS outage covers a good part of it
+        failure_rate=0.3,
+        kill_rate=0.04,  # above make chaos's 2 %: at 200 tasks a kill must happen in every run
+        duplicate_rate=0.05,
+        aws_error_rate=0.05,
+        push_failure_rate=0.02,
+        sqs_outage=(1.0, 10.0),
+        drain_timeout=120.0,
+    )
+
+
+def test_every_invariant_holds_under_every_fault(reduced_run):
+    report = reduced_run.report
+
+    assert report.accepted == 200
+    assert report.lost == []
+    assert report.duplicated_effects == {}
+    assert report.regressions == []
+    assert report.unexpected == []
+    assert report.dlq_missing == []
+    assert report.dlq_consumed_tasks == report.error
+    assert report.missed_final_frames == {}
+    assert report.stayed_clients == 3
+    assert report.rejected == []
+    assert (report.queue_depth, report.dlq_depth) == (0, 0)
+    assert report.success + report.error == 200
+    assert report.effects == report.success  # each success committed once, after one step
+    assert report.ok
+    assert report.wall_seconds < 120
+
+
+def test_each_fault_fired_at_least_once(reduced_run):
+    injected = reduced_run.report.injected
+
+    assert {name: injected.get(name, 0) for name in EVERY_FAULT if not injected.get(name)} == {}
+    assert reduced_run.report.attempts > reduced_run.report.accepted  # failed attempts were retried
+
+
+def test_tasks_accepted_while_sqs_was_down_all_end_terminal_after_it_came_back(reduced_run):
+    history = reduced_run.history
+    assert history.outage is not None
+    start, until = history.outage
+    during = created_during(history, start, until)
+    first_attempt = {}
+    for step in history.steps:
+        first_attempt.setdefault(step["taskId"], step["at"])
+
+    assert len(during) >= 20
+    assert all(history.final[task_id]["status"] in ("success", "error") for task_id in during)
+    assert min(first_attempt[task_id] for task_id in during) >= until  # nothing got through meanwhile
+
+
+def test_retried_submissions_never_create_a_second_task(reduced_run):
+    history = reduced_run.history
+    retried = [s.task_id for s in history.submissions.values() if len(s.outcomes) > 1]
+
+    assert retried  # lost responses (and 503s) made clients post the same task again
+    assert Counter(history.final_list) == Counter(history.accepted_ids)  # one entry per taskId
+
+
+def test_the_checker_fails_a_processor_whose_writes_are_unconditional(tmp_path):
+    result = chaos(
+        tmp_path,
+        tasks=40,
+        clients=2,
+        stay=1,
+        mutant="unconditional-writes",
+        duplicate_rate=0.5,
+        kill_rate=0.0,
+        aws_error_rate=0.0,
+        push_failure_rate=0.0,
+        lost_response_rate=0.0,
+        sqs_outage=None,
+        drain_timeout=15.0,
+        frame_grace=2.0,
+    )
+    report = result.report
+
+    assert not report.ok
+    assert report.duplicated_effects or report.regressions
+    assert report.injected["MUTANT writes"] > 0

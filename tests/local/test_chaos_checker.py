@@ -1,0 +1,299 @@
+"""The chaos checker on hand-made histories: a clean one passes, each violation kind is found."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from local.chaos.checker import check
+from local.chaos.history import ClientHistory, Frame, History, Observation, Submission
+
+SUCCEEDS = "task-ok"
+FAILS = "task-err"
+
+
+def get(
+    task_id: str,
+    status: str,
+    version: int,
+    started: float,
+    ended: float | None = None,
+    *,
+    source: str = "get",
+    run: int = 1,
+) -> Observation:
+    """One HTTP observation; the request took 0.1 s unless `ended` says otherwise."""
+    return Observation(task_id, status, version, run, 0, source, started, ended or started + 0.1)
+
+
+def frame(task_id: str, status: str, version: int, received: float = 0.0) -> Frame:
+    return Frame(task_id, status, version, 0, received)
+
+
+def body(task_id: str, status: str, version: int) -> dict[str, Any]:
+    return {"taskId": task_id, "status": status, "version": version, "run": 1, "retries": 0}
+
+
+def clean_history() -> History:
+    """Two accepted tasks: one succeeds after a failed attempt, one is dead-lettered."""
+    history = History(requested=2, started=100.0, drained=110.0, queue_depth=0, dlq_depth=0)
+    for task_id in (SUCCEEDS, FAILS):
+        history.submissions[task_id] = Submission(task_id, {"taskId": task_id}, ["503", "202"], 100.5)
+    history.observations = [
+        get(SUCCEEDS, "pending", 1, 101.0, source="post"),
+        get(SUCCEEDS, "pending", 4, 102.0),
+        get(SUCCEEDS, "success", 7, 103.0, source="list"),
+        get(SUCCEEDS, "success", 7, 104.0),
+        get(FAILS, "pending", 1, 101.0, source="post"),
+        get(FAILS, "error", 12, 105.0),
+    ]
+    stays = ClientHistory("stay-0", stays=True, connected_at=99.0, connects=1)
+    stays.frames = [
+        frame(SUCCEEDS, "pending", 1),
+        frame(SUCCEEDS, "success", 7),  # out of order and twice: allowed
+        frame(SUCCEEDS, "pending", 4),
+        frame(SUCCEEDS, "success", 7),
+        frame(FAILS, "pending", 1),
+        frame(FAILS, "error", 12),
+    ]
+    churns = ClientHistory("churn-1", stays=False, connected_at=99.0, connects=3, aborts=2)
+    churns.frames = [frame(SUCCEEDS, "pending", 4)]
+    history.clients = [stays, churns]
+    history.final = {SUCCEEDS: body(SUCCEEDS, "success", 7), FAILS: body(FAILS, "error", 12)}
+    history.final_list = [FAILS, SUCCEEDS]
+    history.listed = {FAILS, SUCCEEDS}
+    history.effects = [{"event": "effect", "taskId": SUCCEEDS, "run": 1}]
+    history.steps = [
+        {"event": "step", "taskId": SUCCEEDS, "ok": False},
+        {"event": "step", "taskId": SUCCEEDS, "ok": True},
+        *[{"event": "step", "taskId": FAILS, "ok": False}] * 3,
+    ]
+    history.dlq_consumed = [{"taskId": FAILS, "run": 1}]
+    return history
+
+
+def test_a_clean_history_passes_with_its_figures():
+    report = check(clean_history())
+
+    assert report.ok, report.lines()
+    assert set(report.violations.values()) == {0}
+    assert (report.accepted, report.success, report.error) == (2, 1, 1)
+    assert (report.dlq_consumed_tasks, report.dlq_matches_errors) == (1, True)
+    assert (report.attempts, report.failed_attempts, report.effects) == (5, 4, 1)
+    assert (report.post_attempts, report.post_retries) == (4, 2)
+    assert report.stayed_clients == 1
+    assert report.lines()[-1].endswith("PASS: every invariant holds")
+
+
+def test_a_task_left_pending_is_lost():
+    history = clean_history()
+    history.final[SUCCEEDS] = body(SUCCEEDS, "pending", 7)
+
+    report = check(history)
+
+    assert report.lost == [SUCCEEDS]
+    assert not report.ok
+
+
+def test_a_task_that_is_gone_is_lost():
+    history = clean_history()
+    history.final[SUCCEEDS] = None
+
+    assert check(history).lost == [SUCCEEDS]
+
+
+def test_an_error_task_whose_dlq_message_was_not_consumed_is_lost_and_breaks_the_dlq_count():
+    history = clean_history()
+    history.dlq_consumed = []
+
+    report = check(history)
+
+    assert report.lost == [FAILS]
+    assert report.dlq_missing == [FAILS]
+    assert not report.dlq_matches_errors
+    assert "DLQ consumed = error count: NO" in "\n".join(report.lines())
+
+
+def test_a_dlq_message_of_a_task_that_succeeded_is_stale_not_a_violation():
+    history = clean_history()
+    history.dlq_consumed.append({"taskId": SUCCEEDS, "run": 1})
+
+    report = check(history)
+
+    assert report.ok
+    assert report.dlq_stale == [SUCCEEDS]
+    assert (report.dlq_consumed_messages, report.dlq_consumed_tasks) == (2, 1)
+
+
+def test_two_committed_successes_of_one_task_are_a_duplicated_effect():
+    history = clean_history()
+    history.effects.append({"event": "effect", "taskId": SUCCEEDS, "run": 1})
+
+    report = check(history)
+
+    assert report.duplicated_effects == {SUCCEEDS: 2}
+    assert not report.ok
+
+
+@pytest.mark.parametrize(
+    ("task_id", "earlier", "later"),
+    [
+        (SUCCEEDS, ("success", 7), ("pending", 9)),
+        (SUCCEEDS, ("success", 7), ("error", 9)),
+        (FAILS, ("error", 12), ("pending", 13)),
+    ],
+)
+def test_a_terminal_status_followed_by_another_status_in_real_time_is_a_regression(task_id, earlier, later):
+    history = clean_history()
+    history.observations += [
+        get(task_id, earlier[0], earlier[1], 106.0, 106.2),
+        get(task_id, later[0], later[1], 106.3, 106.4, source="list"),
+    ]
+    history.final[task_id] = body(task_id, later[0], later[1])
+
+    report = check(history)
+
+    assert report.regression_tasks == [task_id]
+    assert f"{earlier[0]} then {later[0]}" in report.regressions[0].detail
+
+
+def test_overlapping_requests_are_not_ordered():
+    history = clean_history()
+    # the pending read was sent before the error read completed: either order is possible
+    history.observations += [
+        get(FAILS, "error", 12, 104.0, 104.5),
+        get(FAILS, "pending", 4, 104.4, 104.6),
+    ]
+
+    assert check(history).ok
+
+
+def test_a_lower_version_after_a_higher_one_between_consistent_reads_is_a_stale_read():
+    history = clean_history()
+    history.observations += [get(FAILS, "pending", 3, 104.0), get(FAILS, "pending", 2, 104.5)]
+
+    report = check(history)
+
+    assert report.regression_tasks == [FAILS]
+    assert "stale read" in report.regressions[0].detail
+
+
+def test_listings_may_lag_on_versions_but_not_on_status():
+    history = clean_history()
+    history.observations += [get(FAILS, "pending", 3, 104.0), get(FAILS, "pending", 2, 104.5, source="list")]
+
+    assert check(history).ok
+
+
+def test_frames_going_back_to_pending_by_version_are_a_regression_whatever_their_arrival_order():
+    history = clean_history()
+    history.clients[1].frames.append(frame(SUCCEEDS, "pending", 9))  # newer than the success (v7)
+
+    report = check(history)
+
+    assert report.regression_tasks == [SUCCEEDS]
+    assert "success at version 7" in report.regressions[0].detail
+
+
+def test_one_version_with_two_statuses_is_a_regression():
+    history = clean_history()
+    history.clients[0].frames.append(frame(FAILS, "success", 12))
+
+    report = check(history)
+
+    assert report.regression_tasks == [FAILS]
+    assert "version 12 seen as error" in report.regressions[0].detail
+
+
+def test_a_final_read_older_than_an_observed_version_is_a_regression():
+    history = clean_history()
+    history.clients[0].frames.append(frame(SUCCEEDS, "success", 8))
+
+    assert check(history).regression_tasks == [SUCCEEDS]
+
+
+def test_a_new_run_without_a_retry_is_a_regression():
+    history = clean_history()
+    history.observations.append(get(SUCCEEDS, "success", 7, 106.0, run=2))
+
+    assert check(history).regression_tasks == [SUCCEEDS]
+
+
+def test_a_listed_task_that_was_never_accepted_is_unexpected():
+    history = clean_history()
+    history.listed.add("somebody-elses")
+
+    report = check(history)
+
+    assert report.unexpected == ["somebody-elses"]
+    assert not report.ok
+
+
+def test_a_task_listed_twice_in_the_final_listing_is_unexpected():
+    history = clean_history()
+    history.final_list.append(SUCCEEDS)
+
+    report = check(history)
+
+    assert report.listed_twice == [SUCCEEDS]
+    assert report.violations["unexpected"] == 1
+
+
+def test_a_client_that_stayed_connected_must_get_every_final_status():
+    history = clean_history()
+    history.clients[0].frames = [f for f in history.clients[0].frames if f.status != "error"]
+
+    report = check(history)
+
+    assert report.missed_final_frames == {"stay-0": [FAILS]}
+    assert not report.ok
+
+
+def test_clients_that_churned_are_not_held_to_the_final_frames():
+    history = clean_history()
+    history.clients[1].frames = []
+
+    assert check(history).ok
+
+
+def test_a_client_meant_to_stay_that_lost_its_connection_is_reported_not_checked_for_frames():
+    history = clean_history()
+    history.clients[0].dropped = 1
+    history.clients[0].frames = []
+
+    report = check(history)
+
+    assert report.dropped_clients == ["stay-0"]
+    assert report.missed_final_frames == {}
+    assert not report.ok
+
+
+def test_a_submission_never_accepted_is_rejected():
+    history = clean_history()
+    history.submissions["refused"] = Submission("refused", {}, ["409"], None)
+
+    report = check(history)
+
+    assert report.rejected == ["refused"]
+    assert not report.ok
+
+
+def test_messages_left_in_the_queues_fail_the_run():
+    history = clean_history()
+    history.dlq_depth = 1
+
+    assert check(history).violations["queues not empty"] == 1
+
+
+def test_the_history_survives_a_json_round_trip(tmp_path):
+    history = clean_history()
+    history.outage = (101.0, 111.0)
+    path = tmp_path / "history.json"
+    history.save(path)
+
+    again = History.from_json(json.loads(path.read_text()))
+
+    assert check(again).to_json() == check(history).to_json()
+    assert again.outage == (101.0, 111.0)
