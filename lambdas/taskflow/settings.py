@@ -6,115 +6,196 @@ variable raises `SettingsError` naming the variable, so a misconfigured function
 its first invocation instead of running with a hidden default.
 
 Formats (set by infra/): booleans "true"/"false", lists comma-separated, numbers decimal strings.
+
+The classes are frozen stdlib dataclasses, each field naming its variable and its parser
+(`field(metadata=from_env(...))`), not pydantic models: most functions never build a Task model,
+and pydantic (its import and first model) costs about 0.4x a bare `import boto3` of cold start
+(bench/cold_start.py), a price only the HTTP API and the processor need to pay.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
-from typing import Annotated, Any, TypeVar
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
 
 from taskflow import env_vars
 from taskflow.observability import metrics
+
+# Key of a field's metadata holding its Variable.
+_VARIABLE: Final = "variable"
+
+# SQS visibility timeouts are at most 12 hours.
+_MAX_BACKOFF_SECONDS: Final = 43_200
 
 
 class SettingsError(RuntimeError):
     """The function's environment is missing a variable or holds an invalid value."""
 
 
-def _parse_bool(value: Any) -> Any:
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered not in ("true", "false"):
-            raise ValueError(f'expected "true" or "false", got {value!r}')
-        return lowered == "true"
+@dataclass(frozen=True)
+class Variable:
+    """Where a settings field comes from: its environment variable, and the parser turning the
+    variable's text into the field's value (raising ValueError with the reason if it cannot)."""
+
+    name: str
+    parse: Callable[[str], Any]
+
+
+def from_env(name: str, parse: Callable[[str], Any] | None = None) -> Mapping[str, Variable]:
+    """A settings field's metadata: read `name`, parse it with `parse` (default: non-empty text)."""
+    return {_VARIABLE: Variable(name, parse or _non_empty)}
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
     return value
 
 
-def _parse_comma_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(f'expected "true" or "false", got {value!r}')
+    return lowered == "true"
 
 
-def _parse_optional_int(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
+def _parse_comma_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _parse_int(value: str) -> int:
+    """A decimal integer; like the previous (pydantic) settings, "5.0" is 5 but "5.5" is refused."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected an integer") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise ValueError("expected an integer")
+    return int(number)
+
+
+def _parse_optional_int(value: str) -> int | None:
+    """An empty (or blank) value means "not set": None."""
+    if not value.strip():
         return None
+    return _parse_int(value)
+
+
+def _int_between(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = _parse_int(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"must be {_range_text(low, high)}")
+        return number
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not low <= number <= high:  # also refuses nan
+            raise ValueError(f"must be {_range_text(low, high)}")
+        return number
+
+    return parse
+
+
+def _range_text(low: float, high: float | None) -> str:
+    return f"at least {low}" if high is None else f"between {low} and {high}"
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = _parse_comma_list(value)
+    if not origins:
+        raise ValueError("expected at least one origin")
+    if "*" in origins:
+        raise ValueError("'*' is not allowed: list the origins explicitly")
+    return origins
+
+
+def _callback_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"expected an https:// callback URL, got {value!r}")
     return value
 
 
-EnvBool = Annotated[bool, BeforeValidator(_parse_bool)]
-EnvList = Annotated[tuple[str, ...], BeforeValidator(_parse_comma_list)]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
+# ----------------------------------------------------------------------------- settings
 
 
-class FunctionSettings(BaseModel):
+@dataclass(frozen=True)
+class FunctionSettings:
     """Variables every function gets."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    stage: NonEmptyStr = Field(alias=env_vars.STAGE)
+    stage: str = field(metadata=from_env(env_vars.STAGE))
 
 
+@dataclass(frozen=True)
 class HttpApiSettings(FunctionSettings):
-    task_table_name: NonEmptyStr = Field(alias=env_vars.TASK_TABLE_NAME)
-    cors_origins: EnvList = Field(alias=env_vars.CORS_ORIGINS, min_length=1)
-    cors_headers: EnvList = Field(alias=env_vars.CORS_HEADERS)
-    allow_fault_injection: EnvBool = Field(alias=env_vars.ALLOW_FAULT_INJECTION)
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _no_wildcard(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
-        if "*" in origins:
-            raise ValueError("'*' is not allowed: list the origins explicitly")
-        return origins
+    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
+    cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
+    allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
 
 
+@dataclass(frozen=True)
 class EnqueueSettings(FunctionSettings):
-    task_queue_url: NonEmptyStr = Field(alias=env_vars.TASK_QUEUE_URL)
+    task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
 
 
+@dataclass(frozen=True)
 class ProcessorSettings(FunctionSettings):
-    task_table_name: NonEmptyStr = Field(alias=env_vars.TASK_TABLE_NAME)
-    task_queue_url: NonEmptyStr = Field(alias=env_vars.TASK_QUEUE_URL)
-    failure_rate: float = Field(alias=env_vars.FAILURE_RATE, ge=0.0, le=1.0)
+    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
+    failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _float_between(0.0, 1.0)))
     # "" means "seed from the OS" (a different sequence per cold start).
-    failure_seed: Annotated[int | None, BeforeValidator(_parse_optional_int)] = Field(
-        alias=env_vars.FAILURE_SEED
+    failure_seed: int | None = field(metadata=from_env(env_vars.FAILURE_SEED, _parse_optional_int))
+    allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
+    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
+    backoff_base_seconds: int = field(
+        metadata=from_env(env_vars.BACKOFF_BASE_SECONDS, _int_between(0, _MAX_BACKOFF_SECONDS))
     )
-    allow_fault_injection: EnvBool = Field(alias=env_vars.ALLOW_FAULT_INJECTION)
-    max_receive_count: int = Field(alias=env_vars.MAX_RECEIVE_COUNT, ge=1)
-    backoff_base_seconds: int = Field(alias=env_vars.BACKOFF_BASE_SECONDS, ge=0, le=43_200)
-    # SQS visibility timeouts are at most 12 hours.
-    backoff_cap_seconds: int = Field(alias=env_vars.BACKOFF_CAP_SECONDS, ge=0, le=43_200)
+    backoff_cap_seconds: int = field(
+        metadata=from_env(env_vars.BACKOFF_CAP_SECONDS, _int_between(0, _MAX_BACKOFF_SECONDS))
+    )
 
 
+@dataclass(frozen=True)
 class DlqConsumerSettings(FunctionSettings):
-    task_table_name: NonEmptyStr = Field(alias=env_vars.TASK_TABLE_NAME)
-    max_receive_count: int = Field(alias=env_vars.MAX_RECEIVE_COUNT, ge=1)
+    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
 
 
+@dataclass(frozen=True)
 class NotifierSettings(FunctionSettings):
-    connection_table_name: NonEmptyStr = Field(alias=env_vars.CONNECTION_TABLE_NAME)
-    websocket_callback_url: NonEmptyStr = Field(alias=env_vars.WEBSOCKET_CALLBACK_URL)
-
-    @field_validator("websocket_callback_url")
-    @classmethod
-    def _is_url(cls, url: str) -> str:
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"expected an https:// callback URL, got {url!r}")
-        return url
+    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+    websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
 
 
+@dataclass(frozen=True)
 class WsConnectSettings(FunctionSettings):
-    connection_table_name: NonEmptyStr = Field(alias=env_vars.CONNECTION_TABLE_NAME)
-    connection_ttl_seconds: int = Field(alias=env_vars.CONNECTION_TTL_SECONDS, ge=60)
+    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+    connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _int_between(60)))
 
 
+@dataclass(frozen=True)
 class WsDisconnectSettings(FunctionSettings):
-    connection_table_name: NonEmptyStr = Field(alias=env_vars.CONNECTION_TABLE_NAME)
+    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
 
 
 SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
@@ -123,21 +204,24 @@ SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
 @functools.cache
 def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     """Validate the environment into `settings_class` (cached: once per cold start)."""
-    names = [field.alias for field in settings_class.model_fields.values() if field.alias]
-    missing = [name for name in names if name not in os.environ]
+    variables = {spec.name: spec.metadata[_VARIABLE] for spec in dataclasses.fields(settings_class)}
+    missing = [source.name for source in variables.values() if source.name not in os.environ]
     if missing:
         raise SettingsError(
             f"{settings_class.__name__}: missing environment variable(s) {', '.join(missing)}; "
             "infra/ sets them on the function (see taskflow/env_vars.py)"
         )
-    values = {name: os.environ[name] for name in names}
-    try:
-        settings = settings_class.model_validate(values)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{e['loc'][0]}={values.get(str(e['loc'][0]), '')!r}: {e['msg']}" for e in error.errors()
-        )
-        raise SettingsError(f"{settings_class.__name__}: invalid environment: {problems}") from None
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for field_name, source in variables.items():
+        text = os.environ[source.name]
+        try:
+            values[field_name] = source.parse(text)
+        except ValueError as error:
+            problems.append(f"{source.name}={text!r}: {error}")
+    if problems:
+        raise SettingsError(f"{settings_class.__name__}: invalid environment: {'; '.join(problems)}")
+    settings = settings_class(**values)
     # Every metric carries the stage, so one account's dashboards and alarms can tell stages apart.
     if metrics.default_dimensions.get("stage") != settings.stage:
         metrics.set_default_dimensions(stage=settings.stage)

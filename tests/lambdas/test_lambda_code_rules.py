@@ -91,3 +91,37 @@ def test_importing_a_handler_creates_no_aws_client(handler: str) -> None:
     code = f"import sys, taskflow.handlers.{handler}; print('boto3' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# The functions that build Task models (pydantic); the others must not pay for pydantic at cold start.
+TASK_MODEL_USERS = ("http_api", "processor")
+
+
+@pytest.mark.parametrize("handler", [name for name in HANDLERS if name not in TASK_MODEL_USERS])
+def test_functions_without_task_models_never_import_pydantic(
+    handler: str, offline_env: dict[str, str]
+) -> None:
+    # Import the handler and build its Lazy holders (settings, services, repositories), as its
+    # first invocation does, in a fresh interpreter.
+    env = {**os.environ, "PYTHONPATH": str(LAMBDAS)}
+    code = (
+        f"import sys, taskflow.handlers.{handler} as module\n"
+        "from taskflow.lazy import Lazy\n"
+        "for holder in [v for v in vars(module).values() if isinstance(v, Lazy)]:\n"
+        "    holder.get()\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'pydantic'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_no_function_loads_the_powertools_parser_models(handler: str) -> None:
+    # Powertools' batch utility imports them when pydantic is loaded before it; no function uses them.
+    env = {**os.environ, "PYTHONPATH": str(LAMBDAS), env_vars.POWERTOOLS_SERVICE_NAME: "taskflow"}
+    code = (
+        f"import sys, taskflow.handlers.{handler}\n"
+        "print(any(name.startswith('aws_lambda_powertools.utilities.parser') for name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -14,22 +14,13 @@ from pydantic import ValidationError
 from taskflow.domain import processing
 from taskflow.domain.backoff import SQS_MAX_VISIBILITY_SECONDS, retry_delay_seconds
 from taskflow.domain.client_frames import answer
+from taskflow.domain.clock import utc_timestamp
 from taskflow.domain.errors import MalformedMessageError
+from taskflow.domain.limits import MAX_ANSWER_LENGTH, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
 from taskflow.domain.messages import TaskMessage
 from taskflow.domain.notifications import encode_frame, is_visible_change, task_frame
-from taskflow.domain.task import (
-    ALLOWED_TRANSITIONS,
-    MAX_ANSWER_LENGTH,
-    MAX_PAYLOAD_BYTES,
-    MAX_PAYLOAD_DEPTH,
-    Task,
-    TaskStatus,
-    TaskSubmission,
-    is_allowed,
-    new_task,
-    truncate_error,
-    utc_timestamp,
-)
+from taskflow.domain.status import ALLOWED_TRANSITIONS, TaskStatus, is_allowed
+from taskflow.domain.task import Task, TaskSubmission, new_task, truncate_error
 
 NOW = datetime(2026, 11, 25, 23, 0, 0, 123456, tzinfo=UTC)
 
@@ -258,7 +249,7 @@ def test_backoff_with_seeded_jitter_is_reproducible() -> None:
 
 
 def test_task_message_round_trips() -> None:
-    message = TaskMessage(taskId="t-1", run=2, correlationId="c")
+    message = TaskMessage(task_id="t-1", run=2, correlation_id="c")
     assert TaskMessage.parse(message.to_body()) == message
     assert json.loads(message.to_body()) == {"taskId": "t-1", "run": 2, "correlationId": "c"}
 
@@ -272,7 +263,14 @@ def test_task_message_round_trips() -> None:
         "[1]",
         '{"run": 1}',
         '{"taskId": "t", "run": "1"}',
+        '{"taskId": "t", "run": true}',
+        '{"taskId": "t", "run": 1.0}',
+        '{"taskId": "t", "run": 0}',
+        '{"taskId": 7, "run": 1}',
         '{"taskId": "bad id", "run": 1}',
+        '{"taskId": "t\\n", "run": 1}',
+        '{"taskId": "t", "run": 1, "correlationId": 5}',
+        '{"taskId": "t", "run": 1, "correlationId": "%s"}' % ("c" * 257),
     ],
 )
 def test_malformed_task_messages_are_reported(body: str | None) -> None:

@@ -41,7 +41,9 @@ from taskflow.api.pagination import (
     next_link,
 )
 from taskflow.api.request_body import JSON_MEDIA_TYPE, MAX_BODY_BYTES, read_model
-from taskflow.domain.task import TASK_ID_PATTERN, TaskStatus, TaskSubmission
+from taskflow.domain.limits import TASK_ID_PATTERN
+from taskflow.domain.status import TaskStatus
+from taskflow.domain.task import TaskSubmission
 from taskflow.services.task_service import TaskService
 from taskflow.settings import HttpApiSettings
 

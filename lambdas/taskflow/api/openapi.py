@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from taskflow.api.request_body import JSON_MEDIA_TYPE, MAX_BODY_BYTES
-from taskflow.domain.task import (
+from taskflow.domain.limits import (
     MAX_ANSWER_LENGTH,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_DEPTH,
     TASK_ID_PATTERN,
-    TaskSubmission,
 )
+from taskflow.domain.task import TaskSubmission
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver

@@ -14,12 +14,8 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from taskflow.domain.task import (
-    MAX_ANSWER_LENGTH,
-    MAX_ERROR_MESSAGE_LENGTH,
-    TASK_ID_PATTERN,
-    TaskStatus,
-)
+from taskflow.domain.limits import MAX_ANSWER_LENGTH, MAX_ERROR_MESSAGE_LENGTH, TASK_ID_PATTERN
+from taskflow.domain.status import TaskStatus
 
 TIMESTAMP_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
 

@@ -1,25 +1,60 @@
-"""The TaskQueue message: {"taskId": "...", "run": 1, "correlationId": "..."} (also what the DLQ holds)."""
+"""The TaskQueue message: {"taskId": "...", "run": 1, "correlationId": "..."} (also what the DLQ holds).
+
+A frozen dataclass validated on construction, not a pydantic model: the enqueuer and the DLQ
+consumer read and write messages but never build a Task, so they need not import pydantic.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 from taskflow.domain.errors import MalformedMessageError
-from taskflow.domain.task import TASK_ID_PATTERN
+from taskflow.domain.limits import TASK_ID_PATTERN
+
+MAX_CORRELATION_ID_LENGTH: Final = 256
+_TASK_ID: Final = re.compile(TASK_ID_PATTERN)
 
 
-class TaskMessage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+@dataclass(frozen=True)
+class TaskMessage:
+    """A valid message: constructing one with an invalid field raises MalformedMessageError."""
 
-    task_id: Annotated[StrictStr, Field(alias="taskId", pattern=TASK_ID_PATTERN)]
-    run: Annotated[StrictInt, Field(ge=1)]
-    correlation_id: Annotated[str | None, Field(alias="correlationId", max_length=256)] = None
+    task_id: str  # "taskId" in the body
+    run: int
+    correlation_id: str | None = None  # "correlationId" in the body
+
+    def __post_init__(self) -> None:
+        bad = []
+        # fullmatch: the pattern's `$` would also accept a trailing newline with re.match.
+        if not isinstance(self.task_id, str) or not _TASK_ID.fullmatch(self.task_id):
+            bad.append("taskId")
+        # Strictly an integer: not a bool, a float or a numeric string.
+        if type(self.run) is not int or self.run < 1:
+            bad.append("run")
+        if self.correlation_id is not None and (
+            not isinstance(self.correlation_id, str) or len(self.correlation_id) > MAX_CORRELATION_ID_LENGTH
+        ):
+            bad.append("correlationId")
+        if bad:
+            raise MalformedMessageError(f"message body is not a task message (bad: {', '.join(bad)})")
 
     def to_body(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        body: dict[str, Any] = {"taskId": self.task_id, "run": self.run}
+        if self.correlation_id is not None:
+            body["correlationId"] = self.correlation_id
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> TaskMessage:
+        """The message of a body's fields (camelCase; unknown fields are ignored)."""
+        # Any JSON value (or None when absent): __post_init__ checks them.
+        task_id: Any = fields.get("taskId")
+        run: Any = fields.get("run")
+        return cls(task_id=task_id, run=run, correlation_id=fields.get("correlationId"))
 
     @classmethod
     def parse(cls, body: str | None) -> TaskMessage:
@@ -30,8 +65,4 @@ class TaskMessage(BaseModel):
             raise MalformedMessageError(f"message body is not JSON: {error}") from None
         if not isinstance(data, dict):
             raise MalformedMessageError("message body is not a JSON object")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in error.errors())
-            raise MalformedMessageError(f"message body is not a task message (bad: {fields})") from None
+        return cls.from_fields(data)

@@ -1,12 +1,8 @@
-"""The Task: its fields, statuses, limits and the status transitions that are allowed.
+"""The Task model (pydantic): its fields, the client-owned submission and its validation.
 
-Status machine (every write to the table is conditional on the source status, so a late or
-duplicate delivery can never move a task backwards):
-
-    pending --attempt failed--> pending   (retries/errorMessage change; SQS will retry)
-    pending --step succeeded--> success   (terminal)
-    pending --dead-lettered---> error
-    error   --POST /retry-----> pending   (run + 1, retries 0)
+Statuses and transitions live in taskflow.domain.status, field limits in taskflow.domain.limits and
+the timestamp format in taskflow.domain.clock: plain modules, so that functions which never build
+a Task (enqueue, notifier, DLQ consumer, WebSocket) do not import pydantic.
 """
 
 from __future__ import annotations
@@ -14,52 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Annotated, Any, Final, NamedTuple
+from datetime import datetime
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 from pydantic.alias_generators import to_camel
 
-# Limits (documented in the README's API section).
-TASK_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
-MAX_ANSWER_LENGTH: Final = 1000  # characters; the Angular frontend allows 1..200
-MAX_PAYLOAD_BYTES: Final = 16 * 1024  # compact UTF-8 JSON of `payload`
-MAX_PAYLOAD_DEPTH: Final = 8  # the payload object itself is depth 1
-MAX_FAIL_ATTEMPTS: Final = 100
-MAX_ERROR_MESSAGE_LENGTH: Final = 1000  # longer step errors are truncated
+from taskflow.domain.clock import utc_timestamp
+from taskflow.domain.limits import (
+    MAX_ANSWER_LENGTH,
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_FAIL_ATTEMPTS,
+    MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_DEPTH,
+    TASK_ID_PATTERN,
+)
+from taskflow.domain.status import TaskStatus
+
 # DynamoDB numbers: up to 38 significant digits, magnitude 1e-130 .. 9.99...e125.
 _MAX_INT_DIGITS: Final = 38
 _MIN_FLOAT_MAGNITUDE: Final = 1e-130
 _MAX_FLOAT_MAGNITUDE: Final = 9.9e125
-
-
-class TaskStatus(StrEnum):
-    PENDING = "pending"
-    SUCCESS = "success"
-    ERROR = "error"
-
-
-class Transition(NamedTuple):
-    name: str
-    source: TaskStatus
-    target: TaskStatus
-
-
-ATTEMPT_FAILED: Final = Transition("attempt failed", TaskStatus.PENDING, TaskStatus.PENDING)
-SUCCEEDED: Final = Transition("succeed", TaskStatus.PENDING, TaskStatus.SUCCESS)
-DEAD_LETTERED: Final = Transition("dead-letter", TaskStatus.PENDING, TaskStatus.ERROR)
-RETRIED: Final = Transition("retry", TaskStatus.ERROR, TaskStatus.PENDING)
-ALLOWED_TRANSITIONS: Final = frozenset({ATTEMPT_FAILED, SUCCEEDED, DEAD_LETTERED, RETRIED})
-
-
-def is_allowed(source: TaskStatus, target: TaskStatus) -> bool:
-    return any(t.source == source and t.target == target for t in ALLOWED_TRANSITIONS)
-
-
-def utc_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds and Z, e.g. 2026-11-25T23:00:00.123456Z (sorts as text)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _CamelModel(BaseModel):

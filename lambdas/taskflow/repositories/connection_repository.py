@@ -7,7 +7,7 @@ from typing import Any
 
 from taskflow import table_schema
 from taskflow.clients import aws
-from taskflow.domain.task import utc_timestamp
+from taskflow.domain.clock import utc_timestamp
 from taskflow.repositories.dynamodb import serialize, translated_errors
 
 

@@ -14,31 +14,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from taskflow import table_schema
 from taskflow.clients import aws
+from taskflow.domain.clock import Clock, utc_now, utc_timestamp
 from taskflow.domain.errors import InvalidTransitionError, TaskNotFoundError
-from taskflow.domain.task import (
+from taskflow.domain.limits import TASK_ID_PATTERN
+from taskflow.domain.status import (
     ATTEMPT_FAILED,
     DEAD_LETTERED,
     RETRIED,
     SUCCEEDED,
-    TASK_ID_PATTERN,
-    Task,
     TaskStatus,
     Transition,
-    utc_timestamp,
 )
 from taskflow.errors import InvalidCursorError
 from taskflow.repositories.dynamodb import (
-    Clock,
     ConditionFailedError,
     deserialize,
     serialize,
     translated_errors,
-    utc_now,
 )
+
+if TYPE_CHECKING:
+    # The Task model (pydantic) is imported where a Task is built, in _task_from_item.
+    from taskflow.domain.task import Task
 
 _TIMESTAMP_PATTERN: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _TASK_ID: Final = re.compile(TASK_ID_PATTERN)
@@ -79,6 +80,15 @@ class CreateResult:
 class TaskPage:
     tasks: list[Task]
     has_more: bool  # DynamoDB may hold more items after the last one returned
+
+
+@dataclass(frozen=True)
+class DeadLettered:
+    """What mark_dead_lettered wrote: all the DLQ consumer needs, so it builds no Task."""
+
+    task_id: str
+    retries: int
+    error_message: str | None
 
 
 class TaskRepository:
@@ -270,7 +280,7 @@ class TaskRepository:
             return False
         return True
 
-    def mark_dead_lettered(self, task_id: str, run: int, default_error: str) -> Task | None:
+    def mark_dead_lettered(self, task_id: str, run: int, default_error: str) -> DeadLettered | None:
         """pending -> error for a message SQS dead-lettered, keeping the last attempt's error.
         None if the task is absent, finished, or in another run (nothing to do)."""
         try:
@@ -284,7 +294,11 @@ class TaskRepository:
             )
         except ConditionFailedError:
             return None
-        return _task_from_item(attributes)
+        return DeadLettered(
+            task_id=task_id,
+            retries=int(attributes["retries"]),
+            error_message=attributes.get("errorMessage"),
+        )
 
     def _transition(
         self,
@@ -335,6 +349,11 @@ def _names(*placeholders: str) -> dict[str, str]:
 
 
 def _task_from_item(item: dict[str, Any]) -> Task:
+    # Imported on first use, not with this module: the DLQ consumer writes tasks through this
+    # repository but never reads one back as a Task, so it never loads pydantic. The functions
+    # that do build Tasks (HTTP API, processor) import the model at cold start anyway.
+    from taskflow.domain.task import Task  # noqa: PLC0415
+
     return Task.model_validate(item)
 
 

@@ -28,13 +28,16 @@ class DeadLetterHandler:
             )
             return
         with logger.append_context_keys(task_id=message.task_id, run=message.run, message_id=message_id):
-            task = self._tasks.mark_dead_lettered(
+            dead_lettered = self._tasks.mark_dead_lettered(
                 message.task_id,
                 message.run,
                 default_error=f"gave up after {self._max_receive_count} attempts",
             )
-            if task is None:
+            if dead_lettered is None:
                 logger.info("dead-lettered message for a finished, retried or absent task: no effect")
                 return
             count(MetricName.TASK_DEAD_LETTERED)
-            logger.warning("task dead-lettered", extra={"retries": task.retries, "error": task.error_message})
+            logger.warning(
+                "task dead-lettered",
+                extra={"retries": dead_lettered.retries, "error": dead_lettered.error_message},
+            )

@@ -13,7 +13,7 @@ from decimal import Decimal
 from taskflow.clients.queue_client import MessageQueue
 from taskflow.domain.errors import MalformedMessageError
 from taskflow.domain.messages import TaskMessage
-from taskflow.domain.task import RETRIED, TaskStatus
+from taskflow.domain.status import RETRIED, TaskStatus
 from taskflow.observability import logger
 from taskflow.services.stream_changes import StreamChange
 
@@ -29,16 +29,14 @@ def message_for(change: StreamChange) -> TaskMessage | None:
     if not starts_run:
         return None
     run = new.get("run")
-    try:
-        return TaskMessage.model_validate(
-            {
-                "taskId": new.get("taskId"),
-                "run": int(run) if isinstance(run, Decimal | int) else run,
-                "correlationId": change.event_id or None,
-            }
-        )
-    except ValueError as error:
-        raise MalformedMessageError(str(error)) from None
+    # Raises MalformedMessageError for a row that is not a task (no valid taskId or run).
+    return TaskMessage.from_fields(
+        {
+            "taskId": new.get("taskId"),
+            "run": int(run) if isinstance(run, Decimal | int) else run,
+            "correlationId": change.event_id or None,
+        }
+    )
 
 
 class TaskEnqueuer:

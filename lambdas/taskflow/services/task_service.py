@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from taskflow.domain.clock import Clock, utc_now
 from taskflow.domain.errors import FaultInjectionDisabledError, TaskConflictError, TaskNotFoundError
-from taskflow.domain.task import TASK_ID_PATTERN, Task, TaskStatus, TaskSubmission, new_task
+from taskflow.domain.limits import TASK_ID_PATTERN
+from taskflow.domain.status import TaskStatus
+from taskflow.domain.task import Task, TaskSubmission, new_task
 from taskflow.observability import MetricName, count, logger
-from taskflow.repositories.dynamodb import Clock, utc_now
 from taskflow.repositories.task_repository import TaskRepository
 
 # Lambda's synchronous response limit is 6 MB; a listing page stops growing well before that.
