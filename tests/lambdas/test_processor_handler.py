@@ -270,12 +270,31 @@ def test_message_of_an_earlier_run_is_acknowledged_without_effect(
     assert (item["status"], item["version"]) == ("pending", 1)
 
 
-def test_redelivery_of_a_message_whose_invocation_died_reclaims_its_lease(
+def test_second_delivery_of_a_message_while_its_lease_runs_is_deferred_not_run_or_acked(
+    use_fake_queue: FakeQueue, moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a delivery of m1 that holds a running lease (SQS may deliver one message twice at
+    # once, same MessageId; or m1's earlier invocation died a moment ago)
+    create_task(moto_aws, "busy")
+    TaskRepository(moto_aws.task_table).claim("busy", 1, "m1", lease_seconds=600)
+    before = get_item(moto_aws, "busy")
+
+    # When another delivery of m1 arrives
+    failed = run([sqs_record(task_body("busy"), message_id="m1", receive_count=2)], lambda_context)
+
+    # Then it neither runs the step nor deletes the message: it comes back when the lease ends
+    assert failed == ["m1"]
+    assert get_item(moto_aws, "busy") == before
+    [(_, seconds)] = use_fake_queue.visibility
+    assert 590 <= seconds <= 602
+
+
+def test_redelivery_of_a_message_whose_invocation_died_takes_over_its_expired_lease(
     use_fake_queue: FakeQueue, moto_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
     create_task(moto_aws, "crashed")
-    # The first invocation claimed the lease and died before committing.
-    TaskRepository(moto_aws.task_table).claim("crashed", 1, "m1", lease_seconds=600)
+    # The first invocation claimed the lease and died before committing; the lease has ended.
+    TaskRepository(moto_aws.task_table).claim("crashed", 1, "m1", lease_seconds=-10)
 
     failed = run([sqs_record(task_body("crashed"), message_id="m1", receive_count=2)], lambda_context)
 

@@ -6,7 +6,10 @@ timeout) -> TaskTable stream -> notifier -> @connections; plus the DLQ path and 
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -25,6 +28,7 @@ from lambda_support import (
 
 from taskflow import env_vars
 from taskflow.handlers import dlq_consumer, enqueue, http_api, notifier, processor
+from taskflow.observability import logger
 from taskflow.repositories.connection_repository import ConnectionRepository
 from taskflow.services.task_notifier import TaskNotifier
 
@@ -143,3 +147,43 @@ def test_task_that_always_fails_is_dead_lettered_then_retried_to_success(
         ("pending", 2),
         ("error", 2),
     ]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Every line the handlers' logger writes at INFO and above, formatted as in Lambda."""
+    underlying = logging.getLogger(logger.service)
+    previous = underlying.level
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    underlying.addHandler(handler)
+    underlying.setLevel(logging.INFO)
+    yield buffer
+    underlying.removeHandler(handler)
+    underlying.setLevel(previous)
+
+
+def test_the_request_id_follows_the_task_into_every_functions_log(
+    browser: FakeConnections,
+    moto_aws: Aws,
+    lambda_context: FakeLambdaContext,
+    log_lines: io.StringIO,
+) -> None:
+    # Given a task submitted in API request "req-1234" that fails once, then succeeds
+    pipeline = Pipeline(moto_aws, lambda_context)
+    body = {"taskId": TASK_ID, "answer": "42", "simulate": {"failAttempts": 1}}
+    http_api.handler(json_post("/tasks", body), lambda_context)
+
+    # When it goes through enqueue, the processor and the notifier
+    pipeline.run()
+
+    # Then every log line any of them wrote about the task carries the request id
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    about_task = [line for line in lines if line.get("task_id") == TASK_ID]
+    assert {line["message"] for line in about_task} >= {
+        "attempt failed",
+        "task succeeded",
+        "task change to push",
+    }
+    assert {line.get("correlation_id") for line in about_task} == {"req-1234"}

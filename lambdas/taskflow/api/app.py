@@ -135,7 +135,8 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
     )
     def submit_task() -> Response[str]:
         submission = read_model(app.current_event, TaskSubmission)
-        submitted = service.submit(submission)
+        # The API Gateway request id becomes the task's correlation id (logged by every function).
+        submitted = service.submit(submission, app.current_event.request_context.request_id)
         task = submitted.task
         return json_response(HTTPStatus.ACCEPTED, task.to_public(), {"Location": f"/tasks/{task.task_id}"})
 

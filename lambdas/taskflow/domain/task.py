@@ -64,6 +64,9 @@ class Task(_CamelModel):
     request_hash: str
     lease_owner: str | None = None
     lease_expires_at: int | None = None
+    lease_state: str | None = None  # "running" or "backing-off" (see TaskRepository.claim)
+    # The id of the HTTP request that created the task; every function logs it with the task.
+    correlation_id: str | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -163,7 +166,9 @@ def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def new_task(submission: TaskSubmission, task_id: str, now: datetime) -> Task:
+def new_task(
+    submission: TaskSubmission, task_id: str, now: datetime, correlation_id: str | None = None
+) -> Task:
     timestamp = utc_timestamp(now)
     return Task(
         task_id=task_id,
@@ -178,6 +183,7 @@ def new_task(submission: TaskSubmission, task_id: str, now: datetime) -> Task:
         version=1,
         run=1,
         request_hash=submission.request_hash(),
+        correlation_id=correlation_id,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,7 +55,13 @@ _NAMES: Final = {
     "#version": "version",
     "#leaseOwner": "leaseOwner",
     "#leaseExpiresAt": "leaseExpiresAt",
+    "#leaseState": "leaseState",
 }
+
+
+# leaseState: whether the lease holder is running the step or backing off after a failed attempt.
+LEASE_RUNNING: Final = "running"
+LEASE_BACKING_OFF: Final = "backing-off"
 
 
 class ClaimOutcome(Enum):
@@ -96,6 +103,10 @@ class TaskRepository:
         self.table_name = table_name
         self._client = client
         self._clock = clock
+
+    def now(self) -> datetime:
+        """The repository's clock (lease times are in its epoch seconds)."""
+        return self._clock()
 
     @property
     def client(self) -> Any:
@@ -181,7 +192,7 @@ class TaskRepository:
                 task_id,
                 RETRIED,
                 set_clauses=["#run = #run + :one", "#retries = :zero"],
-                remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt"],
+                remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt", "#leaseState"],
                 values={":zero": 0},
             )
         except ConditionFailedError as refused:
@@ -195,8 +206,10 @@ class TaskRepository:
     def claim(self, task_id: str, run: int, owner: str, lease_seconds: int) -> Claim:
         """Take the processing lease of (task, run) for `owner` (the SQS message id).
 
-        Granted when the task is pending in this run and the lease is free, expired, or already
-        `owner`'s (a redelivery of the same message after its invocation died)."""
+        Granted when the task is pending in this run and the lease is free, expired, or `owner`'s
+        while it backs off (the same message returning after a failed attempt). A live lease that
+        is running is never shared, not even with another delivery of the same message: SQS can
+        deliver one message twice at once (same MessageId), and both must not run the step."""
         now = int(self._clock().timestamp())
         try:
             with translated_errors():
@@ -204,14 +217,15 @@ class TaskRepository:
                     TableName=self.table_name,
                     Key=serialize({table_schema.TASK_PK: task_id}),
                     UpdateExpression=(
-                        "SET #leaseOwner = :owner, #leaseExpiresAt = :until, #version = #version + :one"
+                        "SET #leaseOwner = :owner, #leaseExpiresAt = :until, #leaseState = :running,"
+                        " #version = #version + :one"
                     ),
                     ConditionExpression=(
                         "#status = :pending AND #run = :run AND (attribute_not_exists(#leaseOwner)"
-                        " OR #leaseOwner = :owner OR #leaseExpiresAt < :now)"
+                        " OR #leaseExpiresAt < :now OR (#leaseOwner = :owner AND #leaseState = :backingOff))"
                     ),
                     ExpressionAttributeNames=_names(
-                        "#leaseOwner", "#leaseExpiresAt", "#version", "#status", "#run"
+                        "#leaseOwner", "#leaseExpiresAt", "#leaseState", "#version", "#status", "#run"
                     ),
                     ExpressionAttributeValues=serialize(
                         {
@@ -221,6 +235,8 @@ class TaskRepository:
                             ":one": 1,
                             ":pending": TaskStatus.PENDING.value,
                             ":run": run,
+                            ":running": LEASE_RUNNING,
+                            ":backingOff": LEASE_BACKING_OFF,
                         }
                     ),
                     ReturnValues="ALL_NEW",
@@ -242,7 +258,7 @@ class TaskRepository:
                 task_id,
                 SUCCEEDED,
                 set_clauses=["#retries = :retries"],
-                remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt"],
+                remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt", "#leaseState"],
                 values={":retries": retries, ":run": run, ":owner": owner},
                 extra_condition="#run = :run AND #leaseOwner = :owner",
             )
@@ -266,11 +282,13 @@ class TaskRepository:
                     "#retries = :retries",
                     "#errorMessage = :message",
                     "#leaseExpiresAt = :hold",
+                    "#leaseState = :backingOff",
                 ],
                 values={
                     ":retries": retries,
                     ":message": error_message,
                     ":hold": now + hold_seconds,
+                    ":backingOff": LEASE_BACKING_OFF,
                     ":run": run,
                     ":owner": owner,
                 },
@@ -288,7 +306,7 @@ class TaskRepository:
                 task_id,
                 DEAD_LETTERED,
                 set_clauses=["#errorMessage = if_not_exists(#errorMessage, :default)"],
-                remove=["#leaseOwner", "#leaseExpiresAt"],
+                remove=["#leaseOwner", "#leaseExpiresAt", "#leaseState"],
                 values={":default": default_error, ":run": run},
                 extra_condition="#run = :run",
             )

@@ -27,7 +27,12 @@ class DeadLetterHandler:
                 extra={"message_id": message_id, "reason": str(error), "body": (body or "")[:256]},
             )
             return
-        with logger.append_context_keys(task_id=message.task_id, run=message.run, message_id=message_id):
+        with logger.append_context_keys(
+            task_id=message.task_id,
+            run=message.run,
+            message_id=message_id,
+            correlation_id=message.correlation_id,
+        ):
             dead_lettered = self._tasks.mark_dead_lettered(
                 message.task_id,
                 message.run,

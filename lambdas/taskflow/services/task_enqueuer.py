@@ -34,7 +34,8 @@ def message_for(change: StreamChange) -> TaskMessage | None:
         {
             "taskId": new.get("taskId"),
             "run": int(run) if isinstance(run, Decimal | int) else run,
-            "correlationId": change.event_id or None,
+            # The creating request's id travels with the message (the stream event's id if absent).
+            "correlationId": new.get("correlationId") or change.event_id or None,
         }
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 from taskflow.clients.connections_client import ConnectionGoneError, FramePoster
@@ -44,11 +45,22 @@ class TaskNotifier:
     def notify(self, changes: Sequence[StreamChange]) -> list[str]:
         """Push the frames the changes call for. Returns the sequence numbers of the records
         that did not reach every live connection."""
-        framed = [
-            (change.sequence_number, encode_frame(task_frame(change.new_image)))
+        visible = [
+            (change, change.new_image)
             for change in changes
             if change.new_image and is_visible_change(change.old_image, change.new_image)
         ]
+        for _, image in visible:  # one line per task change, with the task's correlation id
+            logger.info(
+                "task change to push",
+                extra={
+                    "task_id": image.get("taskId"),
+                    "correlation_id": image.get("correlationId"),
+                    "status": image.get("status"),
+                    "version": _plain_int(image.get("version")),
+                },
+            )
+        framed = [(change.sequence_number, encode_frame(task_frame(image))) for change, image in visible]
         if not framed:
             return []
         try:
@@ -102,3 +114,7 @@ class TaskNotifier:
                 )
                 return _Delivery(connection_id, sent=index, failed_at=index)
         return _Delivery(connection_id, sent=len(frames))
+
+
+def _plain_int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | Decimal) else None

@@ -1,9 +1,11 @@
 """TaskRunner: one TaskQueue message -> at most one effective run of the processing step.
 
 Per message (a receive of {"taskId", "run"}):
-1. claim the task's lease (conditional: pending, same run, lease free/expired/ours);
-   not claimable -> acknowledge with no effect (finished task, other run, or a duplicate
-   message while another message owns this run);
+1. claim the task's lease (conditional: pending, same run, lease free, expired, or ours while
+   we back off); not claimable -> acknowledge with no effect (finished task, other run, or
+   another message owning this run), except when another delivery of this very message holds
+   a live lease (SQS delivered it twice, or our earlier invocation died moments ago): then the
+   message is deferred until the lease ends, since acknowledging could delete the only copy;
 2. run `process_task(task, attempt=receiveCount)`;
 3. commit with a write conditional on still holding the lease:
    success -> status success, retries = receiveCount - 1;
@@ -34,6 +36,10 @@ LEASE_MARGIN_SECONDS: Final = 5
 
 class AttemptFailedError(Exception):
     """This message's attempt failed; it was scheduled for redelivery (or the DLQ)."""
+
+
+class AttemptDeferredError(Exception):
+    """Another delivery of this message is running the step; retry when its lease ends."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,14 @@ class TaskRunner:
             raise
 
         with logger.append_context_keys(
-            task_id=task_message.task_id, run=task_message.run, message_id=message.message_id
+            task_id=task_message.task_id,
+            run=task_message.run,
+            message_id=message.message_id,
+            correlation_id=task_message.correlation_id,
         ):
             try:
                 self._run(task_message, message, invocation_seconds)
-            except AttemptFailedError:
+            except (AttemptFailedError, AttemptDeferredError):
                 raise
             except Exception:
                 # The table or the queue failed us: retry this message after the backoff.
@@ -105,6 +114,12 @@ class TaskRunner:
     def _run(self, task_message: TaskMessage, message: ReceivedMessage, invocation_seconds: int) -> None:
         lease_seconds = invocation_seconds + LEASE_MARGIN_SECONDS
         claim = self._tasks.claim(task_message.task_id, task_message.run, message.message_id, lease_seconds)
+        if (
+            claim.outcome is ClaimOutcome.LEASED
+            and claim.task
+            and claim.task.lease_owner == message.message_id
+        ):
+            self._defer(message, claim.task.lease_expires_at)
         if claim.outcome is not ClaimOutcome.CLAIMED or claim.task is None:
             logger.info(
                 "message acknowledged without processing",
@@ -150,6 +165,18 @@ class TaskRunner:
         )
         self._set_visibility(message, delay)
         raise AttemptFailedError(reason)
+
+    def _defer(self, message: ReceivedMessage, lease_expires_at: int | None) -> None:
+        """Come back when the other delivery's lease ends: by then it has committed (this
+        message is then acknowledged as stale) or died (this message takes the lease over)."""
+        now = int(self._tasks.now().timestamp())
+        seconds = max(1, (lease_expires_at or now) - now + 1)
+        logger.info(
+            "another delivery of this message holds the lease; deferred",
+            extra={"retry_in_seconds": seconds, "receive_count": message.receive_count},
+        )
+        self._set_visibility(message, seconds)
+        raise AttemptDeferredError(message.message_id)
 
     def _set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         try:

@@ -52,13 +52,13 @@ class TaskService:
         self._new_task_id = new_task_id
         self._max_list_response_bytes = max_list_response_bytes
 
-    def submit(self, submission: TaskSubmission) -> Submitted:
+    def submit(self, submission: TaskSubmission, correlation_id: str | None = None) -> Submitted:
         """Create the task, or return the existing one if the same body was submitted before.
         Raises TaskConflictError if the id exists with a different body."""
         if submission.simulate is not None and not self._allow_fault_injection:
             raise FaultInjectionDisabledError(self._stage)
         task_id = submission.task_id or self._new_task_id()
-        result = self._tasks.create(new_task(submission, task_id, self._clock()))
+        result = self._tasks.create(new_task(submission, task_id, self._clock(), correlation_id))
         if result.created:
             count(MetricName.TASK_SUBMITTED)
             logger.info("task submitted", extra={"task_id": task_id})
