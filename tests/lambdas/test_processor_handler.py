@@ -378,3 +378,44 @@ def test_failed_message_reappears_on_moto_after_its_backoff(
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
     assert processor.handler(sqs_event(again), lambda_context)["batchItemFailures"] == []
     assert (get_item(moto_aws, "env") or {})["status"] == "success"
+
+
+class _ClaimAppliedButAnswerLost:
+    """Delegates to moto, but the first UpdateItem (the claim) raises after it was applied."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.lost = False
+
+    def update_item(self, **kwargs: Any) -> Any:
+        response = self._client.update_item(**kwargs)
+        if not self.lost:
+            self.lost = True
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_redelivery_after_a_claim_whose_answer_was_lost_runs_at_once(
+    function_env: dict[str, str], moto_aws: Aws, queue: FakeQueue, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a claim that was applied but whose response never arrived (an ambiguous failure)
+    processing.configure(failure_rate=0.0, seed=1, allow_fault_injection=True)
+    create_task(moto_aws, "ambiguous")
+    processor.runner.override(
+        TaskRunner(
+            TaskRepository(moto_aws.task_table, client=_ClaimAppliedButAnswerLost(moto_aws.dynamodb)),
+            queue,
+            BackoffPolicy(max_receive_count=MAX_RECEIVE_COUNT, base_seconds=2, cap_seconds=60),
+        )
+    )
+    assert run([sqs_record(task_body("ambiguous"), message_id="m1")], lambda_context) == ["m1"]
+
+    # When the message comes back after its backoff (long before the lease would have ended)
+    failed = run([sqs_record(task_body("ambiguous"), message_id="m1", receive_count=2)], lambda_context)
+
+    # Then it reclaims the lease it handed back and runs, instead of waiting for the lease
+    assert failed == []
+    assert (get_item(moto_aws, "ambiguous") or {})["status"] == "success"

@@ -266,6 +266,42 @@ class TaskRepository:
             return False
         return True
 
+    def release(self, task_id: str, run: int, owner: str, hold_seconds: int) -> bool:
+        """`owner`'s running lease becomes backing-off for `hold_seconds`, so its own redelivery can
+        reclaim it at once (after an invocation that could not complete, e.g. a claim whose
+        response was lost). False if `owner` holds no running lease on this run."""
+        now = int(self._clock().timestamp())
+        try:
+            with translated_errors():
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({table_schema.TASK_PK: task_id}),
+                    UpdateExpression=(
+                        "SET #leaseState = :backingOff, #leaseExpiresAt = :hold, #version = #version + :one"
+                    ),
+                    ConditionExpression=(
+                        "#status = :pending AND #run = :run"
+                        " AND #leaseOwner = :owner AND #leaseState = :running"
+                    ),
+                    ExpressionAttributeNames=_names(
+                        "#leaseState", "#leaseExpiresAt", "#version", "#status", "#run", "#leaseOwner"
+                    ),
+                    ExpressionAttributeValues=serialize(
+                        {
+                            ":backingOff": LEASE_BACKING_OFF,
+                            ":running": LEASE_RUNNING,
+                            ":hold": now + hold_seconds,
+                            ":one": 1,
+                            ":pending": TaskStatus.PENDING.value,
+                            ":run": run,
+                            ":owner": owner,
+                        }
+                    ),
+                )
+        except ConditionFailedError:
+            return False
+        return True
+
     def record_failure(
         self, task_id: str, run: int, owner: str, *, retries: int, error_message: str, hold_seconds: int
     ) -> bool:

@@ -104,11 +104,17 @@ class TaskRunner:
             except (AttemptFailedError, AttemptDeferredError):
                 raise
             except Exception:
-                # The table or the queue failed us: retry this message after the backoff.
+                # The table or the queue failed us: retry this message after the backoff. Our
+                # claim may have been applied even if its call failed, so hand the lease back to
+                # this message (backing off), or its redelivery would wait for the lease to end.
                 logger.exception(
                     "attempt could not be completed", extra={"receive_count": message.receive_count}
                 )
-                self._set_visibility(message, self._backoff.delay(message.receive_count, self._rng))
+                delay = self._backoff.delay(message.receive_count, self._rng)
+                self._release_quietly(
+                    task_message, message, delay + invocation_seconds + LEASE_MARGIN_SECONDS
+                )
+                self._set_visibility(message, delay)
                 raise
 
     def _run(self, task_message: TaskMessage, message: ReceivedMessage, invocation_seconds: int) -> None:
@@ -165,6 +171,14 @@ class TaskRunner:
         )
         self._set_visibility(message, delay)
         raise AttemptFailedError(reason)
+
+    def _release_quietly(
+        self, task_message: TaskMessage, message: ReceivedMessage, hold_seconds: int
+    ) -> None:
+        try:
+            self._tasks.release(task_message.task_id, task_message.run, message.message_id, hold_seconds)
+        except Exception as error:  # best effort: the lease still ends on its own
+            logger.warning("could not release the lease", extra={"error": repr(error)})
 
     def _defer(self, message: ReceivedMessage, lease_expires_at: int | None) -> None:
         """Come back when the other delivery's lease ends: by then it has committed (this
