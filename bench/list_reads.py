@@ -32,7 +32,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -43,14 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambdas"))
 import boto3
 from moto import mock_aws
 
+from local.dynamodb_capacity import EVENTUALLY_CONSISTENT, READ_UNIT_BYTES, item_size
 from taskflow import env_vars, table_schema
 
 REGION: Final = "us-east-1"
 TABLE: Final = "TaskTable"
 GOAL_RATIO: Final = 1.1
 BATCH_WRITE_LIMIT: Final = 25
-READ_UNIT_BYTES: Final = 4096
-EVENTUALLY_CONSISTENT: Final = 0.5  # RCU per 4 KiB read
 SCAN_PAGE_BYTES: Final = 1024 * 1024  # a Query or Scan response stops at 1 MB read
 _LINK_NEXT: Final = re.compile(r'<([^>]*)>\s*;\s*rel="next"')
 
@@ -76,41 +74,9 @@ AWS_ENV: Final = {
 # --------------------------------------------------------------------------- DynamoDB sizes
 
 
-def _number_size(text: str) -> int:
-    digits = Decimal(text).normalize().as_tuple().digits
-    return math.ceil(len(digits) / 2) + 1
-
-
-def attribute_value_size(value: Mapping[str, Any]) -> int:
-    """Bytes DynamoDB counts for one AttributeValue (low-level form: {"S": ...}, {"M": ...})."""
-    (kind, content), *_ = value.items()
-    if kind == "S":
-        return len(content.encode("utf-8"))
-    if kind == "N":
-        return _number_size(content)
-    if kind == "B":
-        return len(content)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(item.encode("utf-8")) for item in content)
-    if kind == "NS":
-        return sum(_number_size(item) for item in content)
-    if kind == "BS":
-        return sum(len(item) for item in content)
-    if kind == "M":
-        return 3 + sum(len(k.encode("utf-8")) + attribute_value_size(v) + 1 for k, v in content.items())
-    if kind == "L":
-        return 3 + sum(attribute_value_size(v) + 1 for v in content)
-    raise ValueError(f"unknown AttributeValue type {kind!r}")
-
-
-def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
-    return sum(len(name.encode("utf-8")) + attribute_value_size(value) for name, value in item.items())
-
-
 def read_units(bytes_read: int) -> float:
-    """RCUs of one eventually consistent Query/Scan request that read `bytes_read`."""
+    """RCUs of one eventually consistent Query/Scan request that read `bytes_read` (sizes and
+    units by DynamoDB's rules: local/dynamodb_capacity.py, shared with the local request meter)."""
     return math.ceil(bytes_read / READ_UNIT_BYTES) * EVENTUALLY_CONSISTENT
 
 
@@ -222,7 +188,8 @@ def create_task_table(dynamodb: Any, name: str) -> None:
 def task_items(count: int) -> Iterator[dict[str, Any]]:
     """`count` stored tasks as the repository writes them (Task.model_dump + listPartition),
     one microsecond apart, a third each pending, success and error."""
-    from taskflow.domain.task import Task, TaskStatus, TaskSubmission, new_task  # noqa: PLC0415
+    from taskflow.domain.status import TaskStatus  # noqa: PLC0415
+    from taskflow.domain.task import Task, TaskSubmission, new_task  # noqa: PLC0415
     from taskflow.repositories.dynamodb import serialize  # noqa: PLC0415
 
     statuses = [TaskStatus.PENDING, TaskStatus.SUCCESS, TaskStatus.ERROR]

@@ -11,9 +11,9 @@ and the ratio tasks/s(largest) / tasks/s(smallest), which must stay >= 0.5: thro
 falls with the backlog means some per-message cost grows with queue depth (see
 local/moto_patches.py for the one moto had).
 
-    python -m bench                       # or: make bench
-    python -m bench --bursts 100 500      # other sizes
-    python -m bench --unpatched-moto      # moto as shipped, for the before/after figure
+    python -m bench throughput                       # (make bench runs it with the others)
+    python -m bench throughput --bursts 100 500      # other sizes
+    python -m bench throughput --unpatched-moto      # moto as shipped, for the before/after figure
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ async def bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--bursts", type=int, nargs="+", default=[100, 2000])

@@ -4,6 +4,10 @@ The pollers, the TTL sweeper, the queue-depth monitor and provisioning run on th
 boto3 is synchronous and costs about a millisecond of CPU per call in botocore; speaking the
 JSON protocol directly keeps the loop free and hands the stream records over exactly as they
 are on the wire (which is the shape Lambda puts in its events). The handlers keep using boto3.
+
+Each component gets its own client (`with_caller`), whose requests carry `X-Local-Caller`, so the
+embedded AWS's request meter (local/request_meter.py) tells the stack's own calls (event source
+mappings, TTL sweeper, depth monitor, provisioning) from the functions'.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import json
 from typing import Any
 
 import aiohttp
+
+from local.request_meter import CALLER_HEADER
 
 _TARGET_PREFIX = {
     "sqs": ("AmazonSQS", "sqs"),
@@ -29,10 +35,15 @@ class AwsError(Exception):
 
 
 class AwsJsonClient:
-    def __init__(self, session: aiohttp.ClientSession, endpoint: str, region: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, region: str, caller: str = "") -> None:
         self._session = session
         self._endpoint = endpoint.rstrip("/") + "/"
         self._region = region
+        self.caller = caller
+
+    def with_caller(self, caller: str) -> AwsJsonClient:
+        """The same client (session, endpoint, region) labelled as `caller` for the request meter."""
+        return AwsJsonClient(self._session, self._endpoint, self._region, caller)
 
     async def call(
         self, service: str, action: str, payload: dict[str, Any], timeout: float = 60
@@ -46,6 +57,8 @@ class AwsJsonClient:
                 "SignedHeaders=host, Signature=0"
             ),
         }
+        if self.caller:
+            headers[CALLER_HEADER] = self.caller
         async with self._session.post(
             self._endpoint,
             data=json.dumps(payload),

@@ -185,7 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="region of the local resources and AWS_REGION of the functions (default: $AWS_DEFAULT_REGION)",
     )
     parser.add_argument("--log-dir", type=Path, default=Path(".local-state/logs"), help="function log folder")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".local-state"),
+        help="where the running stack writes stacks/<stack>.json (its outputs; make redrive TARGET=local)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-invocation lines")
+    parser.add_argument(
+        "--stats-file",
+        type=Path,
+        help="write the stack's counters (invocations and handler ms per function, @connections POSTs, "
+        "SQS mappings) to this JSON file every second and at stop (bench/cost_per_task.py reads it)",
+    )
     _add_fault_options(parser)
     parser.add_argument("--unpatched-moto", action="store_true", help=argparse.SUPPRESS)  # bench/ only
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # local.launcher: die with it
@@ -235,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         max_concurrency=max(1, args.max_concurrency),
         region=args.region,
         log_dir=args.log_dir,
+        state_dir=args.state_dir,
         faults=args.fault,
         chaos=fault_options(args),
         moto_patches=not args.unpatched_moto,
+        stats_file=args.stats_file,
     )
     try:
         stack = LocalStack(synthesized, options, console)

@@ -96,7 +96,7 @@ class WorkerFaults:
         self._state = threading.local()
         self._step_installed = False
         self._control_version: tuple[int, int, int] | None = None
-        self._outage: tuple[float, float] | None = None
+        self._windows: dict[str, Any] = {}
 
     # --- decisions and records --------------------------------------------------------------
 
@@ -113,26 +113,38 @@ class WorkerFaults:
     def fired(self, fault: str, **details: Any) -> None:
         self._faults.write({"fault": fault, "function": self.function, "at": time.time(), **details})
 
-    def sqs_outage_active(self) -> bool:
-        """Cheap: one stat() per SQS send; the control file is re-read when it changes."""
+    def _control(self) -> dict[str, Any]:
+        """The control file's windows, re-read only when the file changes (one stat() a call)."""
         try:
             stat = os.stat(self._control_file)
         except OSError:
-            self._control_version, self._outage = None, None
-            return False
+            self._control_version, self._windows = None, {}
+            return self._windows
         version = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
         if version != self._control_version:
             self._control_version = version
             try:
                 with open(self._control_file, encoding="utf-8") as file:
-                    window = json.load(file).get("sqsOutage") or {}
-                self._outage = (float(window["from"]), float(window["until"]))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                self._outage = None
-        if self._outage is None:
+                    document = json.load(file)
+                self._windows = document if isinstance(document, dict) else {}
+            except (OSError, ValueError):
+                self._windows = {}
+        return self._windows
+
+    def _window_active(self, name: str) -> bool:
+        window = self._control().get(name)
+        try:
+            return float(window["from"]) <= time.time() < float(window["until"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
             return False
-        start, until = self._outage
-        return start <= time.time() < until
+
+    def sqs_outage_active(self) -> bool:
+        """SQS sends from functions are refused while the control file's `sqsOutage` window is open."""
+        return self._window_active("sqsOutage")
+
+    def processing_outage_active(self) -> bool:
+        """Every processing step fails while the control file's `processingOutage` window is open."""
+        return self._window_active("processingOutage")
 
     # --- installation -----------------------------------------------------------------------
 
@@ -175,6 +187,9 @@ class WorkerFaults:
             run = getattr(task, "run", None)
             faults._state.step = None
             try:
+                if faults.processing_outage_active():
+                    faults.fired("processing-outage", taskId=task_id, attempt=attempt)
+                    raise RuntimeError("injected failure: processing outage (local fault)")
                 result = original(task, attempt, *args, **kwargs)
             except BaseException as error:
                 faults._effects.write(

@@ -30,10 +30,13 @@ Where each fault lives:
 Files in the fault directory (cleared when the stack starts):
   effects.log   JSON lines from the workers: {"event": "step"|"effect", "taskId", "run", ...}
   faults.log    JSON lines, one per fault that fired in a worker: {"fault": ..., ...}
-  control.json  {"sqsOutage": {"from": epoch, "until": epoch}} (written by the stack or a runner)
+  control.json  {"sqsOutage": {"from": epoch, "until": epoch}, "processingOutage": {...}}
+                (written by the stack or a runner; see write_control_window)
   stats.json    the stack's counters (invocations and deletes per SQS mapping, the bodies of
                 dead-letter messages consumed, duplicates delivered, push failures, worker exits,
-                skipped stream records), rewritten every second and at stop
+                skipped stream records, invocations and handler ms per function, @connections
+                POSTs), rewritten every second and at stop (also written without faults to
+                `--stats-file`)
 """
 
 from __future__ import annotations
@@ -143,9 +146,24 @@ def write_json_atomically(path: Path, value: Any) -> None:
     os.replace(temporary, path)
 
 
+def write_control_window(directory: Path, name: str, start: float, until: float) -> None:
+    """Open the control window `name` from `start` to `until` (epoch seconds), keeping the others.
+    Windows: `sqsOutage` (SQS sends from functions fail), `processingOutage` (every processing
+    step fails; switch it off by closing the window, e.g. until = now)."""
+    path = directory / CONTROL_FILE
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        document = {}
+    if not isinstance(document, dict):
+        document = {}
+    document[name] = {"from": start, "until": until}
+    write_json_atomically(path, document)
+
+
 def write_sqs_outage(directory: Path, start: float, until: float) -> None:
     """SQS sends from functions fail from `start` to `until` (epoch seconds)."""
-    write_json_atomically(directory / CONTROL_FILE, {"sqsOutage": {"from": start, "until": until}})
+    write_control_window(directory, "sqsOutage", start, until)
 
 
 def read_json_lines(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -226,6 +244,8 @@ def stats_document(
     cold_starts: dict[str, int],
     skipped_stream_records: dict[str, int],
     final: bool,
+    invocations: dict[str, dict[str, Any]] | None = None,
+    websocket_posts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "writtenAt": time.time(),
@@ -235,4 +255,6 @@ def stats_document(
         "workerExits": worker_exits,
         "coldStarts": cold_starts,
         "skippedStreamRecords": skipped_stream_records,
+        "invocations": invocations or {},
+        "webSocketPosts": websocket_posts or {},
     }

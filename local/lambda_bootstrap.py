@@ -67,6 +67,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _elapsed_ms(began: float) -> float:
+    """Handler time so far, in milliseconds (what Lambda bills, before rounding up)."""
+    return round((time.perf_counter() - began) * 1000, 3)
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """SIGKILL this worker when the local stack dies (same as local/processes.py)."""
     if sys.platform.startswith("linux"):
@@ -207,14 +212,31 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
             while True:
                 time.sleep(3600)
         context = LambdaContext(request_id, float(request["deadlineMs"]), args.function_arn)
+        began = time.perf_counter()
         try:
             payload = handler(request["event"], context)
         except Exception as error:
             sys.stderr.write(f"[ERROR] {type(error).__name__}: {error}\n{traceback.format_exc()}")
             sys.stderr.flush()
-            send({"type": "result", "id": request["id"], "ok": False, "error": _error(error)})
+            send(
+                {
+                    "type": "result",
+                    "id": request["id"],
+                    "ok": False,
+                    "error": _error(error),
+                    "durationMs": _elapsed_ms(began),
+                }
+            )
             continue
-        send({"type": "result", "id": request["id"], "ok": True, "payload": payload})
+        send(
+            {
+                "type": "result",
+                "id": request["id"],
+                "ok": True,
+                "payload": payload,
+                "durationMs": _elapsed_ms(began),
+            }
+        )
     return 0
 
 

@@ -8,6 +8,10 @@ environment. The pool grows on demand up to its concurrency limit; extra invocat
 The template's Timeout is enforced by killing the worker's process group: the invocation
 fails with outcome "timeout" and a fresh worker replaces it (its cold start is not counted
 against the next invocation's timeout, as Lambda's init phase is not).
+
+Each pool counts its invocations (`stats`): by outcome, and the handler's milliseconds as the
+worker measured them (Lambda bills that duration, rounded up to the millisecond; a timeout
+counts its whole run). The stack writes them to its stats file (`--stats-file`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import signal
 import sys
@@ -77,6 +82,32 @@ class WorkerDied(Exception):
     pass
 
 
+@dataclass
+class InvocationStats:
+    """The invocations of one function: counts by outcome and handler time."""
+
+    invocations: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    duration_ms: float = 0.0  # handler time as measured in the worker (round trip if unknown)
+    billed_ms: int = 0  # each invocation rounded up to a whole millisecond, as Lambda bills
+    init_ms: float = 0.0  # cold starts' init (the handler module's import), not per invocation
+
+    def add(self, outcome: str, duration_ms: float) -> None:
+        self.invocations += 1
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.duration_ms += duration_ms
+        self.billed_ms += max(1, math.ceil(duration_ms))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "invocations": self.invocations,
+            "outcomes": dict(self.outcomes),
+            "durationMs": round(self.duration_ms, 3),
+            "billedMs": self.billed_ms,
+            "initMs": round(self.init_ms, 3),
+        }
+
+
 @dataclass(eq=False)
 class _Worker:
     process: asyncio.subprocess.Process
@@ -87,6 +118,7 @@ class _Worker:
     reader_task: asyncio.Task[None] | None = None
     pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     alive: bool = True
+    init_counted: bool = False
 
     async def read_loop(self) -> None:
         try:
@@ -160,6 +192,7 @@ class FunctionPool:
         self._background: set[asyncio.Task[Any]] = set()
         self.cold_starts = 0
         self.worker_exits = 0  # workers that died during an invocation (crash, os._exit, kill)
+        self.stats = InvocationStats()
 
     def inject_hangs(self, count: int) -> None:
         """Local fault: the next `count` invocations hang until the timeout kills them."""
@@ -181,6 +214,11 @@ class FunctionPool:
             self._idle.append(worker)
 
     async def invoke(self, event: Any) -> InvocationResult:
+        result = await self._invoke(event)
+        self.stats.add(result.outcome, result.duration_ms)
+        return result
+
+    async def _invoke(self, event: Any) -> InvocationResult:
         request_id = str(uuid.uuid4())
         async with self._slots:
             worker = self._take_idle() or await self._spawn()
@@ -198,6 +236,9 @@ class FunctionPool:
             if init.get("type") == "init_error":
                 self._discard(worker)
                 return InvocationResult("error", _ms(started), request_id, error=init.get("error"))
+            if not worker.init_counted:
+                worker.init_counted = True
+                self.stats.init_ms += float(init.get("initMs") or 0.0)
 
             fault = None
             if self._hangs_pending > 0:
@@ -236,6 +277,9 @@ class FunctionPool:
                     error={"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {error}"},
                 )
             duration = _ms(started)
+            measured = response.get("durationMs")
+            if isinstance(measured, int | float):
+                duration = float(measured)  # the handler's own time, without the pipe round trip
             if worker.alive and not self._stopping:
                 self._idle.append(worker)
             if response.get("ok"):

@@ -131,6 +131,12 @@ def _handle_index(queue: Any) -> dict[str, Any]:
     return index
 
 
+def dynamodb_lock() -> threading.RLock:
+    """The lock every DynamoDB and DynamoDB Streams request holds once the patches are installed
+    (local/request_meter.py holds it around a write to read the item before and after)."""
+    return _DYNAMODB_LOCK
+
+
 def install() -> None:
     """Apply every patch. Idempotent."""
     if getattr(moto, "_local_stack_patched", False):

@@ -3,6 +3,11 @@
 Runs moto's threaded server (its own process, so its CPU work does not share the local
 stack's GIL) with the patches of local.moto_patches, prints `MOTO_READY <port>` on stdout
 and serves until stdin closes or it gets SIGTERM/SIGINT.
+
+Every request goes through local.request_meter's middleware, which counts it by caller,
+service and operation (with DynamoDB capacity units computed from the items):
+`GET /_local/requests` on this port returns the counters, `DELETE /_local/requests` returns
+and resets them.
 """
 
 from __future__ import annotations
@@ -16,10 +21,29 @@ import threading
 
 os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # read at import: no CORS on the AWS endpoint
 
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from local import moto_patches
 from local.processes import die_with_parent
+from local.request_meter import MotoItemStore, RequestMeterMiddleware
+
+
+class MeteredMotoServer(ThreadedMotoServer):
+    """moto's ThreadedMotoServer with the request meter in front of its WSGI app."""
+
+    def _server_entry(self) -> None:
+        app = RequestMeterMiddleware(DomainDispatcherApplication(create_backend_app), store=MotoItemStore())
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         moto_patches.install()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server = MeteredMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
     print(f"MOTO_READY {port}", flush=True)

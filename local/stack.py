@@ -76,9 +76,15 @@ class Options:
     max_concurrency: int = 4
     region: str = "us-east-1"
     log_dir: Path = field(default_factory=lambda: Path(".local-state/logs"))
+    # <state_dir>/stacks/<stack>.json: the stack's resolved Outputs and endpoints while it runs,
+    # for operator tools (`make redrive TARGET=local`); removed at stop.
+    state_dir: Path = field(default_factory=lambda: Path(".local-state"))
     faults: list[Fault] = field(default_factory=list)
     chaos: FaultOptions = field(default_factory=FaultOptions)  # the --fault-* options
     moto_patches: bool = True  # False only to measure moto as shipped (bench/)
+    # The stack's counters (local/faults.py stats_document: invocations and handler ms per
+    # function, @connections POSTs, SQS mappings), rewritten every second and at stop (bench/).
+    stats_file: Path | None = None
 
 
 def bind(port: int) -> socket.socket:
@@ -149,7 +155,7 @@ class LocalStack:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, force_close=False),
         )
-        aws = AwsJsonClient(self._session, self.moto_endpoint, options.region)
+        aws = AwsJsonClient(self._session, self.moto_endpoint, options.region, caller="provision")
         stream_arns = await create_tables(model, aws)
         values = LocalValues(model, self.moto_endpoint, stream_arns)
         await create_queues(model, aws, values, options.time_scale)
@@ -172,7 +178,7 @@ class LocalStack:
                 for t in model.tables.values()
                 if t.ttl_attribute
             ],
-            aws,
+            aws.with_caller("ttl-sweeper"),
             self.console,
         )
         self._sweeper.start()
@@ -202,11 +208,43 @@ class LocalStack:
                 model.note(
                     FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
                 )
-        self._monitor = asyncio.get_running_loop().create_task(self._monitor_queues(aws, values))
+        self._monitor = asyncio.get_running_loop().create_task(
+            self._monitor_queues(aws.with_caller("depth-monitor"), values)
+        )
         self._start_chaos()
+        self._write_state_file(values, replacements)
         self._print_banner()
         for pool in self.pools.values():
             pool.start_prewarm()
+
+    @property
+    def state_file(self) -> Path:
+        return self.options.state_dir / "stacks" / f"{self.model.stack_name}.json"
+
+    def _write_state_file(self, values: LocalValues, replacements: dict[str, str]) -> None:
+        """The template's Outputs resolved to local values (API URLs rewritten to the local
+        ports), with the embedded AWS endpoint: what a deployed stack's DescribeStacks gives."""
+        resolver = self.model.resolver(values)
+        outputs = {}
+        for name, output in (self.stack.template.get("Outputs") or {}).items():
+            try:
+                value = resolver.resolve(output.get("Value"))
+            except IntrinsicError:
+                continue
+            outputs[name] = rewrite_api_urls(str(value), replacements)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(
+            self.state_file,
+            {
+                "stack": self.model.stack_name,
+                "pid": os.getpid(),
+                "endpoint": self.moto_endpoint,
+                "region": self.options.region,
+                "http": self.http_url,
+                "ws": self.ws_url,
+                "outputs": outputs,
+            },
+        )
 
     async def _start_moto(self) -> None:
         environment = dict(os.environ)
@@ -287,6 +325,8 @@ class LocalStack:
             "LAMBDA_TASK_ROOT": str(code_dir),
             "_HANDLER": spec.handler,
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # boto3 puts `app/<name>` in its User-Agent: the request meter attributes calls by it
+            "AWS_SDK_UA_APP_ID": spec.display_name[:50],
         }
         if spec.log_format:
             environment["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
@@ -417,7 +457,7 @@ class LocalStack:
                         region=options.region,
                         pollers=pollers,
                     ),
-                    aws,
+                    aws.with_caller(f"esm-sqs/{function_name}"),
                     invoke,
                     self.console,
                     duplicates=(
@@ -444,7 +484,7 @@ class LocalStack:
                         stream_arn=str(values.get_att(table.logical_id, "StreamArn")),
                         region=options.region,
                     ),
-                    aws,
+                    aws.with_caller(f"esm-stream/{function_name}"),
                     invoke,
                     self.console,
                 )
@@ -473,16 +513,18 @@ class LocalStack:
 
     def _start_chaos(self) -> None:
         chaos = self.options.chaos
-        if chaos.directory is None:
-            return
-        if chaos.sqs_outage is not None:
+        if chaos.directory is not None and chaos.sqs_outage is not None:
             start = time.time() + chaos.sqs_outage.start
             write_sqs_outage(chaos.directory, start, start + chaos.sqs_outage.duration)
-        self._stats_writer = asyncio.get_running_loop().create_task(self._write_stats_forever())
+        if chaos.directory is not None or self.options.stats_file is not None:
+            self._stats_writer = asyncio.get_running_loop().create_task(self._write_stats_forever())
 
     def write_stats(self, final: bool = False) -> None:
         directory = self.options.chaos.directory
-        if directory is None:
+        targets = [directory / STATS_FILE] if directory is not None else []
+        if self.options.stats_file is not None:
+            targets.append(self.options.stats_file)
+        if not targets:
             return
         document = stats_document(
             sqs=[poller.stats for poller in self._sqs_pollers],
@@ -491,8 +533,12 @@ class LocalStack:
             cold_starts={pool.function.display_name: pool.cold_starts for pool in self.pools.values()},
             skipped_stream_records={p.source.function_name: p.skipped_records for p in self._stream_pollers},
             final=final,
+            invocations={pool.function.display_name: pool.stats.to_json() for pool in self.pools.values()},
+            websocket_posts=self.ws_server.post_counts() if self.ws_server is not None else None,
         )
-        write_json_atomically(directory / STATS_FILE, document)
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(target, document)
 
     async def _write_stats_forever(self) -> None:
         while True:
@@ -500,7 +546,7 @@ class LocalStack:
             try:
                 self.write_stats()
             except OSError as error:
-                self.console.warn(f"chaos stats: {error}")
+                self.console.warn(f"stats file: {error}")
 
     # --- console ---------------------------------------------------------------------------
 
@@ -608,6 +654,8 @@ class LocalStack:
                 await asyncio.gather(background, return_exceptions=True)
         with contextlib.suppress(OSError):
             self.write_stats(final=True)
+        with contextlib.suppress(OSError):
+            self.state_file.unlink()
         await asyncio.gather(*(pool.stop() for pool in self.pools.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()

@@ -15,6 +15,9 @@
 * Local fault (`--fault-push-failure-rate P`, local/faults.py): a fraction P of the POSTs to a
   live connection answer 500 InternalServerErrorException, half of them without sending the
   frame and half after sending it (so a retry delivers it twice).
+* `posts` counts the @connections POSTs by what came of them (`delivered`, `gone`, `tooLarge`,
+  `injectedFailure`) and `posted_bytes` the frames' bytes (API Gateway bills each 32 KB of a
+  message as one); the stack writes both to its stats file (`--stats-file`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +129,8 @@ class WebSocketApiServer:
         self._counters = counters or StackFaultCounters()
         self.connections: dict[str, Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.posts: Counter[str] = Counter()
+        self.posted_bytes = 0
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1024)
@@ -339,12 +345,19 @@ class WebSocketApiServer:
             return None
         return connection
 
+    def post_counts(self) -> dict[str, Any]:
+        """The @connections POSTs so far, by outcome, and the bytes posted."""
+        return {**dict(self.posts), "total": sum(self.posts.values()), "bytes": self.posted_bytes}
+
     async def post_to_connection(self, request: web.Request) -> web.Response:
         connection = self._lookup(request)
         if connection is None:
+            self.posts["gone"] += 1
             return self._gone()
         data = await request.read()
+        self.posted_bytes += len(data)
         if len(data) > MAX_MESSAGE_BYTES:
+            self.posts["tooLarge"] += 1
             return web.json_response(
                 {"message": "Message too long"},
                 status=413,
@@ -353,6 +366,7 @@ class WebSocketApiServer:
         fail = self._dice.roll(self._push_failure_rate)
         if fail and self._dice.roll(0.5):
             self._counters.add("push-failure-before-send")
+            self.posts["injectedFailure"] += 1
             return self._injected_failure()
         try:
             try:
@@ -360,10 +374,13 @@ class WebSocketApiServer:
             except UnicodeDecodeError:
                 await connection.socket.send_bytes(data)
         except (ConnectionError, RuntimeError):
+            self.posts["gone"] += 1
             return self._gone()
         if fail:
             self._counters.add("push-failure-after-send")
+            self.posts["injectedFailure"] += 1
             return self._injected_failure()
+        self.posts["delivered"] += 1
         return web.Response(status=200)
 
     async def get_connection(self, request: web.Request) -> web.Response:

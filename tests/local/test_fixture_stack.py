@@ -11,9 +11,11 @@ import json
 import os
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,9 +31,14 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
+def stats_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stats") / "stats.json"
+
+
+@pytest.fixture(scope="module")
+def stack(stats_file: Path) -> Iterator[LocalStackProcess]:
     arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--time-scale", "0.05"]
-    with LocalStackProcess(arguments) as running:
+    with LocalStackProcess([*arguments, "--stats-file", str(stats_file)]) as running:
         yield running
 
 
@@ -224,6 +231,45 @@ def test_the_management_api_works_with_boto3(stack):
     assert result["frame"] == '{"n": 1}'
     assert result["info"]["Identity"]["SourceIp"] == "127.0.0.1"
     assert result["gone"] == "GoneException"
+
+
+def test_the_embedded_aws_tells_the_functions_calls_from_the_stacks_own(stack):
+    # given the flows above (HTTP, stream, queue, DLQ, TTL) have run
+    def callers() -> dict[str, set[str]]:
+        with urllib.request.urlopen(stack.moto_url + "/_local/requests", timeout=10) as response:
+            rows = json.load(response)["operations"]
+        seen: dict[str, set[str]] = {}
+        for row in rows:
+            seen.setdefault(row["caller"], set()).add(f"{row['service']}.{row['operation']}")
+        return seen
+
+    # when the depth monitor (every 5 s) has also made its calls
+    seen = wait_for(lambda: (found := callers()) and "depth-monitor" in found and found, interval=0.5)
+
+    # then each call is labelled with who made it
+    assert "dynamodb.PutItem" in seen["function:ApiFunction"]
+    assert "dynamodb.UpdateItem" in seen["function:DlqFunction"]
+    assert {"sqs.ReceiveMessage", "sqs.DeleteMessageBatch"} <= seen["esm-sqs/WorkerFunction"]
+    assert "dynamodbstreams.GetRecords" in seen["esm-stream/StreamFunction"]
+    assert "dynamodb.CreateTable" in seen["provision"]
+    assert "dynamodb.Scan" in seen["ttl-sweeper"]
+    assert seen["depth-monitor"] == {"sqs.GetQueueAttributes"}
+
+
+def test_the_stats_file_counts_invocations_and_connection_posts(stack, stats_file):
+    # the file is rewritten every second: wait for the one after the WebSocket tests above
+    def posted() -> dict[str, Any] | None:
+        stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        posts = stats.get("webSocketPosts", {})
+        return stats if posts.get("delivered", 0) >= 1 and posts.get("gone", 0) >= 1 else None
+
+    stats = wait_for(posted)
+
+    api = stats["invocations"]["ApiFunction"]
+    assert api["invocations"] == sum(api["outcomes"].values()) > 0
+    assert api["outcomes"]["timeout"] == 1  # GET /slow
+    assert api["billedMs"] >= api["invocations"]  # at least 1 ms each
+    assert stats["invocations"]["SocketFunction"]["invocations"] > 0
 
 
 def test_stopping_leaves_no_process_behind():
