@@ -48,8 +48,10 @@ lint: install ## ruff and cfn-lint
 typecheck: install ## mypy on lambdas/ and local/
 	$(VENV)/bin/mypy
 
-test: synth ## synth every stage, cfn-lint the templates, run every test
+test: synth ## synth every stage, cfn-lint the templates, lint + typecheck, run every test
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 dev: synth ## run the whole backend locally (HTTP :4000, WebSocket :4001)
