@@ -110,4 +110,4 @@ def test_a_vanished_client_is_removed_on_the_next_push(api, aws, frames):
     def row_gone() -> bool:
         return "Item" not in aws.dynamodb.get_item(TableName=table, Key={"connectionId": {"S": stale}})
 
-    wait_for(row_gone, what="the notifier to delete the connection row after 410 Gone")
+    assert wait_for(row_gone, what="the notifier to delete the connection row after 410 Gone")

@@ -167,13 +167,13 @@ def test_fail_attempts_fails_exactly_the_first_k_attempts() -> None:
 def test_fail_attempts_wins_over_the_failure_rate() -> None:
     processing.configure(failure_rate=1.0, seed=1, allow_fault_injection=True)
     task = _task(simulate={"failAttempts": 0})
-    processing.process_task(task, 1)
+    assert processing.process_task(task, 1) is None  # succeeds although every random attempt fails
 
 
 def test_fail_attempts_is_ignored_where_fault_injection_is_off() -> None:
     processing.configure(failure_rate=0.0, seed=1, allow_fault_injection=False)
     task = _task(simulate={"failAttempts": 5})
-    processing.process_task(task, 1)
+    assert processing.process_task(task, 1) is None  # the switch is not honoured: no failure
 
 
 def test_failure_rate_is_reproducible_with_a_seed() -> None:

@@ -161,7 +161,7 @@ def test_stream_queue_retry_and_dead_letter_paths(stack):
 def test_expired_items_are_removed_by_the_ttl_sweeper(stack):
     expired = f"expired-{uuid.uuid4().hex[:6]}"
     request(stack, "POST", "/items", json={"id": expired, "expiresAt": int(time.time()) - 5})
-    wait_for(lambda: item(stack, expired) is None, timeout=15, interval=0.5)
+    assert wait_for(lambda: item(stack, expired) is None, timeout=15, interval=0.5)
 
 
 def test_websocket_routes_two_way_responses_and_error_frames(stack):
