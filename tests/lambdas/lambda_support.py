@@ -46,36 +46,7 @@ class Aws:
 
 def create_task_table(dynamodb: Any, name: str) -> str:
     """The TaskTable as infra/ declares it: key, both GSIs (projection ALL), stream with both images."""
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": table_schema.TASK_PK, "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": table_schema.TASK_PK, "AttributeType": "S"},
-            {"AttributeName": table_schema.TASKS_BY_CREATED_PK, "AttributeType": "S"},
-            {"AttributeName": table_schema.TASKS_BY_CREATED_SK, "AttributeType": "S"},
-            {"AttributeName": table_schema.TASKS_BY_STATUS_PK, "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": table_schema.TASKS_BY_CREATED_INDEX,
-                "KeySchema": [
-                    {"AttributeName": table_schema.TASKS_BY_CREATED_PK, "KeyType": "HASH"},
-                    {"AttributeName": table_schema.TASKS_BY_CREATED_SK, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": table_schema.TASKS_BY_STATUS_INDEX,
-                "KeySchema": [
-                    {"AttributeName": table_schema.TASKS_BY_STATUS_PK, "KeyType": "HASH"},
-                    {"AttributeName": table_schema.TASKS_BY_STATUS_SK, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    dynamodb.create_table(**table_schema.task_table_request(name))
     return str(dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"])
 
 
