@@ -30,11 +30,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# The authorizer's JWT layer, for Lambda's platform (arm64, Python 3.14): binary wheels only,
+# so pip needs no compiler and no Docker. `cdk synth` of an `auth: jwt` stage packages this folder.
+JWT_LAYER := build/layers/jwt
+$(JWT_LAYER)/.installed: infra/layers/jwt-requirements.txt $(VENV)/.installed
+	rm -rf $(JWT_LAYER) && mkdir -p $(JWT_LAYER)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --no-deps --only-binary=:all: \
+		--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --implementation cp \
+		--python-version 3.14 --target $(JWT_LAYER)/python -r infra/layers/jwt-requirements.txt
+	@touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## install Python and npm dependencies (only what is missing)
+install: $(VENV)/.installed $(JWT_LAYER)/.installed node_modules/.installed ## install Python and npm dependencies (only what is missing)
 
 synth: install ## synthesize every stage into cdk.out/ with the pinned CDK CLI
 	npx cdk synth --quiet --no-notices --output $(CDK_OUT)
@@ -75,4 +85,4 @@ chaos: synth ## chaos run: 1,000 tasks under every fault, checked (CHAOS_TASKS=n
 		--push-failure-rate 0.02 --sqs-outage 2:10 --time-scale 0.01
 
 clean: ## remove build output (keeps the installed dependencies)
-	rm -rf $(CDK_OUT) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(CDK_OUT) build .pytest_cache .ruff_cache .mypy_cache

@@ -49,6 +49,16 @@ class StageConfig(BaseModel):
         "X-Amz-Security-Token",
         "X-Api-Key",
     )
+    # Authentication (taskflow.auth_contract). "none": no authorizers, every client sees every task
+    # (the original app; the template is as it was before auth existed). "jwt": a JWT authorizer on
+    # every HTTP route and a Lambda authorizer on WebSocket $connect; each caller sees only the tasks
+    # and frames it owns (owner = the token's sub).
+    auth: Literal["none", "jwt"] = "none"
+    # With auth "jwt": the token issuer (https URL; its keys come from OIDC discovery) and the
+    # audiences accepted in the token's aud or client_id claim. Leave both unset to have the stack
+    # create a Cognito user pool and app client and use those.
+    jwt_issuer: str | None = None
+    jwt_audience: tuple[str, ...] = ()
     # Processing.
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     allow_fault_injection: bool = False
@@ -97,7 +107,7 @@ class StageConfig(BaseModel):
     # Tasks that exhausted their retry budget within 5 minutes before the alarm fires (0: the first one).
     dead_letter_alarm_threshold: int = Field(default=0, ge=0)
 
-    @field_validator("cors_origins", "cors_headers", mode="before")
+    @field_validator("cors_origins", "cors_headers", "jwt_audience", mode="before")
     @classmethod
     def _split_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -116,6 +126,14 @@ class StageConfig(BaseModel):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
 
+    @field_validator("jwt_issuer")
+    @classmethod
+    def _issuer_is_https(cls, issuer: str | None) -> str | None:
+        # API Gateway fetches the issuer's keys over HTTPS only.
+        if issuer is not None and (not issuer.startswith("https://") or len(issuer) <= len("https://")):
+            raise ValueError(f"{issuer!r} is not an https:// issuer URL like https://example.auth0.com/")
+        return issuer
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention_is_supported(cls, days: int) -> int:
@@ -133,6 +151,13 @@ class StageConfig(BaseModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> StageConfig:
+        if self.auth == "none" and (self.jwt_issuer is not None or self.jwt_audience):
+            raise ValueError('jwt_issuer and jwt_audience need auth "jwt"')
+        if (self.jwt_issuer is None) != (not self.jwt_audience):
+            raise ValueError(
+                "set jwt_issuer and jwt_audience together, or neither (the stack then creates a Cognito "
+                "user pool and app client)"
+            )
         if self.backoff_cap_seconds < self.backoff_base_seconds:
             raise ValueError("backoff_cap_seconds must be >= backoff_base_seconds")
         # Worst case a message waits one visibility timeout or one backoff per receive; it must reach
@@ -177,6 +202,11 @@ class StageConfig(BaseModel):
         return sum(
             min((base << min(receive - 1, 30)) + base, cap) for receive in range(1, self.max_receive_count)
         )
+
+    @property
+    def creates_user_pool(self) -> bool:
+        """auth "jwt" without an issuer of its own: the stack creates a Cognito user pool."""
+        return self.auth == "jwt" and self.jwt_issuer is None
 
     @property
     def is_retained(self) -> bool:

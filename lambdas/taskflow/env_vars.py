@@ -21,6 +21,13 @@ BACKOFF_BASE_SECONDS: Final = "BACKOFF_BASE_SECONDS"
 BACKOFF_CAP_SECONDS: Final = "BACKOFF_CAP_SECONDS"
 CONNECTION_TTL_SECONDS: Final = "CONNECTION_TTL_SECONDS"
 
+# Authentication (stage config `auth`). Set only on stages with `auth: jwt`, so a stage with
+# `auth: none` keeps the template it had before auth existed; absent means "none" (see
+# taskflow.auth_contract and the settings that read them).
+AUTH_MODE: Final = "AUTH_MODE"  # "jwt": every request carries a verified owner (the token's sub)
+JWT_ISSUER: Final = "JWT_ISSUER"  # the token issuer; its keys come from OIDC discovery
+JWT_AUDIENCE: Final = "JWT_AUDIENCE"  # comma-separated accepted audiences (aud or client_id claim)
+
 # Read by Powertools itself.
 POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"

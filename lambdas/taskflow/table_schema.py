@@ -21,14 +21,28 @@ TASKS_BY_STATUS_INDEX: Final = "ByStatus"
 TASKS_BY_STATUS_PK: Final = "status"
 TASKS_BY_STATUS_SK: Final = "createdAt"
 
+# Stages with `auth: jwt` only (taskflow.auth_contract): every task carries its owner (the
+# token's sub) and is listed from this index, newest first, one partition per owner. Such stages
+# have no ByCreatedAt index (nobody lists every owner's tasks; its constant partition would be the
+# hot key) and keep ByStatus (operations find stuck tasks across owners: ops/redrive.py).
+TASK_OWNER: Final = "owner"
+TASKS_BY_OWNER_INDEX: Final = "ByOwner"
+TASKS_BY_OWNER_PK: Final = TASK_OWNER
+TASKS_BY_OWNER_SK: Final = "createdAt"
+
 # Connection table: one item per open WebSocket connection.
 CONNECTION_PK: Final = "connectionId"
 CONNECTION_TTL_ATTRIBUTE: Final = "expiresAt"  # epoch seconds; DynamoDB TTL deletes stale rows
+# Stages with `auth: jwt` only: the connection's owner, and an index (keys only) to find one
+# owner's connections, so a task change is pushed to its owner's connections, not to all.
+CONNECTION_OWNER: Final = "owner"
+CONNECTIONS_BY_OWNER_INDEX: Final = "ByOwner"
 
 
-def task_table_request(name: str) -> dict[str, Any]:
-    """CreateTable parameters of the TaskTable as infra/ declares it (key, both GSIs with
-    projection ALL, stream with both images): what tests and benchmarks create on moto."""
+def task_table_request(name: str, *, owner_scoped: bool = False) -> dict[str, Any]:
+    """CreateTable parameters of the TaskTable as infra/ declares it (key, GSIs with projection
+    ALL, stream with both images): what tests and benchmarks create on moto. `owner_scoped`: the
+    table of an `auth: jwt` stage (ByOwner + ByStatus instead of ByCreatedAt + ByStatus)."""
 
     def index(index_name: str, partition: str, sort: str) -> dict[str, Any]:
         return {
@@ -40,17 +54,44 @@ def task_table_request(name: str) -> dict[str, Any]:
             "Projection": {"ProjectionType": "ALL"},
         }
 
+    listing = (
+        index(TASKS_BY_OWNER_INDEX, TASKS_BY_OWNER_PK, TASKS_BY_OWNER_SK)
+        if owner_scoped
+        else index(TASKS_BY_CREATED_INDEX, TASKS_BY_CREATED_PK, TASKS_BY_CREATED_SK)
+    )
+    listing_partition = TASKS_BY_OWNER_PK if owner_scoped else TASKS_BY_CREATED_PK
     return {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": TASK_PK, "KeyType": "HASH"}],
         "AttributeDefinitions": [
             {"AttributeName": attribute, "AttributeType": "S"}
-            for attribute in (TASK_PK, TASKS_BY_CREATED_PK, TASKS_BY_CREATED_SK, TASKS_BY_STATUS_PK)
+            for attribute in (TASK_PK, listing_partition, TASKS_BY_CREATED_SK, TASKS_BY_STATUS_PK)
         ],
         "GlobalSecondaryIndexes": [
-            index(TASKS_BY_CREATED_INDEX, TASKS_BY_CREATED_PK, TASKS_BY_CREATED_SK),
+            listing,
             index(TASKS_BY_STATUS_INDEX, TASKS_BY_STATUS_PK, TASKS_BY_STATUS_SK),
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     }
+
+
+def connection_table_request(name: str, *, owner_scoped: bool = False) -> dict[str, Any]:
+    """CreateTable parameters of the ConnectionTable (TTL is set separately, as on AWS).
+    `owner_scoped`: the table of an `auth: jwt` stage, with the ByOwner index (keys only)."""
+    request: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": CONNECTION_PK, "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": CONNECTION_PK, "AttributeType": "S"}],
+    }
+    if owner_scoped:
+        request["AttributeDefinitions"].append({"AttributeName": CONNECTION_OWNER, "AttributeType": "S"})
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": CONNECTIONS_BY_OWNER_INDEX,
+                "KeySchema": [{"AttributeName": CONNECTION_OWNER, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ]
+    return request

@@ -1,0 +1,24 @@
+"""Names shared by infra/ (which wires authentication), the handlers and the tests.
+
+With stage config `auth: jwt` the HTTP API has a JWT authorizer on every route and the WebSocket
+API a Lambda REQUEST authorizer on $connect. Both accept the same token (issuer and audience of
+the stage); its `sub` claim is the owner of every task and connection the caller creates.
+"""
+
+from typing import Final, Literal
+
+AuthMode = Literal["none", "jwt"]
+AUTH_NONE: Final = "none"  # no authorizers: every client sees every task (the original app)
+AUTH_JWT: Final = "jwt"
+
+# Browsers cannot set headers on a WebSocket handshake, so $connect takes the token from the
+# query string: wss://.../dev?token=<JWT>.
+TOKEN_QUERY_PARAMETER: Final = "token"
+# The HTTP API's JWT authorizer reads the token from this header ("Bearer <JWT>").
+TOKEN_HEADER: Final = "Authorization"
+# The claim naming the caller.
+OWNER_CLAIM: Final = "sub"
+# Key of the owner in the $connect authorizer's context (requestContext.authorizer.owner).
+OWNER_CONTEXT_KEY: Final = "owner"
+# RSA algorithms, like API Gateway's JWT authorizer accepts.
+TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
