@@ -13,9 +13,9 @@ AUTH_JWT: Final = "jwt"
 
 # Browsers cannot set headers on a WebSocket handshake, so $connect takes the token from the
 # query string: wss://.../dev?token=<JWT>.
-TOKEN_QUERY_PARAMETER: Final = "token"
+TOKEN_QUERY_PARAMETER: Final = "token"  # noqa: S105 - a parameter name, not a secret
 # The HTTP API's JWT authorizer reads the token from this header ("Bearer <JWT>").
-TOKEN_HEADER: Final = "Authorization"
+TOKEN_HEADER: Final = "Authorization"  # noqa: S105 - a header name, not a secret
 # The claim naming the caller.
 OWNER_CLAIM: Final = "sub"
 # Key of the owner in the $connect authorizer's context (requestContext.authorizer.owner).
