@@ -18,3 +18,9 @@ class DependencyUnavailableError(Exception):
 
 class InvalidCursorError(ValueError):
     """A pagination cursor that this API did not issue (or for another listing)."""
+
+
+class UnauthenticatedError(Exception):
+    """The request carries no verified caller where one is required (stages with `auth: jwt`: no
+    usable `sub` claim from the JWT authorizer). The HTTP API answers 401: it fails closed rather
+    than serve a request it cannot attribute to an owner."""

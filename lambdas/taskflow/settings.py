@@ -7,6 +7,17 @@ its first invocation instead of running with a hidden default.
 
 Formats (set by infra/): booleans "true"/"false", lists comma-separated, numbers decimal strings.
 
+Optional variables: a few variables may be absent, and their absence has one documented meaning,
+given as the field's default (`field(default=..., metadata=from_env(..., optional=True))`). This is
+not a hidden default: a value that is present is still validated (an invalid one raises
+SettingsError), and absence is part of the contract with infra/. The one such variable is AUTH_MODE:
+absent means "none". infra/ sets it only on stages with `auth: jwt`, so that a stage with
+`auth: none` keeps exactly the template (and functions) it had before authentication existed:
+adding AUTH_MODE=none to every function would change every none stage's template and redeploy
+every function for no change in behaviour. The flip side: on a jwt stage, every function whose
+settings read AUTH_MODE (HttpApiSettings, NotifierSettings, WsConnectSettings) must get
+AUTH_MODE=jwt, since its absence there would mean "no isolation"; infra/ sets it and asserts it.
+
 The classes are frozen stdlib dataclasses, each field naming its variable and its parser
 (`field(metadata=from_env(...))`), not pydantic models: most functions never build a Task model,
 and pydantic (its import and first model) costs about 0.4x a bare `import boto3` of cold start
@@ -22,8 +33,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 from taskflow import env_vars
+from taskflow.auth_contract import AUTH_JWT, AUTH_NONE, AuthMode
 from taskflow.observability import metrics
 
 # Key of a field's metadata holding its Variable.
@@ -44,11 +57,17 @@ class Variable:
 
     name: str
     parse: Callable[[str], Any]
+    # True: the variable may be absent, and then the field keeps its default (the documented
+    # meaning of the absence; see the module docstring).
+    optional: bool = False
 
 
-def from_env(name: str, parse: Callable[[str], Any] | None = None) -> Mapping[str, Variable]:
-    """A settings field's metadata: read `name`, parse it with `parse` (default: non-empty text)."""
-    return {_VARIABLE: Variable(name, parse or _non_empty)}
+def from_env(
+    name: str, parse: Callable[[str], Any] | None = None, *, optional: bool = False
+) -> Mapping[str, Variable]:
+    """A settings field's metadata: read `name`, parse it with `parse` (default: non-empty text).
+    `optional`: `name` may be absent, meaning the field's default."""
+    return {_VARIABLE: Variable(name, parse or _non_empty, optional)}
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -135,6 +154,32 @@ def _callback_url(value: str) -> str:
     return value
 
 
+def _auth_mode(value: str) -> AuthMode:
+    if value == AUTH_JWT:
+        return AUTH_JWT
+    if value == AUTH_NONE:
+        return AUTH_NONE
+    raise ValueError(f"expected {AUTH_JWT!r} (or {AUTH_NONE!r}, the same as leaving it unset), got {value!r}")
+
+
+def _issuer_url(value: str) -> str:
+    """The token issuer, exactly as tokens carry it in `iss`: an https URL (http is accepted for an
+    issuer on this machine, the local stack's)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"expected an https:// issuer URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("an issuer URL has no query or fragment")
+    return value
+
+
+def _audiences(value: str) -> tuple[str, ...]:
+    audiences = _parse_comma_list(value)
+    if not audiences:
+        raise ValueError("expected at least one audience")
+    return audiences
+
+
 # ----------------------------------------------------------------------------- settings
 
 
@@ -151,6 +196,10 @@ class HttpApiSettings(FunctionSettings):
     cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
     cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
+    # Absent: "none" (see the module docstring).
+    auth_mode: AuthMode = field(
+        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -185,17 +234,33 @@ class DlqConsumerSettings(FunctionSettings):
 class NotifierSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
+    # Absent: "none" (see the module docstring).
+    auth_mode: AuthMode = field(
+        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
+    )
 
 
 @dataclass(frozen=True)
 class WsConnectSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
     connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _int_between(60)))
+    # Absent: "none" (see the module docstring).
+    auth_mode: AuthMode = field(
+        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
+    )
 
 
 @dataclass(frozen=True)
 class WsDisconnectSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+
+
+@dataclass(frozen=True)
+class WsAuthorizerSettings(FunctionSettings):
+    """The WebSocket $connect authorizer (stages with `auth: jwt` only)."""
+
+    jwt_issuer: str = field(metadata=from_env(env_vars.JWT_ISSUER, _issuer_url))
+    jwt_audience: tuple[str, ...] = field(metadata=from_env(env_vars.JWT_AUDIENCE, _audiences))
 
 
 SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
@@ -205,7 +270,9 @@ SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
 def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     """Validate the environment into `settings_class` (cached: once per cold start)."""
     variables = {spec.name: spec.metadata[_VARIABLE] for spec in dataclasses.fields(settings_class)}
-    missing = [source.name for source in variables.values() if source.name not in os.environ]
+    missing = [
+        source.name for source in variables.values() if source.name not in os.environ and not source.optional
+    ]
     if missing:
         raise SettingsError(
             f"{settings_class.__name__}: missing environment variable(s) {', '.join(missing)}; "
@@ -214,6 +281,8 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     values: dict[str, Any] = {}
     problems: list[str] = []
     for field_name, source in variables.items():
+        if source.name not in os.environ:
+            continue  # optional and absent: the field's default is what its absence means
         text = os.environ[source.name]
         try:
             values[field_name] = source.parse(text)

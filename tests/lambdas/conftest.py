@@ -69,11 +69,22 @@ QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/123456789012/TaskQueue"
 
 @pytest.fixture
 def moto_aws() -> Iterator[Aws]:
+    """The resources of an `auth: none` stage."""
+    yield from _moto_aws(owner_scoped=False)
+
+
+@pytest.fixture
+def owner_scoped_aws() -> Iterator[Aws]:
+    """The resources of an `auth: jwt` stage: tables indexed by owner (table_schema)."""
+    yield from _moto_aws(owner_scoped=True)
+
+
+def _moto_aws(*, owner_scoped: bool) -> Iterator[Aws]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
-        stream_arn = create_task_table(dynamodb, TASK_TABLE)
-        create_connection_table(dynamodb, CONNECTION_TABLE)
+        stream_arn = create_task_table(dynamodb, TASK_TABLE, owner_scoped=owner_scoped)
+        create_connection_table(dynamodb, CONNECTION_TABLE, owner_scoped=owner_scoped)
         dlq_url = sqs.create_queue(QueueName="TaskDLQ")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
@@ -117,6 +128,10 @@ def _set_function_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         env_vars.BACKOFF_BASE_SECONDS: "2",
         env_vars.BACKOFF_CAP_SECONDS: "60",
         env_vars.CONNECTION_TTL_SECONDS: "7800",
+        # Read only by the $connect authorizer (tests/lambdas/test_ws_authorizer.py points the
+        # issuer at its own server); AUTH_MODE stays unset: "none", as on a stage with `auth: none`.
+        env_vars.JWT_ISSUER: "https://issuer.example.com/pool",
+        env_vars.JWT_AUDIENCE: "test-client",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -127,6 +142,14 @@ def _set_function_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 def function_env(moto_aws: Aws, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The functions' environment, pointing at the moto resources."""
     return _set_function_env(monkeypatch)
+
+
+@pytest.fixture
+def jwt_env(owner_scoped_aws: Aws, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The functions' environment on a stage with `auth: jwt`, pointing at owner-scoped tables."""
+    values = _set_function_env(monkeypatch)
+    monkeypatch.setenv(env_vars.AUTH_MODE, "jwt")
+    return {**values, env_vars.AUTH_MODE: "jwt"}
 
 
 @pytest.fixture

@@ -44,19 +44,15 @@ class Aws:
         return list(response.get("Messages", []))
 
 
-def create_task_table(dynamodb: Any, name: str) -> str:
-    """The TaskTable as infra/ declares it: key, both GSIs (projection ALL), stream with both images."""
-    dynamodb.create_table(**table_schema.task_table_request(name))
+def create_task_table(dynamodb: Any, name: str, *, owner_scoped: bool = False) -> str:
+    """The TaskTable as infra/ declares it: key, both GSIs (projection ALL), stream with both images
+    (`owner_scoped`: the table of an `auth: jwt` stage, ByOwner + ByStatus)."""
+    dynamodb.create_table(**table_schema.task_table_request(name, owner_scoped=owner_scoped))
     return str(dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"])
 
 
-def create_connection_table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": table_schema.CONNECTION_PK, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": table_schema.CONNECTION_PK, "AttributeType": "S"}],
-    )
+def create_connection_table(dynamodb: Any, name: str, *, owner_scoped: bool = False) -> None:
+    dynamodb.create_table(**table_schema.connection_table_request(name, owner_scoped=owner_scoped))
     dynamodb.update_time_to_live(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": table_schema.CONNECTION_TTL_ATTRIBUTE},
@@ -120,6 +116,16 @@ def http_event(
     return event
 
 
+def signed_in(event: dict[str, Any], owner: str | None, **claims: str) -> dict[str, Any]:
+    """`event` as API Gateway's JWT authorizer passes it on: the token's verified claims (strings,
+    payload v2) in requestContext.authorizer.jwt. `owner` is the `sub` claim (None: no sub)."""
+    all_claims = {"iss": "https://issuer.example.com/pool", "client_id": "test-client", **claims}
+    if owner is not None:
+        all_claims["sub"] = owner
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": all_claims, "scopes": None}}
+    return event
+
+
 def json_post(path: str, body: Any, **headers: str) -> dict[str, Any]:
     return http_event(
         "POST", path, body=json.dumps(body), headers={"content-type": "application/json", **headers}
@@ -148,8 +154,44 @@ def sqs_event(
     }
 
 
+WS_METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev/$connect"
+
+
+def ws_authorizer_event(token: str | None, *, connection_id: str = "conn-1") -> dict[str, Any]:
+    """The WebSocket $connect REQUEST authorizer event (token in the query string, when given)."""
+    event: dict[str, Any] = {
+        "type": "REQUEST",
+        "methodArn": WS_METHOD_ARN,
+        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Sec-WebSocket-Version": "13"},
+        "multiValueHeaders": {"Host": ["abc123.execute-api.us-east-1.amazonaws.com"]},
+        "stageVariables": {},
+        "requestContext": {
+            "routeKey": "$connect",
+            "eventType": "CONNECT",
+            "messageDirection": "IN",
+            "stage": "dev",
+            "connectedAt": 1795647600000,
+            "requestTimeEpoch": 1795647600000,
+            "identity": {"sourceIp": "127.0.0.1"},
+            "requestId": "ws-auth-1",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "connectionId": connection_id,
+            "apiId": "abc123",
+        },
+    }
+    if token is not None:
+        event["queryStringParameters"] = {"token": token}
+        event["multiValueQueryStringParameters"] = {"token": [token]}
+    return event
+
+
 def ws_event(
-    event_type: str, *, connection_id: str = "conn-1", body: str | None = None, base64_encoded: bool = False
+    event_type: str,
+    *,
+    connection_id: str = "conn-1",
+    body: str | None = None,
+    base64_encoded: bool = False,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     route = {"CONNECT": "$connect", "DISCONNECT": "$disconnect", "MESSAGE": "$default"}[event_type]
     event: dict[str, Any] = {
@@ -169,6 +211,8 @@ def ws_event(
     }
     if body is not None:
         event["body"] = body
+    if authorizer is not None:  # what a $connect authorizer's context becomes
+        event["requestContext"]["authorizer"] = authorizer
     return event
 
 
@@ -220,14 +264,14 @@ class FakeConnections:
         self.frames.setdefault(connection_id, []).append(json.loads(data))
 
 
-def put_connection(moto_aws: Aws, connection_id: str) -> None:
-    moto_aws.dynamodb.put_item(
-        TableName=moto_aws.connection_table,
-        Item={
-            table_schema.CONNECTION_PK: {"S": connection_id},
-            table_schema.CONNECTION_TTL_ATTRIBUTE: {"N": "4102444800"},
-        },
-    )
+def put_connection(moto_aws: Aws, connection_id: str, owner: str | None = None) -> None:
+    item = {
+        table_schema.CONNECTION_PK: {"S": connection_id},
+        table_schema.CONNECTION_TTL_ATTRIBUTE: {"N": "4102444800"},
+    }
+    if owner is not None:
+        item[table_schema.CONNECTION_OWNER] = {"S": owner}
+    moto_aws.dynamodb.put_item(TableName=moto_aws.connection_table, Item=item)
 
 
 def connection_ids(moto_aws: Aws) -> set[str]:
@@ -280,3 +324,17 @@ def sqs_record(
 
 def task_body(task_id: str, run: int = 1) -> str:
     return json.dumps({"taskId": task_id, "run": run})
+
+
+class DynamoDBCalls:
+    """Counts the DynamoDB operations a client makes (a botocore event hook on the real client)."""
+
+    def __init__(self, client: Any) -> None:
+        self.operations: list[str] = []
+        client.meta.events.register("before-call.dynamodb", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+
+    def count(self, operation: str) -> int:
+        return self.operations.count(operation)

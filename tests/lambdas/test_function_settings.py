@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from taskflow import env_vars
+from taskflow.auth_contract import AUTH_JWT, AUTH_NONE
 from taskflow.settings import (
     HttpApiSettings,
+    NotifierSettings,
     ProcessorSettings,
     SettingsError,
+    WsAuthorizerSettings,
     WsConnectSettings,
     load_settings,
 )
@@ -70,3 +75,82 @@ def test_settings_are_read_once(offline_env: dict[str, str], monkeypatch: pytest
     first = load_settings(WsConnectSettings)
     monkeypatch.setenv(env_vars.CONNECTION_TTL_SECONDS, "999")
     assert load_settings(WsConnectSettings) is first
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+@pytest.mark.parametrize("settings_class", [HttpApiSettings, NotifierSettings, WsConnectSettings])
+def test_absent_auth_mode_means_none(offline_env: dict[str, str], settings_class: type[Any]) -> None:
+    # An `auth: none` stage's functions get no AUTH_MODE at all (their template is unchanged).
+    assert env_vars.AUTH_MODE not in offline_env
+
+    assert load_settings(settings_class).auth_mode == AUTH_NONE
+
+
+@pytest.mark.parametrize("settings_class", [HttpApiSettings, NotifierSettings, WsConnectSettings])
+@pytest.mark.parametrize("value", [AUTH_JWT, AUTH_NONE])
+def test_auth_mode_is_read_when_present(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, settings_class: type[Any], value: str
+) -> None:
+    monkeypatch.setenv(env_vars.AUTH_MODE, value)
+
+    assert load_settings(settings_class).auth_mode == value
+
+
+@pytest.mark.parametrize("value", ["", "JWT", "oidc", "none "])
+def test_invalid_auth_mode_is_named(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(env_vars.AUTH_MODE, value)
+
+    with pytest.raises(SettingsError, match="AUTH_MODE"):
+        load_settings(HttpApiSettings)
+
+
+def test_authorizer_settings_are_typed(offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env_vars.JWT_ISSUER, "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc")
+    monkeypatch.setenv(env_vars.JWT_AUDIENCE, " web-client , mobile-client ,")
+
+    settings = load_settings(WsAuthorizerSettings)
+
+    assert settings.jwt_issuer == "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc"
+    assert settings.jwt_audience == ("web-client", "mobile-client")
+
+
+def test_a_local_http_issuer_is_accepted(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(env_vars.JWT_ISSUER, "http://127.0.0.1:4002/issuer")
+
+    assert load_settings(WsAuthorizerSettings).jwt_issuer == "http://127.0.0.1:4002/issuer"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (env_vars.JWT_ISSUER, "issuer.example.com"),
+        (env_vars.JWT_ISSUER, "ftp://issuer.example.com"),
+        (env_vars.JWT_ISSUER, "https://"),
+        (env_vars.JWT_ISSUER, "https://issuer.example.com/?x=1"),
+        (env_vars.JWT_AUDIENCE, ""),
+        (env_vars.JWT_AUDIENCE, " , "),
+    ],
+)
+def test_invalid_authorizer_setting_is_named(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError, match=name):
+        load_settings(WsAuthorizerSettings)
+
+
+@pytest.mark.parametrize("name", [env_vars.JWT_ISSUER, env_vars.JWT_AUDIENCE])
+def test_authorizer_without_its_issuer_or_audience_fails_loudly(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.delenv(name)
+
+    with pytest.raises(SettingsError, match=name):
+        load_settings(WsAuthorizerSettings)

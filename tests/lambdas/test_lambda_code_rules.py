@@ -39,6 +39,7 @@ def test_every_function_of_the_template_has_a_handler_module() -> None:
         "http_api",
         "notifier",
         "processor",
+        "ws_authorizer",
         "ws_connect",
         "ws_default",
         "ws_disconnect",
@@ -52,6 +53,34 @@ def test_only_repositories_and_clients_use_the_aws_sdk() -> None:
         if any(module.split(".")[0] in AWS_SDK for module in _imported_modules(path))
     }
     assert users <= {"repositories", "clients"}
+
+
+# PyJWT is deployed in a layer of the $connect authorizer only: nothing else may import it.
+JWT_USERS = {"clients/oidc_keys.py", "services/token_verifier.py"}
+
+
+def test_only_the_authorizers_modules_import_pyjwt() -> None:
+    users = {
+        str(path.relative_to(PACKAGE))
+        for path in _sources()
+        if any(module.split(".")[0] == "jwt" for module in _imported_modules(path))
+    }
+    assert users == JWT_USERS
+
+
+@pytest.mark.parametrize("handler", [name for name in HANDLERS if name != "ws_authorizer"])
+def test_functions_without_the_jwt_layer_never_load_pyjwt(handler: str, offline_env: dict[str, str]) -> None:
+    # Import the handler and build its Lazy holders, as its first invocation does.
+    env = {**os.environ, "PYTHONPATH": str(LAMBDAS)}
+    code = (
+        f"import sys, taskflow.handlers.{handler} as module\n"
+        "from taskflow.lazy import Lazy\n"
+        "for holder in [v for v in vars(module).values() if isinstance(v, Lazy)]:\n"
+        "    holder.get()\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'jwt'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_domain_imports_nothing_but_itself_the_stdlib_and_pydantic() -> None:

@@ -16,12 +16,13 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from jsonschema import Draft202012Validator
-from lambda_support import REGION, Aws, FakeLambdaContext, http_event, json_post
+from lambda_support import REGION, Aws, FakeLambdaContext, http_event, json_post, signed_in
 
 from taskflow import table_schema
 from taskflow.api import app as api_app
 from taskflow.api import openapi
 from taskflow.api.response_bodies import TaskView
+from taskflow.auth_contract import AUTH_JWT
 from taskflow.domain.task import MAX_ANSWER_LENGTH, TaskSubmission, new_task
 from taskflow.handlers import http_api
 from taskflow.repositories.task_repository import TaskRepository
@@ -66,9 +67,9 @@ def test_document_is_built_on_its_first_request_only(
     builds: list[object] = []
     real_build = openapi.build_document
 
-    def counting_build(app: Any) -> dict[str, Any]:
+    def counting_build(app: Any, **options: Any) -> dict[str, Any]:
         builds.append(app)
-        return real_build(app)
+        return real_build(app, **options)
 
     monkeypatch.setattr(openapi, "build_document", counting_build)
 
@@ -285,3 +286,98 @@ def test_dynamodb_down_is_the_documented_503_on_every_task_route(
 
     assert response["statusCode"] == HTTPStatus.SERVICE_UNAVAILABLE
     DocumentedResponses(committed_document()).check(method, path, response)
+
+
+# --------------------------------------------------------------------------- stages with auth: jwt
+
+
+def jwt_document() -> dict[str, Any]:
+    return openapi.build_document(openapi.document_app(), auth_mode=AUTH_JWT)
+
+
+def test_none_stage_document_declares_no_authentication() -> None:
+    document = committed_document()
+
+    assert "security" not in document
+    assert "securitySchemes" not in document["components"]
+    assert not [op for path in document["paths"].values() for op in path.values() if "401" in op["responses"]]
+
+
+def test_jwt_stage_document_requires_a_bearer_jwt_on_every_operation() -> None:
+    document = jwt_document()
+
+    assert document["components"]["securitySchemes"] == {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
+        }
+    }
+    assert document["security"] == [{"bearerAuth": []}]
+    operations = [op for path in document["paths"].values() for op in path.values()]
+    assert len(operations) == 5
+    for operation in operations:
+        unauthorized = operation["responses"]["401"]
+        assert unauthorized["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorBody"
+        }
+    assert "Bearer" in document["info"]["description"]
+
+
+def test_jwt_stage_document_differs_from_the_none_one_only_by_authentication() -> None:
+    document, committed = jwt_document(), committed_document()
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            del operation["responses"]["401"]
+
+    assert document["paths"] == committed["paths"]
+    assert document["components"]["schemas"] == committed["components"]["schemas"]
+
+
+def test_get_openapi_json_on_a_jwt_stage_serves_that_stages_document(
+    jwt_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    response = call(signed_in(http_event("GET", "/openapi.json"), "alice"), lambda_context)
+
+    assert response["statusCode"] == HTTPStatus.OK
+    assert json.loads(response["body"]) == jwt_document()
+
+
+JWT_SCENARIOS = {
+    "no claims": ("GET", "/tasks", lambda: http_event("GET", "/tasks"), HTTPStatus.UNAUTHORIZED),
+    "submit without claims": (
+        "POST",
+        "/tasks",
+        lambda: json_post("/tasks", {"answer": "x"}),
+        HTTPStatus.UNAUTHORIZED,
+    ),
+    "another owner's task": (
+        "GET",
+        "/tasks/{taskId}",
+        lambda: signed_in(http_event("GET", "/tasks/owned"), "bob"),
+        HTTPStatus.NOT_FOUND,
+    ),
+    "another owner's id submitted": (
+        "POST",
+        "/tasks",
+        lambda: signed_in(json_post("/tasks", {"taskId": "owned", "answer": "seeded"}), "bob"),
+        HTTPStatus.CONFLICT,
+    ),
+    "own list": ("GET", "/tasks", lambda: signed_in(http_event("GET", "/tasks"), "alice"), HTTPStatus.OK),
+}
+
+
+@pytest.mark.parametrize("name", sorted(JWT_SCENARIOS))
+def test_every_answer_on_a_jwt_stage_is_documented_in_its_document(
+    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext, name: str
+) -> None:
+    method, path, event, status = JWT_SCENARIOS[name]
+    TaskRepository(owner_scoped_aws.task_table, client=owner_scoped_aws.dynamodb).create(
+        new_task(TaskSubmission(answer="seeded"), "owned", T0, owner="alice")
+    )
+
+    response = call(event(), lambda_context)
+
+    assert response["statusCode"] == status, response.get("body")
+    DocumentedResponses(jwt_document()).check(method, path, response)

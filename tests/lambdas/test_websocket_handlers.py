@@ -12,6 +12,7 @@ from botocore.exceptions import EndpointConnectionError
 from lambda_support import Aws, FakeLambdaContext, connection_ids, ws_event
 
 from taskflow import table_schema
+from taskflow.auth_contract import OWNER_CONTEXT_KEY
 from taskflow.handlers import ws_connect, ws_default, ws_disconnect
 from taskflow.repositories.connection_repository import ConnectionRepository
 
@@ -141,3 +142,76 @@ def test_text_frame_over_the_limit_in_multibyte_characters_gets_an_error_frame(
 
     assert answer == {"type": "error", "message": answer["message"]}
     assert "limit is 8192" in answer["message"]
+
+
+# --------------------------------------------------------------------------- $connect with auth: jwt
+
+
+def stored_connection(moto_aws: Aws, connection_id: str) -> dict[str, Any] | None:
+    item = moto_aws.dynamodb.get_item(
+        TableName=moto_aws.connection_table, Key={table_schema.CONNECTION_PK: {"S": connection_id}}
+    ).get("Item")
+    return dict(item) if item else None
+
+
+def test_connect_on_a_jwt_stage_stores_the_owner_the_authorizer_verified(
+    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given the context the $connect authorizer returned for Alice's token
+    authorizer = {"principalId": "alice", OWNER_CONTEXT_KEY: "alice", "integrationLatency": 12}
+
+    # When the connection is made
+    response = ws_connect.handler(
+        ws_event("CONNECT", connection_id="c1", authorizer=authorizer), lambda_context
+    )
+
+    # Then it is stored as Alice's, and her connections are found by owner
+    assert response == {"statusCode": 200}
+    assert stored_connection(owner_scoped_aws, "c1")[table_schema.CONNECTION_OWNER] == {"S": "alice"}
+    repository = ConnectionRepository(owner_scoped_aws.connection_table, client=owner_scoped_aws.dynamodb)
+    assert repository.ids_of_owner("alice") == ["c1"]
+    assert repository.ids_of_owner("bob") == []
+
+
+def test_connect_on_a_jwt_stage_falls_back_to_the_principal_id(
+    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    event = ws_event("CONNECT", connection_id="c1", authorizer={"principalId": "alice"})
+
+    assert ws_connect.handler(event, lambda_context) == {"statusCode": 200}
+    assert stored_connection(owner_scoped_aws, "c1")[table_schema.CONNECTION_OWNER] == {"S": "alice"}
+
+
+@pytest.mark.parametrize(
+    "authorizer",
+    [None, {}, {OWNER_CONTEXT_KEY: ""}, {"principalId": ""}, {OWNER_CONTEXT_KEY: 7}],
+    ids=["no authorizer", "empty context", "empty owner", "empty principal", "not a string"],
+)
+def test_connect_on_a_jwt_stage_without_an_owner_is_refused_and_logged(
+    jwt_env: dict[str, str],
+    owner_scoped_aws: Aws,
+    lambda_context: FakeLambdaContext,
+    caplog: pytest.LogCaptureFixture,
+    authorizer: dict[str, Any] | None,
+) -> None:
+    # Given a $connect that no authorizer vouched for (a route left without it)
+    event = ws_event("CONNECT", connection_id="c1", authorizer=authorizer)
+
+    # When it reaches the function
+    response = ws_connect.handler(event, lambda_context)
+
+    # Then it is refused, nothing is stored, and the misconfiguration is logged as an error
+    assert response == {"statusCode": 403}
+    assert stored_connection(owner_scoped_aws, "c1") is None
+    assert [record.levelname for record in caplog.records if "connection refused" in record.getMessage()] == [
+        "ERROR"
+    ]
+
+
+def test_connect_on_a_none_stage_stores_no_owner_whatever_the_context(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    event = ws_event("CONNECT", connection_id="c1", authorizer={OWNER_CONTEXT_KEY: "alice"})
+
+    assert ws_connect.handler(event, lambda_context) == {"statusCode": 200}
+    assert table_schema.CONNECTION_OWNER not in stored_connection(moto_aws, "c1")

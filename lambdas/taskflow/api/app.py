@@ -6,6 +6,10 @@ GET  /tasks/{taskId}          one task                               200 / 404
 POST /tasks/{taskId}/retry    re-run a task in error                 202 / 404 / 409
 GET  /openapi.json            this API's OpenAPI document            200
 
+With `auth: jwt` (settings.auth_mode) every task route is scoped to the caller, the verified `sub`
+of the request's token (taskflow.api.caller): 401 without one, and another owner's task is a 404
+like an unknown id (TaskService). With `auth: none` nothing here looks at callers.
+
 Each route declares every status it can answer (`responses=`) for the OpenAPI document
 (taskflow.api.openapi), naming the body models of taskflow.api.response_bodies; the bodies
 themselves are built by the routes and the error map.
@@ -24,6 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.api import openapi
+from taskflow.api.caller import verified_owner
 from taskflow.api.errors import json_response, register_error_handlers
 from taskflow.api.openapi import (
     LINK_HEADER,
@@ -41,6 +46,7 @@ from taskflow.api.pagination import (
     next_link,
 )
 from taskflow.api.request_body import JSON_MEDIA_TYPE, MAX_BODY_BYTES, read_model
+from taskflow.auth_contract import AUTH_JWT
 from taskflow.domain.limits import TASK_ID_PATTERN
 from taskflow.domain.status import TaskStatus
 from taskflow.domain.task import TaskSubmission
@@ -97,6 +103,13 @@ def cors_config(settings: HttpApiSettings) -> CORSConfig:
 
 def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(cors=cors_config(settings), enable_validation=True)
+    owner_scoped = settings.auth_mode == AUTH_JWT
+
+    def caller() -> str | None:
+        """The caller's owner id on jwt stages (401 without one), None on `auth: none` stages.
+        Each task route asks first, before reading the body or the table. (Powertools validates
+        the query and path parameters before a route runs: a bad `?limit=` is a 422 even then.)"""
+        return verified_owner(app.current_event.raw_event) if owner_scoped else None
 
     @app.post(
         "/tasks",
@@ -134,9 +147,10 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
         },
     )
     def submit_task() -> Response[str]:
+        owner = caller()
         submission = read_model(app.current_event, TaskSubmission)
         # The API Gateway request id becomes the task's correlation id (logged by every function).
-        submitted = service.submit(submission, app.current_event.request_context.request_id)
+        submitted = service.submit(submission, app.current_event.request_context.request_id, owner=owner)
         task = submitted.task
         return json_response(HTTPStatus.ACCEPTED, task.to_public(), {"Location": f"/tasks/{task.task_id}"})
 
@@ -166,8 +180,9 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
             ),
         ] = None,
     ) -> Response[str]:
+        owner = caller()
         start_key = decode_cursor(cursor) if cursor is not None else None
-        listing = service.list(limit=limit, status=status, start_key=start_key)
+        listing = service.list(limit=limit, status=status, start_key=start_key, owner=owner)
         headers: dict[str, str] = {}
         if listing.next_key is not None:
             headers["Link"] = next_link(
@@ -190,7 +205,7 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
         },
     )
     def get_task(task_id: TaskIdPath) -> Response[str]:
-        return json_response(HTTPStatus.OK, service.get(task_id).to_public())
+        return json_response(HTTPStatus.OK, service.get(task_id, owner=caller()).to_public())
 
     @app.post(
         "/tasks/<taskId>/retry",
@@ -210,13 +225,14 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
         },
     )
     def retry_task(task_id: TaskIdPath) -> Response[str]:
-        task = service.retry(task_id)
+        task = service.retry(task_id, owner=caller())
         return json_response(HTTPStatus.ACCEPTED, task.to_public(), {"Location": f"/tasks/{task.task_id}"})
 
     @functools.cache
     def document() -> str:
         # Built on the first request, not at cold start.
-        return json.dumps(openapi.build_document(app), ensure_ascii=False, separators=(",", ":"))
+        document = openapi.build_document(app, auth_mode=settings.auth_mode)
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
     @app.get(
         openapi.DOCUMENT_PATH,

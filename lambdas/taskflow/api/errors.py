@@ -4,6 +4,7 @@ Every error body is JSON with a human-readable "message", plus details for some:
     400  {"message": "the body is not valid JSON: ... (line 1, column 2)"}
     415  {"message": "the body must be JSON (Content-Type: application/json); got 'text/plain'"}
     422  {"message": "request validation failed", "errors": [{"field": "answer", "reason": "..."}]}
+    401  {"message": "this request carries no verified caller: ..."}  (auth: jwt; WWW-Authenticate)
     404  {"message": "task 'x' not found", "taskId": "x"}  /  {"message": "no route for GET /x"}
     409  {"message": "...", "taskId": "x"}  (+ "status" when a retry is refused)
     405  {"message": "...", "allowed": ["GET", "POST"]}        (and an Allow header)
@@ -31,7 +32,7 @@ from taskflow.domain.errors import (
     TaskConflictError,
     TaskNotFoundError,
 )
-from taskflow.errors import DependencyUnavailableError, InvalidCursorError
+from taskflow.errors import DependencyUnavailableError, InvalidCursorError, UnauthenticatedError
 from taskflow.observability import logger
 
 RETRY_AFTER_SECONDS: Final = 2
@@ -116,6 +117,11 @@ def _simulate_refused(error: FaultInjectionDisabledError) -> Response[str]:
     return _validation_response([{"field": "simulate", "reason": str(error)}])
 
 
+def _unauthenticated(error: UnauthenticatedError) -> Response[str]:
+    logger.warning("request without a verified caller refused", extra={"reason": str(error)})
+    return _error(HTTPStatus.UNAUTHORIZED, str(error), {"WWW-Authenticate": "Bearer"})
+
+
 def _task_not_found(error: TaskNotFoundError) -> Response[str]:
     return _error(HTTPStatus.NOT_FOUND, str(error), taskId=error.task_id)
 
@@ -144,6 +150,7 @@ ERROR_HANDLERS: Final[Mapping[type[Exception], Callable[[Any], Response[str]]]] 
     RequestValidationError: _request_invalid,
     InvalidCursorError: _cursor_invalid,
     FaultInjectionDisabledError: _simulate_refused,
+    UnauthenticatedError: _unauthenticated,
     TaskNotFoundError: _task_not_found,
     TaskConflictError: _task_conflict,
     InvalidTransitionError: _transition_refused,

@@ -16,8 +16,13 @@ Powertools' `HTTPValidationError` body on every route (this API's 422 body is Va
 declared by the routes whose input can be invalid), and the component schemas nothing refers to
 any more. It fails on a reference to a component that does not exist.
 
+On a stage with `auth: jwt` (`build_document(app, auth_mode="jwt")`) the document also declares
+the bearer token: a `bearerAuth` security scheme (HTTP bearer, JWT), required globally, and a 401
+response on every operation. With `auth: none` it has none of that.
+
 The HTTP function serves the document at GET /openapi.json, built on the first request (so cold
-starts do not pay for it). The repository keeps a copy in docs/openapi.json:
+starts do not pay for it), for its own stage. The repository keeps a copy, the `auth: none` one, in
+docs/openapi.json:
 
     make openapi     # PYTHONPATH=lambdas python -m taskflow.api.openapi --output docs/openapi.json
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from taskflow.api.request_body import JSON_MEDIA_TYPE, MAX_BODY_BYTES
+from taskflow.auth_contract import AUTH_JWT, AUTH_NONE, OWNER_CLAIM, TOKEN_HEADER, AuthMode
 from taskflow.domain.limits import (
     MAX_ANSWER_LENGTH,
     MAX_PAYLOAD_BYTES,
@@ -65,6 +71,17 @@ API Gateway itself answers 429 `{{"message": "Too Many Requests"}}` when the sta
 is exceeded, and applies the CORS policy of the stage (allowed origins get
 `Access-Control-Allow-Origin`; no credentials).
 """
+
+
+# Stages with `auth: jwt` only.
+SECURITY_SCHEME: Final = "bearerAuth"
+AUTH_DESCRIPTION: Final = f"""
+Authentication: every request needs `{TOKEN_HEADER}: Bearer <JWT>`, a token of this stage's
+issuer and audience (API Gateway verifies it and answers 401 `{{"message": "Unauthorized"}}`
+otherwise). Each caller (the token's `{OWNER_CLAIM}`) sees only its own tasks: another caller's task
+is answered 404, like an unknown id. The WebSocket takes the same token as `?token=<JWT>`.
+"""
+UNAUTHENTICATED_STATUS: Final = "401"
 
 
 def component(model: str) -> dict[str, str]:
@@ -126,15 +143,18 @@ def list_of(model: str) -> dict[str, Any]:
     return {"type": "array", "items": component(model)}
 
 
-def build_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
-    """The OpenAPI document of `app` (see the module docstring)."""
+def build_document(app: APIGatewayHttpResolver, *, auth_mode: AuthMode = AUTH_NONE) -> dict[str, Any]:
+    """The OpenAPI document of `app` on a stage with `auth_mode` (see the module docstring)."""
+    description = DESCRIPTION + AUTH_DESCRIPTION if auth_mode == AUTH_JWT else DESCRIPTION
     document: dict[str, Any] = json.loads(
-        app.get_openapi_json_schema(title=TITLE, version=API_VERSION, description=DESCRIPTION)
+        app.get_openapi_json_schema(title=TITLE, version=API_VERSION, description=description)
     )
     for operation in _operations(document):
         responses = operation.get("responses", {})
         for status in [s for s, r in responses.items() if _is_powertools_validation_error(r)]:
             del responses[status]
+    if auth_mode == AUTH_JWT:
+        _require_bearer_token(document)
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in _model_schemas().items():
         if name in schemas and schemas[name] != schema:
@@ -146,6 +166,26 @@ def build_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
         raise ValueError(f"the document refers to components that do not exist: {sorted(missing)}")
     document["components"]["schemas"] = {name: schemas[name] for name in sorted(referenced)}
     return document
+
+
+def _require_bearer_token(document: dict[str, Any]) -> None:
+    """Declare the JWT bearer scheme, require it on every operation and document its 401."""
+    document.setdefault("components", {})["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": f"a JWT of this stage's issuer and audience; its `{OWNER_CLAIM}` owns the tasks",
+        }
+    }
+    document["security"] = [{SECURITY_SCHEME: []}]
+    unauthenticated = json_response(
+        "no valid bearer token (API Gateway), or a token without a `sub` claim", component("ErrorBody")
+    )
+    for operation in _operations(document):
+        responses = operation.setdefault("responses", {})
+        responses[UNAUTHENTICATED_STATUS] = dict(unauthenticated)
+        operation["responses"] = {status: responses[status] for status in sorted(responses)}
 
 
 def _operations(document: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -226,8 +266,14 @@ def document_app() -> APIGatewayHttpResolver:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the HTTP API's OpenAPI document.")
     parser.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    parser.add_argument(
+        "--auth",
+        choices=[AUTH_NONE, AUTH_JWT],
+        default=AUTH_NONE,
+        help="the document of a stage with this `auth` (default: none, the one in docs/openapi.json)",
+    )
     arguments = parser.parse_args(argv)
-    text = render(build_document(document_app()))
+    text = render(build_document(document_app(), auth_mode=arguments.auth))
     if arguments.output is None:
         sys.stdout.write(text)
     else:

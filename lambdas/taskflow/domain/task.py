@@ -67,6 +67,9 @@ class Task(_CamelModel):
     lease_state: str | None = None  # "running" or "backing-off" (see TaskRepository.claim)
     # The id of the HTTP request that created the task; every function logs it with the task.
     correlation_id: str | None = None
+    # Who may see and retry the task: the creator's verified identity (the token's sub) on stages
+    # with `auth: jwt`, None on `auth: none` stages. Internal: never in to_public() or a frame.
+    owner: str | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -167,7 +170,11 @@ def _canonical_json(value: Any) -> str:
 
 
 def new_task(
-    submission: TaskSubmission, task_id: str, now: datetime, correlation_id: str | None = None
+    submission: TaskSubmission,
+    task_id: str,
+    now: datetime,
+    correlation_id: str | None = None,
+    owner: str | None = None,
 ) -> Task:
     timestamp = utc_timestamp(now)
     return Task(
@@ -184,6 +191,7 @@ def new_task(
         run=1,
         request_hash=submission.request_hash(),
         correlation_id=correlation_id,
+        owner=owner,
     )
 
 

@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.api.app import create_app, resolve
+from taskflow.auth_contract import AUTH_JWT
 from taskflow.lazy import Lazy
 from taskflow.observability import logger, metrics
 from taskflow.repositories.task_repository import TaskRepository
@@ -22,6 +23,8 @@ def _build_service() -> TaskService:
         TaskRepository(settings.task_table_name),
         stage=settings.stage,
         allow_fault_injection=settings.allow_fault_injection,
+        # auth: jwt -> every call is scoped to the caller (the token's sub).
+        owner_scoped=settings.auth_mode == AUTH_JWT,
     )
 
 

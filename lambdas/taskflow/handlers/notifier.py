@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from taskflow.auth_contract import AUTH_JWT
 from taskflow.clients.connections_client import ConnectionsClient
 from taskflow.lazy import Lazy
 from taskflow.observability import logger, metrics
@@ -20,6 +21,8 @@ def _build() -> TaskNotifier:
     return TaskNotifier(
         ConnectionRepository(settings.connection_table_name),
         ConnectionsClient(settings.websocket_callback_url),
+        # auth: jwt -> each change goes to its owner's connections only.
+        owner_scoped=settings.auth_mode == AUTH_JWT,
     )
 
 
@@ -29,6 +32,6 @@ notifier: Lazy[TaskNotifier] = Lazy(_build)
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # The connection list is shared by the whole batch, so the batch is handled as one unit
+    # The connection lists are shared by the whole batch, so the batch is handled as one unit
     # (see TaskNotifier) and the partial batch response is built here.
     return batch_item_failures(notifier.get().notify(stream_changes(event)))

@@ -1,12 +1,26 @@
-"""WsConnectFunction: WebSocket $connect -> the connection is stored with a TTL."""
+"""WsConnectFunction: WebSocket $connect -> the connection is stored with a TTL.
+
+With `auth: jwt` a Lambda REQUEST authorizer (taskflow.handlers.ws_authorizer) has verified the
+`?token=` before this runs, and API Gateway hands its context to this function:
+
+    event["requestContext"]["authorizer"]["owner"]        -> the owner (the token's sub)
+    event["requestContext"]["authorizer"]["principalId"]  -> the same, used if "owner" is missing
+
+The connection is stored with its owner, so the notifier pushes it that owner's task changes only.
+Without an owner the connection is refused (403, logged as an error: the route lacks its
+authorizer): fail closed rather than store a connection nobody's frames could be routed to.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from taskflow.auth_contract import AUTH_JWT, OWNER_CONTEXT_KEY
+from taskflow.domain.owners import owner_or_none
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
 from taskflow.observability import logger
@@ -19,11 +33,31 @@ connections: Lazy[ConnectionRepository] = Lazy(
 )
 
 
+def _authorized_owner(request_context: Mapping[str, Any]) -> str | None:
+    authorizer = request_context.get("authorizer")
+    if not isinstance(authorizer, Mapping):
+        return None
+    return owner_or_none(authorizer.get(OWNER_CONTEXT_KEY)) or owner_or_none(authorizer.get("principalId"))
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    connection_id = event["requestContext"]["connectionId"]
+    request_context = event["requestContext"]
+    connection_id = request_context["connectionId"]
+    function_settings = settings.get()
+    owner = None
+    if function_settings.auth_mode == AUTH_JWT:
+        owner = _authorized_owner(request_context)
+        if owner is None:
+            logger.error(
+                "connection refused: no owner from the $connect authorizer (is the route authorized?)",
+                extra={"connection_id": connection_id},
+            )
+            return {"statusCode": 403}
     try:
-        connections.get().add(connection_id, datetime.now(UTC), settings.get().connection_ttl_seconds)
+        connections.get().add(
+            connection_id, datetime.now(UTC), function_settings.connection_ttl_seconds, owner=owner
+        )
     except DependencyUnavailableError as error:
         logger.warning(
             "connection refused: table unavailable",

@@ -1,4 +1,9 @@
-"""ConnectionRepository: the open WebSocket connections (ConnectionTable, TTL on expiresAt)."""
+"""ConnectionRepository: the open WebSocket connections (ConnectionTable, TTL on expiresAt).
+
+On stages with `auth: jwt` each connection row carries its `owner` (the $connect token's sub), and
+the ByOwner index (keys only) finds one owner's connections, so a task change is pushed to its
+owner's connections at a cost that follows that owner, not the whole table.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +27,18 @@ class ConnectionRepository:
             self._client = aws.client("dynamodb")
         return self._client
 
-    def add(self, connection_id: str, connected_at: datetime, ttl_seconds: int) -> None:
-        """Store a connection; DynamoDB's TTL removes the row after `ttl_seconds` if no
-        $disconnect (or 410 Gone) removed it first."""
-        item = {
+    def add(
+        self, connection_id: str, connected_at: datetime, ttl_seconds: int, owner: str | None = None
+    ) -> None:
+        """Store a connection (of `owner`, when given); DynamoDB's TTL removes the row after
+        `ttl_seconds` if no $disconnect (or 410 Gone) removed it first."""
+        item: dict[str, Any] = {
             table_schema.CONNECTION_PK: connection_id,
             "connectedAt": utc_timestamp(connected_at),
             table_schema.CONNECTION_TTL_ATTRIBUTE: int(connected_at.timestamp()) + ttl_seconds,
         }
+        if owner is not None:
+            item[table_schema.CONNECTION_OWNER] = owner
         with translated_errors():
             self.client.put_item(TableName=self.table_name, Item=serialize(item))
 
@@ -50,6 +59,25 @@ class ConnectionRepository:
         while True:
             with translated_errors():
                 response = self.client.scan(**request)
+            ids.extend(item[table_schema.CONNECTION_PK]["S"] for item in response.get("Items", []))
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                return ids
+            request["ExclusiveStartKey"] = last_key
+
+    def ids_of_owner(self, owner: str) -> list[str]:
+        """The ids of `owner`'s connections: a paginated Query of the ByOwner index (keys only)."""
+        ids: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": table_schema.CONNECTIONS_BY_OWNER_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": table_schema.CONNECTION_OWNER},
+            "ExpressionAttributeValues": serialize({":owner": owner}),
+        }
+        while True:
+            with translated_errors():
+                response = self.client.query(**request)
             ids.extend(item[table_schema.CONNECTION_PK]["S"] for item in response.get("Items", []))
             last_key = response.get("LastEvaluatedKey")
             if not last_key:

@@ -7,6 +7,19 @@ the same message cannot apply the processing step's outcome twice.
 
 Lists are a Query on a GSI with Limit (never a Scan), looping on LastEvaluatedKey while a
 1 MB response page cuts the page short.
+
+Owners (stages with `auth: jwt`, taskflow.domain.owners): the methods taking `owner=` scope what
+they read or change to that owner's tasks. A task created with an owner carries the `owner`
+attribute (and no `listPartition`: such tables have no ByCreatedAt index); one owner's tasks are
+listed from the ByOwner index, newest first. `owner=None` is the unscoped behaviour, unchanged:
+what `auth: none` stages and operations tools (ops/redrive.py, across owners) use.
+
+A status filter on an owner's listing is a FilterExpression on ByOwner (a per-owner status index
+would be a second GSI whose partition is written on every status change). DynamoDB's Limit counts
+the items it evaluates, not those that match, so one request reads at most
+`max_filter_evaluated` items (and stops early once DynamoDB cuts a Query at 1 MB): a sparse status
+can give a short, even empty, page that still says where to resume (`TaskPage.resume_key`, the
+LastEvaluatedKey).
 """
 
 from __future__ import annotations
@@ -45,6 +58,10 @@ if TYPE_CHECKING:
 _TIMESTAMP_PATTERN: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _TASK_ID: Final = re.compile(TASK_ID_PATTERN)
 
+# A status-filtered owner listing evaluates at most this many items per request (see the module
+# docstring): about 1 MB of typical tasks, the most one Query call reads.
+MAX_FILTER_EVALUATED: Final = 1000
+
 # Attribute names used in expressions (status and run are DynamoDB reserved words).
 _NAMES: Final = {
     "#status": "status",
@@ -56,6 +73,7 @@ _NAMES: Final = {
     "#leaseOwner": "leaseOwner",
     "#leaseExpiresAt": "leaseExpiresAt",
     "#leaseState": "leaseState",
+    "#owner": table_schema.TASK_OWNER,
 }
 
 
@@ -87,6 +105,10 @@ class CreateResult:
 class TaskPage:
     tasks: list[Task]
     has_more: bool  # DynamoDB may hold more items after the last one returned
+    # Where the listing resumes when that is not right after the last task: a status-filtered owner
+    # listing cut by its read bound stops past the last match (its page may even be empty). None:
+    # resume after the last task (`page_key`).
+    resume_key: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +121,20 @@ class DeadLettered:
 
 
 class TaskRepository:
-    def __init__(self, table_name: str, client: Any | None = None, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: Any | None = None,
+        clock: Clock = utc_now,
+        *,
+        max_filter_evaluated: int = MAX_FILTER_EVALUATED,
+    ) -> None:
         self.table_name = table_name
         self._client = client
         self._clock = clock
+        if max_filter_evaluated < 1:
+            raise ValueError("max_filter_evaluated must be at least 1")
+        self._max_filter_evaluated = max_filter_evaluated
 
     def now(self) -> datetime:
         """The repository's clock (lease times are in its epoch seconds)."""
@@ -116,19 +148,32 @@ class TaskRepository:
 
     # ----------------------------------------------------------------------------- reads
 
-    def get(self, task_id: str) -> Task | None:
+    def get(self, task_id: str, *, owner: str | None = None) -> Task | None:
+        """The task, or None if absent; with `owner`, also None if someone else owns it."""
         with translated_errors():
             response = self.client.get_item(
                 TableName=self.table_name, Key=serialize({table_schema.TASK_PK: task_id}), ConsistentRead=True
             )
         item = response.get("Item")
-        return _task_from_item(deserialize(item)) if item else None
+        task = _task_from_item(deserialize(item)) if item else None
+        if task is None or (owner is not None and task.owner != owner):
+            return None
+        return task
 
     def list_page(
-        self, *, limit: int, status: TaskStatus | None = None, start_key: dict[str, str] | None = None
+        self,
+        *,
+        limit: int,
+        status: TaskStatus | None = None,
+        start_key: dict[str, str] | None = None,
+        owner: str | None = None,
     ) -> TaskPage:
         """Up to `limit` tasks, newest first, optionally of one status, after `start_key`
-        (a `page_key()` of the last task of the previous page)."""
+        (a `page_key()` of the last task of the previous page, or a page's `resume_key`).
+        With `owner`: only that owner's tasks (see the module docstring); a `start_key` of another
+        listing or owner raises InvalidCursorError."""
+        if owner is not None:
+            return self._owner_page(owner, limit=limit, status=status, start_key=start_key)
         index, partition_name, partition_value = _index_for(status)
         query: dict[str, Any] = {
             "TableName": self.table_name,
@@ -153,9 +198,64 @@ class TaskRepository:
                 return TaskPage(tasks=tasks, has_more=True)
             query["ExclusiveStartKey"] = last_key  # the 1 MB response limit cut this query short
 
+    def _owner_page(
+        self, owner: str, *, limit: int, status: TaskStatus | None, start_key: dict[str, str] | None
+    ) -> TaskPage:
+        names = {"#pk": table_schema.TASKS_BY_OWNER_PK}
+        values: dict[str, Any] = {":pk": owner}
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": table_schema.TASKS_BY_OWNER_INDEX,
+            "KeyConditionExpression": "#pk = :pk",
+            "ScanIndexForward": False,
+        }
+        if status is not None:
+            query["FilterExpression"] = "#status = :status"
+            names["#status"] = _NAMES["#status"]
+            values[":status"] = status.value
+        query["ExpressionAttributeNames"] = names
+        query["ExpressionAttributeValues"] = serialize(values)
+        if start_key is not None:
+            query["ExclusiveStartKey"] = serialize(_checked_owner_start_key(start_key, owner))
+        tasks: list[Task] = []
+        evaluated = 0
+        asked = 0
+        while True:
+            wanted = limit - len(tasks)
+            if status is None:
+                asked = wanted  # no filter: every item evaluated is returned
+            else:
+                # Limit counts evaluated items: ask for what is missing first, then twice as many
+                # each call (a sparse status), within what is left of the read bound.
+                asked = min(max(wanted, 2 * asked), self._max_filter_evaluated - evaluated)
+            query["Limit"] = asked
+            with translated_errors():
+                response = self.client.query(**query)
+            items = response.get("Items", [])
+            evaluated += int(response.get("ScannedCount", len(items)))
+            tasks.extend(_task_from_item(deserialize(item)) for item in items)
+            last_key = response.get("LastEvaluatedKey")
+            if len(tasks) > limit:  # a filtered call matched more than needed
+                return TaskPage(tasks=tasks[:limit], has_more=True)
+            if not last_key:
+                return TaskPage(tasks=tasks, has_more=False)
+            if len(tasks) == limit:
+                return TaskPage(tasks=tasks, has_more=True, resume_key=_plain_key(last_key))
+            size_cut = int(response.get("ScannedCount", asked)) < asked  # DynamoDB's 1 MB
+            if status is not None and (evaluated >= self._max_filter_evaluated or size_cut):
+                return TaskPage(tasks=tasks, has_more=True, resume_key=_plain_key(last_key))
+            query["ExclusiveStartKey"] = last_key
+
     @staticmethod
-    def page_key(task: Task, status: TaskStatus | None = None) -> dict[str, str]:
-        """The key to resume a listing after `task`: the table key plus the index keys."""
+    def page_key(task: Task, status: TaskStatus | None = None, *, owner: str | None = None) -> dict[str, str]:
+        """The key to resume a listing after `task`: the table key plus the index keys (of the
+        ByOwner index for an owner's listing, whatever its status filter)."""
+        if owner is not None:
+            return {
+                table_schema.TASK_PK: task.task_id,
+                table_schema.TASKS_BY_OWNER_PK: owner,
+                table_schema.TASKS_BY_OWNER_SK: task.created_at,
+            }
         _, partition_name, partition_value = _index_for(status)
         return {
             table_schema.TASK_PK: task.task_id,
@@ -166,9 +266,12 @@ class TaskRepository:
     # ----------------------------------------------------------------------------- writes
 
     def create(self, task: Task) -> CreateResult:
-        """Insert `task` unless its id exists; then return the existing task unchanged."""
+        """Insert `task` unless its id exists; then return the existing task unchanged (whoever
+        owns it: the caller decides what to reveal). A task with an owner is stored with its
+        `owner` (listed from ByOwner); one without, with the constant `listPartition` (ByCreatedAt)."""
         item = task.model_dump(by_alias=True, exclude_none=True, mode="json")
-        item[table_schema.TASKS_BY_CREATED_PK] = table_schema.LIST_PARTITION_VALUE
+        if task.owner is None:
+            item[table_schema.TASKS_BY_CREATED_PK] = table_schema.LIST_PARTITION_VALUE
         try:
             with translated_errors():
                 self.client.put_item(
@@ -185,18 +288,26 @@ class TaskRepository:
             return CreateResult(created=False, task=existing)
         return CreateResult(created=True, task=task)
 
-    def retry(self, task_id: str) -> Task:
-        """error -> pending for a new run (run + 1, retries 0, errorMessage removed)."""
+    def retry(self, task_id: str, *, owner: str | None = None) -> Task:
+        """error -> pending for a new run (run + 1, retries 0, errorMessage removed).
+        With `owner`, conditional on the task being theirs too: another owner's task raises
+        TaskNotFoundError, like an absent one (its status is not revealed)."""
+        values: dict[str, Any] = {":zero": 0}
+        if owner is not None:
+            values[":taskOwner"] = owner
         try:
             attributes = self._transition(
                 task_id,
                 RETRIED,
                 set_clauses=["#run = #run + :one", "#retries = :zero"],
                 remove=["#errorMessage", "#leaseOwner", "#leaseExpiresAt", "#leaseState"],
-                values={":zero": 0},
+                values=values,
+                extra_condition="#owner = :taskOwner" if owner is not None else None,
             )
         except ConditionFailedError as refused:
-            if refused.item is None:
+            if refused.item is None or (
+                owner is not None and refused.item.get(table_schema.TASK_OWNER) != owner
+            ):
                 raise TaskNotFoundError(task_id) from None
             raise InvalidTransitionError(
                 task_id, str(refused.item.get("status")), "retry", RETRIED.source.value
@@ -420,6 +531,28 @@ def _index_for(status: TaskStatus | None) -> tuple[str, str, str]:
             table_schema.LIST_PARTITION_VALUE,
         )
     return table_schema.TASKS_BY_STATUS_INDEX, table_schema.TASKS_BY_STATUS_PK, status.value
+
+
+def _plain_key(key: dict[str, Any]) -> dict[str, str]:
+    """A LastEvaluatedKey (AttributeValues of strings) as {"name": "value"}."""
+    return {name: str(value) for name, value in deserialize(key).items()}
+
+
+def _checked_owner_start_key(start_key: dict[str, str], owner: str) -> dict[str, str]:
+    """Reject a start key that is not a key of `owner`'s listing: another owner's (a cursor passed
+    on, or forged), another listing's, or damaged. DynamoDB would answer a foreign shape with a
+    ValidationException, and another owner's key would position the Query outside the caller's
+    partition (it cannot: the key condition names the caller; still, it is not a key we issued)."""
+    expected = {table_schema.TASK_PK, table_schema.TASKS_BY_OWNER_PK, table_schema.TASKS_BY_OWNER_SK}
+    if set(start_key) != expected:
+        raise InvalidCursorError("the cursor belongs to another listing")
+    if start_key[table_schema.TASKS_BY_OWNER_PK] != owner:
+        raise InvalidCursorError("the cursor belongs to another caller")
+    if not _TASK_ID.fullmatch(start_key[table_schema.TASK_PK]) or not _TIMESTAMP_PATTERN.fullmatch(
+        start_key[table_schema.TASKS_BY_OWNER_SK]
+    ):
+        raise InvalidCursorError("the cursor is damaged")
+    return start_key
 
 
 def _checked_start_key(start_key: dict[str, str], status: TaskStatus | None) -> dict[str, str]:

@@ -1,29 +1,59 @@
-"""TaskNotifier: TaskTable stream -> one WebSocket frame per visible task change, to every
-open connection.
+"""TaskNotifier: TaskTable stream -> one WebSocket frame per visible task change, to the connections
+allowed to see it.
 
-The connection list is read once per invocation (one paginated Scan of the ConnectionTable,
-key only) and reused for every record of the batch. Each connection gets the batch's frames in
-stream order from its own worker thread, so one slow or broken connection never holds up the
-others. A 410 Gone deletes the connection. Any other failure stops that connection's sequence
-(sending it later frames first would reorder its view) and fails the record it was on, plus the
-later framed records it did not get: the stream redelivers from the lowest failed record.
+Who gets a frame:
+
+* `auth: none` (owner_scoped=False): every open connection. The connection list is read once per
+  invocation (one paginated Scan of the ConnectionTable, key only) and reused for every record.
+* `auth: jwt` (owner_scoped=True): the connections of the task's owner only (the `owner` of the
+  task image). The batch's frames are grouped by owner, and each distinct owner's connections are
+  read once per invocation (one paginated Query of the ByOwner index, keys only), so the cost of a
+  change follows its owner's connections, not the whole table. A change without an owner is
+  pushed to nobody (logged): nobody can be shown to be allowed to see it.
+
+Each connection gets its frames (all of the batch's, or its owner's) in stream order from its own
+worker thread, so one slow or broken connection never holds up the others. A 410 Gone deletes the
+connection. Any other failure stops that connection's sequence (sending it later frames first
+would reorder its view) and fails the record it was on; a connection list that cannot be read
+fails the first record it was needed for. The partial batch response lists every framed record
+from the lowest failed one on, across all deliveries: the stream redelivers from there (records
+after it may reach some connections twice; frames are idempotent for the frontend, which merges
+them by taskId).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
+from taskflow import table_schema
 from taskflow.clients.connections_client import ConnectionGoneError, FramePoster
 from taskflow.domain.notifications import encode_frame, is_visible_change, task_frame
+from taskflow.domain.owners import owner_or_none
 from taskflow.observability import MetricName, count, logger
 from taskflow.repositories.connection_repository import ConnectionRepository
 from taskflow.services.stream_changes import StreamChange
 
 MAX_WORKERS: Final = 16
+
+# A frame and its index in the batch's list of framed records (what a failure is reported against).
+_IndexedFrame = tuple[int, bytes]
+
+
+@dataclass(frozen=True)
+class _Framed:
+    sequence_number: str
+    frame: bytes
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    connection_id: str
+    frames: list[_IndexedFrame]  # in stream order
 
 
 @dataclass(frozen=True)
@@ -31,50 +61,40 @@ class _Delivery:
     connection_id: str
     sent: int  # frames delivered
     gone: bool = False
-    failed_at: int | None = None  # index of the first frame not delivered
+    failed_at: int | None = None  # index (in the batch's framed records) of the first frame not delivered
 
 
 class TaskNotifier:
     def __init__(
-        self, connections: ConnectionRepository, poster: FramePoster, max_workers: int = MAX_WORKERS
+        self,
+        connections: ConnectionRepository,
+        poster: FramePoster,
+        max_workers: int = MAX_WORKERS,
+        *,
+        owner_scoped: bool = False,
     ) -> None:
         self._connections = connections
         self._poster = poster
         self._max_workers = max_workers
+        self._owner_scoped = owner_scoped
 
     def notify(self, changes: Sequence[StreamChange]) -> list[str]:
         """Push the frames the changes call for. Returns the sequence numbers of the records
-        that did not reach every live connection."""
-        visible = [
-            (change, change.new_image)
-            for change in changes
-            if change.new_image and is_visible_change(change.old_image, change.new_image)
-        ]
-        for _, image in visible:  # one line per task change, with the task's correlation id
-            logger.info(
-                "task change to push",
-                extra={
-                    "task_id": image.get("taskId"),
-                    "correlation_id": image.get("correlationId"),
-                    "status": image.get("status"),
-                    "version": _plain_int(image.get("version")),
-                },
-            )
-        framed = [(change.sequence_number, encode_frame(task_frame(image))) for change, image in visible]
+        that did not reach every live connection they were for."""
+        framed = self._framed(changes)
         if not framed:
             return []
-        try:
-            connection_ids = self._connections.list_ids()
-        except Exception:
-            logger.exception("could not list connections")
-            return [sequence_number for sequence_number, _ in framed]
-        if not connection_ids:
-            return []
-
-        frames = [frame for _, frame in framed]
-        workers = max(1, min(self._max_workers, len(connection_ids)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            deliveries = list(pool.map(lambda cid: self._deliver(cid, frames), connection_ids))
+        owners: int | None = None
+        if self._owner_scoped:
+            targets, failures, owners = self._targets_by_owner(framed)
+        else:
+            targets, failures = self._targets_for_everyone(framed)
+        if targets:
+            workers = max(1, min(self._max_workers, len(targets)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                deliveries = list(pool.map(self._deliver, targets))
+        else:
+            deliveries = []
 
         gone = [d.connection_id for d in deliveries if d.gone]
         for connection_id in gone:
@@ -88,32 +108,90 @@ class TaskNotifier:
         count(MetricName.CONNECTIONS_GONE, len(gone))
         count(MetricName.NOTIFICATIONS_SENT, sum(d.sent for d in deliveries))
 
-        failures = [d.failed_at for d in deliveries if d.failed_at is not None]
-        logger.info(
-            "notifications sent",
-            extra={
-                "frames": len(frames),
-                "connections": len(connection_ids),
-                "gone": len(gone),
-                "failed": len(failures),
-            },
-        )
+        failures += [d.failed_at for d in deliveries if d.failed_at is not None]
+        summary: dict[str, Any] = {
+            "frames": len(framed),
+            "connections": len(targets),
+            "gone": len(gone),
+            "failed": len(failures),
+        }
+        if owners is not None:
+            summary["owners"] = owners
+        logger.info("notifications sent", extra=summary)
         if not failures:
             return []
-        return [sequence_number for sequence_number, _ in framed[min(failures) :]]
+        return [change.sequence_number for change in framed[min(failures) :]]
 
-    def _deliver(self, connection_id: str, frames: list[bytes]) -> _Delivery:
-        for index, frame in enumerate(frames):
+    def _framed(self, changes: Sequence[StreamChange]) -> list[_Framed]:
+        framed = []
+        for change in changes:
+            image = change.new_image
+            if not image or not is_visible_change(change.old_image, image):
+                continue
+            # One line per task change, with the task's correlation id.
+            logger.info(
+                "task change to push",
+                extra={
+                    "task_id": image.get("taskId"),
+                    "correlation_id": image.get("correlationId"),
+                    "status": image.get("status"),
+                    "version": _plain_int(image.get("version")),
+                },
+            )
+            framed.append(_Framed(change.sequence_number, encode_frame(task_frame(image)), _owner_of(image)))
+        return framed
+
+    def _targets_for_everyone(self, framed: list[_Framed]) -> tuple[list[_Target], list[int]]:
+        """Every connection gets every frame; returns the targets and the failed record indexes
+        (all of them from the first, if the connection list cannot be read)."""
+        try:
+            connection_ids = self._connections.list_ids()
+        except Exception:
+            logger.exception("could not list connections")
+            return [], [0]
+        frames = [(index, item.frame) for index, item in enumerate(framed)]
+        return [_Target(connection_id, frames) for connection_id in connection_ids], []
+
+    def _targets_by_owner(self, framed: list[_Framed]) -> tuple[list[_Target], list[int], int]:
+        """Each owner's connections get that owner's frames; returns the targets, the indexes of
+        the records whose owner's connections could not be listed, and the number of owners."""
+        by_owner: dict[str, list[_IndexedFrame]] = {}
+        for index, item in enumerate(framed):
+            if item.owner is None:
+                logger.warning(
+                    "task change without an owner pushed to nobody",
+                    extra={"sequence_number": item.sequence_number},
+                )
+                continue
+            by_owner.setdefault(item.owner, []).append((index, item.frame))
+        targets: list[_Target] = []
+        failures: list[int] = []
+        for owner, frames in by_owner.items():
             try:
-                self._poster.post(connection_id, frame)
+                connection_ids = self._connections.ids_of_owner(owner)
+            except Exception:
+                logger.exception("could not list an owner's connections", extra={"frames": len(frames)})
+                failures.append(frames[0][0])
+                continue
+            targets.extend(_Target(connection_id, frames) for connection_id in connection_ids)
+        return targets, failures, len(by_owner)
+
+    def _deliver(self, target: _Target) -> _Delivery:
+        for position, (index, frame) in enumerate(target.frames):
+            try:
+                self._poster.post(target.connection_id, frame)
             except ConnectionGoneError:
-                return _Delivery(connection_id, sent=index, gone=True)
+                return _Delivery(target.connection_id, sent=position, gone=True)
             except Exception as error:  # any other failure: retry via the stream
                 logger.warning(
-                    "frame not delivered", extra={"connection_id": connection_id, "error": repr(error)}
+                    "frame not delivered", extra={"connection_id": target.connection_id, "error": repr(error)}
                 )
-                return _Delivery(connection_id, sent=index, failed_at=index)
-        return _Delivery(connection_id, sent=len(frames))
+                return _Delivery(target.connection_id, sent=position, failed_at=index)
+        return _Delivery(target.connection_id, sent=len(target.frames))
+
+
+def _owner_of(image: Mapping[str, Any]) -> str | None:
+    return owner_or_none(image.get(table_schema.TASK_OWNER))
 
 
 def _plain_int(value: object) -> int | None:

@@ -1,4 +1,12 @@
-"""TaskService: what the HTTP API does with tasks (submit, read, list, retry)."""
+"""TaskService: what the HTTP API does with tasks (submit, read, list, retry).
+
+Owners (stages with `auth: jwt`, `owner_scoped=True`): every call names its caller (`owner=`, the
+token's sub) and sees only that caller's tasks. Another owner's task is answered exactly like an
+absent one (TaskNotFoundError on read and retry), and submitting a taskId another owner holds is a
+TaskConflictError that never returns, nor hints at, that task. A call without an owner fails
+closed (UnauthenticatedError). With `owner_scoped=False` (`auth: none`) owners are not used at all:
+every client sees every task, as before authentication existed.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,10 @@ from typing import Final
 from taskflow.domain.clock import Clock, utc_now
 from taskflow.domain.errors import FaultInjectionDisabledError, TaskConflictError, TaskNotFoundError
 from taskflow.domain.limits import TASK_ID_PATTERN
+from taskflow.domain.owners import owner_or_none
 from taskflow.domain.status import TaskStatus
 from taskflow.domain.task import Task, TaskSubmission, new_task
+from taskflow.errors import UnauthenticatedError
 from taskflow.observability import MetricName, count, logger
 from taskflow.repositories.task_repository import TaskRepository
 
@@ -30,7 +40,7 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Listing:
-    tasks: list[Task]
+    tasks: list[Task]  # may be empty while next_key is set (a sparse status filter, see TaskRepository)
     next_key: dict[str, str] | None  # where the next page starts, None on the last page
 
 
@@ -44,6 +54,7 @@ class TaskService:
         clock: Clock = utc_now,
         new_task_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         max_list_response_bytes: int = MAX_LIST_RESPONSE_BYTES,
+        owner_scoped: bool = False,
     ) -> None:
         self._tasks = tasks
         self._stage = stage
@@ -51,46 +62,79 @@ class TaskService:
         self._clock = clock
         self._new_task_id = new_task_id
         self._max_list_response_bytes = max_list_response_bytes
+        self._owner_scoped = owner_scoped
 
-    def submit(self, submission: TaskSubmission, correlation_id: str | None = None) -> Submitted:
-        """Create the task, or return the existing one if the same body was submitted before.
-        Raises TaskConflictError if the id exists with a different body."""
+    def _scope(self, owner: str | None) -> str | None:
+        """The owner to scope a call to: the caller on owner-scoped stages (required), else None."""
+        if not self._owner_scoped:
+            return None
+        checked = owner_or_none(owner)
+        if checked is None:
+            raise UnauthenticatedError("this request carries no verified caller")
+        return checked
+
+    def submit(
+        self, submission: TaskSubmission, correlation_id: str | None = None, *, owner: str | None = None
+    ) -> Submitted:
+        """Create the task, or return the existing one if the same body was submitted before (by
+        the same owner). Raises TaskConflictError if the id exists with a different body, or
+        belongs to another owner."""
+        scope = self._scope(owner)
         if submission.simulate is not None and not self._allow_fault_injection:
             raise FaultInjectionDisabledError(self._stage)
         task_id = submission.task_id or self._new_task_id()
-        result = self._tasks.create(new_task(submission, task_id, self._clock(), correlation_id))
+        result = self._tasks.create(new_task(submission, task_id, self._clock(), correlation_id, owner=scope))
         if result.created:
             count(MetricName.TASK_SUBMITTED)
             logger.info("task submitted", extra={"task_id": task_id})
             return Submitted(task=result.task, created=True)
+        if self._owner_scoped and result.task.owner != scope:
+            # The same answer as a different body: nothing tells the caller whose task it is.
+            logger.warning("submitted taskId belongs to another owner", extra={"task_id": task_id})
+            raise TaskConflictError(task_id)
         if result.task.request_hash != submission.request_hash():
             raise TaskConflictError(task_id)
         logger.info("task resubmitted with the same body", extra={"task_id": task_id})
         return Submitted(task=result.task, created=False)
 
-    def get(self, task_id: str) -> Task:
-        task = self._tasks.get(task_id) if _TASK_ID.match(task_id) else None
+    def get(self, task_id: str, *, owner: str | None = None) -> Task:
+        scope = self._scope(owner)
+        task = self._tasks.get(task_id, owner=scope) if _TASK_ID.match(task_id) else None
         if task is None:
             raise TaskNotFoundError(task_id)
         return task
 
-    def list(self, *, limit: int, status: TaskStatus | None, start_key: dict[str, str] | None) -> Listing:
-        page = self._tasks.list_page(limit=limit, status=status, start_key=start_key)
-        tasks, has_more = page.tasks, page.has_more
+    def list(
+        self,
+        *,
+        limit: int,
+        status: TaskStatus | None,
+        start_key: dict[str, str] | None,
+        owner: str | None = None,
+    ) -> Listing:
+        scope = self._scope(owner)
+        page = self._tasks.list_page(limit=limit, status=status, start_key=start_key, owner=scope)
+        tasks = page.tasks
         budget = self._max_list_response_bytes
         for index, task in enumerate(tasks):
             budget -= len(json.dumps(task.to_public(), ensure_ascii=False).encode("utf-8")) + 1
-            if budget < 0 and index > 0:
-                tasks, has_more = tasks[:index], True
-                break
-        next_key = self._tasks.page_key(tasks[-1], status) if has_more and tasks else None
+            if budget < 0 and index > 0:  # cut short: the next page starts after the last task kept
+                kept = tasks[:index]
+                return Listing(tasks=kept, next_key=self._tasks.page_key(kept[-1], status, owner=scope))
+        if not page.has_more:
+            return Listing(tasks=tasks, next_key=None)
+        if page.resume_key is not None:
+            return Listing(tasks=tasks, next_key=page.resume_key)
+        next_key = self._tasks.page_key(tasks[-1], status, owner=scope) if tasks else None
         return Listing(tasks=tasks, next_key=next_key)
 
-    def retry(self, task_id: str) -> Task:
-        """Re-run a task in error. Raises TaskNotFoundError or InvalidTransitionError."""
+    def retry(self, task_id: str, *, owner: str | None = None) -> Task:
+        """Re-run a task in error. Raises TaskNotFoundError (also for another owner's task) or
+        InvalidTransitionError."""
+        scope = self._scope(owner)
         if not _TASK_ID.match(task_id):
             raise TaskNotFoundError(task_id)
-        task = self._tasks.retry(task_id)
+        task = self._tasks.retry(task_id, owner=scope)
         count(MetricName.TASK_RETRIED)
         logger.info("task retried", extra={"task_id": task_id, "run": task.run})
         return task
