@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from taskflow.auth_contract import TOKEN_HEADER
+
 # Official Powertools for AWS Lambda (Python) layer, resolved at deploy time from the public
 # SSM parameter Powertools publishes per version. Keep equal to requirements-dev.txt.
 POWERTOOLS_VERSION = "3.37.0"
@@ -158,6 +160,9 @@ class StageConfig(BaseModel):
                 "set jwt_issuer and jwt_audience together, or neither (the stack then creates a Cognito "
                 "user pool and app client)"
             )
+        if self.auth == "jwt" and TOKEN_HEADER.lower() not in {h.lower() for h in self.cors_headers}:
+            # The browser sends the token in this header: a preflight that does not allow it fails.
+            raise ValueError(f'auth "jwt" needs {TOKEN_HEADER!r} in cors_headers (the token travels in it)')
         if self.backoff_cap_seconds < self.backoff_base_seconds:
             raise ValueError("backoff_cap_seconds must be >= backoff_base_seconds")
         # Worst case a message waits one visibility timeout or one backoff per receive; it must reach

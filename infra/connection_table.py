@@ -7,12 +7,19 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.retention import removal_policy
-from taskflow import table_schema
+from taskflow import auth_contract, table_schema
 
 
 class ConnectionTable(Construct):
+    """Declared as taskflow.table_schema.connection_table_request describes it (tests compare the two).
+
+    On `auth: jwt` stages each row carries its owner, and the ByOwner index (keys only) finds one
+    owner's connections: a task change is pushed to its owner only, without scanning the table.
+    """
+
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
         super().__init__(scope, construct_id)
+        self.owner_scoped = stage.auth == auth_contract.AUTH_JWT
         # No point-in-time recovery: connections are ephemeral (a client reconnects).
         self.table = dynamodb.Table(
             self,
@@ -25,3 +32,11 @@ class ConnectionTable(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=removal_policy(stage),
         )
+        if self.owner_scoped:
+            self.table.add_global_secondary_index(
+                index_name=table_schema.CONNECTIONS_BY_OWNER_INDEX,
+                partition_key=dynamodb.Attribute(
+                    name=table_schema.CONNECTION_OWNER, type=dynamodb.AttributeType.STRING
+                ),
+                projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+            )

@@ -10,9 +10,10 @@ from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
+from infra.auth import Auth
 from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list, flag
 from infra.retention import log_group
-from taskflow import env_vars, table_schema
+from taskflow import auth_contract, env_vars, table_schema
 
 # The API's own OpenAPI document, served by the function (taskflow.api.openapi; docs/openapi.json).
 OPENAPI_DOCUMENT_PATH = "/openapi.json"
@@ -50,9 +51,13 @@ class HttpApi(Construct):
         *,
         defaults: LambdaDefaults,
         task_table: dynamodb.Table,
+        auth: Auth | None = None,
     ) -> None:
+        """`auth` (stages with `auth: jwt`): its JWT authorizer guards every route."""
         super().__init__(scope, construct_id)
         stage = defaults.stage
+        # Set on jwt stages only: a stage with `auth: none` keeps its environment as it was.
+        auth_env = {env_vars.AUTH_MODE: auth_contract.AUTH_JWT} if auth else {}
 
         # One function behind a Powertools resolver for every route: one cold-start pool and
         # shared warm containers instead of four small ones, and the routing is tested in-process.
@@ -67,6 +72,7 @@ class HttpApi(Construct):
                 env_vars.CORS_ORIGINS: comma_list(stage.cors_origins),
                 env_vars.CORS_HEADERS: comma_list(stage.cors_headers),
                 env_vars.ALLOW_FAULT_INJECTION: flag(stage.allow_fault_injection),
+                **auth_env,
             },
         )
         self.handler.role.add_to_principal_policy(
@@ -75,14 +81,17 @@ class HttpApi(Construct):
                 resources=[task_table.table_arn],
             )
         )
-        # Listing queries the two list indexes, named one by one (no index/* wildcard).
+        # Listing queries the list indexes, named one by one (no index/* wildcard). With auth, a caller
+        # lists only its own tasks: the owner index alone (ByStatus spans every owner).
+        list_indexes = (
+            (table_schema.TASKS_BY_OWNER_INDEX,)
+            if auth
+            else (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
+        )
         self.handler.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Query"],
-                resources=[
-                    f"{task_table.table_arn}/index/{index}"
-                    for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
-                ],
+                resources=[f"{task_table.table_arn}/index/{index}" for index in list_indexes],
             )
         )
 
@@ -103,6 +112,9 @@ class HttpApi(Construct):
                 expose_headers=EXPOSED_HEADERS,
                 max_age=CORS_MAX_AGE,
             ),
+            # Every route added below, the OpenAPI document included. Preflight stays open: with CORS
+            # configured and no OPTIONS route, API Gateway answers OPTIONS itself, before any authorizer.
+            default_authorizer=auth.http_authorizer if auth else None,
         )
         integration = HttpLambdaIntegration("TaskIntegration", self.handler.function)
         for path, methods in ROUTES:

@@ -6,7 +6,7 @@ every function is a `TaskFunction` built from it, so no function repeats those s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import Duration
@@ -57,6 +57,7 @@ class TaskFunction(Construct):
 
     The role starts with write access to the function's own log group only (no
     AWSLambdaBasicExecutionRole, whose logs actions are on `*`); callers add what the handler uses.
+    `layers` come after the shared Powertools layer (for a function that needs more libraries).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class TaskFunction(Construct):
         timeout_seconds: int,
         environment: Mapping[str, str] | None = None,
         reserved_concurrency: int | None = None,
+        layers: Sequence[lambda_.ILayerVersion] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         stage = defaults.stage
@@ -84,7 +86,7 @@ class TaskFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=defaults.code,
-            layers=[defaults.powertools_layer],
+            layers=[defaults.powertools_layer, *layers],
             timeout=Duration.seconds(timeout_seconds),
             memory_size=stage.memory_size_mb,
             role=self.role,

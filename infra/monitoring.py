@@ -34,7 +34,11 @@ TASK_METRICS = (
     MetricName.TASK_RETRIED,
     MetricName.TASK_DEAD_LETTERED,
 )
-NOTIFICATION_METRICS = (MetricName.NOTIFICATIONS_SENT, MetricName.CONNECTIONS_GONE)
+NOTIFICATION_METRICS = (
+    MetricName.NOTIFICATIONS_SENT,
+    MetricName.CONNECTIONS_GONE,
+    MetricName.TOKENS_REJECTED,  # emitted on `auth: jwt` stages only
+)
 SERVICE_DIMENSION = "service"
 STAGE_DIMENSION = "stage"
 
@@ -58,6 +62,7 @@ class Monitoring(Construct):
         stream_consumers: Sequence[TaskFunction],
         task_queue: TaskQueue,
         http_api: apigwv2.HttpApi,
+        token_authorizer: TaskFunction | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.stage = stage
@@ -110,12 +115,26 @@ class Monitoring(Construct):
         )
         for function in functions:
             name = function.node.id
-            self._alarm(
-                f"{name}Errors",
-                function.function.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
-                threshold=0,
-                description=f"{name} raised errors or timed out (a whole invocation failed).",
-            )
+            errors: cloudwatch.IMetric = function.function.metric_errors(period=ALARM_PERIOD, statistic="Sum")
+            description = f"{name} raised errors or timed out (a whole invocation failed)."
+            if function is token_authorizer:
+                # A refused token fails the invocation on purpose (API Gateway then answers 401):
+                # anyone can send bad tokens, so only the other failures page someone.
+                errors = cloudwatch.MathExpression(
+                    label=f"{name} errors other than refused tokens",
+                    expression="FILL(errors, 0) - FILL(refused, 0)",
+                    using_metrics={
+                        "errors": errors,
+                        "refused": self.task_metric(MetricName.TOKENS_REJECTED),
+                    },
+                    period=ALARM_PERIOD,
+                )
+                description = (
+                    f"{name} failed other than by refusing a token (refusals are 401s, counted as "
+                    f"{MetricName.TOKENS_REJECTED}): the issuer's keys are unreachable, or it crashed or "
+                    "timed out. New WebSocket connections get 500."
+                )
+            self._alarm(f"{name}Errors", errors, threshold=0, description=description)
             self._alarm(
                 f"{name}Throttles",
                 function.function.metric_throttles(period=ALARM_PERIOD, statistic="Sum"),

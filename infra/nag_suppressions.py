@@ -21,6 +21,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
+from infra.auth import Auth
 from infra.config import StageConfig
 from infra.http_api import OPENAPI_DOCUMENT_PATH, HttpApi
 from infra.lambda_function import TaskFunction
@@ -35,22 +36,23 @@ class Suppression:
 
 HTTP_ROUTES_WITHOUT_AUTH = Suppression(
     "AwsSolutions-APIG4",
-    "The task API serves the existing browser frontend, which sends no credentials (wire contract); "
-    "access control is a separate stage option still to come (a JWT authorizer). Until then the "
-    "routes are public by design: stage throttling limits abuse, every input is validated, and "
-    "nothing but tasks is reachable through them.",
+    "Stages with `auth: none` only: the task API serves the existing browser frontend, which sends no "
+    "credentials (wire contract), so the routes are public by design: stage throttling limits abuse, "
+    "every input is validated, and nothing but tasks is reachable through them. Stages with "
+    "`auth: jwt` put a JWT authorizer on every route and carry no such acknowledgment.",
 )
 OPENAPI_DOCUMENT_WITHOUT_AUTH = Suppression(
     "AwsSolutions-APIG4",
-    "GET /openapi.json serves the API's own OpenAPI document, generated from the function's routes: "
-    "it describes the public task routes (the same text is in the repository, docs/openapi.json) and "
-    "holds no data, no stage settings and no secrets. Clients and tools read it without credentials, "
-    "and it can stay public once the task routes get an authorizer.",
+    "Stages with `auth: none` only: GET /openapi.json serves the API's own OpenAPI document, generated "
+    "from the function's routes: it describes the public task routes (the same text is in the "
+    "repository, docs/openapi.json) and holds no data, no stage settings and no secrets. On stages "
+    "with `auth: jwt` it is behind the JWT authorizer like every route.",
 )
 WEBSOCKET_CONNECT_WITHOUT_AUTH = Suppression(
     "AwsSolutions-APIG4",
-    "The frontend opens the WebSocket without credentials (wire contract) and only receives task "
-    "status frames; the future auth stage option adds a Lambda authorizer here, on $connect.",
+    "Stages with `auth: none` only: the frontend opens the WebSocket without credentials (wire "
+    "contract) and only receives task status frames. Stages with `auth: jwt` have a Lambda "
+    "authorizer on $connect and carry no such acknowledgment.",
 )
 WEBSOCKET_ROUTE_AFTER_CONNECT = Suppression(
     "AwsSolutions-APIG4",
@@ -68,6 +70,21 @@ CONNECTION_TABLE_WITHOUT_PITR = Suppression(
     "The connection table holds live WebSocket connection ids only, each gone within 2 h (API "
     "Gateway's connection limit, then TTL); a restored row would point at a closed connection. "
     "There is nothing point-in-time recovery could give back. The task table has PITR.",
+)
+USER_POOL_MFA_OPTIONAL = Suppression(
+    "AwsSolutions-COG2",
+    "The user pool created by `auth: jwt` stages offers MFA (authenticator app, TOTP) without "
+    "requiring it: its users are created by admins (no self sign-up), passwords are strong (12+ "
+    "characters of four classes) and tokens live 1 h. Requiring MFA is one setting (mfa=REQUIRED) "
+    "for a deployment whose users can all enrol a second factor; stages that need more use their own "
+    "identity provider (jwt_issuer).",
+)
+USER_POOL_LITE_PLAN = Suppression(
+    "AwsSolutions-COG8",
+    "The user pool uses Cognito's Lite feature plan: it has all this app uses (SRP sign-in, "
+    "admin-created users, TOTP MFA, token revocation). Plus (threat protection, compromised "
+    "credential checks) is billed per monthly active user on top; a deployment that wants it sets "
+    "feature_plan=PLUS, or points jwt_issuer at an identity provider that has such protection.",
 )
 WEBSOCKET_WITHOUT_ACCESS_LOGS = Suppression(
     "AwsSolutions-APIG1",
@@ -100,8 +117,13 @@ def acknowledge_accepted_findings(
     websocket_api: WebSocketApi,
     stream_consumers: tuple[TaskFunction, ...],
     connection_table: dynamodb.Table,
+    auth: Auth | None = None,
 ) -> list[tuple[str, Suppression]]:
-    """Acknowledge each accepted finding on its resource. Returns (construct path, suppression) pairs."""
+    """Acknowledge each accepted finding on its resource. Returns (construct path, suppression) pairs.
+
+    With `auth` (stages with `auth: jwt`) the HTTP routes and WebSocket $connect are authorized: no
+    APIG4 acknowledgment there, so a route that lost its authorizer is reported.
+    """
     applied: list[tuple[str, Suppression]] = []
 
     def acknowledge(resource: IConstruct, suppression: Suppression) -> None:
@@ -111,16 +133,22 @@ def acknowledge_accepted_findings(
         )
         applied.append((resource.node.path, suppression))
 
-    for route in _routes(http_api.api):
-        document = route.route_key == f"GET {OPENAPI_DOCUMENT_PATH}"
-        acknowledge(route, OPENAPI_DOCUMENT_WITHOUT_AUTH if document else HTTP_ROUTES_WITHOUT_AUTH)
+    if auth is None:
+        for route in _routes(http_api.api):
+            document = route.route_key == f"GET {OPENAPI_DOCUMENT_PATH}"
+            acknowledge(route, OPENAPI_DOCUMENT_WITHOUT_AUTH if document else HTTP_ROUTES_WITHOUT_AUTH)
     for route in _routes(websocket_api.api):
-        connect = route.route_key == "$connect"
-        acknowledge(route, WEBSOCKET_CONNECT_WITHOUT_AUTH if connect else WEBSOCKET_ROUTE_AFTER_CONNECT)
+        if route.route_key != "$connect":
+            acknowledge(route, WEBSOCKET_ROUTE_AFTER_CONNECT)
+        elif auth is None:
+            acknowledge(route, WEBSOCKET_CONNECT_WITHOUT_AUTH)
     for consumer in stream_consumers:
         acknowledge(_default_policy(consumer.role), STREAM_LISTING)
     acknowledge(_default_policy(websocket_api.notifier.role), connections_wildcard(websocket_api, stage))
     acknowledge(_l1(connection_table), CONNECTION_TABLE_WITHOUT_PITR)
+    if auth is not None and auth.user_pool is not None:
+        acknowledge(_l1(auth.user_pool), USER_POOL_MFA_OPTIONAL)
+        acknowledge(_l1(auth.user_pool), USER_POOL_LITE_PLAN)
     if not stage.websocket_access_logs:
         acknowledge(_l1(websocket_api.stage), WEBSOCKET_WITHOUT_ACCESS_LOGS)
     return applied

@@ -7,16 +7,18 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
+from infra.auth import Auth
 from infra.config import StageConfig
 from infra.connection_table import ConnectionTable
 from infra.http_api import HttpApi
-from infra.lambda_function import LambdaDefaults, TaskFunction
+from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list
 from infra.monitoring import Monitoring
 from infra.nag_suppressions import Suppression, acknowledge_accepted_findings
 from infra.task_pipeline import TaskPipeline
 from infra.task_queue import TaskQueue
 from infra.task_table import TaskTable
 from infra.websocket_api import WebSocketApi
+from taskflow import auth_contract
 
 PROJECT = "TaskBackend"
 
@@ -43,13 +45,18 @@ class TaskBackendStack(Stack):
             task_table=self.task_table.table,
             task_queue=self.task_queue,
         )
-        self.http_api = HttpApi(self, "HttpApi", defaults=defaults, task_table=self.task_table.table)
+        # Authorizers (and a Cognito user pool, unless the stage names an issuer): `auth: jwt` only.
+        self.auth = Auth(self, "Auth", defaults=defaults) if stage.auth == auth_contract.AUTH_JWT else None
+        self.http_api = HttpApi(
+            self, "HttpApi", defaults=defaults, task_table=self.task_table.table, auth=self.auth
+        )
         self.websocket_api = WebSocketApi(
             self,
             "WebSocketApi",
             defaults=defaults,
             task_table=self.task_table.table,
             connection_table=self.connection_table.table,
+            auth=self.auth,
         )
 
         self.functions: tuple[TaskFunction, ...] = (
@@ -61,6 +68,7 @@ class TaskBackendStack(Stack):
             self.websocket_api.connect,
             self.websocket_api.disconnect,
             self.websocket_api.default,
+            *((self.auth.ws_authorizer_function,) if self.auth else ()),
         )
         stream_consumers = (self.pipeline.enqueue, self.websocket_api.notifier)
         self.monitoring = Monitoring(
@@ -71,6 +79,7 @@ class TaskBackendStack(Stack):
             stream_consumers=stream_consumers,
             task_queue=self.task_queue,
             http_api=self.http_api.api,
+            token_authorizer=self.auth.ws_authorizer_function if self.auth else None,
         )
 
         # cdk-nag findings this app accepts, on their exact resources (infra/nag_suppressions.py).
@@ -80,6 +89,7 @@ class TaskBackendStack(Stack):
             websocket_api=self.websocket_api,
             stream_consumers=stream_consumers,
             connection_table=self.connection_table.table,
+            auth=self.auth,
         )
 
         Tags.of(self).add("Project", PROJECT)
@@ -93,3 +103,10 @@ class TaskBackendStack(Stack):
         CfnOutput(self, "TaskDlqUrl", value=self.task_queue.dead_letter_queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+        if self.auth:
+            # What a client needs to get a token: the issuer and the audiences it is checked against.
+            CfnOutput(self, "JwtIssuer", value=self.auth.issuer)
+            CfnOutput(self, "JwtAudience", value=comma_list(self.auth.audience))
+            if self.auth.user_pool and self.auth.user_pool_client:
+                CfnOutput(self, "UserPoolId", value=self.auth.user_pool.user_pool_id)
+                CfnOutput(self, "UserPoolClientId", value=self.auth.user_pool_client.user_pool_client_id)

@@ -8,14 +8,21 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.retention import removal_policy
-from taskflow import table_schema
+from taskflow import auth_contract, table_schema
 
 _STRING = dynamodb.AttributeType.STRING
 
 
 class TaskTable(Construct):
+    """Declared as taskflow.table_schema.task_table_request describes it (tests compare the two).
+
+    Listing index: ByCreatedAt (every task, one constant partition) on `auth: none` stages; ByOwner
+    (one partition per owner) on `auth: jwt` stages, which have no ByCreatedAt. ByStatus on both.
+    """
+
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
         super().__init__(scope, construct_id)
+        self.owner_scoped = stage.auth == auth_contract.AUTH_JWT
         # Plain AWS::DynamoDB::Table (not TableV2's GlobalTable): single region, and its properties
         # map one to one onto CreateTable, which the local stack replays.
         self.table = dynamodb.Table(
@@ -30,12 +37,20 @@ class TaskTable(Construct):
             ),
             removal_policy=removal_policy(stage),
         )
-        self.table.add_global_secondary_index(
-            index_name=table_schema.TASKS_BY_CREATED_INDEX,
-            partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_PK, type=_STRING),
-            sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_SK, type=_STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        if self.owner_scoped:
+            self.table.add_global_secondary_index(
+                index_name=table_schema.TASKS_BY_OWNER_INDEX,
+                partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_OWNER_PK, type=_STRING),
+                sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_OWNER_SK, type=_STRING),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+        else:
+            self.table.add_global_secondary_index(
+                index_name=table_schema.TASKS_BY_CREATED_INDEX,
+                partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_PK, type=_STRING),
+                sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_SK, type=_STRING),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
         self.table.add_global_secondary_index(
             index_name=table_schema.TASKS_BY_STATUS_INDEX,
             partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_STATUS_PK, type=_STRING),

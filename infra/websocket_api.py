@@ -12,9 +12,10 @@ from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
 from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
+from infra.auth import Auth
 from infra.lambda_function import LambdaDefaults, TaskFunction
 from infra.retention import log_group
-from taskflow import env_vars
+from taskflow import auth_contract, env_vars, table_schema
 
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -38,10 +39,15 @@ class WebSocketApi(Construct):
         defaults: LambdaDefaults,
         task_table: dynamodb.Table,
         connection_table: dynamodb.Table,
+        auth: Auth | None = None,
     ) -> None:
+        """`auth` (stages with `auth: jwt`): its Lambda authorizer admits connections on $connect, and
+        the notifier pushes a task's changes to its owner's connections only."""
         super().__init__(scope, construct_id)
         stage = defaults.stage
         connections_env = {env_vars.CONNECTION_TABLE_NAME: connection_table.table_name}
+        # Set on jwt stages only: a stage with `auth: none` keeps its environment as it was.
+        auth_env = {env_vars.AUTH_MODE: auth_contract.AUTH_JWT} if auth else {}
 
         self.connect = TaskFunction(
             self,
@@ -52,6 +58,7 @@ class WebSocketApi(Construct):
             environment={
                 **connections_env,
                 env_vars.CONNECTION_TTL_SECONDS: str(stage.connection_ttl_seconds),
+                **auth_env,
             },
         )
         _allow(self.connect, connection_table, "dynamodb:PutItem")
@@ -79,8 +86,11 @@ class WebSocketApi(Construct):
             self,
             "Default",
             api_name=f"{Stack.of(self).stack_name}-{construct_id}",
+            # API Gateway authorizes a WebSocket connection once, on $connect; the other routes run on
+            # an admitted connection.
             connect_route_options=apigwv2.WebSocketRouteOptions(
-                integration=WebSocketLambdaIntegration("ConnectIntegration", self.connect.function)
+                integration=WebSocketLambdaIntegration("ConnectIntegration", self.connect.function),
+                authorizer=auth.ws_authorizer if auth else None,
             ),
             disconnect_route_options=apigwv2.WebSocketRouteOptions(
                 integration=WebSocketLambdaIntegration("DisconnectIntegration", self.disconnect.function)
@@ -119,6 +129,7 @@ class WebSocketApi(Construct):
                 **connections_env,
                 # https://{apiId}.execute-api.{region}.{urlSuffix}/{stage}: the @connections endpoint.
                 env_vars.WEBSOCKET_CALLBACK_URL: self.stage.callback_url,
+                **auth_env,
             },
         )
         self.notifier.function.add_event_source(
@@ -131,7 +142,20 @@ class WebSocketApi(Construct):
                 report_batch_item_failures=True,
             )
         )
-        _allow(self.notifier, connection_table, "dynamodb:Scan", "dynamodb:DeleteItem")
+        if auth:
+            # A task's owner's connections, from the owner index: no Scan on this stage.
+            self.notifier.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:Query"],
+                    resources=[
+                        f"{connection_table.table_arn}/index/{table_schema.CONNECTIONS_BY_OWNER_INDEX}"
+                    ],
+                )
+            )
+            _allow(self.notifier, connection_table, "dynamodb:DeleteItem")
+        else:
+            # Every connection gets every task's changes.
+            _allow(self.notifier, connection_table, "dynamodb:Scan", "dynamodb:DeleteItem")
         # execute-api:ManageConnections on this stage's @connections, POST (post_to_connection) only:
         # the notifier neither reads nor closes connections. (The L2 grant_management_api_access would
         # allow every method.) The trailing * is the connection id, known only at run time.

@@ -14,7 +14,15 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import pytest
 from aws_cdk.assertions import Template
-from template_queries import StackIds, cdk_json_stages, stack_ids, synth
+from template_queries import (
+    EXTERNAL_AUDIENCE,
+    EXTERNAL_ISSUER,
+    StackIds,
+    cdk_json_stages,
+    changed,
+    stack_ids,
+    synth,
+)
 
 from infra.config import StageConfig
 
@@ -47,3 +55,46 @@ def dev_ids(dev_template: Template) -> StackIds:
 @pytest.fixture(scope="module")
 def prod_ids(prod_template: Template) -> StackIds:
     return stack_ids(prod_template)
+
+
+# Stages with `auth: jwt`, derived from dev so that they differ from it in authentication only:
+# one that creates its Cognito user pool, one that names an external issuer.
+@pytest.fixture(scope="module")
+def jwt_pool_stage(dev_stage: StageConfig) -> StageConfig:
+    return changed(dev_stage, auth="jwt")
+
+
+@pytest.fixture(scope="module")
+def jwt_issuer_stage(dev_stage: StageConfig) -> StageConfig:
+    return changed(dev_stage, auth="jwt", jwt_issuer=EXTERNAL_ISSUER, jwt_audience=EXTERNAL_AUDIENCE)
+
+
+@pytest.fixture(scope="module")
+def jwt_pool_template(jwt_pool_stage: StageConfig) -> Template:
+    return synth(jwt_pool_stage)
+
+
+@pytest.fixture(scope="module")
+def jwt_issuer_template(jwt_issuer_stage: StageConfig) -> Template:
+    return synth(jwt_issuer_stage)
+
+
+@pytest.fixture(scope="module")
+def jwt_pool_ids(jwt_pool_template: Template) -> StackIds:
+    return stack_ids(jwt_pool_template)
+
+
+@pytest.fixture(scope="module")
+def jwt_issuer_ids(jwt_issuer_template: Template) -> StackIds:
+    return stack_ids(jwt_issuer_template)
+
+
+# prod as it was before authentication existed: the template of an `auth: none` stage must not change.
+@pytest.fixture(scope="module")
+def prod_auth_none_stage(prod_stage: StageConfig) -> StageConfig:
+    return changed(prod_stage, auth="none")
+
+
+@pytest.fixture(scope="module")
+def prod_auth_none_template(prod_auth_none_stage: StageConfig) -> Template:
+    return synth(prod_auth_none_stage)

@@ -17,7 +17,7 @@ from aws_cdk.assertions import Template
 
 from infra.config import StageConfig, load_stages
 from infra.stack import TaskBackendStack, stack_name_for
-from taskflow import table_schema
+from taskflow import auth_contract, table_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,17 @@ HANDLERS = {
     "WsDisconnectFunction": "taskflow.handlers.ws_disconnect.handler",
     "WsDefaultFunction": "taskflow.handlers.ws_default.handler",
 }
+# Functions of stages with `auth: jwt` only.
+AUTH_HANDLERS = {"WsAuthorizerFunction": "taskflow.handlers.ws_authorizer.handler"}
+ALL_HANDLERS = {**HANDLERS, **AUTH_HANDLERS}
+# A configured (not created) issuer, for the `auth: jwt` stages that bring their own identity provider.
+EXTERNAL_ISSUER = "https://issuer.example.com/"
+EXTERNAL_AUDIENCE = ("web-client",)
+
+
+def handlers_of(stage: StageConfig) -> dict[str, str]:
+    """Construct id -> handler of every function the stage has."""
+    return ALL_HANDLERS if stage.auth == auth_contract.AUTH_JWT else HANDLERS
 
 
 @functools.cache
@@ -78,12 +89,19 @@ def properties(template: Template, logical_id: str) -> dict[str, Any]:
 
 
 def function_id(template: Template, construct_id: str) -> str:
-    handler = HANDLERS[construct_id]
+    handler = ALL_HANDLERS[construct_id]
     return only(template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": handler}}))
 
 
 def function_ids(template: Template) -> dict[str, str]:
-    return {construct_id: function_id(template, construct_id) for construct_id in HANDLERS}
+    """Construct id -> logical id of every function in the template (each one a known handler)."""
+    found = {
+        construct_id: function_id(template, construct_id)
+        for construct_id, handler in ALL_HANDLERS.items()
+        if template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": handler}})
+    }
+    assert len(found) == len(resources(template, "AWS::Lambda::Function")), "a function with another handler"
+    return found
 
 
 def environment(template: Template, fn_id: str) -> dict[str, Any]:

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import pytest
-from template_queries import HANDLERS, environment, function_id, function_ids, properties, ref, resources
+from template_queries import (
+    HANDLERS,
+    arn,
+    cdk_json_stages,
+    environment,
+    function_id,
+    function_ids,
+    handlers_of,
+    only,
+    properties,
+    ref,
+    resources,
+)
 
 from infra.config import POWERTOOLS_VERSION
 
 COMMON = {"POWERTOOLS_SERVICE_NAME": "taskflow", "POWERTOOLS_METRICS_NAMESPACE": "TaskBackend"}
+# (stage, function) for every function of the two cdk.json stages (prod has `auth: jwt`).
+STAGE_FUNCTIONS = [
+    (stage_name, construct_id)
+    for stage_name in ("dev", "prod")
+    for construct_id in sorted(handlers_of(cdk_json_stages()[stage_name]))
+]
 
 
 def _layer_parameter(template) -> str:
@@ -56,30 +74,35 @@ def test_timeouts_follow_the_stage(request, stage_name):
     stage = request.getfixturevalue(f"{stage_name}_stage")
     timeouts = {name: properties(template, fn)["Timeout"] for name, fn in function_ids(template).items()}
 
-    assert timeouts == {
+    expected = {
         "HttpApiFunction": stage.api_timeout_seconds,
         "WsConnectFunction": stage.api_timeout_seconds,
         "WsDisconnectFunction": stage.api_timeout_seconds,
         "WsDefaultFunction": stage.api_timeout_seconds,
+        "WsAuthorizerFunction": stage.api_timeout_seconds,
         "EnqueueFunction": stage.stream_timeout_seconds,
         "NotifierFunction": stage.stream_timeout_seconds,
         "ProcessorFunction": stage.processor_timeout_seconds,
         "DlqConsumerFunction": stage.processor_timeout_seconds,
     }
+    assert timeouts == {name: expected[name] for name in handlers_of(stage)}
 
 
-def _expected_environment(stage_name: str, ids, callback_url) -> dict[str, dict]:
+def _expected_environment(stage_name: str, template, ids, callback_url) -> dict[str, dict]:
     dev = stage_name == "dev"
     common = {"STAGE": stage_name, **COMMON, "POWERTOOLS_LOG_LEVEL": "INFO"}
     task_table = {"TASK_TABLE_NAME": ref(ids.task_table)}
     connections = {"CONNECTION_TABLE_NAME": ref(ids.connection_table)}
-    return {
+    # prod has `auth: jwt` with a created user pool; dev has `auth: none` and no AUTH_MODE at all.
+    auth_mode = {} if dev else {"AUTH_MODE": "jwt"}
+    expected = {
         "HttpApiFunction": {
             **common,
             **task_table,
             "CORS_ORIGINS": "http://localhost:4200" if dev else "https://app.example.com",
             "CORS_HEADERS": "Content-Type,X-Amz-Date,Authorization,X-Amz-Security-Token,X-Api-Key",
             "ALLOW_FAULT_INJECTION": "true" if dev else "false",
+            **auth_mode,
         },
         "EnqueueFunction": {**common, "TASK_QUEUE_URL": ref(ids.queue)},
         "ProcessorFunction": {
@@ -94,15 +117,27 @@ def _expected_environment(stage_name: str, ids, callback_url) -> dict[str, dict]
             "BACKOFF_CAP_SECONDS": "60" if dev else "900",
         },
         "DlqConsumerFunction": {**common, **task_table, "MAX_RECEIVE_COUNT": "3" if dev else "5"},
-        "NotifierFunction": {**common, **connections, "WEBSOCKET_CALLBACK_URL": callback_url},
-        "WsConnectFunction": {**common, **connections, "CONNECTION_TTL_SECONDS": "7800"},
+        "NotifierFunction": {
+            **common,
+            **connections,
+            "WEBSOCKET_CALLBACK_URL": callback_url,
+            **auth_mode,
+        },
+        "WsConnectFunction": {**common, **connections, "CONNECTION_TTL_SECONDS": "7800", **auth_mode},
         "WsDisconnectFunction": {**common, **connections},
         "WsDefaultFunction": common,
     }
+    if not dev:
+        user_pool = only(resources(template, "AWS::Cognito::UserPool"))
+        expected["WsAuthorizerFunction"] = {
+            **common,
+            "JWT_ISSUER": arn(user_pool, "ProviderURL"),
+            "JWT_AUDIENCE": ref(only(resources(template, "AWS::Cognito::UserPoolClient"))),
+        }
+    return expected
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-@pytest.mark.parametrize("construct_id", sorted(HANDLERS))
+@pytest.mark.parametrize(("stage_name", "construct_id"), STAGE_FUNCTIONS)
 def test_function_gets_exactly_the_environment_the_spec_lists(request, stage_name, construct_id):
     template = request.getfixturevalue(f"{stage_name}_template")
     ids = request.getfixturevalue(f"{stage_name}_ids")
@@ -111,4 +146,15 @@ def test_function_gets_exactly_the_environment_the_spec_lists(request, stage_nam
 
     actual = environment(template, function_id(template, construct_id))
 
-    assert actual == _expected_environment(stage_name, ids, callback_url)[construct_id]
+    assert actual == _expected_environment(stage_name, template, ids, callback_url)[construct_id]
+
+
+def test_every_function_of_a_stage_has_an_expected_environment(prod_template, prod_ids):
+    # Guards the parametrization above: it covers each function the template has, no more, no less.
+    expected = _expected_environment("prod", prod_template, prod_ids, callback_url=None)
+
+    assert (
+        set(expected)
+        == set(function_ids(prod_template))
+        == {name for stage, name in STAGE_FUNCTIONS if stage == "prod"}
+    )

@@ -6,11 +6,14 @@ from typing import Any
 
 import pytest
 from template_queries import (
+    ALL_HANDLERS,
     HANDLERS,
     arn,
     canonical,
+    cdk_json_stages,
     function_id,
     function_ids,
+    handlers_of,
     permissions,
     resources,
     role_id,
@@ -34,16 +37,32 @@ def _allow(actions: tuple[str, ...] | str, *targets: Any) -> set[tuple[str, str]
     return {(action, canonical(target)) for action in actions for target in targets}
 
 
-def _expected(template, ids, construct_id: str) -> set[tuple[str, str]]:
+def _index(table_arn: dict[str, Any], index: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", [table_arn, f"/index/{index}"]]}
+
+
+def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -> set[tuple[str, str]]:
+    """`owner_scoped`: a stage with `auth: jwt` (callers see their own tasks and frames only)."""
     fn = function_id(template, construct_id)
     own_logs = _allow(LOGS_WRITE, arn(_log_group_of(template, fn)))
     task_table = arn(ids.task_table)
-    # The two list indexes by name: no index/* wildcard.
+    # The list indexes by name: no index/* wildcard. With auth, only the caller's own tasks.
     task_indexes = [
-        {"Fn::Join": ["", [task_table, f"/index/{index}"]]}
-        for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
+        _index(task_table, index)
+        for index in (
+            (table_schema.TASKS_BY_OWNER_INDEX,)
+            if owner_scoped
+            else (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
+        )
     ]
     connections = arn(ids.connection_table)
+    # Without auth every frame goes to every connection (Scan); with auth to the task owner's
+    # connections only, found through the owner index: no Scan.
+    find_connections = (
+        _allow("dynamodb:Query", _index(connections, table_schema.CONNECTIONS_BY_OWNER_INDEX))
+        if owner_scoped
+        else _allow("dynamodb:Scan", connections)
+    )
     # The Lambda poller of a DynamoDB stream needs dynamodb:ListStreams, which IAM does not scope
     # to a resource: CDK's DynamoEventSource grants it on "*". The one "*" in the stack.
     stream = _allow("dynamodb:ListStreams", "*") | _allow(STREAM_READ, arn(ids.task_table, "StreamArn"))
@@ -79,11 +98,14 @@ def _expected(template, ids, construct_id: str) -> set[tuple[str, str]]:
             "DlqConsumerFunction": _allow(QUEUE_CONSUME, arn(ids.dlq))
             | _allow("dynamodb:UpdateItem", task_table),
             "NotifierFunction": stream
-            | _allow(("dynamodb:Scan", "dynamodb:DeleteItem"), connections)
+            | find_connections
+            | _allow("dynamodb:DeleteItem", connections)
             | _allow("execute-api:ManageConnections", manage_connections),
             "WsConnectFunction": _allow("dynamodb:PutItem", connections),
             "WsDisconnectFunction": _allow("dynamodb:DeleteItem", connections),
             "WsDefaultFunction": set(),
+            # Verifies tokens with the issuer's public keys, fetched over HTTPS: nothing in AWS.
+            "WsAuthorizerFunction": set(),
         }[construct_id]
     )
 
@@ -92,26 +114,48 @@ def _log_group_of(template, fn_id: str) -> str:
     return template.to_json()["Resources"][fn_id]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-@pytest.mark.parametrize("construct_id", sorted(HANDLERS))
+# Every function of each stage: dev has `auth: none`, prod `auth: jwt` (a created user pool), and the
+# jwt stage with an external issuer; the last two share the owner-scoped grants.
+STAGES = ["dev", "prod", "jwt_issuer"]
+STAGE_FUNCTIONS = [
+    (stage_name, construct_id)
+    for stage_name, handlers in (
+        ("dev", HANDLERS),
+        ("prod", handlers_of(cdk_json_stages()["prod"])),
+        ("jwt_issuer", ALL_HANDLERS),
+    )
+    for construct_id in sorted(handlers)
+]
+
+
+@pytest.mark.parametrize(("stage_name", "construct_id"), STAGE_FUNCTIONS)
 def test_role_allows_exactly_what_the_function_uses(request, stage_name, construct_id):
     template = request.getfixturevalue(f"{stage_name}_template")
     ids = request.getfixturevalue(f"{stage_name}_ids")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
 
     granted = permissions(template, function_id(template, construct_id))
 
-    assert granted == _expected(template, ids, construct_id)
+    assert granted == _expected(template, ids, construct_id, owner_scoped=stage.auth == "jwt")
 
 
-def test_each_function_has_its_own_role_and_no_other_roles_exist(dev_template):
-    roles_by_function = {name: role_id(dev_template, fn) for name, fn in function_ids(dev_template).items()}
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_each_function_has_its_own_role_and_no_other_roles_exist(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
 
-    assert len(set(roles_by_function.values())) == len(HANDLERS)
-    assert set(resources(dev_template, "AWS::IAM::Role")) == set(roles_by_function.values())
+    roles_by_function = {name: role_id(template, fn) for name, fn in function_ids(template).items()}
+
+    assert set(roles_by_function) == set(handlers_of(stage))
+    assert len(set(roles_by_function.values())) == len(handlers_of(stage))
+    assert set(resources(template, "AWS::IAM::Role")) == set(roles_by_function.values())
 
 
-def test_roles_are_assumable_by_lambda_only_and_carry_no_managed_policies(dev_template):
-    for role in resources(dev_template, "AWS::IAM::Role").values():
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_roles_are_assumable_by_lambda_only_and_carry_no_managed_policies(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+
+    for role in resources(template, "AWS::IAM::Role").values():
         assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
             {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
         ]
@@ -120,9 +164,12 @@ def test_roles_are_assumable_by_lambda_only_and_carry_no_managed_policies(dev_te
         assert "Policies" not in role["Properties"]
 
 
-def test_wildcard_resource_is_only_the_stream_listing(dev_template):
-    for fn in function_ids(dev_template).values():
-        wildcard_actions = {action for action, target in permissions(dev_template, fn) if target == '"*"'}
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_wildcard_resource_is_only_the_stream_listing(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+
+    for fn in function_ids(template).values():
+        wildcard_actions = {action for action, target in permissions(template, fn) if target == '"*"'}
         assert wildcard_actions <= {"dynamodb:ListStreams"}
 
 
@@ -155,7 +202,7 @@ def test_resource_policies_allow_only_this_account_and_cloudwatch_alarms(request
             ), statement
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+@pytest.mark.parametrize("stage_name", STAGES)
 def test_only_this_stacks_apis_may_invoke_functions(request, stage_name):
     template = request.getfixturevalue(f"{stage_name}_template")
     ids = request.getfixturevalue(f"{stage_name}_ids")

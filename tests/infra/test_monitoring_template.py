@@ -7,12 +7,23 @@ import json
 from typing import Any
 
 import pytest
-from template_queries import HANDLERS, arn, changed, function_id, only, properties, ref, resources, synth
+from template_queries import (
+    arn,
+    changed,
+    function_id,
+    handlers_of,
+    only,
+    properties,
+    ref,
+    resources,
+    synth,
+)
 
 from infra.monitoring import NOTIFICATION_METRICS, TASK_METRICS
 from taskflow.metric_names import MetricName
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
+TOKEN_AUTHORIZER = "WsAuthorizerFunction"
 STAGES = ["dev", "prod"]
 
 
@@ -46,7 +57,9 @@ def test_handlers_emit_the_metrics_the_dashboard_and_alarms_read():
 
 @pytest.mark.parametrize("stage_name", STAGES)
 def test_stage_has_the_expected_alarms_all_notifying_the_topic_on_alarm_and_ok(request, stage_name):
+    # Every function of the stage: on prod (`auth: jwt`) the WebSocket authorizer's too.
     template = request.getfixturevalue(f"{stage_name}_template")
+    functions = handlers_of(request.getfixturevalue(f"{stage_name}_stage"))
     topic = ref(_topic(template))
 
     alarms = _alarms(template)
@@ -56,8 +69,8 @@ def test_stage_has_the_expected_alarms_all_notifying_the_topic_on_alarm_and_ok(r
         "TasksDeadLettered",
         "TaskQueueBacklog",
         "HttpApi5xxRate",
-        *(f"{name}Errors" for name in HANDLERS),
-        *(f"{name}Throttles" for name in HANDLERS),
+        *(f"{name}Errors" for name in functions),
+        *(f"{name}Throttles" for name in functions),
         *(f"{name}IteratorAge" for name in STREAM_CONSUMERS),
     }
     for name, alarm in alarms.items():
@@ -121,12 +134,34 @@ def test_every_function_alarms_on_any_error_and_any_throttle(request, stage_name
     template = request.getfixturevalue(f"{stage_name}_template")
     alarms = _alarms(template)
 
-    for construct_id in HANDLERS:
+    for construct_id in handlers_of(request.getfixturevalue(f"{stage_name}_stage")):
+        if (construct_id, metric_name) == (TOKEN_AUTHORIZER, "Errors"):
+            continue  # refused tokens are not failures: see the test below
         alarm = alarms[f"{construct_id}{metric_name}"]
         assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", metric_name)
         assert _dimensions(alarm) == {"FunctionName": ref(function_id(template, construct_id))}
         assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 60)
         assert alarm["Threshold"] == 0
+
+
+def test_token_authorizer_alarms_on_errors_other_than_refused_tokens(prod_template):
+    # Given prod (`auth: jwt`): a refused token fails the authorizer's invocation on purpose (401)
+    alarm = _alarms(prod_template)[f"{TOKEN_AUTHORIZER}Errors"]
+
+    # Then its Errors alarm subtracts the refusals the handler counts, and fires on anything left
+    expression, metrics = _math_metrics(alarm)
+    assert expression == "FILL(errors, 0) - FILL(refused, 0)"
+    assert metrics["errors"]["Metric"]["MetricName"] == "Errors"
+    assert _dimensions(metrics["errors"]["Metric"]) == {
+        "FunctionName": ref(function_id(prod_template, TOKEN_AUTHORIZER))
+    }
+    assert (metrics["refused"]["Metric"]["Namespace"], metrics["refused"]["Metric"]["MetricName"]) == (
+        "TaskBackend",
+        MetricName.TOKENS_REJECTED,
+    )
+    assert _dimensions(metrics["refused"]["Metric"]) == {"service": "taskflow", "stage": "prod"}
+    assert {stat["Stat"] for stat in metrics.values()} == {"Sum"}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
 
 
 @pytest.mark.parametrize("stage_name", STAGES)
@@ -284,7 +319,7 @@ def test_dashboard_shows_queues_functions_and_http_api(request, stage_name):
         assert f'\\"{metric}\\"' in body, metric
     for queue in (ids.queue, ids.dlq):
         assert json.dumps(arn(queue, "QueueName")) in body
-    for construct_id in HANDLERS:
+    for construct_id in handlers_of(request.getfixturevalue(f"{stage_name}_stage")):
         assert json.dumps(ref(function_id(template, construct_id))) in body, construct_id
     assert json.dumps(ref(ids.http_api)) in body
     assert '\\"alarms\\"' in body  # the alarm status widget

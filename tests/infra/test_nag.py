@@ -15,19 +15,31 @@ from aws_cdk import CfnResource, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
-from template_queries import REPO_ROOT, build_stack, cdk_json_stages, changed, synth
+from template_queries import (
+    EXTERNAL_AUDIENCE,
+    EXTERNAL_ISSUER,
+    REPO_ROOT,
+    build_stack,
+    cdk_json_stages,
+    changed,
+    synth,
+)
 
 import infra.stack
 from infra import nag_suppressions
 from infra.config import StageConfig
 from infra.stack import TaskBackendStack, stack_name_for
 
-# Stages as deployed, plus the settings that change which resources exist.
+# Stages as deployed (dev: `auth: none`, prod: `auth: jwt` with a created user pool), plus the settings
+# that change which resources exist.
 STAGE_VARIANTS = {
     "dev": {},
     "prod": {},
     "dev-without-websocket-access-logs": {"websocket_access_logs": False},
     "prod-with-alarm-email": {"alarm_email": "ops@example.com"},
+    "prod-with-auth-none": {"auth": "none"},
+    "dev-with-jwt-user-pool": {"auth": "jwt"},
+    "dev-with-jwt-issuer": {"auth": "jwt", "jwt_issuer": EXTERNAL_ISSUER, "jwt_audience": EXTERNAL_AUDIENCE},
 }
 
 
@@ -55,7 +67,7 @@ def test_stage_has_no_unacknowledged_nag_errors_or_warnings(variant):
     assert findings == [], "cdk-nag AwsSolutions findings:\n" + "\n".join(findings)
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod"])
+@pytest.mark.parametrize("variant", ["dev", "prod", "dev-with-jwt-issuer"])
 def test_stage_synthesizes_without_cdk_warnings_or_errors(variant):
     stack = build_stack(_stage(variant))
     synth(_stage(variant))
@@ -92,28 +104,61 @@ def _connections_finding(stack: TaskBackendStack, stage: str) -> str:
     )
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(stage_name):
-    stack = build_stack(cdk_json_stages()[stage_name])
-    apig4 = {"AwsSolutions-APIG4"}
-    stream_listing = "AwsSolutions-IAM5[Resource::*]"
+APIG4 = {"AwsSolutions-APIG4"}
+STREAM_LISTING = "AwsSolutions-IAM5[Resource::*]"
+# Routes without an authorizer on `auth: none` stages.
+UNAUTHORIZED_ROUTES = {
+    "HttpApi/Default/POST--tasks/Resource": APIG4,
+    "HttpApi/Default/GET--tasks/Resource": APIG4,
+    "HttpApi/Default/GET--tasks--{taskId}/Resource": APIG4,
+    "HttpApi/Default/POST--tasks--{taskId}--retry/Resource": APIG4,
+    "HttpApi/Default/GET--openapi.json/Resource": APIG4,
+    "WebSocketApi/Default/$connect-Route/Resource": APIG4,
+}
 
-    assert _acknowledged(stack) == {
-        "HttpApi/Default/POST--tasks/Resource": apig4,
-        "HttpApi/Default/GET--tasks/Resource": apig4,
-        "HttpApi/Default/GET--tasks--{taskId}/Resource": apig4,
-        "HttpApi/Default/POST--tasks--{taskId}--retry/Resource": apig4,
-        "HttpApi/Default/GET--openapi.json/Resource": apig4,
-        "WebSocketApi/Default/$connect-Route/Resource": apig4,
-        "WebSocketApi/Default/$disconnect-Route/Resource": apig4,
-        "WebSocketApi/Default/$default-Route/Resource": apig4,
-        "TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource": {stream_listing},
+
+def _common_acknowledgments(stack: TaskBackendStack, stage: str) -> dict[str, set[str]]:
+    """Every stage's: the WebSocket routes after $connect, stream listing, the @connections grant, PITR."""
+    return {
+        "WebSocketApi/Default/$disconnect-Route/Resource": APIG4,
+        "WebSocketApi/Default/$default-Route/Resource": APIG4,
+        "TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource": {STREAM_LISTING},
         "WebSocketApi/NotifierFunction/Role/DefaultPolicy/Resource": {
-            stream_listing,
-            _connections_finding(stack, stage_name),
+            STREAM_LISTING,
+            _connections_finding(stack, stage),
         },
         "ConnectionTable/Default/Resource": {"AwsSolutions-DDB3"},
     }
+
+
+def _expected_acknowledgments(variant: str, stack: TaskBackendStack) -> dict[str, set[str]]:
+    stage = _stage(variant)
+    expected = _common_acknowledgments(stack, stage.name)
+    if stage.auth == "none":
+        expected |= UNAUTHORIZED_ROUTES
+    if stage.creates_user_pool:
+        expected["Auth/UserPool/Resource"] = {"AwsSolutions-COG2", "AwsSolutions-COG8"}
+    return expected
+
+
+@pytest.mark.parametrize(
+    ("variant", "public_routes", "user_pool"),
+    [("dev", True, False), ("prod", False, True), ("dev-with-jwt-issuer", False, False)],
+)
+def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(
+    variant, public_routes, user_pool
+):
+    # dev: `auth: none`, its routes are public. prod: `auth: jwt` with a created user pool (MFA optional,
+    # Lite plan). With auth the routes are authorized: an APIG4 acknowledgment there would hide a route
+    # that lost its authorizer.
+    stack = build_stack(_stage(variant))
+
+    acknowledged = _acknowledged(stack)
+
+    assert acknowledged == _expected_acknowledgments(variant, stack)
+    assert ("HttpApi/Default/GET--tasks/Resource" in acknowledged) is public_routes
+    assert ("WebSocketApi/Default/$connect-Route/Resource" in acknowledged) is public_routes
+    assert ("Auth/UserPool/Resource" in acknowledged) is user_pool
 
 
 def test_only_the_openapi_document_route_is_acknowledged_as_a_public_document():
@@ -142,10 +187,11 @@ def test_websocket_stage_without_access_logs_is_acknowledged_only_when_configure
     assert "WebSocketApi/Stage/Resource" not in _acknowledged(build_stack(cdk_json_stages()["dev"]))
 
 
-def test_every_acknowledgment_answers_a_real_finding(monkeypatch):
+@pytest.mark.parametrize("variant", ["dev", "prod", "dev-with-jwt-issuer"])
+def test_every_acknowledgment_answers_a_real_finding(monkeypatch, variant):
     # Given the same stage built without any acknowledgment, nag finds exactly what is acknowledged:
     # no acknowledgment is stale, and the pack does see these resources.
-    stage = cdk_json_stages()["dev"]
+    stage = _stage(variant)
     acknowledged = build_stack(stage).nag_suppressions
     monkeypatch.setattr(infra.stack, "acknowledge_accepted_findings", lambda **_: [])
     bare = TaskBackendStack(cdk.App(), stack_name_for(stage), stage=stage)

@@ -69,6 +69,8 @@ def test_taggable_resources_carry_project_and_stage(prod_template):
             assert tags == {"Project": "TaskBackend", "Stage": "prod"}
     for api in resources(prod_template, "AWS::ApiGatewayV2::Api").values():
         assert api["Properties"]["Tags"] == {"Project": "TaskBackend", "Stage": "prod"}
+    (user_pool,) = resources(prod_template, "AWS::Cognito::UserPool").values()  # prod: auth jwt
+    assert user_pool["Properties"]["UserPoolTags"] == {"Project": "TaskBackend", "Stage": "prod"}
 
 
 def test_stack_is_environment_agnostic(dev_stage):

@@ -21,6 +21,16 @@ def test_cdk_json_defines_a_valid_dev_and_prod_stage():
     assert not stages["prod"].allow_fault_injection
 
 
+def test_cdk_json_dev_is_open_and_prod_authenticates_with_its_own_user_pool():
+    stages = cdk_json_stages()
+
+    assert stages["dev"].auth == "none"
+    assert not stages["dev"].creates_user_pool
+    assert stages["prod"].auth == "jwt"
+    assert stages["prod"].creates_user_pool
+    assert (stages["prod"].jwt_issuer, stages["prod"].jwt_audience) == (None, ())
+
+
 def test_comma_separated_origins_become_a_list():
     stages = load_stages({"dev": {"cors_origins": "http://localhost:4200, https://app.example.com"}})
 
@@ -174,3 +184,70 @@ def test_backoff_total_matches_the_processors_longest_backoffs(stage_name):
 def test_out_of_range_alarm_and_retry_settings_are_rejected(setting, value):
     with pytest.raises(StageConfigError, match=setting):
         load_stages({"dev": {setting: value}})
+
+
+def test_auth_is_none_unless_configured():
+    stage = load_stages({"dev": {}})["dev"]
+
+    assert (stage.auth, stage.jwt_issuer, stage.jwt_audience) == ("none", None, ())
+    assert not stage.creates_user_pool
+
+
+def test_jwt_stage_with_issuer_and_comma_separated_audiences_uses_them_and_creates_no_pool():
+    stage = load_stages(
+        {
+            "prod": {
+                "auth": "jwt",
+                "jwt_issuer": "https://example.auth0.com/",
+                "jwt_audience": "web-client, mobile-client",
+            }
+        }
+    )["prod"]
+
+    assert stage.jwt_issuer == "https://example.auth0.com/"
+    assert stage.jwt_audience == ("web-client", "mobile-client")
+    assert not stage.creates_user_pool
+
+
+def test_jwt_stage_without_issuer_creates_a_user_pool():
+    assert load_stages({"prod": {"auth": "jwt"}})["prod"].creates_user_pool
+
+
+def test_unknown_auth_mode_is_rejected():
+    with pytest.raises(StageConfigError, match=r"stage 'dev' is invalid: auth: "):
+        load_stages({"dev": {"auth": "basic"}})
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"jwt_issuer": "https://example.auth0.com/"},
+        {"jwt_audience": "web-client"},
+    ],
+    ids=["issuer only", "audience only"],
+)
+def test_issuer_or_audience_without_the_other_is_rejected(settings):
+    with pytest.raises(StageConfigError, match="set jwt_issuer and jwt_audience together, or neither"):
+        load_stages({"prod": {"auth": "jwt", **settings}})
+
+
+def test_issuer_and_audience_without_jwt_auth_are_rejected():
+    with pytest.raises(StageConfigError, match='jwt_issuer and jwt_audience need auth "jwt"'):
+        load_stages({"dev": {"jwt_issuer": "https://example.auth0.com/", "jwt_audience": "web-client"}})
+
+
+@pytest.mark.parametrize("issuer", ["http://example.auth0.com/", "example.auth0.com", "https://"])
+def test_issuer_that_is_not_an_https_url_is_rejected(issuer):
+    with pytest.raises(StageConfigError, match=r"jwt_issuer: .*is not an https:// issuer URL"):
+        load_stages({"prod": {"auth": "jwt", "jwt_issuer": issuer, "jwt_audience": "web-client"}})
+
+
+def test_jwt_stage_whose_cors_headers_leave_out_authorization_is_rejected():
+    # The browser sends the token in the Authorization header; a preflight that does not allow it
+    # would fail every authenticated request.
+    with pytest.raises(StageConfigError, match=r"auth \"jwt\" needs 'Authorization' in cors_headers"):
+        load_stages({"prod": {"auth": "jwt", "cors_headers": "Content-Type"}})
+
+
+def test_cors_headers_without_authorization_are_fine_without_auth():
+    assert load_stages({"dev": {"cors_headers": "Content-Type"}})["dev"].cors_headers == ("Content-Type",)

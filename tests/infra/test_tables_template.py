@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from template_queries import properties, resources
+from template_queries import handlers_of, properties, resources
 
 from taskflow import table_schema
+
+# dev has `auth: none`; prod and jwt_issuer have `auth: jwt` (created user pool, external issuer).
+STAGES = ["dev", "prod", "jwt_issuer"]
 
 
 def test_task_table_is_keyed_by_task_id_on_demand_with_both_list_indexes(dev_template, dev_ids):
@@ -94,6 +99,105 @@ def test_every_log_group_keeps_logs_for_the_stage_retention(request, stage_name)
 
     log_groups = resources(template, "AWS::Logs::LogGroup")
 
-    assert len(log_groups) == 8 + 2  # one per function, one per API stage
+    assert len(log_groups) == len(handlers_of(stage)) + 2  # one per function, one per API stage
     for log_group in log_groups.values():
         assert log_group["Properties"]["RetentionInDays"] == stage.log_retention_days
+
+
+def _as_create_table_request(table: dict[str, Any], name: str) -> dict[str, Any]:
+    """A template table as CreateTable parameters (lists in a canonical order: order means nothing)."""
+    request = {
+        "TableName": name,
+        "BillingMode": table["BillingMode"],
+        "KeySchema": table["KeySchema"],
+        "AttributeDefinitions": table["AttributeDefinitions"],
+    }
+    if "GlobalSecondaryIndexes" in table:
+        request["GlobalSecondaryIndexes"] = table["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in table:
+        request["StreamSpecification"] = {"StreamEnabled": True, **table["StreamSpecification"]}
+    return _canonical(request)
+
+
+def _canonical(request: dict[str, Any]) -> dict[str, Any]:
+    ordered = dict(request)
+    ordered["AttributeDefinitions"] = sorted(
+        request["AttributeDefinitions"], key=lambda a: a["AttributeName"]
+    )
+    if "GlobalSecondaryIndexes" in request:
+        ordered["GlobalSecondaryIndexes"] = sorted(
+            request["GlobalSecondaryIndexes"], key=lambda index: index["IndexName"]
+        )
+    return ordered
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_task_table_is_declared_as_the_create_table_request_tests_use(request, stage_name):
+    # Tests and benchmarks create their moto tables from table_schema.task_table_request: it must be
+    # the table the template declares (keys, attributes, indexes and projections, stream), per auth mode.
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    declared = _as_create_table_request(properties(template, ids.task_table), "tasks")
+
+    assert declared == _canonical(table_schema.task_table_request("tasks", owner_scoped=stage.auth == "jwt"))
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_connection_table_is_declared_as_the_create_table_request_tests_use(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+
+    declared = _as_create_table_request(properties(template, ids.connection_table), "connections")
+
+    assert declared == _canonical(
+        table_schema.connection_table_request("connections", owner_scoped=stage.auth == "jwt")
+    )
+
+
+@pytest.mark.parametrize("stage_name", ["prod", "jwt_issuer"])
+def test_jwt_stage_lists_tasks_by_owner_and_status_without_the_all_tasks_index(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+
+    indexes = {
+        index["IndexName"]: index for index in properties(template, ids.task_table)["GlobalSecondaryIndexes"]
+    }
+
+    assert set(indexes) == {table_schema.TASKS_BY_OWNER_INDEX, table_schema.TASKS_BY_STATUS_INDEX}
+    assert indexes[table_schema.TASKS_BY_OWNER_INDEX] == {
+        "IndexName": "ByOwner",
+        "KeySchema": [
+            {"AttributeName": "owner", "KeyType": "HASH"},
+            {"AttributeName": "createdAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+@pytest.mark.parametrize("stage_name", ["prod", "jwt_issuer"])
+def test_jwt_stage_finds_an_owners_connections_through_a_keys_only_index(request, stage_name):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
+
+    table = properties(template, ids.connection_table)
+
+    assert table["GlobalSecondaryIndexes"] == [
+        {
+            "IndexName": "ByOwner",
+            "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ]
+    assert {"AttributeName": "owner", "AttributeType": "S"} in table["AttributeDefinitions"]
+
+
+def test_stage_without_auth_has_no_owner_index_on_either_table(dev_template, dev_ids):
+    task_indexes = properties(dev_template, dev_ids.task_table)["GlobalSecondaryIndexes"]
+    connection_table = properties(dev_template, dev_ids.connection_table)
+
+    assert {index["IndexName"] for index in task_indexes} == {"ByCreatedAt", "ByStatus"}
+    assert "GlobalSecondaryIndexes" not in connection_table
+    assert all(a["AttributeName"] != "owner" for a in connection_table["AttributeDefinitions"])
