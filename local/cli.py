@@ -28,6 +28,12 @@ Prints the two URLs, then one line per invocation and the queue depths every few
 Once serving it prints a machine-readable line:
   LOCAL_STACK_READY http=http://127.0.0.1:PORT ws=ws://127.0.0.1:PORT/STAGE moto=http://127.0.0.1:PORT
 
+A stack with authorizers (stage config `auth: jwt`) runs a local token issuer in place of its
+Cognito user pool (or external issuer), keyed by STATE_DIR/auth/signing-key.pem, and prints a dev
+token just before that line:
+  LOCAL_DEV_TOKEN sub=local-dev-user expires=2030-01-01T12:00:00Z token=eyJ...
+More tokens for the running stack: python -m local.token --sub alice (see its --help).
+
 Fault injection (local only, for chaos runs; `python -m local.chaos` drives them and checks the
 history): any --fault-* option records the history in --fault-dir (effects.log: every run of the
 processing step and every success it committed; faults.log: each fault that fired; stats.json:
@@ -54,6 +60,13 @@ def _scale(value: str) -> float:
     number = float(value)
     if not 0.0 < number <= 1.0:
         raise argparse.ArgumentTypeError("must be in (0, 1]")
+    return number
+
+
+def _seconds(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return number
 
 
@@ -191,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(".local-state"),
         help="where the running stack writes stacks/<stack>.json (its outputs; make redrive TARGET=local)",
     )
+    parser.add_argument(
+        "--dev-token-lifetime",
+        type=_seconds,
+        default=12 * 3600,
+        metavar="SECONDS",
+        help="stacks with authorizers: lifetime of the dev token printed at start (default 43200: 12 h)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-invocation lines")
     parser.add_argument(
         "--stats-file",
@@ -252,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         chaos=fault_options(args),
         moto_patches=not args.unpatched_moto,
         stats_file=args.stats_file,
+        dev_token_lifetime=float(args.dev_token_lifetime),
     )
     try:
         stack = LocalStack(synthesized, options, console)

@@ -36,6 +36,11 @@ class Console:
             return
         self.print(f"{self._stamp()}  {function:<22} {result.duration_ms:>7.0f} ms  {outcome:<18} {detail}")
 
+    def detail(self, text: str) -> None:
+        """A time-stamped line that --quiet leaves out (e.g. a request an authorizer refused)."""
+        if not self.quiet:
+            self.print(f"{self._stamp()}  {text}")
+
     def event(self, text: str) -> None:
         """Something worth a line even in --quiet mode (dead-lettering, skipped records...)."""
         self.print(f"{self._stamp()}  {text}")

@@ -5,6 +5,11 @@ mapped back to HTTP with API Gateway's rules (including the ones for a result wi
 statusCode). CORS preflights are answered from the Api's CorsConfiguration. An unknown route
 is 404 {"message":"Not Found"}; a function that raises, times out or returns something
 unusable is 500 {"message":"Internal Server Error"} and the reason is printed.
+
+A route with a JWT authorizer checks the token first (local/jwt_authorizer.py): refused, the
+answer is 401 {"message":"Unauthorized"} with a `www-authenticate` header (and the CORS
+headers) and no function runs; accepted, the event has `requestContext.authorizer.jwt`.
+Preflights need no token, as on AWS.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -25,6 +30,9 @@ from local.console import Console
 from local.http_routes import RouteMatch, RouteTable
 from local.lambda_runtime import InvocationResult
 from local.stack_model import HttpApiSpec, HttpRouteSpec
+
+if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it loads PyJWT)
+    from local.jwt_authorizer import JwtValidator
 
 Invoke = Callable[[str, Any], Awaitable[InvocationResult]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -73,8 +81,10 @@ def http_event_v2(
     domain_name: str,
     request_id: str,
     now: float,
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A payload format 2.0 event, as API Gateway builds it."""
+    """A payload format 2.0 event, as API Gateway builds it (`authorizer`: the JWT authorizer's
+    `{"jwt": {"claims": ..., "scopes": ...}}`, on routes that have one)."""
     merged: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -113,6 +123,8 @@ def http_event_v2(
         },
         "isBase64Encoded": False,
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = dict(authorizer)
     if cookies:
         event["cookies"] = cookies
     if query_parameters:
@@ -196,16 +208,21 @@ class HttpApiServer:
         invoke: Invoke,
         console: Console,
         account_id: str,
+        *,
+        validators: Mapping[str, JwtValidator] | None = None,
     ) -> None:
         self.api = api
         self._function_names = function_names
         self._invoke = invoke
         self._console = console
         self._account_id = account_id
+        self._validators = dict(validators or {})  # JWT authorizer logical id -> its validator
         self._routes: RouteTable[HttpRouteSpec] = RouteTable([(r.route_key, r) for r in api.routes])
 
-    def application(self) -> web.Application:
+    def application(self, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+        """The gateway; `extra_routes` (the local issuers' endpoints) are matched before any route."""
         app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.add_routes(extra_routes)
         # Every path reaches handle(), which routes as API Gateway does. `[\s\S]` and not `.`: a path
         # may hold a (percent-encoded) newline, which `.` does not match (aiohttp then answered
         # its own text/plain 404 instead of the route's function).
@@ -230,6 +247,24 @@ class HttpApiServer:
         match = self._routes.match(request.method, path)
         if match is None or match.target.function_id is None:
             return self._finish(_json_error(404, "Not Found"), request_headers, request_id)
+        authorizer: dict[str, Any] | None = None
+        route = match.target
+        validator = self._validators.get(route.authorizer.logical_id) if route.authorizer else None
+        if validator is not None:
+            from local.jwt_authorizer import JwtRejected  # noqa: PLC0415 - loaded with the validators
+
+            try:
+                authorizer = validator.authorize(
+                    request_headers, dict(request.query), route.authorization_scopes
+                )
+            except JwtRejected as rejected:
+                self._console.detail(
+                    f"{request.method} {request.path} -> {rejected.status} "
+                    f"(JWT authorizer: {rejected.description or 'no token'})"
+                )
+                response = _json_error(rejected.status, rejected.message)
+                response.headers.append(("www-authenticate", rejected.challenge(route.authorization_scopes)))
+                return self._finish(response, request_headers, request_id)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -249,6 +284,7 @@ class HttpApiServer:
             domain_name=request.host,
             request_id=request_id,
             now=time.time(),
+            authorizer=authorizer,
         )
         response = await self._call(match, event, request)
         return self._finish(response, request_headers, request_id)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -40,17 +40,23 @@ from local.provision import create_queues, create_tables
 from local.report import FindingKind, render_findings
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
 from local.stack_model import (
+    ISSUERS_PATH,
     FunctionSpec,
+    HttpRouteSpec,
     LocalValues,
     StackModel,
     build_stack_model,
     check_resolvable,
+    layer_packages,
     layer_summary,
 )
 from local.stream_source import StreamPoller, StreamSource
 from local.template import SynthesizedStack
 from local.ttl_sweeper import TtlSweeper, TtlTable
 from local.websocket_api import WebSocketApiServer
+
+if TYPE_CHECKING:  # local.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
+    from local.stack_auth import StackAuth
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -85,6 +91,8 @@ class Options:
     # The stack's counters (local/faults.py stats_document: invocations and handler ms per
     # function, @connections POSTs, SQS mappings), rewritten every second and at stop (bench/).
     stats_file: Path | None = None
+    # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.
+    dev_token_lifetime: float = 12 * 3600.0
 
 
 def bind(port: int) -> socket.socket:
@@ -141,6 +149,7 @@ class LocalStack:
         self.http_server: HttpApiServer | None = None
         self.ws_server: WebSocketApiServer | None = None
         self.values: LocalValues | None = None
+        self.auth: StackAuth | None = None
 
     # --- start -----------------------------------------------------------------------------
 
@@ -156,18 +165,27 @@ class LocalStack:
             connector=aiohttp.TCPConnector(limit=64, force_close=False),
         )
         aws = AwsJsonClient(self._session, self.moto_endpoint, options.region, caller="provision")
-        stream_arns = await create_tables(model, aws)
-        values = LocalValues(model, self.moto_endpoint, stream_arns)
-        await create_queues(model, aws, values, options.time_scale)
-        self.values = values
-        check_resolvable(model, values)
-
         http_port = http_socket.getsockname()[1] if http_socket else 0
         ws_port = ws_socket.getsockname()[1] if ws_socket else 0
         self.http_url = f"http://{HOST}:{http_port}" if http_socket else ""
         ws_stage = model.websocket_apis[0].stage_name if model.websocket_apis else ""
         self.ws_url = f"ws://{HOST}:{ws_port}/{ws_stage}" if ws_socket else ""
+        # The local issuers live on the HTTP API's port (else the WebSocket API's): a fixed port
+        # keeps their URLs, hence the tokens' iss, the same from one run to the next.
+        issuer_port = http_port or ws_port or options.http_port
+        stream_arns = await create_tables(model, aws)
+        values = LocalValues(
+            model, self.moto_endpoint, stream_arns, issuer_base=f"http://{HOST}:{issuer_port}{ISSUERS_PATH}"
+        )
+        await create_queues(model, aws, values, options.time_scale)
+        self.values = values
+        check_resolvable(model, values)
         replacements = self._api_url_replacements(http_port, ws_port)
+        if model.has_auth:
+            from local.stack_auth import build_stack_auth  # noqa: PLC0415 - only stacks with auth
+
+            self.auth = build_stack_auth(model, values, options.state_dir, options.dev_token_lifetime)
+        issuer_routes = self.auth.routes() if self.auth is not None else []
 
         self._build_pools(values, replacements)
         self._apply_faults()
@@ -185,9 +203,14 @@ class LocalStack:
 
         if http_socket is not None:
             self.http_server = HttpApiServer(
-                model.http_apis[0], self._names(), self.invoke, self.console, model.pseudo.account_id
+                model.http_apis[0],
+                self._names(),
+                self.invoke,
+                self.console,
+                model.pseudo.account_id,
+                validators=self.auth.validators if self.auth is not None else None,
             )
-            await self._serve(self.http_server.application(), http_socket)
+            await self._serve(self.http_server.application(issuer_routes), http_socket)
             for extra in model.http_apis[1:]:
                 model.note(
                     FindingKind.UNSUPPORTED, f"HTTP API {extra.display_name}", "only one HTTP API is served"
@@ -202,8 +225,9 @@ class LocalStack:
                 push_failure_rate=options.chaos.push_failure_rate,
                 dice=self._dice,
                 counters=self.fault_counters,
+                region=options.region,
             )
-            await self._serve(self.ws_server.application(), ws_socket)
+            await self._serve(self.ws_server.application([] if http_socket else issuer_routes), ws_socket)
             for other in model.websocket_apis[1:]:
                 model.note(
                     FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
@@ -243,6 +267,7 @@ class LocalStack:
                 "http": self.http_url,
                 "ws": self.ws_url,
                 "outputs": outputs,
+                **({"auth": self.auth.state()} if self.auth is not None else {}),
             },
         )
 
@@ -336,6 +361,8 @@ class LocalStack:
             except IntrinsicError:
                 continue  # reported by check_resolvable
             text = str(value).lower() if isinstance(value, bool) else str(value)
+            if self.auth is not None:
+                text = self.auth.environment_value(text)  # an external JWT issuer -> the local one
             environment[key] = rewrite_api_urls(text, replacements)
         if options.failure_rate is not None and "FAILURE_RATE" in spec.environment:
             environment["FAILURE_RATE"] = repr(options.failure_rate)
@@ -381,11 +408,14 @@ class LocalStack:
             self.pools[logical_id] = FunctionPool(function, log_dir)
         summary = layer_summary(self.model)
         if summary:
+            packages = [
+                f"aws-lambda-powertools {package_version('aws-lambda-powertools')}",
+                f"pydantic {package_version('pydantic')}",
+            ]
+            for layer in self.model.layers.values():
+                packages.extend(self._layer_asset_packages(layer.display_name, layer_packages(layer)))
             self.model.note(
-                FindingKind.SATISFIED,
-                summary,
-                f"provided by this venv's packages (aws-lambda-powertools "
-                f"{package_version('aws-lambda-powertools')}, pydantic {package_version('pydantic')})",
+                FindingKind.SATISFIED, summary, f"provided by this venv's packages ({', '.join(packages)})"
             )
         runtimes = sorted({spec.runtime for spec in self.model.functions.values()})
         if runtimes:
@@ -395,6 +425,26 @@ class LocalStack:
                 f"handlers run on this venv's Python {platform.python_version()} ({platform.machine()}), "
                 "in warm worker processes; timeouts enforced, memory size not",
             )
+
+    def _layer_asset_packages(self, layer: str, packages: list[tuple[str, str]]) -> list[str]:
+        """The venv's versions of a local layer's packages; a missing or different one is reported."""
+        shown = []
+        for name, version in packages:
+            installed = package_version(name)
+            shown.append(f"{name} {installed}")
+            if installed == "not installed":
+                self.model.note(
+                    FindingKind.UNSUPPORTED,
+                    f"layer {layer}",
+                    f"{name} {version} is not installed in this venv: importing it fails locally",
+                )
+            elif installed != version:
+                self.model.note(
+                    FindingKind.APPROXIMATED,
+                    f"layer {layer}",
+                    f"{name} {version} runs as the venv's {installed}",
+                )
+        return shown
 
     def _apply_faults(self) -> None:
         for fault in self.options.faults:
@@ -592,9 +642,65 @@ class LocalStack:
         for line in render_findings(model.findings):
             console.print(line)
         console.print(f"Function logs: {self.options.log_dir / model.stack_name}/<Function>.log")
+        self._print_auth()
         console.print(
             f"LOCAL_STACK_READY http={self.http_url or '-'} ws={self.ws_url or '-'} moto={self.moto_endpoint}"
         )
+
+    def _print_auth(self) -> None:
+        """The local issuer and a ready-to-use dev token (`LOCAL_DEV_TOKEN sub=... expires=... token=...`)."""
+        auth = self.auth
+        if auth is None or auth.primary is None or auth.dev_token is None:
+            return
+        from local.stack_auth import iso_time  # noqa: PLC0415 - loaded with StackAuth
+
+        console = self.console
+        issuer = auth.primary
+        expires = iso_time(auth.dev_expires)
+        audience = ", ".join(issuer.audience) or "-"
+        console.print("-" * 78)
+        console.print(f"Auth: tokens come from the local issuer {issuer.url} (audience {audience})")
+        console.print(f"  discovery {issuer.discovery_url}, key {auth.key.kid} in {auth.key.path}")
+        console.print(f"  dev token for {auth.dev_subject}, valid until {expires}:")
+        console.print(f"LOCAL_DEV_TOKEN sub={auth.dev_subject} expires={expires} token={auth.dev_token}")
+        more = f"python -m local.token --sub alice --stack {self.model.stack_name}"
+        if self.options.state_dir != Path(".local-state"):
+            more += f" --state-dir {self.options.state_dir}"
+        console.print(f"  TOKEN=<the token above>, or another user's: TOKEN=$({more})")
+        path = self._sample_path()
+        if self.http_url and path is not None:
+            console.print(f'  curl -H "Authorization: Bearer $TOKEN" {self.http_url}{path}')
+        parameter = self._ws_token_parameter()
+        if self.ws_url and parameter is not None:
+            console.print(f"  {self.ws_url}?{parameter}=$TOKEN")
+        console.print("-" * 78)
+
+    def _sample_path(self) -> str | None:
+        """For the curl hint: a GET (or ANY) route with a JWT authorizer, without variables if any."""
+        if not self.model.http_apis:
+            return None
+        api = self.model.http_apis[0]
+        routes = [r for r in api.routes if r.authorizer is not None and " " in r.route_key]
+        if not routes:
+            return None
+
+        def preference(route: HttpRouteSpec) -> tuple[bool, bool, bool, str]:
+            method, path = route.route_key.split(" ", 1)
+            return (bool(route.authorization_scopes), method not in ("GET", "ANY"), "{" in path, path)
+
+        path = min(routes, key=preference).route_key.split(" ", 1)[1]
+        return ("" if api.stage_name == "$default" else f"/{api.stage_name}") + path
+
+    def _ws_token_parameter(self) -> str | None:
+        """For the WebSocket hint: the query parameter the $connect authorizer reads the token from."""
+        for api in self.model.websocket_apis[:1]:
+            route = api.routes.get("$connect")
+            if route is None or route.authorizer is None:
+                return None
+            for source in route.authorizer.identity_sources:
+                if source.startswith("route.request.querystring."):
+                    return source.removeprefix("route.request.querystring.")
+        return None
 
     async def _monitor_queues(self, aws: AwsJsonClient, values: LocalValues) -> None:
         last_line = ""

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,15 @@ ROUTE_TYPE = "AWS::ApiGatewayV2::Route"
 INTEGRATION_TYPE = "AWS::ApiGatewayV2::Integration"
 STAGE_TYPE = "AWS::ApiGatewayV2::Stage"
 ROUTE_RESPONSE_TYPE = "AWS::ApiGatewayV2::RouteResponse"
+AUTHORIZER_TYPE = "AWS::ApiGatewayV2::Authorizer"
+USER_POOL_TYPE = "AWS::Cognito::UserPool"
+USER_POOL_CLIENT_TYPE = "AWS::Cognito::UserPoolClient"
+LAYER_VERSION_TYPE = "AWS::Lambda::LayerVersion"
+
+# The local token issuers (local/auth.py) are served by the HTTP API's server (or, without an
+# HTTP API, the WebSocket API's) under this path: {base}/<user pool id>/.well-known/...
+ISSUERS_PATH = "/_local/issuers"
+DEFAULT_ISSUER_BASE = f"http://127.0.0.1:4000{ISSUERS_PATH}"
 
 # Resource types with no effect on how requests, messages and records flow on one machine.
 NO_BEHAVIOUR_TYPES = {
@@ -50,6 +61,7 @@ NO_BEHAVIOUR_TYPES = {
     "AWS::SNS::TopicPolicy": "topic policies are not enforced locally",
     "AWS::KMS::Key": "nothing is encrypted locally",
     "AWS::KMS::Alias": "nothing is encrypted locally",
+    "AWS::Lambda::LayerVersionPermission": "layer permissions are not enforced locally",
 }
 
 # Resource types that only matter for alarms; a topic referenced by nothing else only
@@ -122,10 +134,57 @@ class EventSourceMappingSpec:
 
 
 @dataclass(frozen=True)
+class JwtAuthorizerSpec:
+    """An HTTP API authorizer of type JWT."""
+
+    logical_id: str
+    display_name: str
+    identity_source: str  # "$request.header.Authorization" (or another header / query parameter)
+    issuer: Any  # template value (JwtConfiguration.Issuer), resolved at start
+    audience: Any  # template value (JwtConfiguration.Audience: a list), resolved at start
+
+
+@dataclass(frozen=True)
+class RequestAuthorizerSpec:
+    """A WebSocket API Lambda authorizer of type REQUEST (on $connect)."""
+
+    logical_id: str
+    display_name: str
+    function_id: str | None  # None: its function is not in this template ($connect answers 500)
+    identity_sources: tuple[str, ...]  # e.g. ("route.request.querystring.token",)
+
+
+@dataclass(frozen=True)
+class UserPoolSpec:
+    logical_id: str
+    display_name: str
+    client_ids: tuple[str, ...]  # logical ids of its app clients in this template
+
+
+@dataclass(frozen=True)
+class UserPoolClientSpec:
+    logical_id: str
+    display_name: str
+    pool_id: str | None  # logical id of its user pool, when in this template
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """An AWS::Lambda::LayerVersion of this template (e.g. built from a local asset folder)."""
+
+    logical_id: str
+    display_name: str
+    name: str
+    asset_dir: Path | None
+
+
+@dataclass(frozen=True)
 class HttpRouteSpec:
     route_key: str
     function_id: str | None
     payload_format_version: str
+    authorizer: JwtAuthorizerSpec | None = None
+    authorization_scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +202,7 @@ class WebSocketRouteSpec:
     route_key: str
     function_id: str | None
     two_way: bool
+    authorizer: RequestAuthorizerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +213,7 @@ class WebSocketApiSpec:
     route_selection_expression: str
     routes: dict[str, WebSocketRouteSpec]
     stage_name: str
+    stage_variables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,7 +228,17 @@ class StackModel:
     mappings: list[EventSourceMappingSpec] = field(default_factory=list)
     http_apis: list[HttpApiSpec] = field(default_factory=list)
     websocket_apis: list[WebSocketApiSpec] = field(default_factory=list)
+    jwt_authorizers: dict[str, JwtAuthorizerSpec] = field(default_factory=dict)
+    request_authorizers: dict[str, RequestAuthorizerSpec] = field(default_factory=dict)
+    user_pools: dict[str, UserPoolSpec] = field(default_factory=dict)
+    user_pool_clients: dict[str, UserPoolClientSpec] = field(default_factory=dict)
+    layers: dict[str, LayerSpec] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def has_auth(self) -> bool:
+        """Whether the stack needs the local issuer: authorizers that run, or a user pool."""
+        return bool(self.jwt_authorizers or self.request_authorizers or self.user_pools)
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -220,6 +291,26 @@ def api_id_for(stack_name: str, logical_id: str) -> str:
     return hashlib.sha256(f"{stack_name}/{logical_id}".encode()).hexdigest()[:10]
 
 
+def _stable_text(seed: str, alphabet: str, length: int) -> str:
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big")
+    characters = []
+    for _ in range(length):
+        number, index = divmod(number, len(alphabet))
+        characters.append(alphabet[index])
+    return "".join(characters)
+
+
+def user_pool_id_for(stack_name: str, logical_id: str, region: str) -> str:
+    """`<region>_<9 letters/digits>` like Cognito's, stable for a stack and logical id."""
+    suffix = _stable_text(f"{stack_name}/{logical_id}", string.ascii_letters + string.digits, 9)
+    return f"{region}_{suffix}"
+
+
+def user_pool_client_id_for(stack_name: str, logical_id: str) -> str:
+    """26 lower-case letters and digits like a Cognito app client id, stable."""
+    return _stable_text(f"{stack_name}/{logical_id}", string.ascii_lowercase + string.digits, 26)
+
+
 class LocalValues:
     """Ref and Fn::GetAtt answers for the local stack's resources."""
 
@@ -228,11 +319,18 @@ class LocalValues:
         model: StackModel,
         moto_endpoint: str,
         stream_arns: dict[str, str] | None = None,
+        *,
+        issuer_base: str = DEFAULT_ISSUER_BASE,
     ) -> None:
         self._model = model
         self._endpoint = moto_endpoint.rstrip("/")
         self._stream_arns = dict(stream_arns or {})
         self._pseudo = model.pseudo
+        self.issuer_base = issuer_base.rstrip("/")
+
+    def issuer_url(self, pool_logical_id: str) -> str:
+        """The local issuer standing in for a user pool (its ProviderURL)."""
+        return f"{self.issuer_base}/{self.ref(pool_logical_id)}"
 
     def _arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
         pseudo = self._pseudo
@@ -258,8 +356,15 @@ class LocalValues:
             return api_id_for(model.stack_name, logical_id)
         if resource_type == STAGE_TYPE:
             return properties.get("StageName", "$default")
-        if resource_type in (INTEGRATION_TYPE, ROUTE_TYPE, ROUTE_RESPONSE_TYPE):
+        if resource_type in (INTEGRATION_TYPE, ROUTE_TYPE, ROUTE_RESPONSE_TYPE, AUTHORIZER_TYPE):
             return api_id_for(model.stack_name, logical_id)[:7]
+        if resource_type == USER_POOL_TYPE:
+            return user_pool_id_for(model.stack_name, logical_id, self._pseudo.region)
+        if resource_type == USER_POOL_CLIENT_TYPE:
+            return user_pool_client_id_for(model.stack_name, logical_id)
+        if resource_type == LAYER_VERSION_TYPE:
+            name = model.layers[logical_id].name if logical_id in model.layers else logical_id
+            return self._arn("lambda", f"layer:{name}:1")
         if resource_type == "AWS::Logs::LogGroup":
             return properties.get("LogGroupName") or physical_name(model.stack_name, logical_id, 512)
         return properties.get("Name") or physical_name(model.stack_name, logical_id, 64)
@@ -296,6 +401,24 @@ class LocalValues:
             return f"{scheme}://{api_id}.execute-api.{self._pseudo.region}.{self._pseudo.url_suffix}"
         if resource_type == API_TYPE and attribute == "ApiId":
             return api_id_for(model.stack_name, logical_id)
+        if resource_type == USER_POOL_TYPE:
+            pool_id = self.ref(logical_id)
+            if attribute == "ProviderURL":
+                return self.issuer_url(logical_id)
+            if attribute == "ProviderName":
+                return self.issuer_url(logical_id).split("://", 1)[-1]
+            if attribute == "UserPoolId":
+                return pool_id
+            if attribute == "Arn":
+                return self._arn("cognito-idp", f"userpool/{pool_id}")
+        if resource_type == USER_POOL_CLIENT_TYPE and attribute == "ClientId":
+            return self.ref(logical_id)
+        if resource_type == USER_POOL_CLIENT_TYPE and attribute == "Name":
+            return resource.get("Properties", {}).get("ClientName") or physical_name(
+                model.stack_name, logical_id, 128
+            )
+        if resource_type == LAYER_VERSION_TYPE and attribute == "LayerVersionArn":
+            return self.ref(logical_id)
         if resource_type == "AWS::IAM::Role" and attribute == "Arn":
             return self._arn("iam", f"role/{self.ref(logical_id)}", region=False)
         if resource_type == "AWS::Logs::LogGroup" and attribute == "Arn":
@@ -334,8 +457,11 @@ def build_stack_model(
     for logical_id in by_type.get(QUEUE_TYPE, []):
         _read_queue(model, logical_id)
     _mark_dead_letter_queues(model)
+    for logical_id in by_type.get(LAYER_VERSION_TYPE, []):
+        _read_layer(model, logical_id)
     for logical_id in by_type.get(FUNCTION_TYPE, []):
         _read_function(model, logical_id)
+    _read_user_pools(model, by_type.get(USER_POOL_TYPE, []), by_type.get(USER_POOL_CLIENT_TYPE, []))
     for logical_id in by_type.get(MAPPING_TYPE, []):
         _read_mapping(model, logical_id)
     for logical_id in by_type.get(API_TYPE, []):
@@ -351,6 +477,10 @@ def build_stack_model(
         INTEGRATION_TYPE,
         STAGE_TYPE,
         ROUTE_RESPONSE_TYPE,
+        AUTHORIZER_TYPE,
+        USER_POOL_TYPE,
+        USER_POOL_CLIENT_TYPE,
+        LAYER_VERSION_TYPE,
     }
     alarm_topics = _alarm_only_topics(model, by_type.get("AWS::SNS::Topic", []))
     if alarm_topics:
@@ -616,11 +746,89 @@ def layer_summary(model: StackModel) -> str | None:
             ref = layer.get("Ref") if isinstance(layer, dict) else None
             if ref in parameters:
                 layers.add(f"SSM parameter {parameters[ref]}")
+            elif ref in model.layers:
+                layers.add(f"layer {model.layers[ref].display_name} (local asset)")
             else:
                 layers.add(str(layer) if isinstance(layer, str) else "a layer ARN")
     if not layers:
         return None
     return f"layers of {functions} functions ({'; '.join(sorted(layers))})"
+
+
+def layer_packages(layer: LayerSpec) -> list[tuple[str, str]]:
+    """(name, version) of the distributions in a layer's asset folder (`python/...dist-info`)."""
+    if layer.asset_dir is None or not layer.asset_dir.is_dir():
+        return []
+    found = []
+    patterns = ("python/*.dist-info/METADATA", "python/lib/python3*/site-packages/*.dist-info/METADATA")
+    for pattern in patterns:
+        for metadata in sorted(layer.asset_dir.glob(pattern)):
+            fields: dict[str, str] = {}
+            for line in metadata.read_text(errors="replace").splitlines():
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+            if "Name" in fields:
+                found.append((fields["Name"], fields.get("Version", "?")))
+    return found
+
+
+def _read_layer(model: StackModel, logical_id: str) -> None:
+    resource = model.resources[logical_id]
+    properties = resource.get("Properties", {})
+    asset_path = resource.get("Metadata", {}).get("aws:asset:path")
+    asset_dir = (
+        (model.cdk_out / str(asset_path)).resolve()
+        if asset_path
+        else _staged_asset(model.cdk_out, properties.get("Content"))
+    )
+    name = properties.get("LayerName")
+    model.layers[logical_id] = LayerSpec(
+        logical_id=logical_id,
+        display_name=model.display_name(logical_id),
+        name=name if isinstance(name, str) else physical_name(model.stack_name, logical_id, 140),
+        asset_dir=asset_dir,
+    )
+
+
+# --- Cognito -------------------------------------------------------------------------------
+
+_USER_POOL_UNSUPPORTED = {
+    "LambdaConfig": "Lambda triggers (e.g. pre token generation) are not run: tokens carry only the "
+    "claims they are minted with",
+}
+
+
+def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[str]) -> None:
+    for logical_id in client_ids:
+        properties = model.resources[logical_id].get("Properties", {})
+        pools = [lid for lid in referenced_logical_ids(properties.get("UserPoolId")) if lid in pool_ids]
+        model.user_pool_clients[logical_id] = UserPoolClientSpec(
+            logical_id, model.display_name(logical_id), pools[0] if pools else None
+        )
+        if not pools:
+            model.note(
+                FindingKind.UNSUPPORTED,
+                f"Cognito app client {model.display_name(logical_id)}",
+                "its user pool is not in this template: no local issuer plays it",
+            )
+    for logical_id in pool_ids:
+        clients = tuple(c.logical_id for c in model.user_pool_clients.values() if c.pool_id == logical_id)
+        spec = UserPoolSpec(logical_id, model.display_name(logical_id), clients)
+        model.user_pools[logical_id] = spec
+        names = ", ".join(model.user_pool_clients[c].display_name for c in clients)
+        model.note(
+            FindingKind.APPROXIMATED,
+            f"Cognito user pool {spec.display_name}" + (f" (app client {names})" if names else ""),
+            "only its token issuer is emulated: a local signing key, JWKS and OIDC discovery at its "
+            "ProviderURL, app client ids as audiences; no users, sign-up, sign-in or hosted UI: use the "
+            "dev token printed at start, or `python -m local.token --sub NAME` for more",
+        )
+        properties = model.resources[logical_id].get("Properties", {})
+        for key, detail in _USER_POOL_UNSUPPORTED.items():
+            if properties.get(key):
+                model.note(FindingKind.UNSUPPORTED, f"Cognito user pool {spec.display_name}", detail)
 
 
 # --- event source mappings -----------------------------------------------------------------
@@ -791,17 +999,31 @@ def _read_api(model: StackModel, logical_id: str) -> None:
         model.note(
             FindingKind.APPROXIMATED, f"API {shown}", f"{len(stages)} stages: only {stage_name!r} is served"
         )
-    for authorizer_id in _children(model, "AWS::ApiGatewayV2::Authorizer", logical_id):
-        model.note(
-            FindingKind.UNSUPPORTED,
-            f"API {shown}",
-            f"authorizer {model.display_name(authorizer_id)} is not run: requests are not authorized locally",
-        )
+    authorizers = _read_authorizers(model, logical_id, protocol)
     api_id = api_id_for(model.stack_name, logical_id)
     if protocol == "HTTP":
-        _read_http_api(model, logical_id, properties, api_id, stage_name)
+        _read_http_api(
+            model,
+            logical_id,
+            properties=properties,
+            api_id=api_id,
+            stage_name=stage_name,
+            authorizers=authorizers,
+        )
     else:
-        _read_websocket_api(model, logical_id, properties, api_id, stage_name)
+        stage_variables = {}
+        for stage_id in stages[-1:]:
+            raw = model.resources[stage_id].get("Properties", {}).get("StageVariables") or {}
+            stage_variables = {str(k): str(v) for k, v in raw.items() if isinstance(v, str | int | float)}
+        _read_websocket_api(
+            model,
+            logical_id,
+            properties=properties,
+            api_id=api_id,
+            stage_name=stage_name,
+            authorizers=authorizers,
+            stage_variables=stage_variables,
+        )
 
 
 def _note_stage(model: StackModel, subject: str, stage: dict[str, Any]) -> None:
@@ -818,14 +1040,156 @@ def _note_stage(model: StackModel, subject: str, stage: dict[str, Any]) -> None:
         model.note(FindingKind.NOT_EMULATED, subject, "access logs (every invocation is printed instead)")
 
 
-def _route_auth(model: StackModel, route: dict[str, Any], subject: str) -> None:
-    auth = route.get("AuthorizationType", "NONE")
-    if auth not in (None, "NONE"):
+Authorizer = JwtAuthorizerSpec | RequestAuthorizerSpec
+
+_JWT_IDENTITY_SOURCE = re.compile(r"\$request\.(header|querystring)\.[^\s,]+")
+_REQUEST_IDENTITY_SOURCE = re.compile(
+    r"(route\.request\.(header|querystring)|stageVariables|context)\.[^\s,]+"
+)
+
+
+def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> dict[str, Authorizer]:
+    """The authorizers of an API that the local gateways run, by logical id; the rest reported."""
+    api_kind = "WebSocket" if protocol == "WEBSOCKET" else "HTTP"
+    result: dict[str, Authorizer] = {}
+    for logical_id in _children(model, AUTHORIZER_TYPE, api_logical_id):
+        properties = model.resources[logical_id].get("Properties", {})
+        shown = model.display_name(logical_id)
+        kind = properties.get("AuthorizerType")
+        subject = f"{api_kind} API {model.display_name(api_logical_id)} authorizer {shown}"
+        sources = properties.get("IdentitySource") or []
+        sources = [sources] if isinstance(sources, str) else [str(source) for source in sources]
+        if protocol == "HTTP" and kind == "JWT":
+            jwt_config = properties.get("JwtConfiguration") or {}
+            if not sources:
+                sources = ["$request.header.Authorization"]
+            if len(sources) != 1 or not _JWT_IDENTITY_SOURCE.fullmatch(sources[0]):
+                model.note(
+                    FindingKind.UNSUPPORTED,
+                    subject,
+                    f"IdentitySource {sources} is not emulated: its routes are not authorized locally",
+                )
+                continue
+            if "Issuer" not in jwt_config:
+                model.note(
+                    FindingKind.UNSUPPORTED,
+                    subject,
+                    "JwtConfiguration has no Issuer: its routes are not authorized locally",
+                )
+                continue
+            result[logical_id] = model.jwt_authorizers[logical_id] = JwtAuthorizerSpec(
+                logical_id=logical_id,
+                display_name=shown,
+                identity_source=sources[0],
+                issuer=jwt_config["Issuer"],
+                audience=jwt_config.get("Audience", []),
+            )
+        elif protocol == "WEBSOCKET" and kind == "REQUEST":
+            functions = [
+                lid
+                for lid in referenced_logical_ids(properties.get("AuthorizerUri"))
+                if lid in model.functions
+            ]
+            if not functions:
+                model.note(
+                    FindingKind.UNSUPPORTED,
+                    subject,
+                    "its function is not in this template: every $connect answers 500",
+                )
+            unknown = [source for source in sources if not _REQUEST_IDENTITY_SOURCE.fullmatch(source)]
+            if unknown:
+                model.note(
+                    FindingKind.UNSUPPORTED,
+                    subject,
+                    f"IdentitySource {unknown}: not understood, so never missing (no 401 without a call)",
+                )
+            result[logical_id] = model.request_authorizers[logical_id] = RequestAuthorizerSpec(
+                logical_id=logical_id,
+                display_name=shown,
+                function_id=functions[0] if functions else None,
+                identity_sources=tuple(s for s in sources if s not in unknown),
+            )
+            if functions:
+                model.note(
+                    FindingKind.SATISFIED,
+                    subject,
+                    f"run on $connect like API Gateway does (function {model.display_name(functions[0])}, "
+                    f"identity sources {', '.join(sources) or '-'}): 401/403/500 refuse the handshake, "
+                    "its context reaches every event of the connection",
+                )
+            _note_request_authorizer(model, subject, properties)
+        else:
+            model.note(
+                FindingKind.UNSUPPORTED,
+                subject,
+                f"AuthorizerType {kind} on a{'' if protocol == 'WEBSOCKET' else 'n'} {api_kind} API is not "
+                "run: the routes that use it are not authorized locally",
+            )
+    return result
+
+
+def _note_request_authorizer(model: StackModel, subject: str, properties: dict[str, Any]) -> None:
+    ttl = properties.get("AuthorizerResultTtlInSeconds")
+    if ttl:
+        model.note(
+            FindingKind.APPROXIMATED,
+            subject,
+            f"AuthorizerResultTtlInSeconds {ttl}: results are not cached, "
+            "the function runs on every $connect",
+        )
+    if properties.get("IdentityValidationExpression"):
+        model.note(FindingKind.UNSUPPORTED, subject, "IdentityValidationExpression is not applied")
+    if properties.get("AuthorizerCredentialsArn"):
+        model.note(
+            FindingKind.NOT_EMULATED, subject, "AuthorizerCredentialsArn (IAM is not enforced locally)"
+        )
+
+
+def _route_auth(
+    model: StackModel,
+    route: dict[str, Any],
+    subject: str,
+    authorizers: Mapping[str, Authorizer],
+) -> tuple[Authorizer | None, tuple[str, ...]]:
+    """The authorizer a route runs locally (None: none, or one that cannot run, reported)."""
+    auth = route.get("AuthorizationType") or "NONE"
+    if auth == "NONE":
+        return None, ()
+    wanted = {"JWT": JwtAuthorizerSpec, "CUSTOM": RequestAuthorizerSpec}.get(str(auth))
+    if wanted is None:
         model.note(FindingKind.UNSUPPORTED, subject, f"AuthorizationType {auth}: not enforced locally")
+        return None, ()
+    referenced = list(referenced_logical_ids(route.get("AuthorizerId")))
+    spec = next((authorizers[lid] for lid in referenced if lid in authorizers), None)
+    if spec is None:
+        known = any(model.resources.get(lid, {}).get("Type") == AUTHORIZER_TYPE for lid in referenced)
+        model.note(
+            FindingKind.UNSUPPORTED,
+            subject,
+            f"AuthorizationType {auth}: "
+            + ("its authorizer is not run" if known else "AuthorizerId is not an authorizer of this API")
+            + ", so requests are not authorized locally",
+        )
+        return None, ()
+    if not isinstance(spec, wanted):
+        model.note(
+            FindingKind.UNSUPPORTED,
+            subject,
+            f"AuthorizationType {auth} with authorizer {spec.display_name} of another type: not authorized",
+        )
+        return None, ()
+    scopes = tuple(str(scope) for scope in route.get("AuthorizationScopes") or [])
+    return spec, scopes
 
 
 def _read_http_api(
-    model: StackModel, logical_id: str, properties: dict[str, Any], api_id: str, stage_name: str
+    model: StackModel,
+    logical_id: str,
+    *,
+    properties: dict[str, Any],
+    api_id: str,
+    stage_name: str,
+    authorizers: Mapping[str, Authorizer],
 ) -> None:
     shown = model.display_name(logical_id)
     routes = []
@@ -833,7 +1197,7 @@ def _read_http_api(
         route = model.resources[route_id].get("Properties", {})
         route_key = str(route.get("RouteKey"))
         subject = f"HTTP API {shown} route {route_key}"
-        _route_auth(model, route, subject)
+        authorizer, scopes = _route_auth(model, route, subject, authorizers)
         integration_id = _route_target(model, route_id)
         function_id, version = (None, "2.0")
         if integration_id is None:
@@ -844,7 +1208,15 @@ def _read_http_api(
                 model.note(
                     FindingKind.UNSUPPORTED, subject, f"payload format {version}: local API speaks 2.0"
                 )
-        routes.append(HttpRouteSpec(route_key, function_id, version))
+        routes.append(
+            HttpRouteSpec(
+                route_key,
+                function_id,
+                version,
+                authorizer=authorizer if isinstance(authorizer, JwtAuthorizerSpec) else None,
+                authorization_scopes=scopes,
+            )
+        )
     cors = properties.get("CorsConfiguration")
     model.http_apis.append(
         HttpApiSpec(
@@ -862,7 +1234,14 @@ def _read_http_api(
 
 
 def _read_websocket_api(
-    model: StackModel, logical_id: str, properties: dict[str, Any], api_id: str, stage_name: str
+    model: StackModel,
+    logical_id: str,
+    *,
+    properties: dict[str, Any],
+    api_id: str,
+    stage_name: str,
+    authorizers: Mapping[str, Authorizer],
+    stage_variables: dict[str, str],
 ) -> None:
     shown = model.display_name(logical_id)
     expression = str(properties.get("RouteSelectionExpression", "$request.body.action"))
@@ -882,7 +1261,14 @@ def _read_websocket_api(
         route = model.resources[route_id].get("Properties", {})
         route_key = str(route.get("RouteKey"))
         subject = f"WebSocket API {shown} route {route_key}"
-        _route_auth(model, route, subject)
+        authorizer, scopes = _route_auth(model, route, subject, authorizers)
+        if authorizer is not None and route_key != "$connect":
+            model.note(FindingKind.UNSUPPORTED, subject, "an authorizer runs on $connect only: not run here")
+            authorizer = None
+        if scopes:
+            model.note(FindingKind.UNSUPPORTED, subject, "AuthorizationScopes are not applied")
+        if route.get("ApiKeyRequired"):
+            model.note(FindingKind.UNSUPPORTED, subject, "ApiKeyRequired: API keys are not checked locally")
         integration_id = _route_target(model, route_id)
         function_id = None
         if integration_id is None:
@@ -890,7 +1276,12 @@ def _read_websocket_api(
         else:
             function_id, _ = _integration_function(model, integration_id, subject)
         is_two_way = route_id in two_way or "RouteResponseSelectionExpression" in route
-        routes[route_key] = WebSocketRouteSpec(route_key, function_id, is_two_way)
+        routes[route_key] = WebSocketRouteSpec(
+            route_key,
+            function_id,
+            is_two_way,
+            authorizer=authorizer if isinstance(authorizer, RequestAuthorizerSpec) else None,
+        )
         for key in ("RequestModels", "RequestParameters", "ModelSelectionExpression"):
             if key in route:
                 model.note(FindingKind.UNSUPPORTED, subject, f"{key} (request validation) is not emulated")
@@ -902,6 +1293,7 @@ def _read_websocket_api(
             route_selection_expression=expression,
             routes=routes,
             stage_name=stage_name,
+            stage_variables=stage_variables,
         )
     )
 

@@ -2,6 +2,10 @@
 
 * `ws://127.0.0.1:PORT/<stage>` (or `/`): the handshake runs the `$connect` route; a non-2xx
   statusCode, an error or a timeout rejects the connection (with that status, or 500).
+* With a Lambda REQUEST authorizer on `$connect` (local/lambda_authorizer.py), the handshake
+  first needs the identity sources (else 401, no call), then the authorizer function's Allow
+  (401 for "Unauthorized", 403 for a Deny, 500 for an error); its principalId and context
+  reach every event of the connection as `requestContext.authorizer`.
 * Each text or binary message is routed with the RouteSelectionExpression
   (`$request.body.action`: the `action` field of a JSON body) to its route or `$default`;
   for a two-way route (one with a RouteResponse) the `body` the function returns is sent
@@ -30,7 +34,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +42,9 @@ from aiohttp import WSMsgType, web
 
 from local.console import Console
 from local.faults import Dice, StackFaultCounters
+from local.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
 from local.lambda_runtime import InvocationResult
-from local.stack_model import WebSocketApiSpec, WebSocketRouteSpec
+from local.stack_model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 
 Invoke = Callable[[str, Any], Awaitable[InvocationResult]]
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway: 128 KB per message (32 KB frames)
@@ -59,6 +64,7 @@ class Connection:
     user_agent: str
     host: str
     last_active: float = field(default_factory=time.time)
+    authorizer: dict[str, Any] | None = None  # the $connect authorizer's principalId and context
 
 
 def select_route(expression: str, body: str | bytes, routes: Mapping[str, WebSocketRouteSpec]) -> str:
@@ -98,6 +104,17 @@ def _subprotocol(payload: Any) -> str | None:
     return str(value) if value else None
 
 
+def _multi_values(request: web.Request) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The request's headers and query parameters, each name with all its values."""
+    multi: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        multi.setdefault(name, []).append(value)
+    multi_query: dict[str, list[str]] = {}
+    for name, value in request.query.items():
+        multi_query.setdefault(name, []).append(value)
+    return multi, multi_query
+
+
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
 
@@ -118,8 +135,10 @@ class WebSocketApiServer:
         push_failure_rate: float = 0.0,
         dice: Dice | None = None,
         counters: StackFaultCounters | None = None,
+        region: str = "us-east-1",
     ) -> None:
         self.api = api
+        self._region = region
         self._function_names = function_names
         self._invoke = invoke
         self._console = console
@@ -132,8 +151,10 @@ class WebSocketApiServer:
         self.posts: Counter[str] = Counter()
         self.posted_bytes = 0
 
-    def application(self) -> web.Application:
+    def application(self, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+        """The API; `extra_routes` (the local issuers' endpoints, when there is no HTTP API) first."""
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1024)
+        app.add_routes(extra_routes)
         for prefix in ("/{stage}", ""):
             path = f"{prefix}/@connections/{{connection_id}}"
             app.router.add_post(path, self.post_to_connection)
@@ -149,7 +170,7 @@ class WebSocketApiServer:
         self, connection: Connection, route_key: str, event_type: str, request_id: str
     ) -> dict[str, Any]:
         now = time.time()
-        return {
+        context: dict[str, Any] = {
             "routeKey": route_key,
             "eventType": event_type,
             "extendedRequestId": request_id,
@@ -164,6 +185,9 @@ class WebSocketApiServer:
             "connectionId": connection.connection_id,
             "apiId": self.api.api_id,
         }
+        if connection.authorizer is not None:
+            context["authorizer"] = dict(connection.authorizer)
+        return context
 
     async def _run_route(self, route_key: str, event: dict[str, Any], detail: str) -> InvocationResult | None:
         route = self.api.routes.get(route_key)
@@ -194,6 +218,11 @@ class WebSocketApiServer:
             user_agent=request.headers.get("User-Agent", ""),
             host=request.host,
         )
+        connect_route = self.api.routes.get("$connect")
+        if connect_route is not None and connect_route.authorizer is not None:
+            refusal = await self._authorize(request, connection, connect_route.authorizer)
+            if refusal is not None:
+                return refusal
         event = self._connect_event(request, connection)
         result = await self._run_route("$connect", event, f"$connect {connection_id}")
         if result is not None:
@@ -220,13 +249,52 @@ class WebSocketApiServer:
             self._spawn(self._on_disconnect(connection))
         return socket
 
+    async def _authorize(
+        self, request: web.Request, connection: Connection, authorizer: RequestAuthorizerSpec
+    ) -> web.Response | None:
+        """Run the $connect authorizer; the handshake's refusal, or None (connection.authorizer set)."""
+        connection_id = connection.connection_id
+        multi, multi_query = _multi_values(request)
+        headers = {name: values[-1] for name, values in multi.items()}
+        query = {name: values[-1] for name, values in multi_query.items()}
+        context = self._context(connection, "$connect", "CONNECT", str(uuid.uuid4()))
+        stage_variables = self.api.stage_variables
+        if identity_values(authorizer.identity_sources, headers, query, stage_variables, context) is None:
+            sources = ", ".join(authorizer.identity_sources)
+            self._console.event(f"WebSocket {connection_id}: $connect without {sources}: rejected (401)")
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        if authorizer.function_id is None:
+            self._console.event(f"WebSocket {connection_id}: authorizer cannot run locally: rejected (500)")
+            return web.json_response({"message": "Internal server error"}, status=500)
+        arn = method_arn(self._region, self._account_id, self.api.api_id, self.api.stage_name, "$connect")
+        event = authorizer_event(
+            arn=arn,
+            headers=headers,
+            multi_headers=multi,
+            query=query,
+            multi_query=multi_query,
+            stage_variables=stage_variables,
+            request_context=context,
+        )
+        started = time.perf_counter()
+        result = await self._invoke(authorizer.function_id, event)
+        decision = decide(result, arn, (time.perf_counter() - started) * 1000)
+        outcome = (
+            "ok"
+            if result.ok
+            else ("timeout" if result.outcome == "timeout" else f"error {result.error_summary()}")
+        )
+        verdict = "allow" if decision.allowed else f"rejected ({decision.status}: {decision.reason})"
+        name = self._function_names.get(authorizer.function_id, authorizer.function_id)
+        self._console.invocation(name, result, outcome, f"authorizer $connect {connection_id} -> {verdict}")
+        if not decision.allowed:
+            message = {401: "Unauthorized", 403: "Forbidden"}.get(decision.status, "Internal server error")
+            return web.json_response({"message": message}, status=decision.status)
+        connection.authorizer = decision.context
+        return None
+
     def _connect_event(self, request: web.Request, connection: Connection) -> dict[str, Any]:
-        multi: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
-            multi.setdefault(name, []).append(value)
-        multi_query: dict[str, list[str]] = {}
-        for name, value in request.query.items():
-            multi_query.setdefault(name, []).append(value)
+        multi, multi_query = _multi_values(request)
         event: dict[str, Any] = {
             "headers": {name: values[-1] for name, values in multi.items()},
             "multiValueHeaders": multi,

@@ -102,9 +102,11 @@ def test_features_that_change_behaviour_are_reported_as_unsupported(fixture_stac
     resources["Topic"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
     resources["Authorizer"] = {
         "Type": "AWS::ApiGatewayV2::Authorizer",
-        "Properties": {"ApiId": {"Ref": "HttpApi55556666"}, "AuthorizerType": "JWT"},
+        "Properties": {"ApiId": {"Ref": "HttpApi55556666"}, "AuthorizerType": "REQUEST"},
     }
-    resources["RouteBoom"]["Properties"]["AuthorizationType"] = "JWT"
+    resources["RouteBoom"]["Properties"]["AuthorizationType"] = "CUSTOM"
+    resources["RouteBoom"]["Properties"]["AuthorizerId"] = {"Ref": "Authorizer"}
+    resources["RouteSlow"]["Properties"]["AuthorizationType"] = "AWS_IAM"
     resources["HttpStage"]["Properties"]["DefaultRouteSettings"] = {
         "ThrottlingRateLimit": 5,
         "ThrottlingBurstLimit": 9,
@@ -123,8 +125,9 @@ def test_features_that_change_behaviour_are_reported_as_unsupported(fixture_stac
     text = "\n".join(render_findings(model.findings))
 
     assert any("AWS::SNS::Topic x1" in line for line in findings(model, FindingKind.UNSUPPORTED))
-    assert "authorizer Authorizer is not run" in text
-    assert "AuthorizationType JWT: not enforced locally" in text
+    assert "authorizer Authorizer: AuthorizerType REQUEST on an HTTP API is not run" in text
+    assert "route GET /boom: AuthorizationType CUSTOM: its authorizer is not run" in text
+    assert "route GET /slow: AuthorizationType AWS_IAM: not enforced locally" in text
     assert "throttling (rate 5/s, burst 9) is not enforced" in text
     assert "on-failure destination is not emulated" in text
     assert "ParallelizationFactor 4 -> 1" in text

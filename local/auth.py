@@ -1,0 +1,334 @@
+"""The local token issuer: a signing key, its JWKS, OIDC discovery, and minting tokens.
+
+A stack with authorizers (stage config `auth: jwt`) runs with a local issuer in place of the
+Cognito user pool (or of the configured external issuer): an RSA key kept in
+`<state-dir>/auth/signing-key.pem` (created on first use, mode 0600, reused by every later run
+so a token outlives a restart), published as a JWKS (RS256, `kid` = RFC 7638 thumbprint)
+at `{issuer}/.well-known/jwks.json` with `{issuer}/.well-known/openid-configuration`, where an
+authorizer function finds it by OIDC discovery exactly as it would on AWS.
+
+Tokens for a running stack, from Python (the end-to-end tests):
+
+    from local.auth import load_issuer
+    issuer = load_issuer(Path(".local-state"), stage="prod")   # the running stack's issuer
+    token = issuer.mint("alice")                                 # 1 h, aud = the app client id
+    expired = issuer.mint("bob", expires_in=-60)
+    other_audience = issuer.mint("carol", audience="someone-else")
+
+or from a shell: `python -m local.token --sub alice` (local/token.py).
+
+This module imports PyJWT and cryptography: the local stack imports it only when the
+template has authorizers.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+KEY_FILE = "signing-key.pem"  # under <state-dir>/auth/
+SIGNING_ALGORITHM = "RS256"
+KEY_SIZE = 2048
+DEFAULT_LIFETIME_SECONDS = 3600  # Cognito's default for ID and access tokens
+DEV_TOKEN_LIFETIME_SECONDS = 12 * 3600
+DEV_SUBJECT = "local-dev-user"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = "/.well-known/jwks.json"
+
+
+class AuthError(Exception):
+    """No running stack with a local issuer, or an unusable key file."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_uint(value: int) -> str:
+    return _b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638: SHA-256 over the required members (e, kty, n), sorted, no whitespace."""
+    required = {name: jwk[name] for name in ("e", "kty", "n")}
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The issuer's RSA key and its public JWK."""
+
+    private_key: rsa.RSAPrivateKey
+    path: Path
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def kid(self) -> str:
+        return jwk_thumbprint(self.public_jwk_members())
+
+    def public_jwk_members(self) -> dict[str, str]:
+        numbers = self.public_key.public_numbers()
+        return {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+
+    def public_jwk(self) -> dict[str, str]:
+        return {**self.public_jwk_members(), "kid": self.kid, "use": "sig", "alg": SIGNING_ALGORITHM}
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path) -> SigningKey:
+        """The key of `state_dir`, created (0600) the first time; two stacks starting at once agree."""
+        folder = Path(state_dir) / "auth"
+        path = folder / KEY_FILE
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            temporary = folder / f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(pem)
+                with contextlib.suppress(FileExistsError):  # another stack won the race: use its key
+                    os.link(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        try:
+            pem = Path(path).read_bytes()
+        except OSError as error:
+            raise AuthError(f"cannot read the local issuer's key {path}: {error.strerror}") from None
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as error:
+            raise AuthError(f"{path} is not an unencrypted PEM private key: {error}") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise AuthError(f"{path} is not an RSA key")
+        if os.stat(path).st_mode & 0o077:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
+        return cls(key, Path(path))
+
+
+class LocalIssuer:
+    """One token issuer: its URL (the tokens' `iss`), accepted audiences, and the signing key."""
+
+    def __init__(self, url: str, audience: Sequence[str], key: SigningKey) -> None:
+        self.url = url
+        self.audience: tuple[str, ...] = tuple(audience)
+        self.key = key
+
+    @property
+    def kid(self) -> str:
+        return self.key.kid
+
+    @property
+    def jwks_url(self) -> str:
+        return self.url.rstrip("/") + JWKS_PATH
+
+    @property
+    def discovery_url(self) -> str:
+        return self.url.rstrip("/") + DISCOVERY_PATH
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.key.public_jwk()]}
+
+    def discovery(self) -> dict[str, Any]:
+        """The OpenID Provider metadata an authorizer reads to find the JWKS."""
+        return {
+            "issuer": self.url,
+            "jwks_uri": self.jwks_url,
+            "id_token_signing_alg_values_supported": [SIGNING_ALGORITHM],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["token", "id_token"],
+            "claims_supported": ["sub", "iss", "aud", "client_id", "exp", "iat", "token_use", "scope"],
+        }
+
+    def claims(
+        self,
+        subject: str,
+        *,
+        expires_in: float = DEFAULT_LIFETIME_SECONDS,
+        audience: str | None = None,
+        token_use: str = "id",  # noqa: S107 - a claim value, not a password
+        scope: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        now: float | None = None,
+        not_before: float | None = None,
+    ) -> dict[str, Any]:
+        """A token's claims, shaped like Cognito's.
+
+        `token_use="id"`: `aud` is the audience (an ID token); `token_use="access"`: `client_id`
+        is, and `scope` is set (an access token). `audience` defaults to the issuer's first
+        accepted audience; `expires_in` may be negative (an expired token); `claims` are added
+        last and may override anything.
+        """
+        issued_at = int(time.time() if now is None else now)
+        chosen = audience if audience is not None else (self.audience[0] if self.audience else "")
+        result: dict[str, Any] = {
+            "sub": subject,
+            "iss": self.url,
+            "token_use": token_use,
+            "auth_time": issued_at,
+            "iat": issued_at,
+            "exp": issued_at + int(expires_in),
+            "jti": str(uuid.uuid4()),
+        }
+        if token_use == "access":  # noqa: S105 - a claim value
+            result["client_id"] = chosen
+            result["scope"] = scope if scope is not None else "openid"
+            result["username"] = subject
+        else:
+            result["aud"] = chosen
+            result["cognito:username"] = subject
+            if scope is not None:
+                result["scope"] = scope
+        if not_before is not None:
+            result["nbf"] = int(not_before)
+        result.update(claims or {})
+        return result
+
+    def mint(self, subject: str, **options: Any) -> str:
+        """A signed token for `subject` (options: those of `claims`)."""
+        return self.sign(self.claims(subject, **options))
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        return jwt.encode(
+            dict(claims),
+            self.key.private_key,
+            algorithm=SIGNING_ALGORITHM,
+            headers={"kid": self.kid, "typ": "JWT"},
+        )
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a token this issuer signed, checked: signature, iss, exp/nbf/iat, and
+        `aud` (or `client_id` when there is no `aud`) against the accepted audiences."""
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self.key.public_key,
+            algorithms=[SIGNING_ALGORITHM],
+            issuer=self.url,
+            options={"verify_aud": False, "require": ["exp", "iss", "sub"]},
+        )
+        if self.audience:
+            audience = claims.get("aud", claims.get("client_id"))
+            values = audience if isinstance(audience, list) else [audience]
+            if not any(value in self.audience for value in values):
+                raise jwt.InvalidAudienceError("the token does not have a valid audience")
+        return claims
+
+    def subject_of(self, token: str) -> str:
+        """The `sub` of a token this issuer signed (signature checked, lifetime not)."""
+        claims = jwt.decode(
+            token,
+            self.key.public_key,
+            algorithms=[SIGNING_ALGORITHM],
+            options={"verify_exp": False, "verify_aud": False, "verify_iss": False},
+        )
+        return str(claims["sub"])
+
+
+# --- the running stack's issuer (state file) -----------------------------------------------
+
+
+def running_stack_state(
+    state_dir: Path = Path(".local-state"), *, stage: str | None = None, stack: str | None = None
+) -> dict[str, Any]:
+    """The state file of the running stack (`<state_dir>/stacks/<stack>.json`) that matches.
+
+    `stack` names it exactly; otherwise `stage` picks the stack named `*-<stage>`; with neither,
+    there must be exactly one. Raises AuthError when none runs (or its process is gone).
+    """
+    folder = Path(state_dir) / "stacks"
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    names = {path.name.removesuffix(".json"): path for path in files}
+    if stack is not None:
+        wanted = [stack] if stack in names else []
+    elif stage is not None:
+        wanted = [name for name in names if name == stage or name.endswith(f"-{stage}")]
+    else:
+        wanted = list(names)
+    what = f"stack {stack}" if stack else (f"stage {stage!r}" if stage else "stack")
+    if not wanted:
+        running = f" (running: {', '.join(names)})" if names else ""
+        raise AuthError(
+            f"no local {what} is running with state dir {state_dir}{running}; start one "
+            "(`make dev`, or `python -m local --stage STAGE --state-dir DIR`)"
+        )
+    if len(wanted) > 1:
+        raise AuthError(f"{len(wanted)} local stacks run in {state_dir} ({', '.join(wanted)}): pass --stage")
+    path = names[wanted[0]]
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise AuthError(f"cannot read {path}: {error}") from None
+    if not _alive(int(state.get("pid", 0))):
+        raise AuthError(f"the local stack that wrote {path} is no longer running; start it again")
+    return state
+
+
+def load_issuer(
+    state_dir: Path = Path(".local-state"), *, stage: str | None = None, stack: str | None = None
+) -> LocalIssuer:
+    """The running stack's local issuer (its URL, audiences and key), to mint tokens for it."""
+    state = running_stack_state(state_dir, stage=stage, stack=stack)
+    auth = state.get("auth")
+    if not isinstance(auth, dict):
+        raise AuthError(
+            f"the local stack {state.get('stack')} has no authorizers (a stage with `auth: none`): "
+            "its APIs take no tokens"
+        )
+    if not auth.get("issuer"):
+        raise AuthError(
+            f"the local stack {state.get('stack')} has no JWT issuer (no user pool or JWT authorizer): "
+            "its authorizer functions decide from the request alone"
+        )
+    key_file = Path(str(auth.get("keyFile") or Path(state_dir) / "auth" / KEY_FILE))
+    audience = [str(item) for item in auth.get("audience", [])]
+    return LocalIssuer(str(auth["issuer"]), audience, SigningKey.load(key_file))
+
+
+def mint_token(
+    state_dir: Path,
+    subject: str,
+    *,
+    stage: str | None = None,
+    stack: str | None = None,
+    **options: Any,
+) -> str:
+    """One token for `subject` from the running stack's issuer (options: `LocalIssuer.claims`)."""
+    return load_issuer(state_dir, stage=stage, stack=stack).mint(subject, **options)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,232 @@
+"""An HTTP API JWT authorizer, checking tokens the way API Gateway documents it.
+
+For a route with a JWT authorizer, before the function runs:
+
+1. the identity source (`$request.header.Authorization`, or another header or query parameter)
+   must be present, else 401; a `Bearer ` prefix is optional;
+2. the token must be a well-formed JWS whose header names an RSA algorithm (RS256/384/512)
+   and a `kid` in the issuer's JWKS, and whose signature that key verifies;
+3. `iss` must equal the authorizer's issuer; `aud` (a string or a list), or `client_id` when
+   there is no `aud`, must be one of its audiences; `exp` must be in the future; `nbf` and
+   `iat`, when present, must not be;
+4. with AuthorizationScopes on the route, the token's `scope` (or `scp`) must hold one of them,
+   else 403.
+
+A refusal is 401 `{"message":"Unauthorized"}` (403 `{"message":"Forbidden"}` for scopes) with a
+`www-authenticate: Bearer scope="..." error="invalid_token" error_description="..."` header, as
+API Gateway sends (a request without any token gets a bare `Bearer` challenge, RFC 6750 3.1).
+Accepted, the function's event carries `requestContext.authorizer.jwt`: the claims as strings
+(numbers in decimal, lists as `[a b]`, as API Gateway flattens them) and the token's scopes
+when the route asks for scopes (else null).
+
+The keys are the local issuer's (local/auth.py): the gateway runs in the same process as the
+issuer, so it reads the JWKS it serves instead of fetching it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
+
+
+class JwtRejected(Exception):
+    """The authorizer refuses the request."""
+
+    def __init__(self, description: str | None, status: int = 401, error: str = "invalid_token") -> None:
+        super().__init__(description or "no token")
+        self.description = description
+        self.status = status
+        self.error = error
+
+    @property
+    def message(self) -> str:
+        return "Forbidden" if self.status == 403 else "Unauthorized"
+
+    def challenge(self, scopes: Sequence[str] = ()) -> str:
+        """The www-authenticate header value."""
+        if self.description is None:
+            return "Bearer"
+        return (
+            f'Bearer scope="{" ".join(scopes)}" error="{self.error}" '
+            f'error_description="{self.description.replace(chr(34), chr(39))}"'
+        )
+
+
+@dataclass(frozen=True)
+class IdentitySource:
+    """Where the token is: `$request.header.NAME` or `$request.querystring.NAME`."""
+
+    kind: str  # "header" | "querystring"
+    name: str
+
+    @classmethod
+    def parse(cls, expression: str) -> IdentitySource | None:
+        for kind in ("header", "querystring"):
+            prefix = f"$request.{kind}."
+            if expression.startswith(prefix) and len(expression) > len(prefix):
+                return cls(kind, expression[len(prefix) :])
+        return None
+
+    def token(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        if self.kind == "header":
+            wanted = self.name.lower()
+            values = [value for key, value in headers.items() if key.lower() == wanted]
+            value = ",".join(values) if values else None
+        else:
+            value = query.get(self.name)
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value[:7].lower() == "bearer ":
+            value = value[7:].strip()
+        return value
+
+
+class JwtValidator:
+    """One JWT authorizer: its issuer, audiences and the issuer's keys (kid -> public key)."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: Sequence[str],
+        keys: Mapping[str, rsa.RSAPublicKey],
+        identity_source: IdentitySource,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = tuple(audience)
+        self.keys = dict(keys)
+        self.identity_source = identity_source
+
+    def authorize(
+        self,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        scopes: Sequence[str] = (),
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The `requestContext.authorizer` of an accepted request; raises JwtRejected."""
+        token = self.identity_source.token(headers, query)
+        if token is None:
+            raise JwtRejected(None)
+        claims = self.validate(token, now)
+        granted = token_scopes(claims)
+        if scopes and not set(scopes) & set(granted):
+            raise JwtRejected(
+                f"expected scopes: [{' '.join(scopes)}]", status=403, error="insufficient_scope"
+            )
+        return {
+            "jwt": {
+                "claims": {str(name): claim_string(value) for name, value in claims.items()},
+                "scopes": granted if scopes else None,
+            }
+        }
+
+    def validate(self, token: str, now: float | None = None) -> dict[str, Any]:
+        """The token's claims when it is valid for this authorizer; raises JwtRejected."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise JwtRejected("the token is not a valid JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in RSA_ALGORITHMS:
+            raise JwtRejected(f"signing method {algorithm} is invalid (RS256, RS384 or RS512)")
+        key = self.keys.get(str(header.get("kid")))
+        if key is None:
+            raise JwtRejected("the token's kid is not in the issuer's JWKS")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                    "require": [],
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise JwtRejected("the token's signature is invalid") from None
+        except jwt.PyJWTError as error:
+            raise JwtRejected(f"the token is not a valid JWT ({error})") from None
+        self._check_claims(claims, time.time() if now is None else now)
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any], now: float) -> None:
+        if claims.get("iss") != self.issuer:
+            raise JwtRejected("the token does not have a valid issuer")
+        # API Gateway evaluates aud when present, client_id only when there is no aud.
+        if "aud" in claims:
+            audience = claims["aud"]
+            values = audience if isinstance(audience, list) else [audience]
+        else:
+            values = [claims.get("client_id")]
+        if not any(isinstance(value, str) and value in self.audience for value in values):
+            raise JwtRejected("the token does not have a valid audience")
+        expires = _number(claims, "exp")
+        if expires is None:
+            raise JwtRejected("the token has no valid exp claim")
+        if expires <= now:
+            raise JwtRejected("the token has expired")
+        not_before = _number(claims, "nbf")
+        if not_before is not None and not_before > now:
+            raise JwtRejected("the token is not valid yet (nbf)")
+        issued_at = _number(claims, "iat")
+        if issued_at is not None and issued_at > now:
+            raise JwtRejected("the token was issued in the future (iat)")
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise JwtRejected(f"the token's {name} claim is not a number")
+    return float(value)
+
+
+def token_scopes(claims: Mapping[str, Any]) -> list[str]:
+    """The scopes a token grants: `scope` (space-separated) or `scp` (a list or a string)."""
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            return value.split()
+        if isinstance(value, list):
+            return [str(item) for item in value]
+    return []
+
+
+def claim_string(value: Any) -> str:  # noqa: PLR0911 - one answer per JSON type
+    """A claim as API Gateway passes it to the function: always a string.
+
+    Numbers in decimal (`1700000000`, not `1.7e+09`), booleans `true`/`false`, lists flattened
+    to `[a b]` (how `cognito:groups` reaches a handler), objects as `map[k:v]`, null as "".
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, list):
+        return "[" + " ".join(claim_string(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{key}:{claim_string(value[key])}" for key in sorted(value)) + "]"
+    if value is None:
+        return ""
+    return json.dumps(value)
