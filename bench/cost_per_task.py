@@ -58,6 +58,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import aiohttp
 import websockets
@@ -97,6 +98,7 @@ FINAL: Final = frozenset({"success", "error"})
 PRODUCT_CALLERS: Final = ("function:", "esm-sqs/", "esm-stream/")
 GOAL_REQUEST_RATIO: Final = 1 / 3
 QUIET_SECONDS: Final = 2.5
+TOKEN_LIFETIME_SECONDS: Final = 6 * 3600  # the bench users' tokens outlive any run
 
 
 # --------------------------------------------------------------------------- the original app (model)
@@ -277,6 +279,8 @@ class PhaseResult:
     invocations: dict[str, dict[str, float]]
     delivered_posts: float
     total_posts: float
+    users: int = 0  # auth: jwt: the clients are this many users (0: no auth, every client sees every task)
+    foreign_frames: int = 0  # auth: jwt: frames a client got for another user's task (must be 0)
 
 
 def phase_delta(name: str, before: Snapshot, after: Snapshot, **fields: Any) -> PhaseResult:
@@ -332,19 +336,44 @@ def our_figures(result: PhaseResult, memory_mb: Mapping[str, int], http_function
 # --------------------------------------------------------------------------- driving the stack
 
 
-class Client:
-    """One WebSocket client: records each task's final status."""
+@dataclass(frozen=True)
+class StageAuth:
+    """How the bench authenticates on a stage with `auth: jwt`: the running stack's local issuer
+    (local/auth.py) mints one token per bench user."""
 
-    def __init__(self) -> None:
+    issuer: Any  # local.auth.LocalIssuer (imported only for such stages: it loads PyJWT)
+    token_parameter: str  # the WebSocket $connect authorizer's query parameter
+
+    def token(self, user: str) -> str:
+        return str(self.issuer.mint(user, expires_in=TOKEN_LIFETIME_SECONDS))
+
+
+class Client:
+    """One WebSocket client: records each task's final status. On a stage with `auth: jwt` the
+    client is a user of its own (`user`, `token`) and `owned` holds the tasks that user submitted:
+    a frame of any other task (`foreign_frames`) would be a leak between users."""
+
+    def __init__(self, user: str | None = None, token: str | None = None) -> None:
+        self.user = user
+        self.token = token
+        self.owned: set[str] = set()
         self.final: dict[str, str] = {}
         self.frames = 0
+        self.foreign_frames = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, url: str) -> None:
         connected = asyncio.Event()
         self._task = asyncio.create_task(self._run(url, connected))
-        await asyncio.wait_for(connected.wait(), 60)
+        waiter = asyncio.create_task(connected.wait())
+        done, _ = await asyncio.wait([self._task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if self._task in done:  # the handshake was refused (e.g. a rejected token)
+            self._task.result()
+            raise RuntimeError("the WebSocket connection closed at once")
+        if not connected.is_set():
+            raise RuntimeError("the WebSocket handshake did not complete in 60 s")
 
     async def _run(self, url: str, connected: asyncio.Event) -> None:
         async with websockets.connect(url, max_size=2**20) as socket:
@@ -352,8 +381,11 @@ class Client:
             async for raw in socket:
                 self.frames += 1
                 frame = json.loads(raw)
-                if frame.get("status") in FINAL and frame.get("taskId"):
-                    self.final.setdefault(str(frame["taskId"]), str(frame["status"]))
+                task_id = str(frame.get("taskId") or "")
+                if self.user is not None and task_id and task_id not in self.owned:
+                    self.foreign_frames += 1
+                if frame.get("status") in FINAL and task_id:
+                    self.final.setdefault(task_id, str(frame["status"]))
                     self._changed.set()
 
     async def wait_for(self, task_ids: Iterable[str], deadline: float) -> bool:
@@ -374,10 +406,18 @@ class Client:
 
 
 class Driver:
-    def __init__(self, stack: LocalStackProcess, stats_file: Path, timeout: float) -> None:
+    """Submits tasks and waits for their final frames. Without auth every client sees every task
+    (the notifier broadcasts); with `auth` each client is another user (bench-user-01, -02, ...),
+    the tasks of a phase are submitted by the connected users in turn, and each client waits for
+    its own tasks only (the notifier pushes a task's frames to its owner's connections)."""
+
+    def __init__(
+        self, stack: LocalStackProcess, stats_file: Path, timeout: float, auth: StageAuth | None = None
+    ) -> None:
         self.stack = stack
         self.stats_file = stats_file
         self.timeout = timeout
+        self.auth = auth
         self.clients: list[Client] = []
         self.session: aiohttp.ClientSession | None = None
 
@@ -393,36 +433,51 @@ class Driver:
 
     async def connect(self, count: int) -> None:
         while len(self.clients) < count:
-            client = Client()
-            await client.start(self.stack.ws_url)
+            if self.auth is None:
+                client = Client()
+                url = self.stack.ws_url
+            else:
+                user = f"bench-user-{len(self.clients) + 1:02d}"
+                client = Client(user, self.auth.token(user))
+                url = f"{self.stack.ws_url}?{urlencode({self.auth.token_parameter: client.token})}"
+            await client.start(url)
             self.clients.append(client)
 
-    async def submit(self, task_id: str) -> None:
+    async def submit(self, task_id: str, client: Client) -> None:
         assert self.session is not None
         body = {"taskId": task_id, "answer": "bench", "status": "pending", "retries": 0}
-        async with self.session.post(f"{self.stack.http_url}/tasks", json=body) as response:
+        headers = {"Authorization": f"Bearer {client.token}"} if client.token else {}
+        async with self.session.post(f"{self.stack.http_url}/tasks", json=body, headers=headers) as response:
             await response.read()
             if response.status != 202:
                 raise RuntimeError(f"POST /tasks answered {response.status}")
 
-    async def run_tasks(self, count: int, rate: float | None) -> list[str]:
+    async def run_tasks(self, count: int, rate: float | None) -> tuple[list[str], dict[str, Client]]:
         """Submit `count` tasks (all at once, or `rate` per second) and wait for every client
-        to see each task's final frame."""
+        to see the final frame of each task it may see. Returns the task ids and each one's
+        owner (with auth: the client that submitted it; without: the first client)."""
         task_ids = [str(uuid.uuid4()) for _ in range(count)]
+        owners = {
+            task_id: self.clients[i % len(self.clients)] if self.auth else self.clients[0]
+            for i, task_id in enumerate(task_ids)
+        }
+        for task_id, owner in owners.items():
+            owner.owned.add(task_id)
         submissions = []
         for task_id in task_ids:
-            submissions.append(asyncio.create_task(self.submit(task_id)))
+            submissions.append(asyncio.create_task(self.submit(task_id, owners[task_id])))
             if rate:
                 await asyncio.sleep(1 / rate)
         await asyncio.gather(*submissions)
         deadline = time.monotonic() + self.timeout
         for client in self.clients:
-            if not await client.wait_for(task_ids, deadline):
-                missing = sum(1 for t in task_ids if t not in client.final)
+            wanted = [t for t in task_ids if owners[t] is client] if self.auth else task_ids
+            if not await client.wait_for(wanted, deadline):
+                missing = sum(1 for t in wanted if t not in client.final)
                 raise RuntimeError(
-                    f"{missing} of {count} tasks reached no final frame in {self.timeout:.0f} s"
+                    f"{missing} of {len(wanted)} tasks reached no final frame in {self.timeout:.0f} s"
                 )
-        return task_ids
+        return task_ids, owners
 
     async def quiet(self) -> Snapshot:
         """Wait until no product counter has moved for QUIET_SECONDS; the snapshot then."""
@@ -445,11 +500,12 @@ class Driver:
 
     async def phase(self, name: str, tasks: int, rate: float | None) -> PhaseResult:
         before = await self.quiet()
+        foreign_before = sum(client.foreign_frames for client in self.clients)
         started = time.monotonic()
-        task_ids = await self.run_tasks(tasks, rate)
+        task_ids, owners = await self.run_tasks(tasks, rate)
         seconds = time.monotonic() - started
         after = await self.quiet()
-        outcomes = [self.clients[0].final[t] for t in task_ids]
+        outcomes = [owners[t].final[t] for t in task_ids]
         return phase_delta(
             name,
             before,
@@ -459,14 +515,16 @@ class Driver:
             succeeded=outcomes.count("success"),
             errors=outcomes.count("error"),
             seconds=seconds,
+            users=len(self.clients) if self.auth else 0,
+            foreign_frames=sum(client.foreign_frames for client in self.clients) - foreign_before,
         )
 
 
 async def run_stack(
-    stack: LocalStackProcess, stats_file: Path, args: argparse.Namespace
+    stack: LocalStackProcess, stats_file: Path, args: argparse.Namespace, auth: StageAuth | None = None
 ) -> list[PhaseResult]:
     results = []
-    async with Driver(stack, stats_file, args.timeout) as driver:
+    async with Driver(stack, stats_file, args.timeout, auth) as driver:
         await driver.connect(1)
         await driver.run_tasks(10, None)  # warm-up: cold starts, connection pools
         if args.paced_tasks:
@@ -474,7 +532,8 @@ async def run_stack(
             results.append(await driver.phase("paced", args.paced_tasks, args.paced_rate))
         for clients in args.clients:
             await driver.connect(clients)
-            print(f"  burst: {args.tasks} tasks, {clients} client(s) ...", flush=True)
+            who = f"{clients} user(s), one client each, tasks round-robin" if auth else f"{clients} client(s)"
+            print(f"  burst: {args.tasks} tasks, {who} ...", flush=True)
             results.append(await driver.phase("burst", args.tasks, None))
     return results
 
@@ -502,6 +561,12 @@ class Comparison:
     result: PhaseResult
     ours: Figures
     original: Figures
+    stage: str = "dev"
+
+    @property
+    def fan_out(self) -> str:
+        """How the notifier chose the frames' connections in this run."""
+        return "per owner" if self.result.users else "broadcast"
 
     @property
     def ratio(self) -> float:
@@ -511,11 +576,21 @@ class Comparison:
 def print_comparison(comparison: Comparison) -> None:
     result, ours, original = comparison.result, comparison.ours, comparison.original
     rate = "all at once" if result.name == "burst" else "paced"
+    who = (
+        f"{result.users} user(s) with one WebSocket client each, tasks round-robin (frames per owner)"
+        if result.users
+        else f"{result.clients} WebSocket client(s) (frames to every connection)"
+    )
     print()
     print(
-        f"== failure rate {comparison.failure_rate:g}: {result.tasks} tasks {rate}, {result.clients} "
-        f"WebSocket client(s): {result.succeeded} success, {result.errors} error, {result.seconds:.1f} s =="
+        f"== stage {comparison.stage}, failure rate {comparison.failure_rate:g}: {result.tasks} tasks "
+        f"{rate}, {who}: {result.succeeded} success, {result.errors} error, {result.seconds:.1f} s =="
     )
+    if result.users:
+        print(
+            f"   frames a client got for another user's task: {result.foreign_frames} (must be 0); the "
+            f"original app (no auth) pushes every attempt to all {result.clients} connections"
+        )
     print(f"   per task that succeeded ({result.succeeded}); $ per 1 million such tasks")
     print(f"   {'':<44}{'ours':>10}{'original':>10}{'ours $/1M':>12}{'orig $/1M':>12}")
     ours_cost, original_cost = ours.cost(), original.cost()
@@ -594,32 +669,79 @@ def print_summary(comparisons: list[Comparison]) -> None:
     print()
     print(f"Summary (per task that succeeded; $ per 1 million tasks; prices as recorded {PRICES_RECORDED})")
     header = (
-        f"{'failure rate':>12} {'phase':<7}{'clients':>8} {'ours req':>9} {'orig req':>9} {'ratio':>6} "
-        f"{'ours $/1M':>10} {'orig $/1M':>10} {'ours sleep':>10} {'orig sleep':>10}"
+        f"{'stage':<6} {'frames to':<10} {'failure rate':>12} {'phase':<7}{'clients':>8} {'ours req':>9} "
+        f"{'orig req':>9} {'ratio':>6} {'ours $/1M':>10} {'orig $/1M':>10} "
+        f"{'ours sleep':>10} {'orig sleep':>10}"
     )
     print(header)
     print("-" * len(header))
     for c in comparisons:
         print(
-            f"{c.failure_rate:>12g} {c.result.name:<7}{c.result.clients:>8} {_fmt(c.ours.requests):>9} "
-            f"{_fmt(c.original.requests):>9} {c.ratio:>6.2f} {_money(c.ours.total_cost()):>10} "
-            f"{_money(c.original.total_cost()):>10} {c.ours.billed_sleep_seconds:>9.2f}s "
-            f"{c.original.billed_sleep_seconds:>9.2f}s"
+            f"{c.stage:<6} {c.fan_out:<10} {c.failure_rate:>12g} {c.result.name:<7}{c.result.clients:>8} "
+            f"{_fmt(c.ours.requests):>9} {_fmt(c.original.requests):>9} {c.ratio:>6.2f} "
+            f"{_money(c.ours.total_cost()):>10} {_money(c.original.total_cost()):>10} "
+            f"{c.ours.billed_sleep_seconds:>9.2f}s {c.original.billed_sleep_seconds:>9.2f}s"
         )
-    worst = max(comparisons, key=lambda c: c.ratio)
-    best = min(comparisons, key=lambda c: c.ratio)
-    met = all(c.ratio <= GOAL_REQUEST_RATIO for c in comparisons)
-    print(
-        f"goal (requests <= 1/3 of the original's): {'met' if met else 'MISSED'}; ratios "
-        f"{best.ratio:.2f} .. {worst.ratio:.2f}. Billed sleep: ours 0 s in every phase."
-    )
+    for stage in dict.fromkeys(c.stage for c in comparisons):
+        of_stage = [c for c in comparisons if c.stage == stage]
+        worst = max(of_stage, key=lambda c: c.ratio)
+        best = min(of_stage, key=lambda c: c.ratio)
+        met = [c for c in of_stage if c.ratio <= GOAL_REQUEST_RATIO]
+        verdict = (
+            "met" if len(met) == len(of_stage) else f"MISSED ({len(met)} of {len(of_stage)} phases met it)"
+        )
+        print(
+            f"stage {stage} ({of_stage[0].fan_out}): goal (requests <= 1/3 of the original's) {verdict}; "
+            f"ratios {best.ratio:.2f} .. {worst.ratio:.2f}. Billed sleep: ours "
+            f"{max(c.ours.billed_sleep_seconds for c in of_stage):g} s at most."
+        )
+    leaks = sum(c.result.foreign_frames for c in comparisons)
+    if any(c.result.users for c in comparisons):
+        print(f"frames pushed to another user's connection, all per-owner phases: {leaks} (must be 0)")
+
+
+def print_side_by_side(comparisons: list[Comparison]) -> None:
+    """The stages of the run beside each other: requests per task and ratio to the original."""
+    stages = list(dict.fromkeys(c.stage for c in comparisons))
+    if len(stages) < 2:
+        return
+    fan_out = {c.stage: c.fan_out for c in comparisons}
+    by_key: dict[tuple[float, str, int], dict[str, Comparison]] = {}
+    for c in comparisons:
+        by_key.setdefault((c.failure_rate, c.result.name, c.result.clients), {})[c.stage] = c
+    print()
+    print("Side by side: billed requests per task that succeeded, and the ratio ours / the original's model")
+    labels = "".join(f" {f'{stage} ({fan_out[stage]})':>20}" for stage in stages)
+    print(f"{'':>12} {'':<7}{'':>8} {'original':>9}{labels}")
+    columns = "".join(f" {'req':>12} {'ratio':>7}" for _ in stages)
+    header = f"{'failure rate':>12} {'phase':<7}{'clients':>8} {'req':>9}{columns}"
+    print(header)
+    print("-" * len(header))
+    for (failure_rate, name, clients), row in by_key.items():
+        original = next(iter(row.values())).original.requests
+        cells = "".join(
+            f" {_fmt(row[stage].ours.requests):>12} {row[stage].ratio:>7.2f}"
+            if stage in row
+            else f" {'-':>12} {'-':>7}"
+            for stage in stages
+        )
+        print(f"{failure_rate:>12g} {name:<7}{clients:>8} {_fmt(original):>9}{cells}")
 
 
 # --------------------------------------------------------------------------- main
 
 
-def function_memory(cdk_out: Path, stage: str) -> tuple[dict[str, int], str]:
-    """MemorySize per function display name, and the HTTP API's function, from the template."""
+@dataclass(frozen=True)
+class StageInfo:
+    """What the bench needs from a stage's synthesized template."""
+
+    stack_name: str
+    memory: dict[str, int]  # MemorySize per function display name
+    http_function: str  # the HTTP API's function (its invocations are the API Gateway requests)
+    token_parameter: str | None  # auth: jwt: the $connect authorizer's query parameter; None: no auth
+
+
+def stage_info(cdk_out: Path, stage: str) -> StageInfo:
     synthesized = find_stack(cdk_out, stage)
     model = build_stack_model(
         synthesized.template, synthesized.stack_name, synthesized.cdk_out, PseudoParameters()
@@ -629,67 +751,118 @@ def function_memory(cdk_out: Path, stage: str) -> tuple[dict[str, int], str]:
     http_names = [model.functions[i].display_name for i in http_ids if i in model.functions]
     if len(http_names) != 1:
         raise RuntimeError(f"expected one HTTP API function, found {http_names}")
-    return memory, http_names[0]
+    token_parameter = None
+    if model.jwt_authorizers or model.request_authorizers:
+        connect = [api.routes["$connect"] for api in model.websocket_apis if "$connect" in api.routes]
+        sources = [
+            source.removeprefix("route.request.querystring.")
+            for route in connect[:1]
+            if route.authorizer is not None
+            for source in route.authorizer.identity_sources
+            if source.startswith("route.request.querystring.")
+        ]
+        if not sources:
+            raise RuntimeError(
+                f"stage {stage}: authorizers, but no $connect authorizer reading a query parameter"
+            )
+        token_parameter = sources[0]
+    return StageInfo(synthesized.stack_name, memory, http_names[0], token_parameter)
+
+
+def stage_auth(info: StageInfo, state_dir: Path) -> StageAuth | None:
+    """The running stack's local token issuer, for a stage with authorizers."""
+    if info.token_parameter is None:
+        return None
+    from local.auth import load_issuer  # noqa: PLC0415 - it loads PyJWT: only for stages with auth
+
+    return StageAuth(load_issuer(state_dir, stack=info.stack_name), info.token_parameter)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
-    parser.add_argument("--stage", default="dev")
-    parser.add_argument("--tasks", type=int, default=300, help="tasks per burst (default 300)")
-    parser.add_argument("--paced-tasks", type=int, default=40, help="tasks of the paced phase (0: skip)")
+    parser.add_argument(
+        "--stage",
+        "--stages",
+        dest="stages",
+        nargs="+",
+        default=["dev"],
+        help="stage(s) to run, each with every failure rate (default dev; e.g. --stage dev prod: "
+        "broadcast and per-owner frames side by side)",
+    )
+    parser.add_argument("--tasks", type=int, help="tasks per burst (default 300; --quick 100)")
+    parser.add_argument(
+        "--paced-tasks", type=int, help="tasks of the paced phase (0: skip; default 40; --quick 20)"
+    )
     parser.add_argument("--paced-rate", type=float, default=2.0, help="tasks per second in the paced phase")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: --tasks 100 --paced-tasks 20")
     parser.add_argument(
         "--failure-rates",
         type=float,
         nargs="+",
         default=[0.0, STAGE_DEFAULT_FAILURE_RATE],
-        help="one stack run per rate (default: 0 and the dev stage's 0.3)",
+        help="one stack run per stage and rate (default: 0 and the dev stage's 0.3)",
     )
     parser.add_argument(
         "--clients",
         type=int,
         nargs="+",
         default=[1, 10],
-        help="WebSocket clients of the bursts (default 1 10)",
+        help="WebSocket clients of the bursts (default 1 10); on a stage with auth: jwt, as many users",
     )
     parser.add_argument("--time-scale", type=float, default=0.1, help="passed to the local stack")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one phase")
     args = parser.parse_args(argv)
+    if args.tasks is None:
+        args.tasks = 100 if args.quick else 300
+    if args.paced_tasks is None:
+        args.paced_tasks = 20 if args.quick else 40
     if args.tasks < 1 or any(c < 1 for c in args.clients) or args.clients != sorted(args.clients):
         parser.error("--tasks must be positive and --clients positive and ascending")
 
-    memory, http_function = function_memory(args.cdk_out, args.stage)
+    infos = {stage: stage_info(args.cdk_out, stage) for stage in args.stages}
     print(f"cost per task, {time.strftime('%Y-%m-%d %H:%M %Z')}: python -m bench cost "
           + " ".join(argv if argv is not None else sys.argv[1:]))  # fmt: skip
     print(PRICE_NOTES)
     print(
         f"original app: a model (bench/cost_per_task.py ORIGINAL): {ORIGINAL.attempts} attempts in one "
         f"invocation, billed sleeps {ORIGINAL.sleeps_seconds} s, one UpdateItem + one push (Scan + a POST "
-        "per connection) per attempt, non-sleep handler time = ours, same MemorySize"
+        "per connection) per attempt, non-sleep handler time = ours, same MemorySize; it has no auth, "
+        "so it pushes to every connection whatever our stage does"
     )
     comparisons = []
-    for failure_rate in args.failure_rates:
-        with tempfile.TemporaryDirectory(prefix="bench-cost-") as folder:
-            stats_file = Path(folder) / "stats.json"
-            stack_args = [
-                "--cdk-out", str(args.cdk_out), "--stage", args.stage,
-                "--failure-rate", repr(failure_rate), "--time-scale", repr(args.time_scale),
-                "--quiet", "--stats-file", str(stats_file),
-            ]  # fmt: skip
-            print(f"\nlocal stack: python -m local {' '.join(stack_args)}", flush=True)
-            with LocalStackProcess(stack_args) as stack:
-                results = asyncio.run(run_stack(stack, stats_file, args))
-        for result in results:
-            ours = our_figures(result, memory, http_function)
-            memory_mb = memory.get(http_function, 512)
-            original = original_figures(
-                failure_rate, result.clients, sum(ours.handler_ms.values()), memory_mb
-            )
-            comparison = Comparison(failure_rate, result, ours, original)
-            print_comparison(comparison)
-            comparisons.append(comparison)
+    for stage, info in infos.items():
+        for failure_rate in args.failure_rates:
+            with tempfile.TemporaryDirectory(prefix="bench-cost-") as folder:
+                stats_file = Path(folder) / "stats.json"
+                state_dir = Path(folder) / "state"
+                stack_args = [
+                    "--cdk-out", str(args.cdk_out), "--stage", stage,
+                    "--failure-rate", repr(failure_rate), "--time-scale", repr(args.time_scale),
+                    "--quiet", "--stats-file", str(stats_file),
+                    "--state-dir", str(state_dir), "--log-dir", str(Path(folder) / "logs"),
+                ]  # fmt: skip
+                print(f"\nlocal stack: python -m local {' '.join(stack_args)}", flush=True)
+                with LocalStackProcess(stack_args) as stack:
+                    auth = stage_auth(info, state_dir)
+                    if auth is not None:
+                        print(
+                            f"  auth: jwt; tokens from the stack's local issuer {auth.issuer.url}, WebSocket "
+                            f"?{auth.token_parameter}=<token>",
+                            flush=True,
+                        )
+                    results = asyncio.run(run_stack(stack, stats_file, args, auth))
+            for result in results:
+                ours = our_figures(result, info.memory, info.http_function)
+                memory_mb = info.memory.get(info.http_function, 512)
+                original = original_figures(
+                    failure_rate, result.clients, sum(ours.handler_ms.values()), memory_mb
+                )
+                comparison = Comparison(failure_rate, result, ours, original, stage)
+                print_comparison(comparison)
+                comparisons.append(comparison)
     print_summary(comparisons)
+    print_side_by_side(comparisons)
     return 0
 
 

@@ -39,6 +39,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.state_file import StateFileError, running_stack_state
+
 KEY_FILE = "signing-key.pem"  # under <state-dir>/auth/
 SIGNING_ALGORITHM = "RS256"
 KEY_SIZE = 2048
@@ -253,47 +255,14 @@ class LocalIssuer:
 # --- the running stack's issuer (state file) -----------------------------------------------
 
 
-def running_stack_state(
-    state_dir: Path = Path(".local-state"), *, stage: str | None = None, stack: str | None = None
-) -> dict[str, Any]:
-    """The state file of the running stack (`<state_dir>/stacks/<stack>.json`) that matches.
-
-    `stack` names it exactly; otherwise `stage` picks the stack named `*-<stage>`; with neither,
-    there must be exactly one. Raises AuthError when none runs (or its process is gone).
-    """
-    folder = Path(state_dir) / "stacks"
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    names = {path.name.removesuffix(".json"): path for path in files}
-    if stack is not None:
-        wanted = [stack] if stack in names else []
-    elif stage is not None:
-        wanted = [name for name in names if name == stage or name.endswith(f"-{stage}")]
-    else:
-        wanted = list(names)
-    what = f"stack {stack}" if stack else (f"stage {stage!r}" if stage else "stack")
-    if not wanted:
-        running = f" (running: {', '.join(names)})" if names else ""
-        raise AuthError(
-            f"no local {what} is running with state dir {state_dir}{running}; start one "
-            "(`make dev`, or `python -m local --stage STAGE --state-dir DIR`)"
-        )
-    if len(wanted) > 1:
-        raise AuthError(f"{len(wanted)} local stacks run in {state_dir} ({', '.join(wanted)}): pass --stage")
-    path = names[wanted[0]]
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise AuthError(f"cannot read {path}: {error}") from None
-    if not _alive(int(state.get("pid", 0))):
-        raise AuthError(f"the local stack that wrote {path} is no longer running; start it again")
-    return state
-
-
 def load_issuer(
     state_dir: Path = Path(".local-state"), *, stage: str | None = None, stack: str | None = None
 ) -> LocalIssuer:
     """The running stack's local issuer (its URL, audiences and key), to mint tokens for it."""
-    state = running_stack_state(state_dir, stage=stage, stack=stack)
+    try:
+        state = running_stack_state(state_dir, stage=stage, stack=stack)
+    except StateFileError as error:
+        raise AuthError(str(error)) from None
     auth = state.get("auth")
     if not isinstance(auth, dict):
         raise AuthError(
@@ -320,15 +289,3 @@ def mint_token(
 ) -> str:
     """One token for `subject` from the running stack's issuer (options: `LocalIssuer.claims`)."""
     return load_issuer(state_dir, stage=stage, stack=stack).mint(subject, **options)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

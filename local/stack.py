@@ -50,6 +50,7 @@ from local.stack_model import (
     layer_packages,
     layer_summary,
 )
+from local.state_file import state_file_path
 from local.stream_source import StreamPoller, StreamSource
 from local.template import SynthesizedStack
 from local.ttl_sweeper import TtlSweeper, TtlTable
@@ -243,7 +244,7 @@ class LocalStack:
 
     @property
     def state_file(self) -> Path:
-        return self.options.state_dir / "stacks" / f"{self.model.stack_name}.json"
+        return state_file_path(self.options.state_dir, self.model.stack_name)
 
     def _write_state_file(self, values: LocalValues, replacements: dict[str, str]) -> None:
         """The template's Outputs resolved to local values (API URLs rewritten to the local

@@ -3,14 +3,14 @@ local stack (`make dev`) writes to `<state-dir>/stacks/<stack>.json` while it ru
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
+from local.state_file import StateFileError, running_stack_state
 
 STACK_PREFIX = "TaskBackend"
 
@@ -59,15 +59,10 @@ def _aws_outputs(stack_name: str) -> StackOutputs:
 
 
 def _local_outputs(stack_name: str, state_dir: Path) -> StackOutputs:
-    path = state_dir / "stacks" / f"{stack_name}.json"
     try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StackOutputsError(
-            f"no local stack {stack_name} is running ({path} does not exist); start it with `make dev`"
-        ) from None
-    if not _alive(int(state.get("pid", 0))):
-        raise StackOutputsError(f"the local stack that wrote {path} is no longer running; start `make dev`")
+        state = running_stack_state(state_dir, stack=stack_name)
+    except StateFileError as error:
+        raise StackOutputsError(str(error)) from None
     endpoint = state["endpoint"]
     return StackOutputs(
         stack_name,
@@ -80,15 +75,3 @@ def _local_outputs(stack_name: str, state_dir: Path) -> StackOutputs:
             "aws_secret_access_key": "local",
         },
     )
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
