@@ -12,8 +12,13 @@ time.perf_counter() brackets exactly:
 So interpreter startup is excluded; the parent also times the whole process ("process" column).
 Baselines in the same run: a child doing a bare `import boto3`, and one doing
 `import boto3; boto3.client("dynamodb")` (the floor for any function that talks to DynamoDB).
-References: `from aws_lambda_powertools import Tracer` alone, and the HTTP handler plus `Tracer()`
-(what adding the Tracer would really cost it). Rounds are interleaved (every subject once per
+References: `from aws_lambda_powertools import Tracer` alone, the HTTP handler plus `Tracer()`
+(what adding the Tracer would really cost it), and the WebSocket $connect authorizer
+(ws_authorizer, stages with `auth: jwt`) plus its first token check: one RS256 token verified
+with the key given in the environment (its first invocation also fetches the issuer's discovery
+document and JWK set: network time, not measured). The report also lists which of boto3,
+pydantic, PyJWT (`jwt`) and cryptography each handler has loaded after its import and after its
+init. Rounds are interleaved (every subject once per
 round, shuffled), after one discarded warm-up round; figures are medians.
 
 Goal: every handler <= 2.0x the bare `import boto3`. A handler that misses it gets an
@@ -65,7 +70,10 @@ HANDLERS: Final = (
     "ws_connect",
     "ws_disconnect",
     "ws_default",
+    "ws_authorizer",
 )
+# Modules whose loading the report shows: after the handler's import, and after its init.
+WATCHED_MODULES: Final = ("boto3", "pydantic", "jwt", "cryptography")
 
 # What infra/ sets on every function (infra/lambda_function.py: LambdaDefaults.environment).
 COMMON_ENV: Final = {
@@ -105,21 +113,30 @@ FUNCTION_ENV: Final[Mapping[str, Mapping[str, str]]] = {
     "ws_connect": {env_vars.CONNECTION_TABLE_NAME: _CONNECTIONS, env_vars.CONNECTION_TTL_SECONDS: "7800"},
     "ws_disconnect": {env_vars.CONNECTION_TABLE_NAME: _CONNECTIONS},
     "ws_default": {},
+    # Stages with `auth: jwt`. The issuer is unreachable on purpose: the keys are fetched (OIDC
+    # discovery, then the JWK set) on the first verification, never at import or init.
+    "ws_authorizer": {
+        env_vars.JWT_ISSUER: "http://127.0.0.1:1/issuer",
+        env_vars.JWT_AUDIENCE: "bench-client-id",
+    },
 }
 
-# The child program. Only `time` (built in) is imported before the clock starts; the report is
+# The child program. Only `sys` and `time` (built in) are imported before the clock starts; the report is
 # printed after it stops, as the last line of stdout.
 _CHILD: Final = """\
-import time
+import sys, time
 _t0 = time.perf_counter()
 {import_code}
 _t1 = time.perf_counter()
+_at_import = [_name for _name in {watched!r} if _name in sys.modules]
 _clients = []
 {init_code}
 _t2 = time.perf_counter()
-import json, sys
+import json
 print(json.dumps({{"import": _t1 - _t0, "init": _t2 - _t1, "clients": _clients,
-                  "boto3": "boto3" in sys.modules, "modules": len(sys.modules)}}))
+                  "boto3": "boto3" in sys.modules, "modules": len(sys.modules),
+                  "at_import": _at_import,
+                  "at_init": [_name for _name in {watched!r} if _name in sys.modules]}}))
 """
 
 # First-invocation initialisation of a handler module (`_module`): build every Lazy holder, then
@@ -209,7 +226,7 @@ class Subject:
     used_by: str = ""  # components: the handlers that pay for it
 
     def program(self) -> str:
-        return _CHILD.format(import_code=self.import_code, init_code=self.init_code)
+        return _CHILD.format(import_code=self.import_code, init_code=self.init_code, watched=WATCHED_MODULES)
 
 
 @dataclass
@@ -220,6 +237,8 @@ class Samples:
     process: list[float] = field(default_factory=list)  # whole child, seconds
     clients: list[str] = field(default_factory=list)
     boto3_loaded: bool = False
+    at_import: list[str] = field(default_factory=list)  # WATCHED_MODULES loaded by the import
+    at_init: list[str] = field(default_factory=list)  # ... and after the init
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -284,8 +303,57 @@ def subjects(pythonpath: Path, no_bytecode: bool, extra_env: Mapping[str, str]) 
             _HANDLER_INIT + "from aws_lambda_powertools import Tracer\nTracer()\n",
             env("http_api"),
         ),
+        Subject(
+            FIRST_CHECK,
+            "reference",
+            "import taskflow.handlers.ws_authorizer as _module",
+            _HANDLER_INIT + _FIRST_TOKEN_CHECK,
+            {**env("ws_authorizer"), **first_check_environment(FUNCTION_ENV["ws_authorizer"])},
+        ),
     ]
     return found
+
+
+FIRST_CHECK: Final = "ws_authorizer + 1st token"
+# After the authorizer's init: verify one RS256 token the way its first invocation does (PyJWK
+# from the JWK set, signature, claims), with the key given instead of fetched (the two requests
+# to the issuer are network time, not measurable here).
+_FIRST_TOKEN_CHECK: Final = """\
+import json as _json, os as _os, jwt as _jwt
+from taskflow.services.token_verifier import TokenVerifier as _TokenVerifier
+
+class _GivenKeys:
+    def __init__(self, jwk):
+        self.jwk = jwk
+    def signing_key(self, kid):
+        return _jwt.PyJWK(self.jwk)
+
+_settings = _module.load_settings(_module.WsAuthorizerSettings)
+_verifier = _TokenVerifier(_GivenKeys(_json.loads(_os.environ["BENCH_JWK"])),
+                           issuer=_settings.jwt_issuer, audiences=_settings.jwt_audience)
+assert _verifier.owner_of(_os.environ["BENCH_TOKEN"]) == "bench-user"
+"""
+
+
+def first_check_environment(function_env: Mapping[str, str]) -> dict[str, str]:
+    """A fresh RSA key's public JWK and a token it signed for the authorizer's issuer and audience."""
+    import jwt  # noqa: PLC0415 - only this reference needs PyJWT in the parent
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "bench", "alg": "RS256", "use": "sig"})
+    now = int(time.time())
+    claims = {
+        "sub": "bench-user",
+        "iss": function_env[env_vars.JWT_ISSUER],
+        "aud": function_env[env_vars.JWT_AUDIENCE].split(",")[0],
+        "iat": now,
+        "exp": now + 6 * 3600,
+        "token_use": "id",
+    }
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
+    return {"BENCH_JWK": json.dumps(jwk), "BENCH_TOKEN": token}
 
 
 def run_child(subject: Subject, extra_flags: Sequence[str] = ()) -> tuple[dict[str, object], float, str]:
@@ -322,6 +390,8 @@ def measure(all_subjects: list[Subject], runs: int, seed: int) -> dict[str, Samp
             sample.process.append(wall)
             sample.clients = list(report["clients"])  # type: ignore[call-overload]
             sample.boto3_loaded = bool(report["boto3"])
+            sample.at_import = list(report["at_import"])  # type: ignore[call-overload]
+            sample.at_init = list(report["at_init"])  # type: ignore[call-overload]
         if round_number:
             print(f"  round {round_number}/{runs} done", file=sys.stderr, flush=True)
     return samples
@@ -419,6 +489,20 @@ def print_table(all_subjects: list[Subject], samples: dict[str, Samples]) -> lis
         f" {(with_tracer - http_api) * 1000:.0f} ms to http_api"
         f" ({with_tracer / bare:.2f}x instead of {http_api / bare:.2f}x)."
     )
+    authorizer = statistics.median(samples["ws_authorizer"].inside)
+    first_check = statistics.median(samples[FIRST_CHECK].inside)
+    print(
+        f"ws_authorizer: its first token check (PyJWK, RS256 signature, claims; the key given, not"
+        f" fetched) adds {(first_check - authorizer) * 1000:.0f} ms"
+        f" ({first_check / bare:.2f}x instead of {authorizer / bare:.2f}x)."
+    )
+    print(f"\nwhich of {', '.join(WATCHED_MODULES)} are loaded after the import | added by the init:")
+    for subject in all_subjects:
+        if subject.kind != "handler" and subject.label != FIRST_CHECK:
+            continue
+        sample = samples[subject.label]
+        added = [name for name in sample.at_init if name not in sample.at_import]
+        print(f"  {subject.label:<28} {', '.join(sample.at_import) or '-':<40} | {', '.join(added) or '-'}")
     return missed
 
 

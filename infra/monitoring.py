@@ -34,11 +34,9 @@ TASK_METRICS = (
     MetricName.TASK_RETRIED,
     MetricName.TASK_DEAD_LETTERED,
 )
-NOTIFICATION_METRICS = (
-    MetricName.NOTIFICATIONS_SENT,
-    MetricName.CONNECTIONS_GONE,
-    MetricName.TOKENS_REJECTED,  # emitted on `auth: jwt` stages only
-)
+NOTIFICATION_METRICS = (MetricName.NOTIFICATIONS_SENT, MetricName.CONNECTIONS_GONE)
+# Emitted on `auth: jwt` stages only, so only their dashboards show them.
+AUTH_METRICS = (MetricName.TOKENS_REJECTED,)
 SERVICE_DIMENSION = "service"
 STAGE_DIMENSION = "stage"
 
@@ -294,7 +292,10 @@ class Monitoring(Construct):
                 ),
                 cloudwatch.GraphWidget(
                     title="WebSocket notifications (count per minute)",
-                    left=[self.task_metric(name) for name in NOTIFICATION_METRICS],
+                    left=[
+                        self.task_metric(name)
+                        for name in NOTIFICATION_METRICS + (AUTH_METRICS if self.stage.auth == "jwt" else ())
+                    ],
                     width=12,
                 ),
             ],

@@ -9,6 +9,7 @@ external issuer (EXTERNAL_ISSUER, EXTERNAL_AUDIENCE). prod (cdk.json) is a jwt s
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from template_queries import (
 import infra.auth
 from infra.auth import JwtLayerMissingError
 from infra.stack import TaskBackendStack, stack_name_for
-from taskflow import auth_contract
+from taskflow import auth_contract, table_schema
+from taskflow.metric_names import MetricName
 
 JWT_STAGES = ["jwt_pool", "jwt_issuer"]
 HTTP_ROUTE_KEYS = {
@@ -403,6 +405,25 @@ def test_stage_without_auth_has_no_authorizer_user_pool_layer_or_authorizer_func
         assert resources(template, resource_type) == {}, resource_type
     assert "WsAuthorizerFunction" not in function_ids(template)
     assert not {name for name in template.to_json()["Outputs"] if name.startswith(("UserPool", "Jwt"))}
+
+
+@pytest.mark.parametrize("stage_name", ["dev", "prod_auth_none"])
+def test_stage_without_auth_mentions_nothing_of_auth_anywhere_in_its_template(request, stage_name):
+    # The template of an `auth: none` stage is what it was before auth existed: no authorizer,
+    # pool, owner index, auth variable, auth metric or output leaks into any resource or widget.
+    text = json.dumps(request.getfixturevalue(f"{stage_name}_template").to_json())
+
+    for trace in (
+        "Authorizer",
+        "Cognito",
+        "Jwt",
+        "JWT_",
+        "AUTH_MODE",
+        table_schema.TASKS_BY_OWNER_INDEX,
+        f'"{table_schema.TASK_OWNER}"',
+        MetricName.TOKENS_REJECTED,
+    ):
+        assert trace not in text, trace
 
 
 @pytest.mark.parametrize("stage_name", ["dev", "prod_auth_none"])
