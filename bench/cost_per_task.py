@@ -2,7 +2,7 @@
 the original Node app.
 
 Starts `python -m local` (the dev stage from cdk.out, `--time-scale 0.1`, `--stats-file`) once per
-failure rate (default 0 and the dev stage's 0.3), warms it up, then runs three phases, each
+stage and failure rate (default 0 and the dev stage's 0.3), warms it up, then runs three phases, each
 measured from a quiet stack to a quiet stack (every task's final frame on every client, then no
 counter moving for 2.5 s):
 
@@ -35,11 +35,23 @@ sleep after a failure; one UpdateItem and one push per attempt, each push a full
 connections table plus one POST per connection. Its non-sleep handler time is taken equal to
 ours (same work), so the compute difference is the sleep alone.
 
+On a stage with `auth: jwt` (e.g. `--stage prod`; recognised by the $connect authorizer in its
+template) the stack runs with its own --state-dir and the bench mints tokens from the stack's local
+issuer (local.auth.load_issuer): each WebSocket client is another user (bench-user-01, -02, ...,
+`?token=` on the WebSocket URL), the tasks of a phase are submitted by the connected users in turn
+(`Authorization: Bearer`), so the notifier pushes each task's frames to its owner's connection
+only, and each client waits for its own tasks. A frame a client gets for another user's task is
+counted and reported (it must be 0). The original app has no auth: its model still pushes to every
+connected client. `--stage dev prod` runs both stages (each with every failure rate) in one run and
+prints them side by side.
+
 Goal: our requests per task <= 1/3 of the original's, and zero billed sleep.
 
     python -m bench cost                                 # or: python -m bench.cost_per_task
-    python -m bench cost --tasks 100 --paced-tasks 20    # smaller, faster
+    python -m bench cost --tasks 100 --paced-tasks 20    # smaller, faster (= --quick)
     python -m bench cost --failure-rates 0 --clients 1
+    python -m bench cost --stage dev prod --clients 1 10 20   # broadcast vs per-owner frames (~6 min)
+    python -m bench cost --stage dev prod --quick             # the same, smaller
 """
 
 from __future__ import annotations
