@@ -79,10 +79,10 @@ bench: synth ## benchmarks (not part of make test)
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the HTTP API's routes
 	PYTHONPATH=lambdas $(PY) -m taskflow.api.openapi --output docs/openapi.json
 
-chaos: synth ## chaos run: 1,000 tasks under every fault, checked (CHAOS_TASKS=n)
+chaos: synth ## chaos run: 1,000 tasks under every fault, checked (CHAOS_TASKS=n STAGE=prod CHAOS_ARGS=--users=6)
 	$(PY) -m local.chaos --cdk-out $(CDK_OUT) --stage $(STAGE) --tasks $(or $(CHAOS_TASKS),1000) \
 		--failure-rate 0.3 --kill-rate 0.02 --duplicate-rate 0.05 --aws-error-rate 0.05 \
-		--push-failure-rate 0.02 --sqs-outage 2:10 --time-scale 0.01
+		--push-failure-rate 0.02 --sqs-outage 2:10 --time-scale 0.01 $(CHAOS_ARGS)
 
 clean: ## remove build output (keeps the installed dependencies)
 	rm -rf $(CDK_OUT) build .pytest_cache .ruff_cache .mypy_cache

@@ -26,13 +26,28 @@ Definitions (every one is an invariant: a non-zero count fails the run):
   on the final attempt, or a duplicate copy failed its final attempt while the other copy
   succeeded): the consumer acknowledges them without effect, as it must.
 * missed final frames: for every client that stayed connected from before the first submission
-  to the end, the accepted tasks for which it never received a frame with the final status.
+  to the end, the accepted tasks for which it never received a frame with the final status. On
+  a stage with authorizers, a client is held to the tasks of its own user only (the notifier
+  pushes a task's frames to its owner's connections): every client of a user that stayed
+  connected must get the final frame of every task of that user.
 * rejected: submissions that never got a 202 (a 4xx other than 429, or given up).
+
+Isolation, on stages with authorizers (`History.auth`; each task is owned by the user who
+submitted it):
+
+* foreign frames: frames a WebSocket client received of a task its user does not own (another
+  user's, or one nobody in the run submitted). Every frame of every client counts, whether it
+  stayed connected or churned.
+* foreign reads: HTTP observations (GET /tasks/{id}, GET /tasks pages, POST answers) made with
+  one user's token that show a task that user does not own. The runner also reads tasks with
+  another user's token now and then: those must be 404s (`History.cross_reads`); a 200 shows up
+  here, as the reader's observation of a task it does not own.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +94,17 @@ class Report:
     dlq_depth: int | None = None
     injected: dict[str, int] = field(default_factory=dict)
     created_during_outage: int = 0
+    # isolation (stages with authorizers)
+    auth: bool = False
+    users: int = 0
+    foreign_frames: list[Violation] = field(default_factory=list)
+    foreign_reads: list[Violation] = field(default_factory=list)
+    frames_checked: int = 0  # frames held to their client's user
+    clients_checked: int = 0
+    reads_checked: int = 0  # HTTP observations held to their user
+    cross_reads: dict[str, int] = field(default_factory=dict)  # reads as another user, by outcome
+    tasks_per_user: dict[str, int] = field(default_factory=dict)  # accepted tasks of each user
+    stayed_per_user: dict[str, int] = field(default_factory=dict)  # clients of each user that stayed
 
     @property
     def regression_tasks(self) -> list[str]:
@@ -105,6 +131,11 @@ class Report:
             "rejected submissions": len(self.rejected),
             "stayed clients dropped": len(self.dropped_clients),
             "queues not empty": int(bool(self.queue_depth)) + int(bool(self.dlq_depth)),
+            **(
+                {"foreign frames": len(self.foreign_frames), "foreign reads": len(self.foreign_reads)}
+                if self.auth
+                else {}
+            ),
         }
 
     @property
@@ -145,6 +176,23 @@ class Report:
             "dlqDepth": self.dlq_depth,
             "injected": self.injected,
             "createdDuringOutage": self.created_during_outage,
+            **(
+                {
+                    "isolation": {
+                        "users": self.users,
+                        "tasksPerUser": self.tasks_per_user,
+                        "stayedClientsPerUser": self.stayed_per_user,
+                        "foreignFrames": [v.__dict__ for v in self.foreign_frames],
+                        "foreignReads": [v.__dict__ for v in self.foreign_reads],
+                        "framesChecked": self.frames_checked,
+                        "clientsChecked": self.clients_checked,
+                        "readsChecked": self.reads_checked,
+                        "crossReads": self.cross_reads,
+                    }
+                }
+                if self.auth
+                else {}
+            ),
         }
 
     @property
@@ -176,8 +224,10 @@ class Report:
             f"{'yes' if self.dlq_matches_errors else 'NO'}",
             f"missed final frames {self.missed_final_frame_count:<5} {mark(v['missed final frames'])}"
             f"   ({self.stayed_clients} clients stayed connected"
+            + (", each held to its own user's tasks" if self.auth else "")
             + (f", {len(self.dropped_clients)} DROPPED" if self.dropped_clients else "")
             + ")",
+            *(self._isolation_lines(mark) if self.auth else []),
             f"rejected         {len(self.rejected):<8} {mark(len(self.rejected))}",
             f"queues at end    TaskQueue {self.queue_depth}, DLQ {self.dlq_depth}"
             + ("   (DRAIN DEADLINE REACHED)" if self.drain_timed_out else ""),
@@ -201,10 +251,26 @@ class Report:
         examples += [f"  DLQ message never consumed for error task {t}" for t in self.dlq_missing[:details]]
         for client, ids in self.missed_final_frames.items():
             examples += [f"  missed final frame: client {client}: {task_id}" for task_id in ids[:details]]
+        examples += [f"  foreign frame: {f.task_id}: {f.detail}" for f in self.foreign_frames[:details]]
+        examples += [f"  foreign read: {r.task_id}: {r.detail}" for r in self.foreign_reads[:details]]
         examples += [f"  rejected: {task_id}" for task_id in self.rejected[:details]]
         lines += examples
         lines.append("RESULT           " + ("PASS: every invariant holds" if self.ok else "FAIL"))
         return lines
+
+    def _isolation_lines(self, mark: Callable[[int], str]) -> list[str]:
+        """The isolation figures (stages with authorizers)."""
+        tasks = "/".join(str(count) for count in self.tasks_per_user.values())
+        stayed = "/".join(str(self.stayed_per_user.get(user, 0)) for user in self.tasks_per_user)
+        outcomes = sorted(self.cross_reads.items(), key=lambda item: item[0] != "404")
+        cross = ", ".join(f"{count} {'refused (404)' if o == '404' else o}" for o, count in outcomes)
+        return [
+            f"users            {self.users:<8} tasks {tasks}, clients that stayed connected {stayed}",
+            f"foreign frames   {len(self.foreign_frames):<8} {mark(len(self.foreign_frames))}"
+            f"   ({self.frames_checked} frames to {self.clients_checked} clients of their users)",
+            f"foreign reads    {len(self.foreign_reads):<8} {mark(len(self.foreign_reads))}"
+            f"   ({self.reads_checked} HTTP reads; reads as another user: {cross or 'none'})",
+        ]
 
 
 # ------------------------------------------------------------------------------- the checks
@@ -284,6 +350,49 @@ def version_order_regressions(task_id: str, seen: list[tuple[int, str, str]]) ->
                 )
             ]
     return []
+
+
+def _owned_by(owner: str | None) -> str:
+    return f"owned by {owner}" if owner else "nobody in the run submitted"
+
+
+def check_isolation(history: History, report: Report) -> None:
+    """Foreign frames and foreign reads (see the module docstring); stages with authorizers."""
+    owners = history.owners
+    report.auth = True
+    report.users = len(history.users)
+    accepted = Counter(owners[task_id] for task_id in history.accepted_ids)
+    report.tasks_per_user = {user: accepted.get(user, 0) for user in history.users}
+    report.stayed_per_user = {
+        user: sum(1 for c in history.clients if c.user == user and c.stayed) for user in history.users
+    }
+    for client in history.clients:
+        report.clients_checked += 1
+        who = client.name if client.user and client.user in client.name else f"{client.name} of {client.user}"
+        for frame in client.frames:
+            report.frames_checked += 1
+            owner = owners.get(frame.task_id)
+            if client.user is None or owner != client.user:
+                report.foreign_frames.append(
+                    Violation(
+                        "foreign frame",
+                        frame.task_id,
+                        f"client {who} got {frame.status} v{frame.version} of a task {_owned_by(owner)}",
+                    )
+                )
+    for observation in history.observations:
+        report.reads_checked += 1
+        owner = owners.get(observation.task_id)
+        if observation.user is None or owner != observation.user:
+            report.foreign_reads.append(
+                Violation(
+                    "foreign read",
+                    observation.task_id,
+                    f"{observation.source} with the token of {observation.user} showed {observation.status} "
+                    f"v{observation.version} of a task {_owned_by(owner)}",
+                )
+            )
+    report.cross_reads = dict(history.cross_reads)
 
 
 def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per figure, in order
@@ -370,7 +479,8 @@ def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per 
                 ]
         report.regressions.extend(found)
 
-    # frames of the clients that stayed connected
+    # frames of the clients that stayed connected (on stages with authorizers: their user's tasks)
+    owners = history.owners
     for client in history.clients:
         if client.stays and not client.stayed:
             report.dropped_clients.append(client.name)
@@ -381,10 +491,15 @@ def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per 
         missed = [
             task_id
             for task_id in accepted
-            if final_status.get(task_id) in TERMINAL and (task_id, final_status[task_id]) not in received
+            if (not history.auth or owners.get(task_id) == client.user)
+            and final_status.get(task_id) in TERMINAL
+            and (task_id, final_status[task_id]) not in received
         ]
         if missed:
             report.missed_final_frames[client.name] = missed
+
+    if history.auth:
+        check_isolation(history, report)
 
     report.wall_seconds = max(0.0, history.drained - history.started)
     report.drain_timed_out = history.drain_timed_out

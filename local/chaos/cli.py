@@ -17,13 +17,20 @@ DynamoDB/SQS API errors and throttles, an SQS outage during the burst of submiss
 failures) and WebSocket clients that disconnect abruptly; submit N tasks like the frontend does,
 retrying "maybe accepted" POSTs with the same taskId; record every response and frame; drain;
 then check the history and print the figures. Exit code 1 if any invariant is violated.
+
+A stage with authorizers (`auth: jwt`, found in the running stack's state file, not from the
+stage's name) is driven by --users users (default 4), each with a token from the stack's local
+issuer: they submit the tasks round-robin, each WebSocket client connects as one of them, and
+every user must see only their own tasks and frames.
 """
 
 EPILOG = """\
 Invariants (see local/chaos/checker.py): lost 0, duplicated effects 0, regressions 0,
 unexpected 0, DLQ consumed = error count, missed final frames 0 (clients that stayed connected),
-no rejected submission, queues empty at the end. Results: <run dir>/report.json, history.json,
-stack.log, logs/. See docs/local-stack.md.
+no rejected submission, queues empty at the end. With authorizers also foreign frames 0 (no
+client receives a frame of another user's task; "missed final frames" then counts each client's
+own user's tasks) and foreign reads 0 (no HTTP read shows another user's task). Results:
+<run dir>/report.json, history.json, stack.log, logs/, state/. See docs/local-stack.md.
 """
 
 
@@ -47,8 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tasks", type=int, default=defaults.tasks, help="tasks to submit (default 1000)")
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="POSTs in flight")
-    parser.add_argument("--clients", type=int, default=defaults.clients, help="WebSocket clients")
-    parser.add_argument("--stay", type=int, default=defaults.stay, help="of them, stay connected all run")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=defaults.clients,
+        help="WebSocket clients (default 6; with authorizers 3 per user)",
+    )
+    parser.add_argument(
+        "--stay",
+        type=int,
+        default=defaults.stay,
+        help="of them, stay connected all run (default 3; with authorizers 2 per user)",
+    )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=defaults.users,
+        help="stages with authorizers: users, each with a token, submitting round-robin (default 4)",
+    )
     parser.add_argument("--failure-rate", type=_ratio, default=defaults.failure_rate, help="FAILURE_RATE")
     parser.add_argument("--kill-rate", type=_ratio, default=defaults.kill_rate, help="--fault-kill-rate")
     parser.add_argument(
@@ -101,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     config = ChaosConfig(
         tasks=args.tasks,
         concurrency=max(1, args.concurrency),
-        clients=max(1, args.clients),
-        stay=max(0, min(args.stay, args.clients)),
+        clients=None if args.clients is None else max(1, args.clients),
+        stay=None if args.stay is None else max(0, args.stay),
+        users=None if args.users is None else max(1, args.users),
         failure_rate=args.failure_rate,
         kill_rate=args.kill_rate,
         duplicate_rate=args.duplicate_rate,

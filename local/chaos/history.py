@@ -3,6 +3,11 @@
 Times are `time.time()` seconds. Every observation of a task over HTTP keeps the interval of
 the request that made it (`started` .. `ended`), so the checker can order two observations
 in real time only when one request finished before the other began.
+
+On a stage with authorizers (`auth: jwt`) every submission, HTTP observation and WebSocket client
+also names its user (the token's `sub`): the owner of a task is the user who submitted it, and
+the checker holds every read and every frame to its user's own tasks. On `auth: none` stages the
+user fields stay None and `History.auth` is False.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class Observation:
     source: str  # "get" (GET /tasks/{id}), "list" (a GET /tasks page), "post" (a POST /tasks answer)
     started: float
     ended: float
+    user: str | None = None  # whose token made the request (stages with authorizers)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class ClientHistory:
     rejected_connects: int = 0  # handshakes refused or failed (then retried)
     aborts: int = 0  # abrupt disconnects (TCP dropped without a close frame)
     dropped: int = 0  # connections the server ended although the client did not
+    user: str | None = None  # whose token it connects with (stages with authorizers)
 
     @property
     def stayed(self) -> bool:
@@ -64,6 +71,7 @@ class Submission:
     body: dict[str, Any]
     outcomes: list[str] = field(default_factory=list)  # one per POST: "202", "503", "timeout", ...
     accepted_at: float | None = None  # the first 202/200
+    user: str | None = None  # who submits it, hence its owner (stages with authorizers)
 
     @property
     def accepted(self) -> bool:
@@ -91,10 +99,19 @@ class History:
     outage: tuple[float, float] | None = None  # the SQS outage window
     created_during_outage: int = 0
     notes: list[str] = field(default_factory=list)
+    auth: bool = False  # the stack has authorizers: requests carry tokens, users see their own tasks
+    users: list[str] = field(default_factory=list)  # the users' subjects (stages with authorizers)
+    # reads of a task as a user who does not own it (GET /tasks/{id}), by outcome: "404", "200", ...
+    cross_reads: dict[str, int] = field(default_factory=dict)
 
     @property
     def accepted_ids(self) -> list[str]:
         return [task_id for task_id, s in self.submissions.items() if s.accepted]
+
+    @property
+    def owners(self) -> dict[str, str | None]:
+        """task id -> the user who submitted it (None on stages without authorizers)."""
+        return {task_id: s.user for task_id, s in self.submissions.items()}
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
@@ -129,6 +146,9 @@ class History:
             "drain_timed_out",
             "created_during_outage",
             "notes",
+            "auth",
+            "users",
+            "cross_reads",
         ):
             if name in document:
                 setattr(history, name, document[name])

@@ -19,6 +19,15 @@ history, drain, and check it (local/chaos/checker.py).
    a deadline), then a little for the last frames; read every task once more; stop the stack
    and read its files (effects.log, faults.log, stats.json).
 
+Stages with authorizers (`auth: jwt`), told by the running stack's state file (its `auth`
+block, written under the run's own `--state-dir`): the runner mints a token for each of
+`users` users (default 4) from the stack's local issuer. Task i is submitted by user
+i mod users, and every request about a task (POST, GET, listings) carries its owner's token;
+each WebSocket client connects with one user's token (`?token=`), by default 2 staying and 1
+churning client per user. Now and then a task is also read with another user's token, which
+must answer 404. The checker then adds the isolation invariants (no foreign frames, no foreign
+reads) and holds each client to its own user's final frames.
+
 Results go to `<run dir>`: history.json, report.json, stack.log and the function logs.
 """
 
@@ -35,11 +44,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from local.auth import AuthError, load_issuer
 from local.aws_json import AwsJsonClient
 from local.chaos.checker import Report, check
 from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission
@@ -51,20 +62,27 @@ from local.faults import (
     write_sqs_outage,
 )
 from local.launcher import REPO_ROOT, LocalStackProcess
+from local.state_file import StateFileError, running_stack_state
 
 Echo = Callable[[str], None]
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
 LIST_PAGE_SIZE = 100
 LOST_RESPONSE = "response lost"
+DEFAULT_USERS = 4  # stages with authorizers
+DEFAULT_CLIENTS, DEFAULT_STAY = 6, 3  # stages without authorizers
+CLIENTS_PER_USER, STAY_PER_USER = 3, 2  # stages with authorizers
+TOKEN_LIFETIME = 12 * 3600.0  # seconds: outlives any run
+CROSS_READ_RATE = 0.1  # of the GET /tasks/{id} polls, read as another user (stages with authorizers)
 
 
 @dataclass
 class ChaosConfig:
     tasks: int = 1000
     concurrency: int = 16  # POSTs in flight
-    clients: int = 6
-    stay: int = 3  # of the clients, how many stay connected the whole run
+    clients: int | None = None  # WebSocket clients; None: 6, or 3 per user with authorizers
+    stay: int | None = None  # of them, how many stay connected the whole run; None: 3, or 2 per user
+    users: int | None = None  # stages with authorizers: users with a token each; None: 4
     failure_rate: float = 0.3
     kill_rate: float = 0.02
     duplicate_rate: float = 0.05
@@ -89,7 +107,26 @@ class ChaosConfig:
     progress_interval: float = 3.0
     stack_arguments: list[str] = field(default_factory=list)  # extra `python -m local` options
 
-    def local_arguments(self, fault_dir: Path, log_dir: Path) -> list[str]:
+    def client_plan(self, users: list[str]) -> list[tuple[str, str | None, bool]]:
+        """(name, user, stays) of each WebSocket client. Without users (no authorizers): 6 clients,
+        3 of which stay; with users: 3 per user, 2 of which stay (each user's clients round-robin)."""
+        if users:
+            clients = self.clients if self.clients is not None else CLIENTS_PER_USER * len(users)
+            stay = self.stay if self.stay is not None else STAY_PER_USER * len(users)
+        else:
+            clients = self.clients if self.clients is not None else DEFAULT_CLIENTS
+            stay = self.stay if self.stay is not None else DEFAULT_STAY
+        clients = max(1, clients)
+        stay = max(0, min(stay, clients))
+        plan: list[tuple[str, str | None, bool]] = []
+        for index in range(clients):
+            stays = index < stay
+            name = f"{'stay' if stays else 'churn'}-{index}"
+            user = users[(index if stays else index - stay) % len(users)] if users else None
+            plan.append((f"{name}:{user}" if user else name, user, stays))
+        return plan
+
+    def local_arguments(self, fault_dir: Path, log_dir: Path, state_dir: Path | None = None) -> list[str]:
         source = ["--template", str(self.template)] if self.template else ["--cdk-out", str(self.cdk_out)]
         arguments = [
             *source,
@@ -115,6 +152,8 @@ class ChaosConfig:
             "--fault-push-failure-rate",
             repr(self.push_failure_rate),
         ]
+        if state_dir is not None:  # the run's own: its state file tells whether the stack has authorizers
+            arguments += ["--state-dir", str(state_dir)]
         if self.mutant:
             arguments += ["--fault-mutant", self.mutant]
         if self.seed is not None:
@@ -130,7 +169,9 @@ class ChaosResult:
     stack_output: str
 
 
-def _observation(body: Any, source: str, started: float, ended: float) -> Observation | None:
+def _observation(
+    body: Any, source: str, started: float, ended: float, user: str | None = None
+) -> Observation | None:
     if not isinstance(body, dict) or not isinstance(body.get("taskId"), str):
         return None
     try:
@@ -143,6 +184,7 @@ def _observation(body: Any, source: str, started: float, ended: float) -> Observ
             source=source,
             started=started,
             ended=ended,
+            user=user,
         )
     except (TypeError, ValueError):
         return None
@@ -228,10 +270,18 @@ class WsClient:
 
 
 class ChaosRun:
-    def __init__(self, config: ChaosConfig, stack: LocalStackProcess, fault_dir: Path, echo: Echo) -> None:
+    def __init__(
+        self,
+        config: ChaosConfig,
+        stack: LocalStackProcess,
+        fault_dir: Path,
+        echo: Echo,
+        state_dir: Path | None = None,
+    ) -> None:
         self.config = config
         self.stack = stack
         self.fault_dir = fault_dir
+        self.state_dir = state_dir
         self.echo = echo
         self.rng = random.Random(config.seed)
         self.history = History(requested=config.tasks)
@@ -246,6 +296,45 @@ class ChaosRun:
         self.received: list[set[tuple[str, str]]] = []
         self._faults_offset = 0
         self._fault_counts: dict[str, int] = {}
+        self.tokens: dict[str, str] = {}  # user -> token (stages with authorizers)
+        self.owner: dict[str, str | None] = {}  # task -> the user who submits it
+        self.foreign_frames = 0  # frames of a task the client's user does not own (live count)
+
+    # --- authentication ----------------------------------------------------------------------
+
+    def authenticate(self) -> None:
+        """On a stack with authorizers (its state file has an `auth` block), mint a token for each
+        user from the stack's local issuer; on one without, leave everything as it was."""
+        if self.state_dir is None:
+            return
+        try:
+            state = running_stack_state(self.state_dir)
+        except StateFileError as error:
+            raise RuntimeError(f"cannot read the local stack's state file: {error}") from None
+        if not isinstance(state.get("auth"), dict):
+            if self.config.users is not None:
+                self.history.notes.append(
+                    f"--users {self.config.users} ignored: {state.get('stack')} has no authorizers"
+                )
+            return
+        try:
+            issuer = load_issuer(self.state_dir)
+        except AuthError as error:
+            raise RuntimeError(f"cannot mint tokens for the chaos users: {error}") from None
+        count = max(1, self.config.users if self.config.users is not None else DEFAULT_USERS)
+        users = [f"chaos-user-{index}" for index in range(count)]
+        self.tokens = {user: issuer.mint(user, expires_in=TOKEN_LIFETIME) for user in users}
+        self.history.auth = True
+        self.history.users = users
+        self.echo(f"authorizers: {count} users with tokens from the local issuer {issuer.url}")
+
+    def _headers(self, user: str | None) -> dict[str, str] | None:
+        token = self.tokens.get(user) if user is not None else None
+        return {"Authorization": f"Bearer {token}"} if token else None
+
+    def _users(self) -> list[str | None]:
+        """Who reads: each user on a stage with authorizers, else the one anonymous client."""
+        return list(self.history.users) if self.history.auth else [None]
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -283,6 +372,8 @@ class ChaosRun:
         except (TypeError, ValueError):
             return
         client.frames.append(record)
+        if self.history.auth and self.owner.get(record.task_id) != client.user:
+            self.foreign_frames += 1
         index = self.history.clients.index(client)
         self.received[index].add((record.task_id, record.status))
         self._note(record.task_id, record.version, record.status)
@@ -290,13 +381,17 @@ class ChaosRun:
     # --- HTTP --------------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, url: str, body: Any = None, timeout: float = 15.0
+        self, method: str, url: str, body: Any = None, timeout: float = 15.0, user: str | None = None
     ) -> tuple[int | None, Any, dict[str, str], float, float]:
         assert self.session is not None
         started = time.time()
         try:
             async with self.session.request(
-                method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+                method,
+                url,
+                json=body,
+                headers=self._headers(user),
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 text = await response.text()
                 status: int | None = response.status
@@ -314,7 +409,7 @@ class ChaosRun:
         delay = 0.1
         while True:
             status, body, _, started, ended = await self._request(
-                "POST", url, submission.body, self.config.post_timeout
+                "POST", url, submission.body, self.config.post_timeout, submission.user
             )
             if status in (200, 202) and self.rng.random() < self.config.lost_response_rate:
                 status = None  # the answer "never arrived": a timeout after the server committed
@@ -324,7 +419,7 @@ class ChaosRun:
             if status in (200, 202):
                 submission.accepted_at = ended
                 self.accepted.append(submission.task_id)
-                self.record(_observation(body, "post", started, ended))
+                self.record(_observation(body, "post", started, ended, submission.user))
                 return
             if status is not None and status not in RETRYABLE_STATUSES:
                 self.echo(f"POST /tasks {submission.task_id} refused: {status} {body}")
@@ -335,34 +430,60 @@ class ChaosRun:
             delay = min(1.0, delay * 2)
 
     async def _get_task(self, task_id: str, attempts: int = 1) -> tuple[int | None, Any]:
+        """The task as its owner reads it."""
+        user = self.owner.get(task_id)
         status, body = None, None
         for _ in range(attempts):
             status, body, _, started, ended = await self._request(
-                "GET", f"{self.stack.http_url}/tasks/{task_id}", timeout=15
+                "GET", f"{self.stack.http_url}/tasks/{task_id}", timeout=15, user=user
             )
             if status == 200:
-                self.record(_observation(body, "get", started, ended))
+                self.record(_observation(body, "get", started, ended, user))
                 return status, body
             if status == 404:
                 return status, None
             await asyncio.sleep(0.2)
         return status, body
 
+    async def _read_as_another_user(self, task_id: str) -> None:
+        """GET a task with the token of a user who does not own it: it must be a 404. A 200 is
+        recorded as that user's observation, which the checker reports as a foreign read."""
+        owner = self.owner.get(task_id)
+        reader = self.rng.choice([user for user in self.history.users if user != owner])
+        status, body, _, started, ended = await self._request(
+            "GET", f"{self.stack.http_url}/tasks/{task_id}", timeout=15, user=reader
+        )
+        outcome = "timeout" if status is None else str(status)
+        self.history.cross_reads[outcome] = self.history.cross_reads.get(outcome, 0) + 1
+        if status == 200:
+            self.record(_observation(body, "get", started, ended, reader))
+
     async def list_all(self) -> list[dict[str, Any]] | None:
-        """Every task, following the Link header; None if a page kept failing."""
+        """Every task of every user (each listing with its user's token), following the Link
+        header; None if a page kept failing."""
+        tasks: list[dict[str, Any]] = []
+        for user in self._users():
+            listing = await self._list(user)
+            if listing is None:
+                return None
+            tasks += listing
+        return tasks
+
+    async def _list(self, user: str | None) -> list[dict[str, Any]] | None:
+        """The tasks one user sees, following the Link header; None if a page kept failing."""
         tasks: list[dict[str, Any]] = []
         target: str | None = f"/tasks?limit={LIST_PAGE_SIZE}"
         while target is not None:
             url = target if target.startswith("http") else self.stack.http_url + target
             for _ in range(20):
-                status, body, headers, started, ended = await self._request("GET", url, timeout=30)
+                status, body, headers, started, ended = await self._request("GET", url, timeout=30, user=user)
                 if status == 200 and isinstance(body, list):
                     break
                 await asyncio.sleep(0.2)
             else:
                 return None
             for item in body:
-                self.record(_observation(item, "list", started, ended))
+                self.record(_observation(item, "list", started, ended, user))
                 if isinstance(item, dict) and isinstance(item.get("taskId"), str):
                     self.history.listed.add(item["taskId"])
                     tasks.append(item)
@@ -422,7 +543,11 @@ class ChaosRun:
                 continue
             pending = [t for t in self.accepted if self.latest.get(t, (0, "pending"))[1] not in TERMINAL]
             pool = pending if pending and self.rng.random() < 0.7 else self.accepted
-            await self._get_task(self.rng.choice(pool))
+            task_id = self.rng.choice(pool)
+            if len(self.history.users) > 1 and self.rng.random() < CROSS_READ_RATE:
+                await self._read_as_another_user(task_id)
+            else:
+                await self._get_task(task_id)
             await asyncio.sleep(self.config.poll_pause)
 
     async def _poll_lists(self) -> None:
@@ -449,9 +574,10 @@ class ChaosRun:
             frames = sum(len(c.frames) for c in self.history.clients)
             aborts = sum(c.aborts for c in self.history.clients)
             faults = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            foreign = f"  foreign {self.foreign_frames}" if self.history.auth else ""
             self.echo(
                 f"[{time.time() - started:6.1f} s] accepted {len(self.accepted)}/{self.config.tasks}"
-                f"  terminal {self._terminal_count()}  queue {queue}  DLQ {dlq}  frames {frames}"
+                f"  terminal {self._terminal_count()}  queue {queue}  DLQ {dlq}  frames {frames}{foreign}"
                 f"  drops {aborts}  {faults}"
             )
 
@@ -469,6 +595,7 @@ class ChaosRun:
 
     async def run(self) -> History:
         config = self.config
+        self.authenticate()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             self.session = session
             self.aws = AwsJsonClient(session, self.stack.moto_url, "us-east-1")
@@ -476,9 +603,12 @@ class ChaosRun:
             background: list[asyncio.Task[None]] = []
             clients = self._start_clients(background)
             await asyncio.wait_for(asyncio.gather(*(event.wait() for event in clients)), 120)
-            self.echo(f"{len(self.history.clients)} WebSocket clients ({config.stay} stay connected)")
+            stay = sum(1 for client in self.history.clients if client.stays)
+            of_users = f" of {len(self.history.users)} users" if self.history.auth else ""
+            self.echo(f"{len(self.history.clients)} WebSocket clients{of_users} ({stay} stay connected)")
 
             ids = [str(uuid.uuid4()) for _ in range(config.tasks)]
+            users = self._users()
             for index, task_id in enumerate(ids):
                 body = {
                     "taskId": task_id,
@@ -486,7 +616,9 @@ class ChaosRun:
                     "status": "pending",
                     "retries": 0,
                 }
-                self.history.submissions[task_id] = Submission(task_id, body)
+                user = users[index % len(users)]  # round-robin: each user submits every n-th task
+                self.history.submissions[task_id] = Submission(task_id, body, user=user)
+                self.owner[task_id] = user
             loop = asyncio.get_running_loop()
             progress = loop.create_task(self._progress())
             pollers = [loop.create_task(self._poll_tasks()) for _ in range(config.get_pollers)]
@@ -518,12 +650,13 @@ class ChaosRun:
     def _start_clients(self, background: list[asyncio.Task[None]]) -> list[asyncio.Event]:
         loop = asyncio.get_running_loop()
         events = []
-        for index in range(self.config.clients):
-            stays = index < self.config.stay
-            history = ClientHistory(name=f"{'stay' if stays else 'churn'}-{index}", stays=stays)
+        for name, user, stays in self.config.client_plan(self.history.users):
+            history = ClientHistory(name=name, stays=stays, user=user)
             self.history.clients.append(history)
             self.received.append(set())
-            client = WsClient(self, history, self.stack.ws_url, random.Random(self.rng.random()))
+            token = self.tokens.get(user) if user is not None else None
+            url = f"{self.stack.ws_url}?{urlencode({'token': token})}" if token else self.stack.ws_url
+            client = WsClient(self, history, url, random.Random(self.rng.random()))
             event = asyncio.Event()
             if stays:
                 background.append(loop.create_task(client.stay(event)))
@@ -539,6 +672,8 @@ class ChaosRun:
                 continue
             received = self.received[index]
             for task_id in self.accepted:
+                if self.history.auth and self.owner.get(task_id) != client.user:
+                    continue  # a client gets the frames of its own user's tasks only
                 version_status = self.latest.get(task_id)
                 if version_status is None or (task_id, version_status[1]) not in received:
                     return False
@@ -651,14 +786,15 @@ def run_chaos(config: ChaosConfig, echo: Echo = print) -> ChaosResult:
     """Start the stack, run, stop it, check. Blocking."""
     run_dir = (config.run_dir or default_run_dir()).resolve()
     fault_dir = run_dir / "faults"
+    state_dir = run_dir / "state"
     run_dir.mkdir(parents=True, exist_ok=True)
-    arguments = config.local_arguments(fault_dir, run_dir / "logs")
+    arguments = config.local_arguments(fault_dir, run_dir / "logs", state_dir)
     stack = LocalStackProcess(arguments, start_timeout=180)
     echo(f"starting the local stack: python -m local {' '.join(arguments)}")
     stack.start()
     try:
         echo(f"ready: {stack.http_url} {stack.ws_url}")
-        history = asyncio.run(ChaosRun(config, stack, fault_dir, echo).run())
+        history = asyncio.run(ChaosRun(config, stack, fault_dir, echo, state_dir).run())
     finally:
         stack.stop()
         (run_dir / "stack.log").write_text(stack.text())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from local.chaos.checker import check
 from local.chaos.history import ClientHistory, Frame, History, Observation, Submission
+from local.chaos.runner import ChaosConfig
 
 SUCCEEDS = "task-ok"
 FAILS = "task-err"
@@ -297,3 +299,162 @@ def test_the_history_survives_a_json_round_trip(tmp_path):
 
     assert check(again).to_json() == check(history).to_json()
     assert again.outage == (101.0, 111.0)
+
+
+# --- isolation (stages with authorizers): each task is owned by the user who submitted it ----
+
+ALICE, BOB = "chaos-user-0", "chaos-user-1"
+BOBS = "task-bob"
+
+
+def authenticated_history() -> History:
+    """The clean history on a stage with authorizers: Alice owns the two tasks, Bob owns a third;
+    each has a client that stays connected and gets exactly its own user's frames."""
+    history = clean_history()
+    history.auth = True
+    history.users = [ALICE, BOB]
+    history.requested = 3
+    for submission in history.submissions.values():
+        submission.user = ALICE
+    history.submissions[BOBS] = Submission(BOBS, {"taskId": BOBS}, ["202"], 100.6, user=BOB)
+    history.observations = [replace(o, user=ALICE) for o in history.observations] + [
+        get(BOBS, "pending", 1, 101.0, source="post"),
+        get(BOBS, "success", 3, 104.0, source="list"),
+    ]
+    history.observations[-2:] = [replace(o, user=BOB) for o in history.observations[-2:]]
+    alice_stays, alice_churns = history.clients
+    alice_stays.name, alice_stays.user = "stay-0:alice", ALICE
+    alice_churns.name, alice_churns.user = "churn-2:alice", ALICE
+    alice_too = ClientHistory("stay-2:alice", stays=True, connected_at=99.0, connects=1, user=ALICE)
+    alice_too.frames = [frame(SUCCEEDS, "success", 7), frame(FAILS, "error", 12)]
+    bob_stays = ClientHistory("stay-1:bob", stays=True, connected_at=99.0, connects=1, user=BOB)
+    bob_stays.frames = [frame(BOBS, "pending", 1), frame(BOBS, "success", 3)]
+    history.clients = [alice_stays, bob_stays, alice_too, alice_churns]
+    history.final[BOBS] = body(BOBS, "success", 3)
+    history.final_list.append(BOBS)
+    history.listed.add(BOBS)
+    history.effects.append({"event": "effect", "taskId": BOBS, "run": 1})
+    history.steps.append({"event": "step", "taskId": BOBS, "ok": True})
+    history.cross_reads = {"404": 5}
+    return history
+
+
+def test_a_clean_authenticated_history_passes_with_its_isolation_figures():
+    report = check(authenticated_history())
+
+    assert report.ok, report.lines()
+    assert report.violations["foreign frames"] == report.violations["foreign reads"] == 0
+    assert (report.users, report.tasks_per_user, report.stayed_per_user) == (
+        2,
+        {ALICE: 2, BOB: 1},
+        {ALICE: 2, BOB: 1},
+    )
+    assert (report.frames_checked, report.clients_checked, report.reads_checked) == (11, 4, 8)
+    text = "\n".join(report.lines())
+    assert "foreign frames   0        ok   (11 frames to 4 clients of their users)" in text
+    assert "reads as another user: 5 refused (404)" in text
+    assert report.to_json()["isolation"]["crossReads"] == {"404": 5}
+
+
+def test_a_frame_of_another_users_task_is_a_foreign_frame_and_fails_the_run():
+    history = authenticated_history()
+    history.clients[1].frames.append(frame(SUCCEEDS, "success", 7))  # Bob's client, Alice's task
+
+    report = check(history)
+
+    assert not report.ok
+    assert report.violations["foreign frames"] == 1
+    assert [(f.task_id, f.kind) for f in report.foreign_frames] == [(SUCCEEDS, "foreign frame")]
+    assert f"of {BOB} got success v7 of a task owned by {ALICE}" in report.foreign_frames[0].detail
+    text = "\n".join(report.lines())
+    assert "foreign frames   1        VIOLATED" in text
+    assert f"  foreign frame: {SUCCEEDS}: client stay-1:bob" in text
+    assert text.endswith("FAIL")
+
+
+def test_a_churning_client_is_held_to_its_users_tasks_too():
+    history = authenticated_history()
+    history.clients[3].frames.append(frame(BOBS, "pending", 1))
+
+    assert check(history).violations["foreign frames"] == 1
+
+
+def test_a_frame_of_a_task_nobody_submitted_is_foreign():
+    history = authenticated_history()
+    history.clients[0].frames.append(frame("somebody-elses", "pending", 1))
+
+    report = check(history)
+
+    assert "nobody in the run submitted" in report.foreign_frames[0].detail
+    assert not report.ok
+
+
+def test_an_http_read_that_shows_another_users_task_is_a_foreign_read():
+    history = authenticated_history()
+    # Bob's listing shows Alice's task; a read of it as Bob answered 200
+    history.observations.append(replace(get(SUCCEEDS, "success", 7, 106.0, source="list"), user=BOB))
+    history.cross_reads["200"] = 1
+
+    report = check(history)
+
+    assert not report.ok
+    assert report.violations["foreign reads"] == 1
+    assert f"list with the token of {BOB} showed success v7" in report.foreign_reads[0].detail
+    assert "1 200" in "\n".join(report.lines())
+
+
+def test_each_client_that_stayed_must_get_the_final_frames_of_its_own_users_tasks_only():
+    history = authenticated_history()
+    # Bob's client gets none of Alice's frames (as it must); a second client of Alice misses one
+    history.clients[2].frames = [frame(SUCCEEDS, "success", 7)]
+
+    report = check(history)
+
+    assert report.missed_final_frames == {"stay-2:alice": [FAILS]}
+    assert report.violations["foreign frames"] == 0
+
+
+def test_without_authorizers_there_are_no_isolation_figures():
+    report = check(clean_history())
+
+    assert "foreign frames" not in report.violations
+    assert "isolation" not in report.to_json()
+    assert not any("foreign" in line or line.startswith("users") for line in report.lines())
+
+
+def test_an_authenticated_history_survives_a_json_round_trip(tmp_path):
+    history = authenticated_history()
+    history.clients[1].frames.append(frame(SUCCEEDS, "success", 7))
+    path = tmp_path / "history.json"
+    history.save(path)
+
+    again = History.from_json(json.loads(path.read_text()))
+
+    assert (again.auth, again.users, again.cross_reads) == (True, [ALICE, BOB], {"404": 5})
+    assert check(again).to_json() == check(history).to_json()
+    assert check(again).violations["foreign frames"] == 1
+
+
+def test_the_runner_gives_each_user_two_staying_clients_and_one_that_churns():
+    plan = ChaosConfig().client_plan([ALICE, BOB])
+
+    assert plan == [
+        (f"stay-0:{ALICE}", ALICE, True),
+        (f"stay-1:{BOB}", BOB, True),
+        (f"stay-2:{ALICE}", ALICE, True),
+        (f"stay-3:{BOB}", BOB, True),
+        (f"churn-4:{ALICE}", ALICE, False),
+        (f"churn-5:{BOB}", BOB, False),
+    ]
+
+
+def test_without_users_the_runner_keeps_its_six_clients_three_of_which_stay():
+    assert ChaosConfig().client_plan([]) == [
+        ("stay-0", None, True),
+        ("stay-1", None, True),
+        ("stay-2", None, True),
+        ("churn-3", None, False),
+        ("churn-4", None, False),
+        ("churn-5", None, False),
+    ]
+    assert ChaosConfig(clients=2, stay=5).client_plan([]) == [("stay-0", None, True), ("stay-1", None, True)]
