@@ -54,6 +54,7 @@ class Issuer:
     keys: list[dict[str, Any]] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     discovery_status: int = 200
+    keys_status: int = 200
 
     def paths(self) -> dict[str, Any]:
         return {
@@ -70,7 +71,9 @@ def serve(issuer: Issuer) -> ThreadingHTTPServer:
         def do_GET(self) -> None:
             issuer.requests[self.path] += 1
             document = issuer.paths().get(self.path)
-            status = issuer.discovery_status if self.path.endswith("openid-configuration") else 200
+            status = (
+                issuer.discovery_status if self.path.endswith("openid-configuration") else issuer.keys_status
+            )
             if document is None:
                 status = 404
             body = json.dumps(document).encode()
@@ -333,6 +336,42 @@ def test_forced_refreshes_are_spaced_by_the_cooldown(signing_key: rsa.RSAPrivate
             verifier.owner_of(token(issuer, signing_key, kid="made-up"))
 
     assert issuer.requests[f"{ISSUER_PATH}/keys"] == 3  # the first fetch, then two forced refreshes
+
+
+def test_an_issuer_outage_after_the_keys_expired_uses_the_cached_keys_for_a_while(
+    signing_key: rsa.RSAPrivateKey, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given keys fetched at t=1000, then the issuer's key endpoint failing
+    now = [1000.0]
+    keys = IssuerKeys(
+        issuer.url,
+        lifespan_seconds=900,
+        refresh_cooldown_seconds=30,
+        max_stale_seconds=3600,
+        monotonic=lambda: now[0],
+    )
+    verifier = TokenVerifier(keys, issuer=issuer.url, audiences=[AUDIENCE])
+    assert verifier.owner_of(token(issuer, signing_key, sub="alice")) == "alice"
+    issuer.keys_status = 503
+    keys_path = f"{ISSUER_PATH}/keys"
+
+    # When the set is due for its refresh (t=1900), and again within the cooldown (t=1910)
+    now[0] = 1900.0
+    during_outage = verifier.owner_of(token(issuer, signing_key, sub="bob"))
+    attempts_at_the_refresh = issuer.requests[keys_path]
+    now[0] = 1910.0
+    verifier.owner_of(token(issuer, signing_key, sub="bob"))
+
+    # Then the cached key still verifies, the issuer is asked once per cooldown, and it is logged
+    assert during_outage == "bob"
+    assert attempts_at_the_refresh == 2
+    assert issuer.requests[keys_path] == 2
+    assert "token issuer keys unreachable: using the cached key set" in caplog.messages
+
+    # But once the set is older than its lifespan plus the stale allowance, the outage is a failure
+    now[0] = 1000.0 + 900 + 3600
+    with pytest.raises(DependencyUnavailableError):
+        verifier.owner_of(token(issuer, signing_key, sub="bob"))
 
 
 def test_unreachable_issuer_is_a_dependency_failure_not_unauthorized(

@@ -6,9 +6,14 @@ Used only by the WebSocket $connect authorizer (taskflow.handlers.ws_authorizer)
 whose package has PyJWT (a layer): no module the other functions import may import this one.
 
 Caching, for the life of the warm execution environment: the discovery document once, the JWK set
-for KEY_SET_LIFESPAN_SECONDS (PyJWKClient's cache). A key id the cached set lacks (the issuer
-rotated its keys) fetches the set again once, at most once per REFRESH_COOLDOWN_SECONDS, so tokens
-naming made-up key ids cannot make every invocation call the issuer.
+for KEY_SET_LIFESPAN_SECONDS. A key id the cached set lacks (the issuer rotated its keys) fetches
+the set again once, at most once per REFRESH_COOLDOWN_SECONDS, so tokens naming made-up key ids
+cannot make every invocation call the issuer.
+
+When the set is due for its refresh but the issuer cannot be reached, the cached set stays in use
+(for at most MAX_STALE_SECONDS past its lifespan, trying again every REFRESH_COOLDOWN_SECONDS), so
+an identity provider's short outage does not refuse every new connection; a token naming a key
+the cached set lacks still needs the issuer.
 
 Failures are told apart, because API Gateway answers them differently:
 
@@ -33,11 +38,13 @@ from urllib.parse import urlsplit
 import jwt
 
 from taskflow.errors import DependencyUnavailableError
+from taskflow.observability import logger
 
 DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 TIMEOUT_SECONDS: Final = 4.0  # each request; a cold start makes two, within the 10 s function timeout
 KEY_SET_LIFESPAN_SECONDS: Final = 900.0
 REFRESH_COOLDOWN_SECONDS: Final = 30.0
+MAX_STALE_SECONDS: Final = 6 * 3600.0
 MAX_DOCUMENT_BYTES: Final = 1024 * 1024
 DEPENDENCY: Final = "token issuer keys"
 
@@ -73,6 +80,7 @@ class IssuerKeys:
         timeout_seconds: float = TIMEOUT_SECONDS,
         lifespan_seconds: float = KEY_SET_LIFESPAN_SECONDS,
         refresh_cooldown_seconds: float = REFRESH_COOLDOWN_SECONDS,
+        max_stale_seconds: float = MAX_STALE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.issuer = issuer
@@ -80,9 +88,13 @@ class IssuerKeys:
         self._timeout = timeout_seconds
         self._lifespan = lifespan_seconds
         self._cooldown = refresh_cooldown_seconds
+        self._max_stale = max_stale_seconds
         self._monotonic = monotonic
         self._key_client: jwt.PyJWKClient | None = None
         self._last_forced_refresh: float | None = None
+        self._keys: list[jwt.PyJWK] | None = None  # the last set fetched
+        self._fetched_at = 0.0  # when it was fetched (monotonic)
+        self._next_fetch_at = 0.0  # when the set is due for a refresh (monotonic)
 
     def signing_key(self, kid: str) -> jwt.PyJWK:
         """The issuer's signing key with key id `kid`."""
@@ -101,18 +113,38 @@ class IssuerKeys:
         return True
 
     def _signing_keys(self, *, refresh: bool) -> list[jwt.PyJWK]:
-        client = self._client()
+        """The cached set while it is fresh (and not `refresh`), else a fetched one."""
+        now = self._monotonic()
+        if self._keys is not None and not refresh and now < self._next_fetch_at:
+            return self._keys
         try:
-            return client.get_signing_keys(refresh=refresh)
-        except _FETCH_ERRORS as error:
-            raise DependencyUnavailableError(DEPENDENCY, f"JWK set at {client.uri}: {error}") from error
+            client = self._client()
+            keys = client.get_signing_keys(refresh=True)
+        except (*_FETCH_ERRORS, DependencyUnavailableError) as error:
+            usable = self._keys is not None and now - self._fetched_at < self._lifespan + self._max_stale
+            if self._keys is None or refresh or not usable:
+                if isinstance(error, DependencyUnavailableError):
+                    raise
+                uri = self._key_client.uri if self._key_client else self.discovery_url
+                raise DependencyUnavailableError(DEPENDENCY, f"JWK set at {uri}: {error}") from error
+            self._next_fetch_at = now + self._cooldown
+            logger.warning(
+                "token issuer keys unreachable: using the cached key set",
+                extra={
+                    "issuer": self.issuer,
+                    "age_seconds": round(now - self._fetched_at),
+                    "error": str(error),
+                },
+            )
+            return self._keys
+        self._keys, self._fetched_at, self._next_fetch_at = keys, now, now + self._lifespan
+        return keys
 
     def _client(self) -> jwt.PyJWKClient:
         if self._key_client is None:
             self._key_client = jwt.PyJWKClient(
                 self._jwks_uri(),
-                cache_jwk_set=True,
-                lifespan=self._lifespan,
+                cache_jwk_set=False,  # cached here, by this class's clock
                 timeout=self._timeout,
                 headers={"Accept": "application/json"},
             )
