@@ -120,6 +120,16 @@ def test_request_without_verified_claims_is_401_on_every_task_route(
     assert get_item(owner_scoped_aws, "t1")["run"] == 1
 
 
+def test_the_openapi_document_needs_no_claims_in_the_function(
+    jwt_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    # API Gateway's authorizer guards the route; the function serves the document to whoever gets there
+    status, body, _ = call(http_event("GET", "/openapi.json"), lambda_context)
+
+    assert status == HTTPStatus.OK
+    assert "bearerAuth" in body["components"]["securitySchemes"]
+
+
 @pytest.mark.parametrize("owner", [None, ""], ids=["no sub claim", "empty sub claim"])
 def test_token_without_a_usable_sub_is_401(
     jwt_env: dict[str, str], lambda_context: FakeLambdaContext, owner: str | None
