@@ -16,10 +16,13 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from websockets.sync.client import ClientConnection, connect
+
+if TYPE_CHECKING:
+    from local.chaos.runner import ChaosResult
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_OUT = REPO_ROOT / "cdk.out"
@@ -186,3 +189,29 @@ class Aws:
         names = [n for n in self.dynamodb.list_tables()["TableNames"] if name_part in n]
         assert len(names) == 1, names
         return str(names[0])
+
+
+# The faults a chaos run injects (names as the checker's report counts them): each must fire.
+EVERY_FAULT = (
+    "processing failures",
+    "worker kills",
+    "duplicate deliveries",
+    "AWS errors",
+    "SQS outage refusals",
+    "push failures",
+    "abrupt disconnects",
+    "POST responses lost",
+)
+
+
+def run_chaos_in(tmp_path: Path, **settings: Any) -> ChaosResult:
+    """A chaos run (python -m local.chaos, in-process) of cdk.out's stage unless `settings` say
+    otherwise; its log and report are printed, so pytest shows them when a test fails."""
+    from local.chaos.runner import ChaosConfig, run_chaos  # noqa: PLC0415 - only the chaos tests need it
+
+    settings.setdefault("cdk_out", ensure_synthesized())
+    config = ChaosConfig(run_dir=tmp_path / "run", **settings)
+    lines: list[str] = []
+    result = run_chaos(config, lines.append)
+    print("\n".join(lines + result.report.lines()))
+    return result

@@ -7,39 +7,18 @@ The reduced run (200 tasks, about a minute on 2 cores) asserts every figure of t
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
 import pytest
-from e2e_support import ensure_synthesized
+from e2e_support import EVERY_FAULT, run_chaos_in
 
-from local.chaos.runner import ChaosConfig, ChaosResult, created_during, run_chaos
+from local.chaos.runner import ChaosResult, created_during
 
 pytestmark = pytest.mark.e2e
-
-EVERY_FAULT = (
-    "processing failures",
-    "worker kills",
-    "duplicate deliveries",
-    "AWS errors",
-    "SQS outage refusals",
-    "push failures",
-    "abrupt disconnects",
-    "POST responses lost",
-)
-
-
-def chaos(tmp_path: Path, **settings: Any) -> ChaosResult:
-    config = ChaosConfig(cdk_out=ensure_synthesized(), run_dir=tmp_path / "run", **settings)
-    lines: list[str] = []
-    result = run_chaos(config, lines.append)
-    print("\n".join(lines + result.report.lines()))  # shown by pytest when the test fails
-    return result
 
 
 @pytest.fixture(scope="module")
 def reduced_run(tmp_path_factory: pytest.TempPathFactory) -> ChaosResult:
-    return chaos(
+    return run_chaos_in(
         tmp_path_factory.mktemp("chaos"),
         tasks=200,
         concurrency=8,  # a slower burst, so the SQS outage covers a good part of it
@@ -103,7 +82,7 @@ def test_retried_submissions_never_create_a_second_task(reduced_run):
 
 
 def test_the_checker_fails_a_processor_whose_writes_are_unconditional(tmp_path):
-    result = chaos(
+    result = run_chaos_in(
         tmp_path,
         tasks=40,
         clients=2,

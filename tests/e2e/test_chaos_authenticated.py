@@ -12,44 +12,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from e2e_support import ensure_synthesized
+from e2e_support import EVERY_FAULT, ensure_synthesized, run_chaos_in
 
-from local.chaos.runner import ChaosConfig, ChaosResult, run_chaos
+from local.chaos.runner import ChaosResult
 
 pytestmark = pytest.mark.e2e
 
 STAGE = "prod"
 TEMPLATE = f"TaskBackend-{STAGE}.template.json"
-EVERY_FAULT = (
-    "processing failures",
-    "worker kills",
-    "duplicate deliveries",
-    "AWS errors",
-    "SQS outage refusals",
-    "push failures",
-    "abrupt disconnects",
-    "POST responses lost",
-)
 USERS = 4
 TASKS = 150
 
 
-def chaos(tmp_path: Path, **settings: Any) -> ChaosResult:
-    settings.setdefault("cdk_out", ensure_synthesized())
-    config = ChaosConfig(stage=STAGE, run_dir=tmp_path / "run", **settings)
-    lines: list[str] = []
-    result = run_chaos(config, lines.append)
-    print("\n".join(lines + result.report.lines()))  # shown by pytest when the test fails
-    return result
-
-
 @pytest.fixture(scope="module")
 def users_run(tmp_path_factory: pytest.TempPathFactory) -> ChaosResult:
-    return chaos(
+    return run_chaos_in(
         tmp_path_factory.mktemp("chaos-prod"),
+        stage=STAGE,
         tasks=TASKS,
         users=USERS,
         concurrency=8,
@@ -142,8 +123,9 @@ def broadcasting_notifier(assembly: Path, folder: Path) -> Path:
 def test_the_checker_fails_a_notifier_that_pushes_frames_to_every_user(tmp_path):
     template = broadcasting_notifier(ensure_synthesized(), tmp_path / "assembly")
 
-    result = chaos(
+    result = run_chaos_in(
         tmp_path,
+        stage=STAGE,
         template=template,
         tasks=20,
         users=2,
