@@ -183,6 +183,11 @@ def _audiences(value: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- settings
 
 
+# AUTH_MODE, read by the functions that scope by owner; absent (meaning "none") on `auth: none`
+# stages (see the module docstring).
+_AUTH_MODE_VARIABLE: Final = from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
+
+
 @dataclass(frozen=True)
 class FunctionSettings:
     """Variables every function gets."""
@@ -196,10 +201,7 @@ class HttpApiSettings(FunctionSettings):
     cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
     cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
-    # Absent: "none" (see the module docstring).
-    auth_mode: AuthMode = field(
-        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
-    )
+    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
 @dataclass(frozen=True)
@@ -234,20 +236,14 @@ class DlqConsumerSettings(FunctionSettings):
 class NotifierSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
-    # Absent: "none" (see the module docstring).
-    auth_mode: AuthMode = field(
-        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
-    )
+    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
 @dataclass(frozen=True)
 class WsConnectSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
     connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _int_between(60)))
-    # Absent: "none" (see the module docstring).
-    auth_mode: AuthMode = field(
-        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
-    )
+    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
 @dataclass(frozen=True)
