@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import boto3
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from local_support import FIXTURE_ASSEMBLY, REPO_ROOT
+from local_support import FIXTURE_ASSEMBLY, REPO_ROOT, wait_for
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -53,16 +53,6 @@ def stack(state_dir: Path) -> Iterator[LocalStackProcess]:
 @pytest.fixture(scope="module")
 def issuer(stack: LocalStackProcess, state_dir: Path) -> LocalIssuer:
     return load_issuer(state_dir, stage="auth")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 def request(

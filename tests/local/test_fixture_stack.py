@@ -13,7 +13,7 @@ import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import boto3
 import pytest
 import websockets
 from botocore.exceptions import ClientError
-from local_support import FIXTURE_ASSEMBLY
+from local_support import FIXTURE_ASSEMBLY, wait_for
 
 from local.launcher import LocalStackProcess
 
@@ -40,16 +40,6 @@ def stack(stats_file: Path) -> Iterator[LocalStackProcess]:
     arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--time-scale", "0.05"]
     with LocalStackProcess([*arguments, "--stats-file", str(stats_file)]) as running:
         yield running
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 def request(
