@@ -338,3 +338,12 @@ class DynamoDBCalls:
 
     def count(self, operation: str) -> int:
         return self.operations.count(operation)
+
+
+def call_http_api(event: dict[str, Any], context: Any) -> tuple[int, Any, dict[str, str]]:
+    """Invoke the HTTP API handler: (status, parsed JSON body or None, headers)."""
+    from taskflow.handlers import http_api  # noqa: PLC0415 - built from the test's environment
+
+    response = http_api.handler(event, context)
+    body = response.get("body")
+    return response["statusCode"], json.loads(body) if body else None, response.get("headers", {})

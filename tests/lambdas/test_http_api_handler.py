@@ -24,6 +24,7 @@ from lambda_support import (
     http_event,
     json_post,
 )
+from lambda_support import call_http_api as call
 
 from taskflow import env_vars, table_schema
 from taskflow.api.pagination import encode_cursor
@@ -34,12 +35,6 @@ from taskflow.services.task_service import TaskService
 
 FRONTEND_TASK_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-
-
-def call(event: dict[str, Any], context: FakeLambdaContext) -> tuple[int, Any, dict[str, str]]:
-    response = http_api.handler(event, context)
-    body = response.get("body")
-    return response["statusCode"], json.loads(body) if body else None, response.get("headers", {})
 
 
 def set_status(moto_aws: Aws, task_id: str, status: str, **extra: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from lambda_support import Aws, FakeLambdaContext, get_item, http_event, json_post, signed_in
+from lambda_support import call_http_api as call
 
 from taskflow import table_schema
 from taskflow.api.pagination import decode_cursor, encode_cursor
@@ -25,12 +26,6 @@ from taskflow.services.task_service import TaskService
 ALICE = "alice-sub-0001"
 BOB = "bob-sub-0002"
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-
-
-def call(event: dict[str, Any], context: FakeLambdaContext) -> tuple[int, Any, dict[str, str]]:
-    response = http_api.handler(event, context)
-    body = response.get("body")
-    return response["statusCode"], json.loads(body) if body else None, response.get("headers", {})
 
 
 def as_owner(owner: str | None, event: dict[str, Any]) -> dict[str, Any]:
