@@ -56,14 +56,17 @@ def test_dead_lettered_task_is_marked_error_with_its_last_error(
     assert '"TaskDeadLettered":[1.0]' in capsys.readouterr().out
 
 
-def test_task_without_an_error_message_gets_a_default_one(
+def test_task_no_attempt_of_which_completed_gets_an_error_message_saying_so(
     function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
     create_task(moto_aws, "t2")
 
     run([sqs_record(task_body("t2"), message_id="d1")], lambda_context)
 
-    assert (get_item(moto_aws, "t2") or {})["errorMessage"] == f"gave up after {MAX_RECEIVE_COUNT} attempts"
+    assert (get_item(moto_aws, "t2") or {})["errorMessage"] == (
+        f"gave up after {MAX_RECEIVE_COUNT} deliveries, none of which completed an attempt "
+        "(the processor crashed or timed out)"
+    )
 
 
 def test_redelivered_dlq_message_changes_nothing(

@@ -36,7 +36,12 @@ class DeadLetterHandler:
             dead_lettered = self._tasks.mark_dead_lettered(
                 message.task_id,
                 message.run,
-                default_error=f"gave up after {self._max_receive_count} attempts",
+                # Kept only if no attempt recorded an error: every delivery died before it
+                # could (a crash or timeout mid-batch also costs the batch's unreached messages one).
+                default_error=(
+                    f"gave up after {self._max_receive_count} deliveries, none of which completed "
+                    "an attempt (the processor crashed or timed out)"
+                ),
             )
             if dead_lettered is None:
                 logger.info("dead-lettered message for a finished, retried or absent task: no effect")
