@@ -10,6 +10,7 @@ The checks (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-ap
   have a `client_id` that is one of them (Cognito access tokens). When both are present `aud`
   decides, as API Gateway does;
 * `exp`: present and in the future; `nbf` and `iat`, when present, not in the future (no leeway);
+  each a JSON number (PyJWT alone would also take a numeric string such as "1700000000");
 * `sub`: present, a usable owner id (taskflow.domain.owners).
 
 Anything wrong with the token raises TokenRejectedError (its `reason` is for logs and never holds
@@ -33,6 +34,7 @@ from taskflow.domain.owners import owner_or_none
 # Far above any real token (Cognito's are ~1 KB); bounds the work spent on garbage.
 MAX_TOKEN_LENGTH: Final = 16 * 1024
 REQUIRED_CLAIMS: Final = ("exp", "iss", OWNER_CLAIM)
+DATE_CLAIMS: Final = ("exp", "nbf", "iat")
 
 
 class TokenRejectedError(Exception):
@@ -83,6 +85,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise TokenRejectedError(f"{type(error).__name__}: {error}") from None
+        _check_numeric_dates(claims)
         self._check_audience(claims)
         owner = owner_or_none(claims.get(OWNER_CLAIM))
         if owner is None:
@@ -101,3 +104,10 @@ class TokenVerifier:
         client_id = claims.get("client_id")
         if not isinstance(client_id, str) or client_id not in self._audiences:
             raise TokenRejectedError("the token has no accepted 'aud' or 'client_id'")
+
+
+def _check_numeric_dates(claims: dict[str, Any]) -> None:
+    for name in DATE_CLAIMS:
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenRejectedError(f"the {name!r} claim is not a number")
