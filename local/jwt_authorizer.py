@@ -123,12 +123,11 @@ class JwtValidator:
             raise JwtRejected(
                 f"expected scopes: [{' '.join(scopes)}]", status=403, error="insufficient_scope"
             )
-        return {
-            "jwt": {
-                "claims": {str(name): claim_string(value) for name, value in claims.items()},
-                "scopes": granted if scopes else None,
-            }
-        }
+        try:
+            passed = {str(name): claim_string(value) for name, value in claims.items()}
+        except RecursionError:  # a claim nested hundreds of levels deep (needs the issuer's key)
+            raise JwtRejected("the token's claims are nested too deeply") from None
+        return {"jwt": {"claims": passed, "scopes": granted if scopes else None}}
 
     def validate(self, token: str, now: float | None = None) -> dict[str, Any]:
         """The token's claims when it is valid for this authorizer; raises JwtRejected."""

@@ -140,6 +140,15 @@ def test_the_function_gets_the_claims_as_strings_and_no_scopes(issuer, validator
     assert all(isinstance(value, str) for value in received.values())
 
 
+def test_a_claim_nested_too_deeply_to_pass_on_is_refused_not_a_crash(issuer, validator):
+    nested: list = []
+    for _ in range(600):
+        nested = [nested]
+    token = signed(issuer, claims(issuer, x=nested))
+
+    assert refusal(validator, f"Bearer {token}").status == 401
+
+
 def test_routes_with_scopes_need_one_of_them(issuer, validator):
     reader = signed(issuer, claims(issuer, scope="openid items/read"))
     context = validator.authorize({"Authorization": reader}, {}, ["items/read", "items/admin"], now=NOW)
