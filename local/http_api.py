@@ -18,7 +18,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,27 @@ def is_text_body(content_type: str | None) -> bool:
     return media.startswith(_TEXT_TYPES) or media.endswith(("+json", "+xml"))
 
 
+def merged_pairs(pairs: Iterable[tuple[str, str]], *, lower: bool = False) -> dict[str, str]:
+    """Repeated names joined with commas, as API Gateway joins repeated headers and query parameters."""
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower() if lower else name
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    return merged
+
+
+def merged_headers(headers: Iterable[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """The headers (lower-cased names, repeats joined) and the cookies, as in a format 2.0 event."""
+    cookies: list[str] = []
+    rest: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name.lower() == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+        else:
+            rest.append((name, value))
+    return merged_pairs(rest, lower=True), cookies
+
+
 def http_event_v2(
     *,
     api: HttpApiSpec,
@@ -85,17 +106,8 @@ def http_event_v2(
 ) -> dict[str, Any]:
     """A payload format 2.0 event, as API Gateway builds it (`authorizer`: the JWT authorizer's
     `{"jwt": {"claims": ..., "scopes": ...}}`, on routes that have one)."""
-    merged: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        key = name.lower()
-        if key == "cookie":
-            cookies.extend(part.strip() for part in value.split(";") if part.strip())
-            continue
-        merged[key] = f"{merged[key]},{value}" if key in merged else value
-    query_parameters: dict[str, str] = {}
-    for name, value in query:
-        query_parameters[name] = f"{query_parameters[name]},{value}" if name in query_parameters else value
+    merged, cookies = merged_headers(headers)
+    query_parameters = merged_pairs(query)
     stage = api.stage_name
     event: dict[str, Any] = {
         "version": "2.0",
@@ -231,7 +243,8 @@ class HttpApiServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
-        request_headers = {k: v for k, v in request.headers.items()}
+        # Repeats joined as API Gateway joins them: two Authorization headers are one bad token.
+        request_headers = merged_pairs(request.headers.items(), lower=True)
         api = self.api
         if api.cors is not None and cors.is_preflight(request.method, request_headers):
             return self._send(
@@ -255,7 +268,7 @@ class HttpApiServer:
 
             try:
                 authorizer = validator.authorize(
-                    request_headers, dict(request.query), route.authorization_scopes
+                    request_headers, merged_pairs(request.query.items()), route.authorization_scopes
                 )
             except JwtRejected as rejected:
                 self._console.detail(

@@ -27,6 +27,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from local_support import FIXTURE_ASSEMBLY, REPO_ROOT, wait_for
+from multidict import CIMultiDict
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -56,7 +57,9 @@ def issuer(stack: LocalStackProcess, state_dir: Path) -> LocalIssuer:
 
 
 def request(
-    url: str, method: str = "GET", headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | CIMultiDict[str] | None = None,
 ) -> tuple[int, dict[str, str], str]:
     async def call() -> tuple[int, dict[str, str], str]:
         async with (
@@ -164,6 +167,22 @@ def test_bad_tokens_get_401_with_the_cors_headers_and_no_function_runs(stack, is
     assert challenge == "Bearer" if kind == "missing" else 'error="invalid_token"' in challenge
     wait_for(lambda: lines_with(stack, f"GET {path} -> 401"))
     assert lines_with(stack, "ApiFunction", path) == 0
+
+
+def test_two_authorization_headers_are_one_bad_token_whatever_their_order(stack, issuer):
+    valid = "Bearer " + issuer.mint("alice")
+    statuses = [
+        request(
+            f"{stack.http_url}/echo/twice",
+            headers=CIMultiDict([("Authorization", first), ("Authorization", second)]),
+        )[0]
+        for first, second in ((valid, "Bearer garbage"), ("Bearer garbage", valid))
+    ]
+
+    assert statuses == [
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.UNAUTHORIZED,
+    ]  # API Gateway joins them with a comma
 
 
 def test_preflights_need_no_token(stack):
