@@ -543,7 +543,9 @@ class LocalStack:
                 self._stream_pollers.append(stream_poller)
 
     async def _serve(self, app: web.Application, sock: socket.socket) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # auto_decompress off: API Gateway passes a Content-Encoding body through untouched (aiohttp
+        # would inflate it, or answer a text/plain 500 when it is not what the header says).
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
         await runner.setup()
         site = web.SockSite(runner, sock, shutdown_timeout=1.0)
         await site.start()

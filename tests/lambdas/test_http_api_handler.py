@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import random
 import string
@@ -302,6 +303,37 @@ def test_body_that_is_not_declared_json_is_415(
 
     assert status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     assert "application/json" in error["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP"])
+def test_compressed_body_is_415_saying_so(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, encoding: str
+) -> None:
+    raw = gzip.compress(b'{"answer": "x"}')
+    event = http_event(
+        "POST",
+        "/tasks",
+        body=base64.b64encode(raw).decode(),
+        headers={"content-type": "application/json", "content-encoding": encoding},
+        base64_encoded=True,
+    )
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    assert "uncompressed" in error["message"]
+
+
+def test_identity_content_encoding_is_accepted(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    event = http_event(
+        "POST",
+        "/tasks",
+        body='{"answer": "x"}',
+        headers={"content-type": "application/json", "content-encoding": "identity"},
+    )
+    assert call(event, lambda_context)[0] == HTTPStatus.ACCEPTED
 
 
 def test_json_content_type_with_charset_is_accepted(

@@ -94,6 +94,21 @@ def test_requests_become_v2_events_and_results_become_responses(stack):
     assert (status, json.loads(body)) == (HTTPStatus.OK, {"hello": "world"})
 
 
+def test_a_content_encoded_body_reaches_the_function_as_sent(stack):
+    # A body that says gzip but is not: aiohttp would have answered a text/plain 500 inflating it
+    status, _, body = request(
+        stack,
+        "POST",
+        "/echo/encoded",
+        data=b'{"answer": "x"}',
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+
+    assert status == HTTPStatus.OK, body
+    event = json.loads(body)["event"]
+    assert (event["headers"]["content-encoding"], event["body"]) == ("gzip", '{"answer": "x"}')
+
+
 def test_unknown_routes_errors_and_timeouts_answer_like_api_gateway(stack):
     assert request(stack, "GET", "/nope")[::2] == (HTTPStatus.NOT_FOUND, '{"message": "Not Found"}')
     assert request(stack, "DELETE", "/items/x")[0] == HTTPStatus.NOT_FOUND

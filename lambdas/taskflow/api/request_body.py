@@ -1,4 +1,4 @@
-"""Reading a JSON request body safely: size, content type, base64, UTF-8, JSON, object.
+"""Reading a JSON request body safely: size, content type and encoding, base64, UTF-8, JSON, object.
 
 The checks run in that order and each has its own status, so nothing a client sends can reach
 the route as an exception Powertools would turn into a 500.
@@ -40,6 +40,13 @@ def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
         raise HttpError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             f"the body must be JSON (Content-Type: {JSON_MEDIA_TYPE}); {shown}",
+        )
+    encoding = (event.headers.get("content-encoding") or "").strip().lower()
+    if encoding not in ("", "identity"):
+        # API Gateway passes the body through as sent; nothing here inflates it.
+        raise HttpError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be sent uncompressed; Content-Encoding {encoding[:32]!r} is not supported",
         )
 
     if event.is_base64_encoded:
