@@ -632,6 +632,26 @@ def test_cursor_of_another_listing_is_rejected(
     assert error["errors"][0]["field"] == "cursor"
 
 
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        {"taskId": "a\n", "status": "success", "createdAt": "2026-11-25T12:00:00.000000Z"},
+        {"taskId": "a", "status": "success", "createdAt": "2026-11-25T12:00:00.000000Z\n"},
+    ],
+    ids=["task-id-with-newline", "created-at-with-newline"],
+)
+def test_cursor_whose_key_only_looks_valid_is_422_without_a_dynamodb_call(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, damaged: dict[str, str]
+) -> None:
+    status, error, _ = call(
+        http_event("GET", "/tasks", query={"status": "success", "cursor": encode_cursor(damaged)}),
+        lambda_context,
+    )
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"][0]["field"] == "cursor"
+
+
 # --------------------------------------------------------------------------- CORS
 
 

@@ -561,7 +561,7 @@ def _checked_start_key(start_key: dict[str, str], status: TaskStatus | None) -> 
     expected = {table_schema.TASK_PK, partition_name, table_schema.TASKS_BY_CREATED_SK}
     if set(start_key) != expected or start_key.get(partition_name) != partition_value:
         raise InvalidCursorError("the cursor belongs to another listing (a different status filter?)")
-    if not _TASK_ID.match(start_key[table_schema.TASK_PK]) or not _TIMESTAMP_PATTERN.match(
+    if not _TASK_ID.fullmatch(start_key[table_schema.TASK_PK]) or not _TIMESTAMP_PATTERN.fullmatch(
         start_key[table_schema.TASKS_BY_CREATED_SK]
     ):
         raise InvalidCursorError("the cursor is damaged")

@@ -99,7 +99,7 @@ class TaskService:
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         scope = self._scope(owner)
-        task = self._tasks.get(task_id, owner=scope) if _TASK_ID.match(task_id) else None
+        task = self._tasks.get(task_id, owner=scope) if _TASK_ID.fullmatch(task_id) else None
         if task is None:
             raise TaskNotFoundError(task_id)
         return task
@@ -132,7 +132,7 @@ class TaskService:
         """Re-run a task in error. Raises TaskNotFoundError (also for another owner's task) or
         InvalidTransitionError."""
         scope = self._scope(owner)
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             raise TaskNotFoundError(task_id)
         task = self._tasks.retry(task_id, owner=scope)
         count(MetricName.TASK_RETRIED)
