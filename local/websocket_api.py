@@ -12,7 +12,9 @@
   back as a frame. A failing function gets API Gateway's error frame
   `{"message": "Internal server error", ...}`; no matching route, `{"message": "Forbidden", ...}`.
 * Messages over 128 KB close the connection with 1009 (message too big), as API Gateway does.
-* Closing (either side) runs `$disconnect`, best effort, as on AWS.
+* Closing (either side) runs `$disconnect`, best effort, as on AWS; so does a client that
+  drops during the handshake after `$connect` accepted it (every accepted `$connect` gets
+  exactly one `$disconnect`, or the function's connection records leak).
 * `POST|GET|DELETE /<stage>/@connections/<id>`: boto3's apigatewaymanagementapi client with
   `endpoint_url="http://127.0.0.1:PORT/<stage>"` works against it; an unknown or closed
   connection is 410 GoneException.
@@ -68,12 +70,17 @@ class Connection:
 
 
 def select_route(expression: str, body: str | bytes, routes: Mapping[str, WebSocketRouteSpec]) -> str:
-    """The route key for a message: the expression's value if it names a route, else $default."""
+    """The route key for a message: the expression's value if it names a route, else $default.
+
+    A body the expression cannot be evaluated on goes to $default, as on AWS: not JSON
+    (JSONDecodeError), an integer past Python's 4300 digits (a plain ValueError) or nesting
+    deeper than the parser recurses (RecursionError, e.g. `[` * 1000).
+    """
     prefix = "$request.body."
     if expression.startswith(prefix) and isinstance(body, str):
         try:
             value: Any = json.loads(body)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             value = None
         for part in expression[len(prefix) :].split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -235,9 +242,17 @@ class WebSocketApiServer:
                     max_msg_size=MAX_MESSAGE_BYTES, autoping=True, protocols=(protocol,)
                 )
         socket = connection.socket
-        await socket.prepare(request)
-        self.connections[connection_id] = connection
+        # $connect accepted it: from here on, whatever happens (even a failed upgrade), the
+        # finally runs $disconnect once, or the function's connection record leaks.
         try:
+            try:
+                await socket.prepare(request)
+            except ConnectionError as error:
+                # The client left between its upgrade request and the 101 (e.g. a reset): a line,
+                # not a traceback. aiohttp's own prepare() of the returned socket fails quietly.
+                self._console.detail(f"WebSocket {connection_id}: handshake aborted by the client ({error})")
+                return socket
+            self.connections[connection_id] = connection
             async for message in socket:
                 connection.last_active = time.time()
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -330,7 +345,13 @@ class WebSocketApiServer:
 
     async def _on_message(self, connection: Connection, data: str | bytes) -> None:
         request_id = str(uuid.uuid4())
-        route_key = select_route(self.api.route_selection_expression, data, self.api.routes)
+        try:
+            route_key = select_route(self.api.route_selection_expression, data, self.api.routes)
+        except Exception as failure:  # an unforeseen body must not kill this task, unanswered
+            self._console.detail(
+                f"WebSocket {connection.connection_id}: route selection failed ({failure!r}): $default"
+            )
+            route_key = "$default"
         route = self.api.routes.get(route_key)
         if route is None or route.function_id is None:
             error = {

@@ -7,10 +7,15 @@ HTTP and WebSocket to it. The product's own flows are in tests/e2e.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import re
 import signal
+import socket
+import struct
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -190,6 +195,61 @@ def test_websocket_routes_two_way_responses_and_error_frames(stack):
     assert json.loads(reply)["sourceIp"] == "127.0.0.1"
     assert json.loads(error)["message"] == "Internal server error"
     assert after == "echo still open"
+
+
+def test_a_frame_route_selection_cannot_parse_goes_to_default_and_the_connection_stays(stack):
+    # json.loads raises RecursionError on this (2,000 bytes), not JSONDecodeError
+    nested = "[" * 1000 + "]" * 1000
+
+    async def talk() -> list[str]:
+        async with websockets.connect(stack.ws_url) as socket:
+            frames = []
+            for frame in (nested, "still open"):
+                await socket.send(frame)
+                frames.append(str(await asyncio.wait_for(socket.recv(), timeout=10)))
+            return frames
+
+    assert asyncio.run(talk()) == ["echo " + nested, "echo still open"]
+    assert "RecursionError" not in stack.text()
+
+
+def _abort_handshakes(ws_url: str, count: int) -> None:
+    """Send `count` valid upgrade requests, each followed at once by a reset (SO_LINGER 0)."""
+    url = urllib.parse.urlsplit(ws_url)
+    assert url.hostname is not None
+    assert url.port is not None
+    for _ in range(count):
+        key = base64.b64encode(os.urandom(16)).decode()
+        upgrade = (
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with socket.create_connection((url.hostname, url.port), timeout=10) as raw:
+            raw.sendall(upgrade.encode())
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_a_handshake_the_client_aborts_still_runs_disconnect_once(stack):
+    # given clients that reset right after their upgrade request, while $connect runs (and accepts)
+    start = len(stack.output)
+    _abort_handshakes(stack.ws_url, 5)
+
+    def since_start() -> str:
+        return "".join(stack.output[start:])
+
+    connected = wait_for(lambda: len(ids := re.findall(r" ok +\$connect (\S+)", since_start())) == 5 and ids)
+
+    # then each accepted $connect is followed by exactly one $disconnect of that connection
+    def disconnects() -> dict[str, int]:
+        text = since_start()
+        counts = {cid: text.count(f"$disconnect {cid}\n") for cid in connected}
+        return counts if all(counts.values()) else {}
+
+    assert wait_for(disconnects, timeout=10) == dict.fromkeys(connected, 1)
+    # and an upgrade that failed (most do; a reset seen only after the 101 is a normal close) is
+    # a console line, not a traceback
+    assert 1 <= since_start().count("handshake aborted by the client") <= 5
+    assert "Traceback" not in since_start()
 
 
 def test_a_non_2xx_connect_rejects_the_handshake(stack):

@@ -21,6 +21,10 @@ ROUTES = {
         ("not json", "$default"),
         ('{"other": 1}', "$default"),
         (b"\x00binary", "$default"),
+        # bodies json.loads raises on with something else than JSONDecodeError
+        pytest.param("[" * 1000 + "]" * 1000, "$default", id="nested-arrays-RecursionError"),
+        pytest.param('{"action": ' * 1000 + "1" + "}" * 1000, "$default", id="nested-RecursionError"),
+        pytest.param('{"action": ' + "1" * 5000 + "}", "$default", id="5000-digits-ValueError"),
     ],
 )
 def test_messages_go_to_the_route_their_action_names_or_default(body, route):
