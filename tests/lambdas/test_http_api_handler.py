@@ -6,7 +6,9 @@ import base64
 import gzip
 import json
 import random
+import socket
 import string
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -771,6 +773,28 @@ def test_unreachable_dynamodb_is_503_with_retry_after(
     assert int(headers["Retry-After"]) > 0
     assert error["dependency"] == "DynamoDB"
     assert "retry" in error["message"]
+
+
+def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
+    http_env_without_aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a DynamoDB that accepts connections and never answers, and 2 s left to the timeout
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        lambda_context.remaining_millis = 2_000
+        started = time.monotonic()
+
+        # When a request needs it (the function's own client: 5 s read timeout, 3 attempts)
+        status, error, headers = call(http_event("GET", "/tasks/t1"), lambda_context)
+        took = time.monotonic() - started
+
+    # Then the client gets a 503 with Retry-After before Lambda would have killed the function
+    assert took < 1.9
+    assert status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert int(headers["Retry-After"]) > 0
+    assert error["dependency"] == "AWS"  # the log line says which wait ran out of time
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Final
 
+from taskflow.deadline import raise_if_out_of_time
 from taskflow.errors import DependencyUnavailableError
 
 _lock = threading.Lock()
@@ -70,7 +71,11 @@ def _create(service_name: str, endpoint_url: str | None) -> Any:
         retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
         max_pool_connections=MAX_POOL_CONNECTIONS,
     )
-    return _session.client(service_name, endpoint_url=endpoint_url, config=config)
+    created = _session.client(service_name, endpoint_url=endpoint_url, config=config)
+    # No attempt and no retry past an armed invocation deadline (taskflow.deadline).
+    created.meta.events.register("before-send", raise_if_out_of_time)
+    created.meta.events.register("needs-retry", raise_if_out_of_time)
+    return created
 
 
 def reset_clients() -> None:
