@@ -265,6 +265,33 @@ def test_malformed_json_is_400_with_a_message(
     assert "JSON" in error["message"] or "empty" in error["message"]
 
 
+def test_json_nested_too_deeply_to_parse_is_400_saying_so(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    body = '{"answer": "x", "payload": ' + '{"a": ' * 3000 + "1" + "}" * 3001
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.BAD_REQUEST
+    assert error["message"] == "the body's JSON is nested too deeply to parse (a payload allows 8 levels)"
+
+
+def test_an_integer_too_long_for_any_field_is_422_without_python_internals(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    body = '{"answer": "x", "payload": {"n": ' + "9" * 5000 + "}}"
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"] == [
+        {"field": "body", "reason": "holds an integer of 5000 digits; numbers have at most 38"}
+    ]
+    assert "sys." not in json.dumps(error)
+
+
 def test_body_over_32_kib_is_413_before_parsing(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel, ValidationError
 
 from taskflow.api.errors import HttpError, field_errors, validation_failed
+from taskflow.domain.limits import MAX_PAYLOAD_DEPTH
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -23,8 +24,24 @@ MAX_BODY_BYTES: Final = 32 * 1024
 JSON_MEDIA_TYPE: Final = "application/json"
 
 
+# Integers longer than this are refused while parsing: Python's own int() limit is 4,300 digits
+# (its error names sys.set_int_max_str_digits), and DynamoDB holds 38 digits anyway.
+MAX_PARSED_INT_DIGITS: Final = 1000
+
+
+class _IntegerTooLongError(ValueError):
+    pass
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_PARSED_INT_DIGITS:
+        raise _IntegerTooLongError(f"holds an integer of {digits} digits; numbers have at most 38")
+    return int(text)
 
 
 def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
@@ -67,17 +84,29 @@ def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"the body is not UTF-8 text: {error.reason}") from None
     if not text.strip():
         raise HttpError(HTTPStatus.BAD_REQUEST, "the body is empty; expected a JSON object")
+    value = _parse(text)
+    if not isinstance(value, dict):
+        raise validation_failed([{"field": "body", "reason": "must be a JSON object"}])
+    return value
+
+
+def _parse(text: str) -> Any:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except json.JSONDecodeError as error:
         raise HttpError(
             HTTPStatus.BAD_REQUEST,
             f"the body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})",
         ) from None
-    except (ValueError, RecursionError) as error:  # NaN/Infinity, huge integers, deep nesting
+    except _IntegerTooLongError as error:  # valid JSON, but no field can hold it
+        raise validation_failed([{"field": "body", "reason": str(error)}]) from None
+    except RecursionError:
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            f"the body's JSON is nested too deeply to parse (a payload allows {MAX_PAYLOAD_DEPTH} levels)",
+        ) from None
+    except ValueError as error:  # NaN/Infinity
         raise HttpError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise validation_failed([{"field": "body", "reason": "must be a JSON object"}])
     return value
 
 
