@@ -818,7 +818,7 @@ def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
         took = time.monotonic() - started
 
     # Then the client gets a 503 with Retry-After before Lambda would have killed the function
-    assert took < 1.9
+    assert took < 2.0  # the 2 s left: Lambda would have killed it there (the timer fires at 1 s)
     assert status == HTTPStatus.SERVICE_UNAVAILABLE
     assert int(headers["Retry-After"]) > 0
     assert error["dependency"] == "AWS"  # the log line says which wait ran out of time
