@@ -4,9 +4,11 @@ A function that hits its timeout is killed mid-call and API Gateway answers the 
 exactly what must not happen when the cause is a slow dependency (a DynamoDB that answers in 8 s
 instead of 8 ms, SDK retries adding up). `answer_before_timeout` arms a SIGALRM timer for the
 invocation's remaining time minus a reserve; if it fires, DependencyUnavailableError is raised
-wherever the handler is (usually inside a botocore call), which the HTTP API turns into its 503
-with Retry-After. The write that was in flight may or may not have happened: every route is safe
-to repeat (POST /tasks is idempotent on taskId, a repeated retry is a 409), as after any 503.
+wherever the route is (usually inside a botocore call), which the HTTP API turns into its 503
+with Retry-After (taskflow.api.app arms it around the route only, as a middleware: an error
+handler or the response builder is never interrupted). The write that was in flight may or may
+not have happened: every route is safe to repeat (POST /tasks is idempotent on taskId, a
+repeated retry is a 409), as after any 503.
 
 botocore wraps whatever interrupts its HTTP read into a retryable HTTPClientError, so the timer
 alone would only start the next attempt: `raise_if_out_of_time` (a hook on every client,

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.event_handler import api_gateway
 from botocore.config import Config
 from botocore.stub import Stubber
 from lambda_support import (
@@ -30,8 +31,10 @@ from lambda_support import (
 from lambda_support import call_http_api as call
 
 from taskflow import env_vars, table_schema
+from taskflow.api import errors as api_errors
 from taskflow.api.pagination import encode_cursor
 from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.errors import DependencyUnavailableError
 from taskflow.handlers import http_api
 from taskflow.repositories.task_repository import TaskRepository
 from taskflow.services.task_service import TaskService
@@ -265,7 +268,7 @@ def test_malformed_json_is_400_with_a_message(
     assert "JSON" in error["message"] or "empty" in error["message"]
 
 
-def test_json_nested_too_deeply_to_parse_is_400_saying_so(
+def test_json_nested_too_deeply_is_a_4xx_saying_so_whatever_the_python(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
     body = '{"answer": "x", "payload": ' + '{"a": ' * 3000 + "1" + "}" * 3001
@@ -273,8 +276,13 @@ def test_json_nested_too_deeply_to_parse_is_400_saying_so(
 
     status, error, _ = call(event, lambda_context)
 
-    assert status == HTTPStatus.BAD_REQUEST
-    assert error["message"] == "the body's JSON is nested too deeply to parse (a payload allows 8 levels)"
+    # Python 3.11/3.12's parser gives up (400); 3.13+ (Lambda's) parses it and the payload's depth
+    # limit refuses it (422)
+    if status == HTTPStatus.BAD_REQUEST:
+        assert error["message"] == "the body's JSON is nested too deeply to parse (a payload allows 8 levels)"
+    else:
+        assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+        assert "nested deeper than 8 levels" in error["errors"][0]["reason"]
 
 
 def test_an_integer_too_long_for_any_field_is_422_without_python_internals(
@@ -822,6 +830,45 @@ def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
     assert status == HTTPStatus.SERVICE_UNAVAILABLE
     assert int(headers["Retry-After"]) > 0
     assert error["dependency"] == "AWS"  # the log line says which wait ran out of time
+
+
+def test_a_response_still_being_built_at_the_deadline_is_not_interrupted(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a route that returns within its budget (0.3 s) and a response that takes longer to build
+    original = api_gateway.ResponseBuilder.build
+
+    def slow_build(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(api_gateway.ResponseBuilder, "build", slow_build)
+    lambda_context.remaining_millis = 1_300
+
+    # Then the timer, armed around the route only, leaves it alone
+    assert call(http_event("GET", "/openapi.json"), lambda_context)[0] == HTTPStatus.OK
+
+
+def test_an_error_handler_still_running_at_the_deadline_is_not_interrupted(
+    offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a route that fails fast on DynamoDB, and an error handler slower than the budget
+    def unavailable(*_: Any, **__: Any) -> Any:
+        raise DependencyUnavailableError("DynamoDB", "ReadTimeoutError")
+
+    monkeypatch.setattr(TaskService, "get", unavailable)
+    original = api_errors.logger.warning
+
+    def slow_warning(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.5)
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(api_errors.logger, "warning", slow_warning)
+    lambda_context.remaining_millis = 1_300
+
+    # Then its 503 goes out
+    status, error, _ = call(http_event("GET", "/tasks/t1"), lambda_context)
+    assert (status, error["dependency"]) == (HTTPStatus.SERVICE_UNAVAILABLE, "DynamoDB")
 
 
 @pytest.mark.parametrize(

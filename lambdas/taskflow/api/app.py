@@ -24,6 +24,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -47,6 +48,7 @@ from taskflow.api.pagination import (
 )
 from taskflow.api.request_body import JSON_MEDIA_TYPE, MAX_BODY_BYTES, read_model
 from taskflow.auth_contract import AUTH_JWT
+from taskflow.deadline import answer_before_timeout
 from taskflow.domain.limits import TASK_ID_PATTERN
 from taskflow.domain.status import TaskStatus
 from taskflow.domain.task import TaskSubmission
@@ -251,7 +253,16 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
         )
 
     register_error_handlers(app, ROUTES)
+    app.use(middlewares=[_answer_before_timeout])
     return app
+
+
+def _answer_before_timeout(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """The route runs under the invocation's deadline (taskflow.deadline): a dependency too slow for
+    the function's timeout becomes the 503 with Retry-After. Only the route: once it returns, or
+    an error handler or the response builder runs, no timer can interrupt them."""
+    with answer_before_timeout(app.lambda_context):
+        return next_middleware(app)
 
 
 def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

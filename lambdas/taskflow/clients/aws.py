@@ -73,8 +73,10 @@ def _create(service_name: str, endpoint_url: str | None) -> Any:
     )
     created = _session.client(service_name, endpoint_url=endpoint_url, config=config)
     # No attempt and no retry past an armed invocation deadline (taskflow.deadline).
+    # needs-retry: first, so that botocore's own handler takes no retry quota for a refused retry.
     created.meta.events.register("before-send", raise_if_out_of_time)
-    created.meta.events.register("needs-retry", raise_if_out_of_time)
+    service = created.meta.service_model.service_id.hyphenize()
+    created.meta.events.register_first(f"needs-retry.{service}", raise_if_out_of_time)
     return created
 
 

@@ -10,7 +10,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.api.app import create_app, resolve
 from taskflow.auth_contract import AUTH_JWT
-from taskflow.deadline import answer_before_timeout
 from taskflow.lazy import Lazy
 from taskflow.observability import logger, metrics
 from taskflow.repositories.task_repository import TaskRepository
@@ -36,6 +35,4 @@ app: Lazy[APIGatewayHttpResolver] = Lazy(lambda: create_app(load_settings(HttpAp
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # A slow dependency becomes a 503 with Retry-After, not the bare 500 of a timed-out function.
-    with answer_before_timeout(context):
-        return resolve(app.get(), event, context)
+    return resolve(app.get(), event, context)
