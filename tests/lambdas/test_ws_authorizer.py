@@ -216,7 +216,7 @@ def test_malformed_token_is_unauthorized(
         ("not valid yet (nbf)", lambda i, k, o: token(i, k, nbf=int(time.time()) + 600)),
         ("issued in the future (iat)", lambda i, k, o: token(i, k, iat=int(time.time()) + 600)),
         ("exp a numeric string", lambda i, k, o: token(i, k, exp=str(int(time.time()) + 600))),
-        ("exp a boolean", lambda i, k, o: token(i, k, exp=True)),
+        ("nbf a boolean", lambda i, k, o: token(i, k, nbf=True)),
         ("iat a numeric string", lambda i, k, o: token(i, k, iat=str(int(time.time()) - 60))),
         ("nbf a numeric string", lambda i, k, o: token(i, k, nbf=str(int(time.time()) - 60))),
         ("no sub", lambda i, k, o: token(i, k, drop=("sub",))),
