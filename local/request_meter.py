@@ -63,7 +63,8 @@ _TARGET_SERVICES: Final = {
     "DynamoDBStreams_20120810": "dynamodbstreams",
     "AmazonSQS": "sqs",
 }
-_CREDENTIAL_SCOPE: Final = re.compile(r"Credential=[^/,\s]+/\d+/[^/]+/([^/]+)/aws4_request")
+# Credential=<key>/<date>/<region>/<service>/aws4_request
+_CREDENTIAL_SCOPE: Final = re.compile(r"Credential=[^/,\s]+/\d+/([^/]+)/([^/]+)/aws4_request")
 _APP_ID: Final = re.compile(r"(?:^|\s)app/(\S+)")
 _STREAM_TABLE: Final = re.compile(r":table/([^/]+)/stream/")
 
@@ -95,7 +96,7 @@ def classify(headers: Mapping[str, str], query_string: str = "", body: bytes = b
         prefix, _, operation = target.rpartition(".")
         return _TARGET_SERVICES.get(prefix, prefix.lower() or "unknown"), operation or "unknown"
     scope = _CREDENTIAL_SCOPE.search(headers.get("authorization", ""))
-    service = scope.group(1) if scope else "unknown"
+    service = scope.group(2) if scope else "unknown"
     action = parse_qs(query_string).get("Action")
     if not action and body and "x-www-form-urlencoded" in headers.get("content-type", ""):
         action = parse_qs(body.decode("utf-8", "replace")).get("Action")
@@ -299,9 +300,15 @@ def _query_units(
     shape = store.shape(region, table)
     index = _index_of(shape, payload.get("IndexName"))
     items = response.get("Items") or []
+    # A base-table read without a projection returns whole items: size them as returned.
+    whole = shape is not None and index is None and not payload.get("ProjectionExpression")
+    whole = whole and not payload.get("AttributesToGet")
     sizes = []
     unsized = 0
     for returned in items:
+        if whole:
+            sizes.append(item_size(returned))
+            continue
         key = shape.key_of(returned) if shape is not None else None
         stored = store.get(region, table, key) if key is not None else None
         if stored is None:
@@ -463,7 +470,7 @@ def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _region(headers: Mapping[str, str], default: str) -> str:
-    match = re.search(r"Credential=[^/,\s]+/\d+/([^/]+)/", headers.get("authorization", ""))
+    match = _CREDENTIAL_SCOPE.search(headers.get("authorization", ""))
     return match.group(1) if match else default
 
 
@@ -569,7 +576,8 @@ class RequestMeterMiddleware:
         condition_failed = False
         cost = DynamoDbCost()
         if service == "dynamodb":
-            answer = _json(exchange.response)
+            # The body matters only for a failure's type and a Query's or Scan's items.
+            answer = _json(exchange.response) if not ok or operation in ("Query", "Scan") else {}
             condition_failed = not ok and "ConditionalCheckFailed" in str(answer.get("__type", ""))
             if self.store is not None:
                 cost = dynamodb_cost(
