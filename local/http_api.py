@@ -311,8 +311,7 @@ class HttpApiServer:
         result = await self._invoke(function_id, event)
         where = f"{request.method} {request.path}"
         if not result.ok:
-            outcome = "timeout" if result.outcome == "timeout" else f"error {result.error_summary()}"
-            self._console.invocation(name, result, outcome, f"{where} -> 500")
+            self._console.invocation(name, result, result.outcome_text(), f"{where} -> 500")
             return _json_error(500, "Internal Server Error")
         try:
             response = http_response_v2(result.payload)

@@ -67,6 +67,12 @@ class InvocationResult:
     def ok(self) -> bool:
         return self.outcome == "ok"
 
+    def outcome_text(self) -> str:
+        """How the console shows the outcome: ok, timeout, or error <type: message>."""
+        if self.ok or self.outcome == "timeout":
+            return self.outcome
+        return f"error {self.error_summary()}"
+
     def error_summary(self) -> str:
         if self.outcome == "timeout":
             return "timeout"

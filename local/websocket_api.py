@@ -202,11 +202,7 @@ class WebSocketApiServer:
             return None
         name = self._function_names[route.function_id]
         result = await self._invoke(route.function_id, event)
-        outcome = (
-            "ok"
-            if result.ok
-            else ("timeout" if result.outcome == "timeout" else f"error {result.error_summary()}")
-        )
+        outcome = result.outcome_text()
         self._console.invocation(name, result, outcome, detail)
         return result
 
@@ -294,11 +290,7 @@ class WebSocketApiServer:
         started = time.perf_counter()
         result = await self._invoke(authorizer.function_id, event)
         decision = decide(result, arn, (time.perf_counter() - started) * 1000)
-        outcome = (
-            "ok"
-            if result.ok
-            else ("timeout" if result.outcome == "timeout" else f"error {result.error_summary()}")
-        )
+        outcome = result.outcome_text()
         verdict = "allow" if decision.allowed else f"rejected ({decision.status}: {decision.reason})"
         name = self._function_names.get(authorizer.function_id, authorizer.function_id)
         self._console.invocation(name, result, outcome, f"authorizer $connect {connection_id} -> {verdict}")
