@@ -75,6 +75,7 @@ from urllib.parse import urlencode
 import aiohttp
 import websockets
 
+from local.chaos.history import TERMINAL
 from local.dynamodb_capacity import item_size, read_units_for, write_units_for
 from local.intrinsics import PseudoParameters
 from local.launcher import LocalStackProcess
@@ -106,7 +107,6 @@ PRICE_NOTES: Final = (
 )
 
 STAGE_DEFAULT_FAILURE_RATE: Final = 0.3  # cdk.json, stage dev (like the original app)
-FINAL: Final = frozenset({"success", "error"})
 PRODUCT_CALLERS: Final = ("function:", "esm-sqs/", "esm-stream/")
 GOAL_REQUEST_RATIO: Final = 1 / 3
 QUIET_SECONDS: Final = 2.5
@@ -251,6 +251,7 @@ class Snapshot:
     meter: dict[tuple[str, str, str], dict[str, Any]]  # (caller, service, operation) -> counts
     invocations: dict[str, dict[str, Any]]
     posts: dict[str, Any]
+    written_at: float = 0.0  # when the stack wrote the stats file read for this snapshot
 
     @classmethod
     def take(cls, moto_url: str, stats_file: Path) -> Snapshot:
@@ -262,7 +263,12 @@ class Snapshot:
                 into[name] += float(row[name])
             into["indexWriteUnits"] += sum(float(v) for v in row["indexWriteUnits"].values())
         stats = read_stats(stats_file)
-        return cls(meter, stats.get("invocations", {}), stats.get("webSocketPosts", {}))
+        return cls(
+            meter,
+            stats.get("invocations", {}),
+            stats.get("webSocketPosts", {}),
+            float(stats.get("writtenAt", 0)),
+        )
 
     def signature(self) -> tuple[Any, ...]:
         """What must stop moving before a phase is over (idle long polls excluded)."""
@@ -396,7 +402,7 @@ class Client:
                 task_id = str(frame.get("taskId") or "")
                 if self.user is not None and task_id and task_id not in self.owned:
                     self.foreign_frames += 1
-                if frame.get("status") in FINAL and task_id:
+                if frame.get("status") in TERMINAL and task_id:
                     self.final.setdefault(task_id, str(frame["status"]))
                     self._changed.set()
 
@@ -501,7 +507,7 @@ class Driver:
             await asyncio.sleep(0.5)
             snapshot = await loop.run_in_executor(None, Snapshot.take, self.stack.moto_url, self.stats_file)
             signature = snapshot.signature()
-            written = float(read_stats(self.stats_file).get("writtenAt", 0))
+            written = snapshot.written_at
             now = time.monotonic()
             if signature != last:
                 last, changed_at, changed_wall = signature, now, time.time()
@@ -767,11 +773,9 @@ def stage_info(cdk_out: Path, stage: str) -> StageInfo:
     if model.jwt_authorizers or model.request_authorizers:
         connect = [api.routes["$connect"] for api in model.websocket_apis if "$connect" in api.routes]
         sources = [
-            source.removeprefix("route.request.querystring.")
+            parameter
             for route in connect[:1]
-            if route.authorizer is not None
-            for source in route.authorizer.identity_sources
-            if source.startswith("route.request.querystring.")
+            if route.authorizer is not None and (parameter := route.authorizer.query_parameter)
         ]
         if not sources:
             raise RuntimeError(

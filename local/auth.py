@@ -45,7 +45,6 @@ KEY_FILE = "signing-key.pem"  # under <state-dir>/auth/
 SIGNING_ALGORITHM = "RS256"
 KEY_SIZE = 2048
 DEFAULT_LIFETIME_SECONDS = 3600  # Cognito's default for ID and access tokens
-DEV_TOKEN_LIFETIME_SECONDS = 12 * 3600
 DEV_SUBJECT = "local-dev-user"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 from local.console import Console
 from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
 from local.processes import die_with_parent
-from local.stack import Fault, LocalStack, Options
+from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
 from local.template import TemplateError, find_stack, load_stack
 
 DESCRIPTION = """\
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dev-token-lifetime",
         type=_seconds,
-        default=12 * 3600,
+        default=DEV_TOKEN_LIFETIME_SECONDS,
         metavar="SECONDS",
         help="stacks with authorizers: lifetime of the dev token printed at start (default 43200: 12 h)",
     )

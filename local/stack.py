@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -72,6 +72,9 @@ class Fault:
     kind: str  # "hang-once"
 
 
+DEV_TOKEN_LIFETIME_SECONDS: Final = 12 * 3600.0  # the dev token printed at start
+
+
 @dataclass
 class Options:
     http_port: int = 4000
@@ -93,7 +96,7 @@ class Options:
     # function, @connections POSTs, SQS mappings), rewritten every second and at stop (bench/).
     stats_file: Path | None = None
     # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.
-    dev_token_lifetime: float = 12 * 3600.0
+    dev_token_lifetime: float = DEV_TOKEN_LIFETIME_SECONDS
 
 
 def bind(port: int) -> socket.socket:
@@ -698,11 +701,7 @@ class LocalStack:
         """For the WebSocket hint: the query parameter the $connect authorizer reads the token from."""
         for api in self.model.websocket_apis[:1]:
             route = api.routes.get("$connect")
-            if route is None or route.authorizer is None:
-                return None
-            for source in route.authorizer.identity_sources:
-                if source.startswith("route.request.querystring."):
-                    return source.removeprefix("route.request.querystring.")
+            return route.authorizer.query_parameter if route and route.authorizer else None
         return None
 
     async def _monitor_queues(self, aws: AwsJsonClient, values: LocalValues) -> None:

@@ -175,7 +175,7 @@ def build_stack_auth(
     auth.primary = primary or next(iter(by_url.values()), None)
     if auth.primary is not None:
         issued = int(time.time() if now is None else now)
-        auth.dev_token = auth.primary.mint(DEV_SUBJECT, expires_in=dev_token_lifetime, now=issued)
+        auth.dev_token = auth.primary.mint(auth.dev_subject, expires_in=dev_token_lifetime, now=issued)
         auth.dev_expires = issued + int(dev_token_lifetime)
     elif model.request_authorizers:
         model.note(

@@ -153,6 +153,12 @@ class RequestAuthorizerSpec:
     function_id: str | None  # None: its function is not in this template ($connect answers 500)
     identity_sources: tuple[str, ...]  # e.g. ("route.request.querystring.token",)
 
+    @property
+    def query_parameter(self) -> str | None:
+        """The query-string parameter it reads (the token, for a browser), if any."""
+        prefix = "route.request.querystring."
+        return next((s.removeprefix(prefix) for s in self.identity_sources if s.startswith(prefix)), None)
+
 
 @dataclass(frozen=True)
 class UserPoolSpec:
