@@ -297,7 +297,6 @@ class ChaosRun:
         self._faults_offset = 0
         self._fault_counts: dict[str, int] = {}
         self.tokens: dict[str, str] = {}  # user -> token (stages with authorizers)
-        self.owner: dict[str, str | None] = {}  # task -> the user who submits it
         self.foreign_frames = 0  # frames of a task the client's user does not own (live count)
 
     # --- authentication ----------------------------------------------------------------------
@@ -372,7 +371,7 @@ class ChaosRun:
         except (TypeError, ValueError):
             return
         client.frames.append(record)
-        if self.history.auth and self.owner.get(record.task_id) != client.user:
+        if self.history.auth and self._owner(record.task_id) != client.user:
             self.foreign_frames += 1
         index = self.history.clients.index(client)
         self.received[index].add((record.task_id, record.status))
@@ -431,7 +430,7 @@ class ChaosRun:
 
     async def _get_task(self, task_id: str, attempts: int = 1) -> tuple[int | None, Any]:
         """The task as its owner reads it."""
-        user = self.owner.get(task_id)
+        user = self._owner(task_id)
         status, body = None, None
         for _ in range(attempts):
             status, body, _, started, ended = await self._request(
@@ -448,7 +447,7 @@ class ChaosRun:
     async def _read_as_another_user(self, task_id: str) -> None:
         """GET a task with the token of a user who does not own it: it must be a 404. A 200 is
         recorded as that user's observation, which the checker reports as a foreign read."""
-        owner = self.owner.get(task_id)
+        owner = self._owner(task_id)
         reader = self.rng.choice([user for user in self.history.users if user != owner])
         status, body, _, started, ended = await self._request(
             "GET", f"{self.stack.http_url}/tasks/{task_id}", timeout=15, user=reader
@@ -618,7 +617,6 @@ class ChaosRun:
                 }
                 user = users[index % len(users)]  # round-robin: each user submits every n-th task
                 self.history.submissions[task_id] = Submission(task_id, body, user=user)
-                self.owner[task_id] = user
             loop = asyncio.get_running_loop()
             progress = loop.create_task(self._progress())
             pollers = [loop.create_task(self._poll_tasks()) for _ in range(config.get_pollers)]
@@ -647,6 +645,11 @@ class ChaosRun:
             self.history.created_during_outage = len(created_during(self.history, *self.history.outage))
         return self.history
 
+    def _owner(self, task_id: str) -> str | None:
+        """The user who submits the task (None: unknown task, or no authorizers)."""
+        submission = self.history.submissions.get(task_id)
+        return submission.user if submission is not None else None
+
     def _start_clients(self, background: list[asyncio.Task[None]]) -> list[asyncio.Event]:
         loop = asyncio.get_running_loop()
         events = []
@@ -672,7 +675,7 @@ class ChaosRun:
                 continue
             received = self.received[index]
             for task_id in self.accepted:
-                if self.history.auth and self.owner.get(task_id) != client.user:
+                if self.history.auth and self._owner(task_id) != client.user:
                     continue  # a client gets the frames of its own user's tasks only
                 version_status = self.latest.get(task_id)
                 if version_status is None or (task_id, version_status[1]) not in received:
