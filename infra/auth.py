@@ -52,7 +52,7 @@ class Auth(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, defaults: LambdaDefaults) -> None:
         super().__init__(scope, construct_id)
         stage = defaults.stage
-        assert stage.auth == auth_contract.AUTH_JWT, f"stage {stage.name} has auth {stage.auth!r}"
+        assert stage.uses_jwt, f"stage {stage.name} has auth {stage.auth!r}"
 
         self.user_pool: cognito.UserPool | None = None
         self.user_pool_client: cognito.UserPoolClient | None = None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from taskflow.auth_contract import TOKEN_HEADER
+from taskflow.auth_contract import AUTH_JWT, AUTH_NONE, TOKEN_HEADER, AuthMode
 
 # Official Powertools for AWS Lambda (Python) layer, resolved at deploy time from the public
 # SSM parameter Powertools publishes per version. Keep equal to requirements-dev.txt.
@@ -55,7 +55,7 @@ class StageConfig(BaseModel):
     # (the original app; the template is as it was before auth existed). "jwt": a JWT authorizer on
     # every HTTP route and a Lambda authorizer on WebSocket $connect; each caller sees only the tasks
     # and frames it owns (owner = the token's sub).
-    auth: Literal["none", "jwt"] = "none"
+    auth: AuthMode = AUTH_NONE
     # With auth "jwt": the token issuer (https URL; its keys come from OIDC discovery) and the
     # audiences accepted in the token's aud or client_id claim. Leave both unset to have the stack
     # create a Cognito user pool and app client and use those.
@@ -153,14 +153,14 @@ class StageConfig(BaseModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> StageConfig:
-        if self.auth == "none" and (self.jwt_issuer is not None or self.jwt_audience):
+        if self.auth == AUTH_NONE and (self.jwt_issuer is not None or self.jwt_audience):
             raise ValueError('jwt_issuer and jwt_audience need auth "jwt"')
         if (self.jwt_issuer is None) != (not self.jwt_audience):
             raise ValueError(
                 "set jwt_issuer and jwt_audience together, or neither (the stack then creates a Cognito "
                 "user pool and app client)"
             )
-        if self.auth == "jwt" and TOKEN_HEADER.lower() not in {h.lower() for h in self.cors_headers}:
+        if self.uses_jwt and TOKEN_HEADER.lower() not in {h.lower() for h in self.cors_headers}:
             # The browser sends the token in this header: a preflight that does not allow it fails.
             raise ValueError(f'auth "jwt" needs {TOKEN_HEADER!r} in cors_headers (the token travels in it)')
         if self.backoff_cap_seconds < self.backoff_base_seconds:
@@ -209,9 +209,14 @@ class StageConfig(BaseModel):
         )
 
     @property
+    def uses_jwt(self) -> bool:
+        """auth "jwt": authorizers, owner indexes, per-owner fan-out."""
+        return self.auth == AUTH_JWT
+
+    @property
     def creates_user_pool(self) -> bool:
         """auth "jwt" without an issuer of its own: the stack creates a Cognito user pool."""
-        return self.auth == "jwt" and self.jwt_issuer is None
+        return self.uses_jwt and self.jwt_issuer is None
 
     @property
     def is_retained(self) -> bool:

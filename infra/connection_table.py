@@ -7,7 +7,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.retention import removal_policy
-from taskflow import auth_contract, table_schema
+from taskflow import table_schema
 
 
 class ConnectionTable(Construct):
@@ -19,7 +19,6 @@ class ConnectionTable(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
         super().__init__(scope, construct_id)
-        self.owner_scoped = stage.auth == auth_contract.AUTH_JWT
         # No point-in-time recovery: connections are ephemeral (a client reconnects).
         self.table = dynamodb.Table(
             self,
@@ -32,7 +31,7 @@ class ConnectionTable(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=removal_policy(stage),
         )
-        if self.owner_scoped:
+        if stage.uses_jwt:
             self.table.add_global_secondary_index(
                 index_name=table_schema.CONNECTIONS_BY_OWNER_INDEX,
                 partition_key=dynamodb.Attribute(

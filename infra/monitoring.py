@@ -294,7 +294,7 @@ class Monitoring(Construct):
                     title="WebSocket notifications (count per minute)",
                     left=[
                         self.task_metric(name)
-                        for name in NOTIFICATION_METRICS + (AUTH_METRICS if self.stage.auth == "jwt" else ())
+                        for name in NOTIFICATION_METRICS + (AUTH_METRICS if self.stage.uses_jwt else ())
                     ],
                     width=12,
                 ),

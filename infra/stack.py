@@ -18,7 +18,6 @@ from infra.task_pipeline import TaskPipeline
 from infra.task_queue import TaskQueue
 from infra.task_table import TaskTable
 from infra.websocket_api import WebSocketApi
-from taskflow import auth_contract
 
 PROJECT = "TaskBackend"
 
@@ -46,7 +45,7 @@ class TaskBackendStack(Stack):
             task_queue=self.task_queue,
         )
         # Authorizers (and a Cognito user pool, unless the stage names an issuer): `auth: jwt` only.
-        self.auth = Auth(self, "Auth", defaults=defaults) if stage.auth == auth_contract.AUTH_JWT else None
+        self.auth = Auth(self, "Auth", defaults=defaults) if stage.uses_jwt else None
         self.http_api = HttpApi(
             self, "HttpApi", defaults=defaults, task_table=self.task_table.table, auth=self.auth
         )

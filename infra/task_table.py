@@ -8,7 +8,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.retention import removal_policy
-from taskflow import auth_contract, table_schema
+from taskflow import table_schema
 
 _STRING = dynamodb.AttributeType.STRING
 
@@ -22,7 +22,6 @@ class TaskTable(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
         super().__init__(scope, construct_id)
-        self.owner_scoped = stage.auth == auth_contract.AUTH_JWT
         # Plain AWS::DynamoDB::Table (not TableV2's GlobalTable): single region, and its properties
         # map one to one onto CreateTable, which the local stack replays.
         self.table = dynamodb.Table(
@@ -37,7 +36,7 @@ class TaskTable(Construct):
             ),
             removal_policy=removal_policy(stage),
         )
-        if self.owner_scoped:
+        if stage.uses_jwt:
             self.table.add_global_secondary_index(
                 index_name=table_schema.TASKS_BY_OWNER_INDEX,
                 partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_OWNER_PK, type=_STRING),
