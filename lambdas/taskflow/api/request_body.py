@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel, ValidationError
 
 from taskflow.api.errors import HttpError, field_errors, validation_failed
-from taskflow.domain.limits import MAX_PAYLOAD_DEPTH
+from taskflow.domain.limits import MAX_NUMBER_DIGITS, MAX_PAYLOAD_DEPTH
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -25,7 +25,7 @@ JSON_MEDIA_TYPE: Final = "application/json"
 
 
 # Integers longer than this are refused while parsing: Python's own int() limit is 4,300 digits
-# (its error names sys.set_int_max_str_digits), and DynamoDB holds 38 digits anyway.
+# (its error names sys.set_int_max_str_digits), and DynamoDB holds MAX_NUMBER_DIGITS anyway.
 MAX_PARSED_INT_DIGITS: Final = 1000
 
 
@@ -40,7 +40,9 @@ def _reject_constant(name: str) -> Any:
 def _bounded_int(text: str) -> int:
     digits = len(text.lstrip("-"))
     if digits > MAX_PARSED_INT_DIGITS:
-        raise _IntegerTooLongError(f"holds an integer of {digits} digits; numbers have at most 38")
+        raise _IntegerTooLongError(
+            f"holds an integer of {digits} digits; numbers have at most {MAX_NUMBER_DIGITS}"
+        )
     return int(text)
 
 

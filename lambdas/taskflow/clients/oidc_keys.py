@@ -58,7 +58,6 @@ class UnknownSigningKeyError(Exception):
 
     def __init__(self, kid: str) -> None:
         super().__init__(f"the issuer publishes no signing key {kid[:64]!r}")
-        self.kid = kid
 
 
 class SigningKeys(Protocol):

@@ -13,4 +13,5 @@ MAX_ANSWER_LENGTH: Final = 1000  # characters; the Angular frontend allows 1..20
 MAX_PAYLOAD_BYTES: Final = 16 * 1024  # compact UTF-8 JSON of `payload`
 MAX_PAYLOAD_DEPTH: Final = 8  # the payload object itself is depth 1
 MAX_FAIL_ATTEMPTS: Final = 100
+MAX_NUMBER_DIGITS: Final = 38  # DynamoDB numbers: 38 significant digits
 MAX_ERROR_MESSAGE_LENGTH: Final = 1000  # longer step errors are truncated

@@ -21,14 +21,14 @@ from taskflow.domain.limits import (
     MAX_ANSWER_LENGTH,
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_FAIL_ATTEMPTS,
+    MAX_NUMBER_DIGITS,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_DEPTH,
     TASK_ID_PATTERN,
 )
 from taskflow.domain.status import TaskStatus
 
-# DynamoDB numbers: up to 38 significant digits, magnitude 1e-130 .. 9.99...e125.
-_MAX_INT_DIGITS: Final = 38
+# DynamoDB numbers: up to MAX_NUMBER_DIGITS significant digits, magnitude 1e-130 .. 9.99...e125.
 _MIN_FLOAT_MAGNITUDE: Final = 1e-130
 _MAX_FLOAT_MAGNITUDE: Final = 9.9e125
 
@@ -115,8 +115,8 @@ def _check_json_scalar(value: Any, path: str) -> None:
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
-        if len(str(abs(value))) > _MAX_INT_DIGITS:
-            raise ValueError(f"the integer at {path} has more than {_MAX_INT_DIGITS} digits")
+        if len(str(abs(value))) > MAX_NUMBER_DIGITS:
+            raise ValueError(f"the integer at {path} has more than {MAX_NUMBER_DIGITS} digits")
     elif isinstance(value, float):
         magnitude = abs(value)
         if not math.isfinite(value) or (
