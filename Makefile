@@ -12,6 +12,8 @@ STAGE ?= dev
 PYTEST_ARGS ?=
 # Extra flags for `python -m local` (make dev), e.g. LOCAL_ARGS="--failure-rate 0".
 LOCAL_ARGS ?=
+# make dev FRESH=1: start with empty tables and queues (deletes the stack's local state first).
+FRESH ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -46,8 +48,23 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.installed $(JWT_LAYER)/.installed node_modules/.installed ## install Python and npm dependencies (only what is missing)
 
-synth: install ## synthesize every stage into cdk.out/ with the pinned CDK CLI
-	npx cdk synth --quiet --no-notices --output $(CDK_OUT)
+# Synthesis runs only when something it reads changed (make compares the files' times with a
+# stamp in cdk.out/). `make dev` leaves lambdas/ out: the local stack runs it from the source
+# and reloads it on every save (--watch lambdas); test, deploy and chaos need it in the assets.
+INFRA_INPUTS := app.py cdk.json requirements.txt package-lock.json $(VENV)/.installed $(JWT_LAYER)/.installed \
+	node_modules/.installed $(shell find infra -type f -not -path '*/__pycache__/*' -not -name '*.pyc')
+CODE_INPUTS := $(shell find lambdas -type f -not -path '*/__pycache__/*' -not -name '*.pyc')
+SYNTH = @echo "synthesizing every stage into $(CDK_OUT)/ (npx cdk synth)"; mkdir -p build; \
+	npx cdk synth --quiet --no-notices --output $(CDK_OUT) > build/synth.log 2>&1 \
+	|| { cat build/synth.log; exit 1; }; touch $(CDK_OUT)/.synth-infra $(CDK_OUT)/.synth-all
+
+$(CDK_OUT)/.synth-infra: $(INFRA_INPUTS)
+	$(SYNTH)
+
+$(CDK_OUT)/.synth-all: $(INFRA_INPUTS) $(CODE_INPUTS)
+	$(SYNTH)
+
+synth: $(CDK_OUT)/.synth-all ## synthesize every stage into cdk.out/ with the pinned CDK CLI (when an input changed)
 	@ls $(CDK_OUT)/*.template.json
 
 lint: install ## ruff and cfn-lint
@@ -64,8 +81,8 @@ test: synth ## synth every stage, cfn-lint the templates, lint + typecheck, run 
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-dev: synth ## run the whole backend locally (HTTP :4000, WebSocket :4001)
-	$(PY) -m local --stage $(STAGE) --cdk-out $(CDK_OUT) $(LOCAL_ARGS)
+dev: $(CDK_OUT)/.synth-infra ## run the whole backend locally (HTTP :4000, WebSocket :4001); FRESH=1 starts empty
+	@$(PY) -m local --stage $(STAGE) --cdk-out $(CDK_OUT) --watch lambdas $(if $(filter 1 yes true,$(FRESH)),--fresh) $(LOCAL_ARGS)
 
 deploy: synth ## deploy one stage to AWS: make deploy STAGE=prod
 	npx cdk deploy TaskBackend-$(STAGE) --app $(CDK_OUT)

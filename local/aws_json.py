@@ -12,18 +12,13 @@ mappings, TTL sweeper, depth monitor, provisioning) from the functions'.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import aiohttp
 
-from local.request_meter import CALLER_HEADER
-
-_TARGET_PREFIX = {
-    "sqs": ("AmazonSQS", "sqs"),
-    "dynamodb": ("DynamoDB_20120810", "dynamodb"),
-    "dynamodbstreams": ("DynamoDBStreams_20120810", "dynamodb"),
-}
+from local.request_meter import json_protocol_headers
 
 
 class AwsError(Exception):
@@ -34,31 +29,51 @@ class AwsError(Exception):
         self.status = status
 
 
+class EmulatorRestarting(Exception):
+    """The embedded AWS went away and is being restarted: the next call waits for it."""
+
+
 class AwsJsonClient:
-    def __init__(self, session: aiohttp.ClientSession, endpoint: str, region: str, caller: str = "") -> None:
+    """`available` (local/emulator.py's `up`): set while the embedded AWS runs; calls made while it
+    restarts wait for it, and a call it drops raises EmulatorRestarting (not worth a warning)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: str,
+        region: str,
+        caller: str = "",
+        available: asyncio.Event | None = None,
+    ) -> None:
         self._session = session
         self._endpoint = endpoint.rstrip("/") + "/"
         self._region = region
         self.caller = caller
+        self._available = available
 
     def with_caller(self, caller: str) -> AwsJsonClient:
         """The same client (session, endpoint, region) labelled as `caller` for the request meter."""
-        return AwsJsonClient(self._session, self._endpoint, self._region, caller)
+        return AwsJsonClient(self._session, self._endpoint, self._region, caller, self._available)
 
     async def call(
         self, service: str, action: str, payload: dict[str, Any], timeout: float = 60
     ) -> dict[str, Any]:
-        prefix, scope = _TARGET_PREFIX[service]
-        headers = {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": f"{prefix}.{action}",
-            "Authorization": (
-                f"AWS4-HMAC-SHA256 Credential=local/20260101/{self._region}/{scope}/aws4_request, "
-                "SignedHeaders=host, Signature=0"
-            ),
-        }
-        if self.caller:
-            headers[CALLER_HEADER] = self.caller
+        available = self._available
+        if available is not None and not available.is_set():
+            await available.wait()
+        try:
+            return await self._call(service, action, payload, timeout)
+        except aiohttp.ClientConnectionError as error:
+            if available is not None:
+                await asyncio.sleep(0.2)  # the supervisor sees a dead process within this
+                if not available.is_set():
+                    raise EmulatorRestarting(str(error)) from error
+            raise
+
+    async def _call(
+        self, service: str, action: str, payload: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        headers = json_protocol_headers(service, action, self._region, self.caller)
         async with self._session.post(
             self._endpoint,
             data=json.dumps(payload),

@@ -14,6 +14,7 @@ from local.console import Console
 from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
 from local.processes import die_with_parent
 from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
+from local.state_store import StateError
 from local.template import TemplateError, find_stack, load_stack
 
 DESCRIPTION = """\
@@ -68,6 +69,13 @@ def _seconds(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return number
+
+
+def _folder(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: no such folder")
+    return path
 
 
 def _outage(value: str) -> SqsOutage:
@@ -202,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         default=Path(".local-state"),
-        help="where the running stack writes stacks/<stack>.json (its outputs; make redrive TARGET=local)",
+        help="where the stack keeps its state (stacks/<stack>/state.sqlite: tables, queues, stream "
+        "checkpoints, connections) and, while it runs, stacks/<stack>.json (its outputs, for "
+        "make redrive TARGET=local)",
     )
     parser.add_argument(
         "--dev-token-lifetime",
@@ -210,6 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEV_TOKEN_LIFETIME_SECONDS,
         metavar="SECONDS",
         help="stacks with authorizers: lifetime of the dev token printed at start (default 43200: 12 h)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start empty: delete this stack's state (STATE_DIR/stacks/<stack>/state.sqlite) first",
+    )
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep tables and queues in memory only: nothing survives a restart (benchmarks' baseline)",
+    )
+    parser.add_argument(
+        "--watch",
+        type=_folder,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="run the functions whose asset is a copy of DIR from DIR itself, and reload them when a file "
+        "in it changes (make dev: --watch lambdas)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-invocation lines")
     parser.add_argument(
@@ -234,15 +263,21 @@ async def _serve(stack: LocalStack) -> int:
     except BaseException:
         await stack.stop()
         raise
-    await stop.wait()
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(stack.failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
     stack.console.print("stopping...")
     # A second Ctrl-C during shutdown kills everything at once.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: os._exit(130))
-    try:
-        await asyncio.wait_for(stack.stop(), 15)
+    try:  # a failed stack has 5 s to exit (a dead emulator makes nothing wait long)
+        await asyncio.wait_for(stack.stop(), 3 if stack.failure else 15)
     except TimeoutError:
         stack.console.warn("shutdown took too long; killing what is left")
+    if stack.failure is not None:
+        print(f"error: {stack.failure}", file=sys.stderr, flush=True)
+        return 1
     stack.console.print(f"stopped ({stack.console.invocations} invocations)")
     return 0
 
@@ -273,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         moto_patches=not args.unpatched_moto,
         stats_file=args.stats_file,
         dev_token_lifetime=float(args.dev_token_lifetime),
+        durable=not args.in_memory,
+        fresh=args.fresh,
+        watch=args.watch,
     )
     try:
         stack = LocalStack(synthesized, options, console)
@@ -281,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(_serve(stack))
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

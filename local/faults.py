@@ -32,11 +32,16 @@ Files in the fault directory (cleared when the stack starts):
   faults.log    JSON lines, one per fault that fired in a worker: {"fault": ..., ...}
   control.json  {"sqsOutage": {"from": epoch, "until": epoch}, "processingOutage": {...}}
                 (written by the stack or a runner; see write_control_window)
-  stats.json    the stack's counters (invocations and deletes per SQS mapping, the bodies of
-                dead-letter messages consumed, duplicates delivered, push failures, worker exits,
-                skipped stream records, invocations and handler ms per function, @connections
-                POSTs), rewritten every second and at stop (also written without faults to
-                `--stats-file`)
+  consumed.log  JSON lines from the stack, one per dead-letter message its consumer processed,
+                written before the message is deleted: {"queue", "body"} (a message processed
+                twice appears twice; a kill of the stack loses none)
+  stats.json    the stack's counters (invocations and deletes per SQS mapping, duplicates
+                delivered, push failures, worker exits, skipped stream records, invocations and
+                handler ms per function, @connections POSTs), rewritten every second and at stop
+                (also written without faults to `--stats-file`)
+
+The fault directory is cleared when a stack starts with a new state; a stack restored from its
+state (a restart in the middle of a chaos run) appends to it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from typing import Any
 
 EFFECTS_LOG = "effects.log"
 FAULTS_LOG = "faults.log"
+CONSUMED_LOG = "consumed.log"
 CONTROL_FILE = "control.json"
 STATS_FILE = "stats.json"
 WORKER_HOOKS = Path(__file__).with_name("fault_hooks.py")
@@ -135,7 +141,7 @@ class FaultOptions:
 def prepare_directory(directory: Path) -> None:
     """Create the fault directory and remove the files of an earlier run."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in (EFFECTS_LOG, FAULTS_LOG, CONTROL_FILE, STATS_FILE):
+    for name in (EFFECTS_LOG, FAULTS_LOG, CONSUMED_LOG, CONTROL_FILE, STATS_FILE):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
 
@@ -209,8 +215,18 @@ class SqsMappingStats:
     deleted: int = 0
     duplicate_invocations: int = 0
     duplicate_messages: int = 0
-    consumed_bodies: list[str] = field(default_factory=list)  # dead-letter queues only
-    record_bodies: bool = False
+    consumed_log: Path | None = None  # dead-letter queues in a chaos run: CONSUMED_LOG
+
+    def consumed(self, bodies: list[str]) -> None:
+        """Record the bodies of messages the function processed (before they are deleted)."""
+        if self.consumed_log is None or not bodies:
+            return
+        lines = "".join(json.dumps({"queue": self.queue, "body": body}) + "\n" for body in bodies)
+        descriptor = os.open(self.consumed_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, lines.encode())
+        finally:
+            os.close(descriptor)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -222,7 +238,6 @@ class SqsMappingStats:
             "deleted": self.deleted,
             "duplicateInvocations": self.duplicate_invocations,
             "duplicateMessages": self.duplicate_messages,
-            "consumedBodies": list(self.consumed_bodies),
         }
 
 

@@ -5,6 +5,10 @@ Python in the function's asset folder, with the function's environment). A worke
 the handler once and then serves invocations one at a time, like a Lambda execution
 environment. The pool grows on demand up to its concurrency limit; extra invocations wait.
 
+A pool can move to other code (local/code_reload.py): `load_code` cold-starts one worker on it,
+`switch_code` makes that the pool's code, after which workers on the old code are retired as soon
+as they are idle.
+
 The template's Timeout is enforced by killing the worker's process group: the invocation
 fails with outcome "timeout" and a fresh worker replaces it (its cold start is not counted
 against the next invocation's timeout, as Lambda's init phase is not).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -53,6 +58,15 @@ class RuntimeFunction:
     max_workers: int
     time_scale: float = 1.0
     faults: str = ""  # local/faults.py: the worker's fault configuration (JSON), "" for none
+
+    def with_code(self, code_dir: Path) -> RuntimeFunction:
+        """The same function running the code in `code_dir` (environment values that named the
+        old folder, such as PYTHONPATH and LAMBDA_TASK_ROOT, name the new one)."""
+        old = str(self.code_dir)
+        environment = {
+            name: str(code_dir) if value == old else value for name, value in self.environment.items()
+        }
+        return dataclasses.replace(self, code_dir=code_dir, environment=environment)
 
 
 @dataclass
@@ -116,6 +130,7 @@ class InvocationStats:
 
 @dataclass(eq=False)
 class _Worker:
+    function: RuntimeFunction  # what it was started with
     process: asyncio.subprocess.Process
     responses: asyncio.StreamReader
     ready: asyncio.Future[dict[str, Any]]
@@ -196,9 +211,40 @@ class FunctionPool:
         self._hangs_pending = 0
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
+        self._loaded: dict[Path, _Worker] = {}  # code folder -> a worker that cold-started on it
         self.cold_starts = 0
         self.worker_exits = 0  # workers that died during an invocation (crash, os._exit, kill)
         self.stats = InvocationStats()
+
+    async def load_code(self, code_dir: Path) -> str | None:
+        """Cold-start one worker on the code in `code_dir`; None if it is ready, else its error."""
+        worker = await self._spawn(self.function.with_code(code_dir))
+        try:
+            init = await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
+        except (WorkerDied, TimeoutError) as died:
+            init = {
+                "type": "init_error",
+                "error": {"errorType": "Runtime.InitError", "errorMessage": str(died)},
+            }
+        if init.get("type") == "init_error":
+            self._discard(worker)
+            failure = init.get("error") or {}
+            return f"{self.function.display_name}: {failure.get('errorType')}: {failure.get('errorMessage')}"
+        self._loaded[code_dir] = worker
+        return None
+
+    def drop_code(self, code_dir: Path) -> None:
+        worker = self._loaded.pop(code_dir, None)
+        if worker is not None:
+            self._discard(worker)
+
+    def switch_code(self, code_dir: Path) -> None:
+        """Run the code `load_code` loaded from now on; idle workers on other code are retired."""
+        worker = self._loaded.pop(code_dir)
+        self.function = worker.function
+        for old in self._idle:
+            self._retire(old)
+        self._idle = [worker]
 
     def inject_hangs(self, count: int) -> None:
         """Local fault: the next `count` invocations hang until the timeout kills them."""
@@ -286,7 +332,9 @@ class FunctionPool:
             measured = response.get("durationMs")
             if isinstance(measured, int | float):
                 duration = float(measured)  # the handler's own time, without the pipe round trip
-            if worker.alive and not self._stopping:
+            if worker.function is not self.function:
+                self._retire(worker)  # the pool moved to other code meanwhile
+            elif worker.alive and not self._stopping:
                 self._idle.append(worker)
             if response.get("ok"):
                 return InvocationResult("ok", duration, request_id, payload=response.get("payload"))
@@ -295,14 +343,18 @@ class FunctionPool:
     def _take_idle(self) -> _Worker | None:
         while self._idle:
             worker = self._idle.pop()
-            if worker.alive:
+            if worker.alive and worker.function is self.function:
                 return worker
-            self._all.discard(worker)
+            self._retire(worker)  # dead, or on code the pool has moved away from
         return None
 
     def _discard(self, worker: _Worker) -> None:
         """Kill a worker (timed out, died, or failed its init) and reap it in the background."""
         worker.kill()
+        self._retire(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        """Stop a worker in the background (closing its stdin ends it once idle)."""
         self._all.discard(worker)
         task = asyncio.get_running_loop().create_task(worker.stop(grace=1.0))
         self._background.add(task)
@@ -312,8 +364,8 @@ class FunctionPool:
         if not self._stopping and not self._idle:
             self.start_prewarm()
 
-    async def _spawn(self) -> _Worker:
-        function = self.function
+    async def _spawn(self, function: RuntimeFunction | None = None) -> _Worker:
+        function = function or self.function
         self.cold_starts += 1
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"{function.display_name}.log").open("ab")
@@ -351,7 +403,7 @@ class FunctionPool:
         )
         ready: asyncio.Future[dict[str, Any]] = loop.create_future()
         ready.add_done_callback(_retrieve_exception)
-        worker = _Worker(process=process, responses=reader, ready=ready, log=log)
+        worker = _Worker(function=function, process=process, responses=reader, ready=ready, log=log)
         worker.reader_task = loop.create_task(worker.read_loop())
         self._all.add(worker)
         return worker

@@ -3,17 +3,21 @@
     with LocalStackProcess(["--cdk-out", "cdk.out", "--stage", "dev"]) as stack:
         stack.http_url, stack.ws_url, stack.moto_url
 
-Ports default to 0 (free ports); the URLs come from the LOCAL_STACK_READY line. Everything the
-stack prints is kept in `stack.output` (and echoed to `echo` if given). Leaving the block sends
-SIGTERM, waits for a clean stop, and kills the process group if it does not come.
+Ports default to 0 (free ports); the URLs come from the LOCAL_STACK_READY line. Without a
+`--state-dir` the stack gets a temporary one of its own (removed at stop), so tests and
+benchmarks never share state with each other or with `make dev`. Everything the stack prints is
+kept in `stack.output` (and echoed to `echo` if given). Leaving the block sends SIGTERM, waits for
+a clean stop, and kills the process group if it does not come.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +37,17 @@ class LocalStackProcess:
         start_timeout: float = 120.0,
         echo: Callable[[str], None] | None = None,
     ) -> None:
-        defaults = {"--http-port": "0", "--ws-port": "0", "--moto-port": "0"}
+        self._temporary: Path | None = None
+        if "--state-dir" in arguments:
+            self.state_dir = Path(arguments[list(arguments).index("--state-dir") + 1])
+        else:
+            self.state_dir = self._temporary = Path(tempfile.mkdtemp(prefix="local-stack-"))
+        defaults = {
+            "--http-port": "0",
+            "--ws-port": "0",
+            "--moto-port": "0",
+            "--state-dir": str(self.state_dir),
+        }
         extra = [item for key, value in defaults.items() if key not in arguments for item in (key, value)]
         self.arguments = [sys.executable, "-m", "local", *arguments, *extra, "--parent-pid", str(os.getpid())]
         self.cwd = cwd
@@ -110,4 +124,6 @@ class LocalStackProcess:
                 process.wait(5)
         if self._reader is not None:
             self._reader.join(5)
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
         return process.returncode

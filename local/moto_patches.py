@@ -42,7 +42,11 @@ And it removes costs that grow with the work done rather than the work asked:
 * every shard iterator, message copy, stream record and item version was kept forever in
   moto's model-instance registry (used only by its debug API) and every shard iterator in
   the streams backend: the registry keeps none of these, and shard iterators older than the
-  last 10,000 are forgotten (AWS expires them after 15 minutes).
+  last 10,000 are forgotten (AWS expires them after 15 minutes); a forgotten one (or one from
+  before a restart) is an ExpiredIteratorException, as on AWS, not a KeyError.
+
+Every change to a queue's messages is told, under the queue's lock, to the observer that
+`observe_messages` installs (local/moto_state.py journals them for the durable state).
 """
 
 from __future__ import annotations
@@ -53,10 +57,11 @@ import datetime
 import json
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import moto
 from moto import backends
+from moto.core.exceptions import JsonRESTError
 from moto.core.utils import camelcase_to_underscores, unix_time, unix_time_millis
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import StreamRecord
@@ -115,12 +120,46 @@ class _NotTracked(list[Any]):
         pass
 
 
-def _epoch(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     """Timestamps as moto's JSON serializer writes them: epoch seconds, milliseconds kept."""
     if isinstance(value, datetime.datetime):
         seconds = calendar.timegm(value.utctimetuple())
         return seconds + (value.microsecond // 1000) / 1000.0 if value.microsecond else seconds
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class MessageObserver(Protocol):
+    """Told of every change to a queue's messages, under the queue's lock (local/moto_state.py)."""
+
+    def changed(self, queue: Any, message: Any) -> None: ...
+
+    def removed(self, queue: Any, message: Any) -> None: ...
+
+
+class _NoObserver:
+    def changed(self, queue: Any, message: Any) -> None:
+        pass
+
+    def removed(self, queue: Any, message: Any) -> None:
+        pass
+
+
+_observer: MessageObserver = _NoObserver()
+
+
+def observe_messages(observer: MessageObserver) -> None:
+    """From now on `observer` hears of every message added, received, moved, re-timed or deleted."""
+    global _observer  # noqa: PLW0603 - one observer for the whole moto process
+    _observer = observer
+
+
+def index_receipt_handles(queue: Any) -> None:
+    """Rebuild the receipt-handle index of a queue whose messages were replaced (a restore)."""
+    index = _handle_index(queue)
+    index.clear()
+    for message in queue._messages:
+        for handle in message.all_receipt_handles:
+            index[handle] = message
 
 
 def _handle_index(queue: Any) -> dict[str, Any]:
@@ -159,6 +198,7 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
     queue_class = models.Queue
     backend_class = models.SQSBackend
     original_queue_delete = queue_class.delete_message
+    original_add_message = queue_class.add_message
     original_change_visibility = backend_class.change_message_visibility
     original_get_queue_attributes = backend_class.get_queue_attributes
     original_purge = backend_class.purge_queue
@@ -196,7 +236,15 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
 
     backend_class.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
 
-    def receive_message(  # noqa: PLR0912, PLR0917 - moto's signature; mirrors its loop branch by branch
+    def add_message(self: Any, message: Any) -> None:
+        with self._messages_lock:
+            original_add_message(self, message)
+            if self._messages and self._messages[-1] is message:  # not dropped as a FIFO duplicate
+                _observer.changed(self, message)
+
+    queue_class.add_message = add_message  # type: ignore[method-assign]
+
+    def receive_message(  # noqa: PLR0912, PLR0915, PLR0917 - moto's signature; mirrors its loop branch by branch
         self: Any,
         queue_name: str,
         count: int,
@@ -242,6 +290,7 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
                     queue.pending_messages.add(message)
                     message.mark_received(visibility_timeout=visibility_timeout)
                     index[message.receipt_handle] = message
+                    _observer.changed(queue, message)
                     delivered = copy.copy(message)  # moto deep-copied; attributes are replaced below
                     models._filter_message_attributes(delivered, message_attribute_names)
                     result.append(delivered)
@@ -253,8 +302,10 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
                     queue.pending_messages.discard(message)
                     for handle in message.all_receipt_handles:
                         index.pop(handle, None)
+                for message in expired:
+                    _observer.removed(queue, message)
                 for message in to_dlq:
-                    queue.dead_letter_queue.add_message(message)
+                    queue.dead_letter_queue.add_message(message)  # the observer hears of it there
 
                 if result or wait_seconds_timeout == 0:
                     break
@@ -285,6 +336,7 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
             self.deleted_messages.update(handles)
             for handle in handles:
                 index.pop(handle, None)
+            _observer.removed(self, message)
 
     queue_class.delete_message = delete_message  # type: ignore[method-assign]
 
@@ -307,6 +359,7 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
             message.change_visibility(visibility_timeout)
             if message.visible and message in queue.pending_messages:
                 queue.pending_messages.remove(message)
+            _observer.changed(queue, message)
             # a message made visible now wakes long-polling receivers at once
             queue._messages_lock.notify_all()
 
@@ -315,8 +368,11 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
     def purge_queue(self: Any, queue_name: str) -> None:
         queue = self.get_queue(queue_name)
         with queue._messages_lock:
+            purged = list(queue._messages)
             original_purge(self, queue_name)
             _handle_index(queue).clear()
+            for message in purged:
+                _observer.removed(queue, message)
 
     backend_class.purge_queue = purge_queue  # type: ignore[method-assign]
 
@@ -352,7 +408,7 @@ def _patch_streams() -> None:
         iterator = self._get_param("ShardIterator")
         limit = self._get_param("Limit")
         result = self.backend.get_records(iterator, 1000 if limit is None else limit)
-        body = json.dumps(result, default=_epoch)
+        body = json.dumps(result, default=json_default)
         return body, {"Content-Type": "application/x-amz-json-1.0"}
 
     DynamoDBStreamsHandler.get_records = get_records  # type: ignore[method-assign,assignment]
@@ -360,6 +416,8 @@ def _patch_streams() -> None:
     original_get_records = DynamoDBStreamsBackend.get_records
 
     def bounded_get_records(self: Any, iterator_arn: str, limit: int) -> dict[str, Any]:
+        if iterator_arn not in self.shard_iterators:  # forgotten, or from before a restart
+            raise JsonRESTError("ExpiredIteratorException", "Iterator expired: get a new one")
         result: dict[str, Any] = original_get_records(self, iterator_arn, limit)
         iterators = self.shard_iterators
         while len(iterators) > MAX_SHARD_ITERATORS:

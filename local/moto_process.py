@@ -1,8 +1,17 @@
 """Entry point of the embedded-AWS process: `python -m local.moto_process --port 0`.
 
-Runs moto's threaded server (its own process, so its CPU work does not share the local
-stack's GIL) with the patches of local.moto_patches, prints `MOTO_READY <port>` on stdout
-and serves until stdin closes or it gets SIGTERM/SIGINT.
+Runs moto's threaded WSGI server (its own process, so its CPU work does not share the local
+stack's GIL) with the patches of local.moto_patches. Before it listens it
+
+1. provisions what `--setup FILE` lists (the template's CreateTable, UpdateTimeToLive and
+   CreateQueue requests, written by local/stack.py), through its own WSGI app;
+2. with `--state FILE`, loads the durable state into those tables and queues and from then on
+   journals every change to it (local/moto_state.py);
+
+so an open port means a provisioned, restored emulator: a restart after a crash is the same
+start. It then prints one line, `MOTO_READY <port> <json>` (the JSON: the stream ARNs by
+table name, and with `--state` what was restored), or `MOTO_FAILED <json>` with a message and
+exits 2; and serves until stdin closes or it gets SIGTERM/SIGINT.
 
 Every request goes through local.request_meter's middleware, which counts it by caller,
 service and operation (with DynamoDB capacity units computed from the items):
@@ -13,43 +22,65 @@ and resets them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # read at import: no CORS on the AWS endpoint
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.server import ThreadedMotoServer
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+from werkzeug.test import Client
 
 from local import moto_patches
 from local.processes import die_with_parent
-from local.request_meter import MotoItemStore, RequestMeterMiddleware
+from local.request_meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
+from local.state_store import StateError, StateStore
 
 
-class MeteredMotoServer(ThreadedMotoServer):
-    """moto's ThreadedMotoServer with the request meter in front of its WSGI app."""
+class SetupError(Exception):
+    """A provisioning request failed."""
 
-    def _server_entry(self) -> None:
-        app = RequestMeterMiddleware(DomainDispatcherApplication(create_backend_app), store=MotoItemStore())
-        self._server = make_server(
-            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+
+def provision(app: Any, requests: list[dict[str, Any]], region: str) -> None:
+    """Send each {"service", "action", "payload"} request to `app` in-process, in order."""
+    client = Client(app)
+    for request in requests:
+        service, action = request["service"], request["action"]
+        response = client.post(
+            "/",
+            data=json.dumps(request["payload"]),
+            headers=json_protocol_headers(service, action, region, caller="provision"),
         )
-        self._server_ready_event.set()
-        self._server.serve_forever()
+        if response.status_code >= 400:
+            raise SetupError(f"{action} failed while provisioning: {response.get_data(as_text=True)[:500]}")
+
+
+def stream_arns(region: str) -> dict[str, str]:
+    """Table name -> stream ARN (after a restore, the stream label of before the restart)."""
+    tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
+    return {
+        name: f"{table.table_arn}/stream/{table.latest_stream_label}"
+        for name, table in tables.items()
+        if table.latest_stream_label
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.moto_process")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--setup", type=Path, help="JSON list of provisioning requests to apply first")
+    parser.add_argument("--state", type=Path, help="the durable state file (local/state_store.py)")
+    parser.add_argument("--stack", default="", help="with --state: the stack the state belongs to")
     parser.add_argument("--no-patches", action="store_true", help="run moto as shipped (benchmarks only)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process dies")
     args = parser.parse_args(argv)
@@ -60,10 +91,25 @@ def main(argv: list[str] | None = None) -> int:
         moto_patches.install()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    server = MeteredMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    print(f"MOTO_READY {port}", flush=True)
+    app = RequestMeterMiddleware(DomainDispatcherApplication(create_backend_app), store=MotoItemStore())
+    ready: dict[str, Any] = {}
+    try:
+        if args.setup is not None:
+            provision(app, json.loads(args.setup.read_text()), args.region)
+        if args.state is not None:
+            from local import moto_state  # noqa: PLC0415 - only with durable state
+
+            store = StateStore.open(args.state, args.stack, durable=True)
+            ready["restored"] = moto_state.restore(store, args.region).to_json()
+            app.journal = journal = moto_state.Journal(store)
+            moto_state.install(journal)
+        ready["streams"] = stream_arns(args.region)
+        server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
+    except (OSError, ValueError, SetupError, StateError) as error:
+        print("MOTO_FAILED " + json.dumps({"message": str(error)}), flush=True)
+        return 2
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"MOTO_READY {server.server_address[1]} {json.dumps(ready, separators=(',', ':'))}", flush=True)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

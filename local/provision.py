@@ -1,4 +1,5 @@
-"""Create the template's tables and queues in moto."""
+"""The requests that create the template's tables and queues in moto (local/moto_process.py
+applies them before it listens, on every start and restart)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import math
 from typing import Any
 
-from local.aws_json import AwsJsonClient
 from local.stack_model import LocalValues, QueueSpec, StackModel, TableSpec
 
 
@@ -51,30 +51,32 @@ def create_queue_request(queue: QueueSpec, values: LocalValues, time_scale: floa
     return {"QueueName": queue.name, "Attributes": attributes}
 
 
-async def create_tables(model: StackModel, aws: AwsJsonClient) -> dict[str, str]:
-    """Create the tables (with their TTL setting); returns the stream ARNs by logical id."""
-    stream_arns: dict[str, str] = {}
+def setup_requests(model: StackModel, values: LocalValues, time_scale: float) -> list[dict[str, Any]]:
+    """{"service", "action", "payload"} for each table (and its TTL setting), then each queue,
+    every dead-letter queue before the queues that redrive to it."""
+    requests: list[dict[str, Any]] = []
     for table in model.tables.values():
-        description = (await aws.dynamodb("CreateTable", create_table_request(table)))["TableDescription"]
-        if description.get("LatestStreamArn"):
-            stream_arns[table.logical_id] = description["LatestStreamArn"]
+        requests.append(
+            {"service": "dynamodb", "action": "CreateTable", "payload": create_table_request(table)}
+        )
         if table.ttl_attribute:
-            await aws.dynamodb(
-                "UpdateTimeToLive",
+            specification = {"AttributeName": table.ttl_attribute, "Enabled": True}
+            requests.append(
                 {
-                    "TableName": table.name,
-                    "TimeToLiveSpecification": {"AttributeName": table.ttl_attribute, "Enabled": True},
-                },
+                    "service": "dynamodb",
+                    "action": "UpdateTimeToLive",
+                    "payload": {"TableName": table.name, "TimeToLiveSpecification": specification},
+                }
             )
-    return stream_arns
-
-
-async def create_queues(
-    model: StackModel, aws: AwsJsonClient, values: LocalValues, time_scale: float
-) -> None:
-    """Create the queues, every dead-letter queue before the queues that redrive to it."""
     for queue in queues_in_creation_order(model):
-        await aws.sqs("CreateQueue", create_queue_request(queue, values, time_scale))
+        requests.append(
+            {
+                "service": "sqs",
+                "action": "CreateQueue",
+                "payload": create_queue_request(queue, values, time_scale),
+            }
+        )
+    return requests
 
 
 def queues_in_creation_order(model: StackModel) -> list[QueueSpec]:

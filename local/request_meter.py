@@ -71,6 +71,9 @@ _STREAM_TABLE: Final = re.compile(r":table/([^/]+)/stream/")
 _SET_TYPES: Final = frozenset({"SS", "NS", "BS"})
 
 DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
+# Writes whose items are read before and after (for the capacity, and for the journal of the
+# durable state, local/moto_state.py); PartiQL writes name no keys and are neither.
+ITEM_WRITES: Final = DYNAMODB_WRITES | {"TransactWriteItems"}
 DYNAMODB_READS: Final = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
 DYNAMODB_UNCOSTED: Final = frozenset(
     {
@@ -134,6 +137,26 @@ def resource_of(payload: Mapping[str, Any]) -> str:
 def sqs_billed_requests(request_bytes: int, response_bytes: int) -> int:
     """SQS bills every 64 KB chunk of a request's payload as one request."""
     return max(1, math.ceil(max(request_bytes, response_bytes) / SQS_CHUNK_BYTES))
+
+
+_TARGET_PREFIXES: Final = {service: prefix for prefix, service in _TARGET_SERVICES.items()}
+
+
+def json_protocol_headers(service: str, action: str, region: str, caller: str = "") -> dict[str, str]:
+    """The headers of an AWS JSON-protocol request as the local stack sends them to moto: the
+    target, a credential scope naming the region and service (no real signature), the caller."""
+    scope = "dynamodb" if service == "dynamodbstreams" else service
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": f"{_TARGET_PREFIXES[service]}.{action}",
+        "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential=local/20260101/{region}/{scope}/aws4_request, "
+            "SignedHeaders=host, Signature=0"
+        ),
+    }
+    if caller:
+        headers[CALLER_HEADER] = caller
+    return headers
 
 
 # --------------------------------------------------------------------------- counters
@@ -263,6 +286,14 @@ def _write_keys(
                     key = None
                 if key:
                     keys.append((table, key))
+        return keys
+    if operation == "TransactWriteItems":
+        for entry in payload.get("TransactItems") or []:
+            for kind in ("Put", "Update", "Delete"):
+                action = entry.get(kind) if isinstance(entry, dict) else None
+                if isinstance(action, dict):
+                    name = str(action.get("TableName", ""))
+                    keys += _write_keys(store, region, f"{kind}Item", {**action, "TableName": name})
         return keys
     table = str(payload.get("TableName", ""))
     if operation == "PutItem":
@@ -500,8 +531,19 @@ class _Exchange:
     after: Mapping[Key, dict[str, Any] | None]
 
 
+class Journal(Protocol):
+    """Where the durable state records a request's changes (local/moto_state.py)."""
+
+    def unit(self) -> AbstractContextManager[Any]: ...
+
+    def items_written(self, after: Mapping[Key, dict[str, Any] | None]) -> None: ...
+
+
 class RequestMeterMiddleware:
-    """WSGI middleware: serves METER_PATH, counts every other request (see the module docstring)."""
+    """WSGI middleware: serves METER_PATH, counts every other request (see the module docstring).
+
+    With a `journal`, each request runs in one of its units of work, and a successful item write
+    hands it the items' images; a write's unit is committed while the DynamoDB lock is held."""
 
     def __init__(
         self,
@@ -509,11 +551,13 @@ class RequestMeterMiddleware:
         meter: RequestMeter | None = None,
         store: ItemStore | None = None,
         default_region: str = "us-east-1",
+        journal: Journal | None = None,
     ) -> None:
         self.app = app
         self.meter = meter or RequestMeter()
         self.store = store
         self.default_region = default_region
+        self.journal = journal
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == METER_PATH:
@@ -530,12 +574,13 @@ class RequestMeterMiddleware:
             return start_response(status_line, response_headers, exc_info)
 
         store = self.store
-        is_write = service == "dynamodb" and operation in DYNAMODB_WRITES and store is not None
+        is_write = service == "dynamodb" and operation in ITEM_WRITES and store is not None
         named: list[tuple[str, Mapping[str, Any]]] = []
         before: dict[Key, dict[str, Any] | None] = {}
         after: dict[Key, dict[str, Any] | None] = {}
         guard: AbstractContextManager[Any] = store.lock() if is_write and store is not None else nullcontext()
-        with guard:
+        journal = self.journal
+        with guard, journal.unit() if journal is not None else nullcontext():
             if is_write and store is not None:
                 named = _write_keys(store, region, operation, payload)
                 before = _read_items(store, region, named)
@@ -548,6 +593,8 @@ class RequestMeterMiddleware:
                     close()
             if is_write and store is not None:
                 after = _read_items(store, region, named)
+                if journal is not None and status and status[0] < 400:
+                    journal.items_written(after)
         exchange = _Exchange(
             headers, service, operation, payload, region, status[0] if status else 500, body,
             b"".join(chunks), before, after,

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from local.aws_json import AwsError, AwsJsonClient
+from local.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.batch_results import evaluate_batch
 from local.console import Console
 from local.event_filter import matches_any, sqs_filter_view
@@ -110,26 +110,43 @@ class SqsPoller:
         self.stats = stats or SqsMappingStats(source.function_name, source.queue_name, False)
         self._tasks: list[asyncio.Task[None]] = []
         self._copies: set[asyncio.Task[None]] = set()
+        self._receiving: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(self.source.pollers):
             self._tasks.append(loop.create_task(self._run()))
 
-    async def stop(self) -> None:
-        for task in [*self._tasks, *self._copies]:
+    async def stop(self, drain_seconds: float = 0.0) -> None:
+        """Stop polling; batches being processed get up to `drain_seconds` to finish and be
+        deleted (a batch cut short comes back with a receive of its retry budget spent)."""
+        self._stopping = True
+        for task in [*self._receiving, *self._copies]:
+            task.cancel()
+        if drain_seconds > 0 and self._tasks:
+            await asyncio.wait(self._tasks, timeout=drain_seconds)
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._copies, return_exceptions=True)
 
     async def _run(self) -> None:
-        while True:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._stopping:
             try:
-                records = await self._receive_batch()
+                self._receiving.add(task)
+                try:
+                    records = await self._receive_batch()
+                finally:
+                    self._receiving.discard(task)
                 if records:
                     await self._deliver(records)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # moto restarting, a bug: keep polling, say it
+            except EmulatorRestarting:
+                continue  # the next receive waits until it is back
+            except Exception as error:  # a bug: keep polling, say it
                 self._console.warn(f"SQS poller {self.source.queue_name}: {error!r}")
                 await asyncio.sleep(1)
 
@@ -171,7 +188,7 @@ class SqsPoller:
         if patterns:
             dropped = [r for r in records if not matches_any(patterns, sqs_filter_view(r))]
             records = [r for r in records if r not in dropped]
-            await self._delete(dropped, consumed=False)
+            await self._delete(dropped)
             if not records:
                 return
         self.stats.batches += 1
@@ -181,7 +198,9 @@ class SqsPoller:
         ids = [r["messageId"] for r in records]
         outcome = evaluate_batch(result, ids, source.spec.report_batch_item_failures)
         keep = set(outcome.failed_ids)
-        await self._delete([r for r in records if r["messageId"] not in keep])
+        processed = [r for r in records if r["messageId"] not in keep]
+        self.stats.consumed([str(r.get("body", "")) for r in processed])
+        await self._delete(processed)
         count = len(records)
         self._console.invocation(
             source.function_name,
@@ -226,7 +245,7 @@ class SqsPoller:
             "(local fault: duplicate delivery)",
         )
 
-    async def _delete(self, records: list[dict[str, Any]], consumed: bool = True) -> None:
+    async def _delete(self, records: list[dict[str, Any]]) -> None:
         for start in range(0, len(records), 10):
             chunk = records[start : start + 10]
             entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)]
@@ -241,7 +260,4 @@ class SqsPoller:
                         f"{self.source.queue_name}: delete failed ({failure.get('Code')}): "
                         "the message will be delivered again"
                     )
-                deleted = [r for i, r in enumerate(chunk) if str(i) not in failed]
-                self.stats.deleted += len(deleted)
-                if consumed and self.stats.record_bodies:
-                    self.stats.consumed_bodies.extend(str(r.get("body", "")) for r in deleted)
+                self.stats.deleted += len(chunk) - len(failed)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import os
 import platform
-import re
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,9 +16,13 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 from aiohttp import web
 
-from local.aws_json import AwsJsonClient
+from local.aws_json import AwsJsonClient, EmulatorRestarting
+from local.banner import package_version, print_banner
+from local.code_reload import CodeWatcher
 from local.console import Console
+from local.emulator import Emulator, EmulatorConfig, EmulatorError
 from local.faults import (
+    CONSUMED_LOG,
     STATS_FILE,
     Dice,
     FaultOptions,
@@ -35,14 +36,12 @@ from local.faults import (
 from local.http_api import HttpApiServer
 from local.intrinsics import IntrinsicError, PseudoParameters
 from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
-from local.processes import kill_process_group
-from local.provision import create_queues, create_tables
-from local.report import FindingKind, render_findings
+from local.provision import setup_requests
+from local.report import FindingKind
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
 from local.stack_model import (
     ISSUERS_PATH,
     FunctionSpec,
-    HttpRouteSpec,
     LocalValues,
     StackModel,
     build_stack_model,
@@ -50,7 +49,9 @@ from local.stack_model import (
     layer_packages,
     layer_summary,
 )
+from local.stack_state import StackState
 from local.state_file import state_file_path
+from local.state_store import StateLock, state_paths
 from local.stream_source import StreamPoller, StreamSource
 from local.template import SynthesizedStack
 from local.ttl_sweeper import TtlSweeper, TtlTable
@@ -64,6 +65,7 @@ HOST = "127.0.0.1"
 DEPTH_INTERVAL_SECONDS = 5.0
 DEPTH_HEARTBEAT_SECONDS = 60.0
 STATS_INTERVAL_SECONDS = 1.0
+DRAIN_SECONDS = 8.0  # at stop, for the batches being processed
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,12 @@ class Options:
     stats_file: Path | None = None
     # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.
     dev_token_lifetime: float = DEV_TOKEN_LIFETIME_SECONDS
+    # <state_dir>/stacks/<stack>/state.sqlite keeps tables, queues, stream checkpoints and open
+    # connections across restarts (local/state_store.py); False: in memory only, as on the old stack.
+    durable: bool = True
+    fresh: bool = False  # remove the stack's state first
+    # Source folders whose edits reach the functions without a restart (local/code_reload.py).
+    watch: list[Path] = field(default_factory=list)
 
 
 def bind(port: int) -> socket.socket:
@@ -118,13 +126,6 @@ def rewrite_api_urls(value: str, replacements: dict[str, str]) -> str:
     return value
 
 
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 class LocalStack:
     def __init__(self, stack: SynthesizedStack, options: Options, console: Console) -> None:
         self.options = options
@@ -140,7 +141,17 @@ class LocalStack:
         self.moto_endpoint = ""
         self.http_url = ""
         self.ws_url = ""
-        self._moto: asyncio.subprocess.Process | None = None
+        self.state_folder = state_paths(options.state_dir, stack.stack_name).folder
+        self.state: StackState | None = None
+        self.restored: dict[str, Any] | None = None  # what the embedded AWS loaded from the state
+        self.closed_connections = 0  # connections of the last run given their $disconnect
+        self.emulator: Emulator | None = None
+        self.watcher = (
+            CodeWatcher(options.watch, self.state_folder / "code", console) if options.watch else None
+        )
+        self.failure: str | None = None  # why the stack must stop (a part died for good)
+        self.failed = asyncio.Event()
+        self._lock: StateLock | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runners: list[web.AppRunner] = []
         self._sqs_pollers: list[SqsPoller] = []
@@ -162,13 +173,7 @@ class LocalStack:
         model = self.model
         http_socket = bind(options.http_port) if model.http_apis else None
         ws_socket = bind(options.ws_port) if model.websocket_apis else None
-        if options.chaos.directory is not None:
-            prepare_directory(options.chaos.directory)
-        await self._start_moto()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64, force_close=False),
-        )
-        aws = AwsJsonClient(self._session, self.moto_endpoint, options.region, caller="provision")
+        self._open_state()
         http_port = http_socket.getsockname()[1] if http_socket else 0
         ws_port = ws_socket.getsockname()[1] if ws_socket else 0
         self.http_url = f"http://{HOST}:{http_port}" if http_socket else ""
@@ -176,12 +181,19 @@ class LocalStack:
         self.ws_url = f"ws://{HOST}:{ws_port}/{ws_stage}" if ws_socket else ""
         # The local issuers live on the HTTP API's port (else the WebSocket API's): a fixed port
         # keeps their URLs, hence the tokens' iss, the same from one run to the next.
-        issuer_port = http_port or ws_port or options.http_port
-        stream_arns = await create_tables(model, aws)
-        values = LocalValues(
-            model, self.moto_endpoint, stream_arns, issuer_base=f"http://{HOST}:{issuer_port}{ISSUERS_PATH}"
+        issuer_base = f"http://{HOST}:{http_port or ws_port or options.http_port}{ISSUERS_PATH}"
+        ready = await self._start_emulator(LocalValues(model, "", issuer_base=issuer_base))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64, force_close=False))
+        assert self.emulator is not None
+        aws = AwsJsonClient(
+            self._session, self.moto_endpoint, options.region, caller="provision", available=self.emulator.up
         )
-        await create_queues(model, aws, values, options.time_scale)
+        by_name = {table.name: logical_id for logical_id, table in model.tables.items()}
+        stream_arns = {
+            by_name[name]: arn for name, arn in ready.get("streams", {}).items() if name in by_name
+        }
+        values = LocalValues(model, self.moto_endpoint, stream_arns, issuer_base=issuer_base)
+        self.restored = ready.get("restored") if self.state is not None and self.state.restored else None
         self.values = values
         check_resolvable(model, values)
         replacements = self._api_url_replacements(http_port, ws_port)
@@ -205,6 +217,38 @@ class LocalStack:
         )
         self._sweeper.start()
 
+        await self._serve_apis(http_socket, ws_socket, issuer_routes)
+        self._monitor = asyncio.get_running_loop().create_task(
+            self._monitor_queues(aws.with_caller("depth-monitor"), values)
+        )
+        self._start_chaos()
+        self._replacements = replacements
+        self._write_state_file()
+        self.emulator.supervise(lambda _ready: self._write_state_file(), self._fail)
+        if self.watcher is not None:
+            self.watcher.start()
+        print_banner(self)
+        for pool in self.pools.values():
+            pool.start_prewarm()
+
+    def _open_state(self) -> None:
+        """Lock the stack's state folder; with durable state, open (and check) the state too."""
+        options = self.options
+        if options.durable:
+            self.state = StackState.open(options.state_dir, self.model, fresh=options.fresh)
+        else:
+            self._lock = StateLock(state_paths(options.state_dir, self.model.stack_name))
+            self._lock.acquire()
+        if options.chaos.directory is not None and (self.state is None or not self.state.restored):
+            prepare_directory(options.chaos.directory)  # a restored stack continues its history
+
+    async def _serve_apis(
+        self,
+        http_socket: socket.socket | None,
+        ws_socket: socket.socket | None,
+        issuer_routes: list[web.RouteDef],
+    ) -> None:
+        model, options = self.model, self.options
         if http_socket is not None:
             self.http_server = HttpApiServer(
                 model.http_apis[0],
@@ -230,42 +274,48 @@ class LocalStack:
                 dice=self._dice,
                 counters=self.fault_counters,
                 region=options.region,
+                connection_log=self.state,
             )
+            if self.state is not None:  # a stack that died owes its connections their $disconnect
+                previous = self.state.connections_of_last_run()
+                await self.ws_server.disconnect_previous(previous)
+                self.closed_connections = len(previous)
             await self._serve(self.ws_server.application([] if http_socket else issuer_routes), ws_socket)
             for other in model.websocket_apis[1:]:
                 model.note(
                     FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
                 )
-        self._monitor = asyncio.get_running_loop().create_task(
-            self._monitor_queues(aws.with_caller("depth-monitor"), values)
-        )
-        self._start_chaos()
-        self._write_state_file(values, replacements)
-        self._print_banner()
-        for pool in self.pools.values():
-            pool.start_prewarm()
+
+    def _fail(self, reason: str) -> None:
+        """A part the stack cannot run without is gone for good: stop, and say why."""
+        self.console.event(f"!!! {reason}")
+        self.failure = reason
+        self.failed.set()
 
     @property
     def state_file(self) -> Path:
         return state_file_path(self.options.state_dir, self.model.stack_name)
 
-    def _write_state_file(self, values: LocalValues, replacements: dict[str, str]) -> None:
+    def _write_state_file(self) -> None:
         """The template's Outputs resolved to local values (API URLs rewritten to the local
         ports), with the embedded AWS endpoint: what a deployed stack's DescribeStacks gives."""
-        resolver = self.model.resolver(values)
+        assert self.values is not None
+        assert self.emulator is not None
+        resolver = self.model.resolver(self.values)
         outputs = {}
         for name, output in (self.stack.template.get("Outputs") or {}).items():
             try:
                 value = resolver.resolve(output.get("Value"))
             except IntrinsicError:
                 continue
-            outputs[name] = rewrite_api_urls(str(value), replacements)
+            outputs[name] = rewrite_api_urls(str(value), self._replacements)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomically(
             self.state_file,
             {
                 "stack": self.model.stack_name,
                 "pid": os.getpid(),
+                "motoPid": self.emulator.pid,
                 "endpoint": self.moto_endpoint,
                 "region": self.options.region,
                 "http": self.http_url,
@@ -275,39 +325,27 @@ class LocalStack:
             },
         )
 
-    async def _start_moto(self) -> None:
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")])
+    async def _start_emulator(self, values: LocalValues) -> dict[str, Any]:
+        """The embedded AWS, provisioned from the template and restored from the state."""
+        setup = self.state_folder / "setup.json"
+        setup.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(setup, setup_requests(self.model, values, self.options.time_scale))
+        config = EmulatorConfig(
+            host=HOST,
+            port=self.options.moto_port,
+            region=self.options.region,
+            setup_file=setup,
+            state_file=self.state.paths.database if self.state is not None else None,
+            stack_name=self.model.stack_name,
+            patches=self.options.moto_patches,
         )
-        environment.pop("AWS_ENDPOINT_URL", None)
-        self._moto = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "local.moto_process",
-            "--host",
-            HOST,
-            "--port",
-            str(self.options.moto_port),
-            *([] if self.options.moto_patches else ["--no-patches"]),
-            "--parent-pid",
-            str(os.getpid()),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=environment,
-            start_new_session=True,
-        )
-        assert self._moto.stdout is not None
+        self.emulator = Emulator(config, self.console)
         try:
-            line = await asyncio.wait_for(self._moto.stdout.readline(), 60)
-        except TimeoutError:
-            line = b""
-        match = re.match(rb"MOTO_READY (\d+)", line)
-        if not match:
-            raise RuntimeError(
-                f"moto did not start (said {line!r}); is moto[server] installed in {sys.prefix}?"
-            )
-        self.moto_endpoint = f"http://{HOST}:{int(match.group(1))}"
+            ready = await self.emulator.start()
+        except EmulatorError as error:
+            raise RuntimeError(str(error)) from None
+        self.moto_endpoint = self.emulator.endpoint
+        return ready
 
     def _api_url_replacements(self, http_port: int, ws_port: int) -> dict[str, str]:
         pseudo = self.model.pseudo
@@ -374,7 +412,8 @@ class LocalStack:
 
     def _code_dir(self, spec: FunctionSpec) -> Path | None:
         if spec.asset_dir is not None and spec.asset_dir.is_dir():
-            return spec.asset_dir
+            watched = self.watcher.code_dir(spec.asset_dir) if self.watcher is not None else None
+            return watched or spec.asset_dir
         if spec.inline_code is not None:
             folder = (
                 REPO_ROOT / ".local-state" / "inline" / self.model.stack_name / spec.logical_id
@@ -409,7 +448,9 @@ class LocalStack:
                 time_scale=options.time_scale,
                 faults=options.chaos.worker_config(spec.display_name) if options.chaos.active else "",
             )
-            self.pools[logical_id] = FunctionPool(function, log_dir)
+            self.pools[logical_id] = pool = FunctionPool(function, log_dir)
+            if self.watcher is not None:
+                self.watcher.bind(pool)
         summary = layer_summary(self.model)
         if summary:
             packages = [
@@ -523,7 +564,11 @@ class LocalStack:
                         function_name,
                         queue.display_name,
                         queue.is_dead_letter_queue,
-                        record_bodies=chaos.active and queue.is_dead_letter_queue,
+                        consumed_log=(
+                            chaos.directory / CONSUMED_LOG
+                            if chaos.directory is not None and queue.is_dead_letter_queue
+                            else None
+                        ),
                     ),
                 )
                 sqs_poller.start()
@@ -537,10 +582,12 @@ class LocalStack:
                         table_name=table.display_name,
                         stream_arn=str(values.get_att(table.logical_id, "StreamArn")),
                         region=options.region,
+                        table=table.name,
                     ),
                     aws.with_caller(f"esm-stream/{function_name}"),
                     invoke,
                     self.console,
+                    checkpoints=self.state,
                 )
                 stream_poller.start()
                 self._stream_pollers.append(stream_poller)
@@ -606,104 +653,6 @@ class LocalStack:
 
     # --- console ---------------------------------------------------------------------------
 
-    def _print_banner(self) -> None:
-        model = self.model
-        console = self.console
-        rule = "=" * 78
-        console.print(rule)
-        console.print(f" {model.stack_name} is running locally (from {self.stack.template_path})")
-        console.print()
-        if self.http_url:
-            console.print(f"   HTTP API        {self.http_url}")
-        if self.ws_url:
-            console.print(f"   WebSocket API   {self.ws_url}")
-        console.print(f"   embedded AWS    {self.moto_endpoint}  (moto {package_version('moto')})")
-        console.print()
-        console.print(rule)
-        queues = len(model.queues)
-        dlqs = sum(1 for q in model.queues.values() if q.is_dead_letter_queue)
-        console.print(
-            f"Emulated: {len(model.tables)} tables, {queues} queues ({dlqs} dead-letter), "
-            f"{len(model.functions)} functions, {len(model.mappings)} event source mappings, "
-            + ", ".join(
-                [f"HTTP API {a.display_name} ({len(a.routes)} routes)" for a in model.http_apis]
-                + [f"WebSocket API {a.display_name} ({len(a.routes)} routes)" for a in model.websocket_apis]
-            )
-        )
-        if self.options.time_scale != 1.0:
-            console.print(
-                f"Time scale {self.options.time_scale}: queue visibility timeouts and the SQS times "
-                "functions set are scaled (whole seconds, at least 1)"
-            )
-        if self.options.failure_rate is not None:
-            console.print(f"FAILURE_RATE overridden to {self.options.failure_rate} (--failure-rate)")
-        chaos = self.options.chaos
-        if chaos.directory is not None:
-            injected = chaos.summary()
-            console.print(
-                "LOCAL FAULTS: "
-                + ("; ".join(injected) if injected else "none injected")
-                + f"; history recorded in {chaos.directory}/"
-            )
-        for line in render_findings(model.findings):
-            console.print(line)
-        console.print(f"Function logs: {self.options.log_dir / model.stack_name}/<Function>.log")
-        self._print_auth()
-        console.print(
-            f"LOCAL_STACK_READY http={self.http_url or '-'} ws={self.ws_url or '-'} moto={self.moto_endpoint}"
-        )
-
-    def _print_auth(self) -> None:
-        """The local issuer and a ready-to-use dev token (`LOCAL_DEV_TOKEN sub=... expires=... token=...`)."""
-        auth = self.auth
-        if auth is None or auth.primary is None or auth.dev_token is None:
-            return
-        from local.stack_auth import iso_time  # noqa: PLC0415 - loaded with StackAuth
-
-        console = self.console
-        issuer = auth.primary
-        expires = iso_time(auth.dev_expires)
-        audience = ", ".join(issuer.audience) or "-"
-        console.print("-" * 78)
-        console.print(f"Auth: tokens come from the local issuer {issuer.url} (audience {audience})")
-        console.print(f"  discovery {issuer.discovery_url}, key {auth.key.kid} in {auth.key.path}")
-        console.print(f"  dev token for {auth.dev_subject}, valid until {expires}:")
-        console.print(f"LOCAL_DEV_TOKEN sub={auth.dev_subject} expires={expires} token={auth.dev_token}")
-        more = f"python -m local.token --sub alice --stack {self.model.stack_name}"
-        if self.options.state_dir != Path(".local-state"):
-            more += f" --state-dir {self.options.state_dir}"
-        console.print(f"  TOKEN=<the token above>, or another user's: TOKEN=$({more})")
-        path = self._sample_path()
-        if self.http_url and path is not None:
-            console.print(f'  curl -H "Authorization: Bearer $TOKEN" {self.http_url}{path}')
-        parameter = self._ws_token_parameter()
-        if self.ws_url and parameter is not None:
-            console.print(f"  {self.ws_url}?{parameter}=$TOKEN")
-        console.print("-" * 78)
-
-    def _sample_path(self) -> str | None:
-        """For the curl hint: a GET (or ANY) route with a JWT authorizer, without variables if any."""
-        if not self.model.http_apis:
-            return None
-        api = self.model.http_apis[0]
-        routes = [r for r in api.routes if r.authorizer is not None and " " in r.route_key]
-        if not routes:
-            return None
-
-        def preference(route: HttpRouteSpec) -> tuple[bool, bool, bool, str]:
-            method, path = route.route_key.split(" ", 1)
-            return (bool(route.authorization_scopes), method not in ("GET", "ANY"), "{" in path, path)
-
-        path = min(routes, key=preference).route_key.split(" ", 1)[1]
-        return ("" if api.stage_name == "$default" else f"/{api.stage_name}") + path
-
-    def _ws_token_parameter(self) -> str | None:
-        """For the WebSocket hint: the query parameter the $connect authorizer reads the token from."""
-        for api in self.model.websocket_apis[:1]:
-            route = api.routes.get("$connect")
-            return route.authorizer.query_parameter if route and route.authorizer else None
-        return None
-
     async def _monitor_queues(self, aws: AwsJsonClient, values: LocalValues) -> None:
         last_line = ""
         last_print = 0.0
@@ -733,6 +682,8 @@ class LocalStack:
                     )
             except asyncio.CancelledError:
                 raise
+            except EmulatorRestarting:
+                continue
             except Exception as error:
                 self.console.warn(f"queue depth: {error!r}")
                 continue
@@ -745,15 +696,20 @@ class LocalStack:
     # --- stop ------------------------------------------------------------------------------
 
     async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
         if self.ws_server is not None:
             await self.ws_server.close_all()
         for runner in self._runners:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
-        for sqs_poller in self._sqs_pollers:
-            await sqs_poller.stop()
-        for stream_poller in self._stream_pollers:
-            await stream_poller.stop()
+        # Batches in progress finish (and are deleted or checkpointed) rather than spend a receive;
+        # not when the emulator is gone for good (nothing could finish).
+        drain = DRAIN_SECONDS if self.failure is None else 0.0
+        await asyncio.gather(
+            *(poller.stop(drain) for poller in self._sqs_pollers),
+            *(poller.stop(drain) for poller in self._stream_pollers),
+        )
         if self._sweeper is not None:
             await self._sweeper.stop()
         for background in (self._monitor, self._stats_writer):
@@ -767,18 +723,9 @@ class LocalStack:
         await asyncio.gather(*(pool.stop() for pool in self.pools.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        await self._stop_moto()
-
-    async def _stop_moto(self) -> None:
-        process = self._moto
-        if process is None or process.returncode is not None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(Exception):
-                process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 3)
-        except TimeoutError:
-            kill_process_group(process.pid)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait(), 3)
+        if self.emulator is not None:
+            await self.emulator.stop()
+        if self.state is not None:
+            self.state.close()
+        if self._lock is not None:
+            self._lock.release()

@@ -11,6 +11,10 @@ batches of records, one batch at a time per shard (order kept), as Lambda does:
 * MaximumRetryAttempts: when retries are exhausted the failed records are skipped and a loud
   line is printed; -1 (the default) retries until MaximumRecordAgeInSeconds;
 * MaximumRecordAgeInSeconds: older records are skipped (and said so).
+
+With `checkpoints` (a durable stack, local/stack_state.py) the mapping saves the sequence number of
+the last record it finished after each batch and starts after it, like Lambda's own checkpoint:
+after a restart of the stack, or of the embedded AWS (which forgets every shard iterator).
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from local.aws_json import AwsJsonClient
+from local.aws_json import AwsJsonClient, EmulatorRestarting
 from local.batch_results import evaluate_batch, stream_retry_position
 from local.console import Console
 from local.event_filter import matches_any
 from local.lambda_runtime import InvocationResult
 from local.stack_model import EventSourceMappingSpec
+from local.state_store import sequence_key
 
 Invoke = Callable[[Any], Awaitable[InvocationResult]]
 IDLE_POLL_SECONDS = 0.1  # Lambda polls each shard 4 times a second; locally a little faster
@@ -38,35 +43,63 @@ RETRY_BACKOFF_CAP = 2.0
 class StreamSource:
     spec: EventSourceMappingSpec
     function_name: str
-    table_name: str
+    table_name: str  # as the console shows it
     stream_arn: str
     region: str
+    table: str = ""  # the table's name (where its checkpoint is kept)
+
+
+class Checkpoints(Protocol):
+    def checkpoint(self, mapping: str, table: str, starting_position: str) -> str:
+        """The sequence key (local/state_store.py) of the last record the mapping finished."""
+        ...
+
+    def save_checkpoint(self, mapping: str, table: str, sequence: str) -> None: ...
 
 
 def _sequence(record: dict[str, Any]) -> str:
     return str(record["dynamodb"]["SequenceNumber"])
 
 
+def _sequence_key(record: dict[str, Any]) -> str:
+    return sequence_key(_sequence(record))
+
+
 class StreamPoller:
-    def __init__(self, source: StreamSource, aws: AwsJsonClient, invoke: Invoke, console: Console) -> None:
+    def __init__(
+        self,
+        source: StreamSource,
+        aws: AwsJsonClient,
+        invoke: Invoke,
+        console: Console,
+        checkpoints: Checkpoints | None = None,
+    ) -> None:
         self.source = source
         self._aws = aws
         self._invoke = invoke
         self._console = console
+        self._checkpoints = checkpoints
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being processed
+        self._stopping = False
         self.skipped_records = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def stop(self, drain_seconds: float = 0.0) -> None:
+        """Stop reading; a batch being processed gets up to `drain_seconds` to finish."""
+        self._stopping = True
+        if self._task is None:
+            return
+        if self._busy and drain_seconds > 0:
+            await asyncio.wait([self._task], timeout=drain_seconds)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         iterator: str | None = None
-        while True:
+        while not self._stopping:
             try:
                 if iterator is None:
                     iterator = await self._first_iterator()
@@ -74,26 +107,43 @@ class StreamPoller:
                 if not records:
                     await asyncio.sleep(IDLE_POLL_SECONDS)
                     continue
-                await self._process(records)
+                self._busy = True
+                try:
+                    await self._process(records)
+                finally:
+                    self._busy = False
+                if self._checkpoints is not None:
+                    spec = self.source.spec
+                    self._checkpoints.save_checkpoint(
+                        spec.logical_id, self.source.table, _sequence_key(records[-1])
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self._console.warn(f"stream poller {self.source.table_name}: {error!r}")
-                await asyncio.sleep(1)
+                if self._checkpoints is not None:
+                    iterator = None  # from the checkpoint again: a restarted emulator knows no iterator
+                if not isinstance(error, EmulatorRestarting):
+                    self._console.warn(f"stream poller {self.source.table_name}: {error!r}")
+                    await asyncio.sleep(1)
 
     async def _first_iterator(self) -> str:
         description = await self._aws.streams("DescribeStream", {"StreamArn": self.source.stream_arn})
-        shards = description["StreamDescription"]["Shards"]
-        position = self.source.spec.starting_position
-        iterator_type = "LATEST" if position == "LATEST" else "TRIM_HORIZON"
-        response = await self._aws.streams(
-            "GetShardIterator",
-            {
-                "StreamArn": self.source.stream_arn,
-                "ShardId": shards[0]["ShardId"],
-                "ShardIteratorType": iterator_type,
-            },
-        )
+        shard = description["StreamDescription"]["Shards"][0]
+        position = "LATEST" if self.source.spec.starting_position == "LATEST" else "TRIM_HORIZON"
+        request = {
+            "StreamArn": self.source.stream_arn,
+            "ShardId": shard["ShardId"],
+            "ShardIteratorType": position,
+        }
+        if self._checkpoints is not None:
+            after = int(
+                self._checkpoints.checkpoint(self.source.spec.logical_id, self.source.table, position)
+            )
+            if after >= int(shard["SequenceNumberRange"]["StartingSequenceNumber"]):
+                request |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": str(after)}
+            else:  # every record still kept comes after the checkpoint
+                request["ShardIteratorType"] = "TRIM_HORIZON"
+        response = await self._aws.streams("GetShardIterator", request)
         return str(response["ShardIterator"])
 
     async def _get_records(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str]:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from local.aws_json import AwsError, AwsJsonClient
+from local.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.console import Console
 
 SWEEP_INTERVAL_SECONDS = 5.0
@@ -57,6 +57,8 @@ class TtlSweeper:
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
+            except EmulatorRestarting:
+                continue  # the next sweep waits until it is back
             except Exception as error:
                 self._console.warn(f"TTL sweeper: {error!r}")
 

@@ -21,6 +21,9 @@
 * Local fault (`--fault-push-failure-rate P`, local/faults.py): a fraction P of the POSTs to a
   live connection answer 500 InternalServerErrorException, half of them without sending the
   frame and half after sending it (so a retry delivers it twice).
+* With a `connection_log` (a durable stack, local/stack_state.py) each connection is recorded
+  before `$connect` runs and forgotten after its `$disconnect`; `disconnect_previous` gives the
+  connections a stack that died still had their `$disconnect`, as API Gateway would have.
 * `posts` counts the @connections POSTs by what came of them (`delivered`, `gone`, `tooLarge`,
   `injectedFailure`) and `posted_bytes` the frames' bytes (API Gateway bills each 32 KB of a
   message as one); the stack writes both to its stats file (`--stats-file`).
@@ -38,7 +41,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -67,6 +70,35 @@ class Connection:
     host: str
     last_active: float = field(default_factory=time.time)
     authorizer: dict[str, Any] | None = None  # the $connect authorizer's principalId and context
+
+    def details(self) -> dict[str, Any]:
+        """What a later $disconnect event needs (the connection log keeps it)."""
+        return {
+            "connectionId": self.connection_id,
+            "connectedAt": self.connected_at,
+            "sourceIp": self.source_ip,
+            "userAgent": self.user_agent,
+            "host": self.host,
+            "authorizer": self.authorizer,
+        }
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any]) -> Connection:
+        return cls(
+            connection_id=str(details["connectionId"]),
+            socket=web.WebSocketResponse(),
+            connected_at=float(details["connectedAt"]),
+            source_ip=str(details["sourceIp"]),
+            user_agent=str(details["userAgent"]),
+            host=str(details["host"]),
+            authorizer=details.get("authorizer"),
+        )
+
+
+class ConnectionLog(Protocol):
+    def connection_opened(self, connection_id: str, details: dict[str, Any]) -> None: ...
+
+    def connection_closed(self, connection_id: str) -> None: ...
 
 
 def select_route(expression: str, body: str | bytes, routes: Mapping[str, WebSocketRouteSpec]) -> str:
@@ -143,8 +175,10 @@ class WebSocketApiServer:
         dice: Dice | None = None,
         counters: StackFaultCounters | None = None,
         region: str = "us-east-1",
+        connection_log: ConnectionLog | None = None,
     ) -> None:
         self.api = api
+        self._log = connection_log
         self._region = region
         self._function_names = function_names
         self._invoke = invoke
@@ -227,10 +261,12 @@ class WebSocketApiServer:
             if refusal is not None:
                 return refusal
         event = self._connect_event(request, connection)
+        self._logged(connection, opened=True)
         result = await self._run_route("$connect", event, f"$connect {connection_id}")
         if result is not None:
             rejection = self._rejection(connection_id, result)
             if rejection is not None:
+                self._logged(connection, opened=False)
                 return rejection
             protocol = _subprotocol(result.payload)
             if protocol:
@@ -379,19 +415,36 @@ class WebSocketApiServer:
             if body is not None:
                 await self._send_frame(connection, body)
 
-    async def _on_disconnect(self, connection: Connection) -> None:
+    async def _on_disconnect(self, connection: Connection, reason: str | None = None) -> None:
         socket = connection.socket
         request_id = str(uuid.uuid4())
         context = self._context(connection, "$disconnect", "DISCONNECT", request_id)
         context["disconnectStatusCode"] = socket.close_code or 1006
-        context["disconnectReason"] = "Client-side close frame status code" if socket.close_code else ""
+        if reason is None:
+            reason = "Client-side close frame status code" if socket.close_code else ""
+        context["disconnectReason"] = reason
         event = {
             "headers": {"Host": connection.host},
             "multiValueHeaders": {"Host": [connection.host]},
             "requestContext": context,
             "isBase64Encoded": False,
         }
-        await self._run_route("$disconnect", event, f"$disconnect {connection.connection_id}")
+        result = await self._run_route("$disconnect", event, f"$disconnect {connection.connection_id}")
+        if result is None or result.ok:  # else it is owed again at the next start
+            self._logged(connection, opened=False)
+
+    def _logged(self, connection: Connection, *, opened: bool) -> None:
+        if self._log is None:
+            return
+        if opened:
+            self._log.connection_opened(connection.connection_id, connection.details())
+        else:
+            self._log.connection_closed(connection.connection_id)
+
+    async def disconnect_previous(self, connections: list[dict[str, Any]]) -> None:
+        """`$disconnect` for each connection of a stack that stopped without closing them."""
+        for details in connections:
+            await self._on_disconnect(Connection.from_details(details), "the local stack stopped")
 
     async def close_all(self) -> None:
         for connection in list(self.connections.values()):

@@ -77,6 +77,7 @@ class Report:
     rejected: list[str] = field(default_factory=list)
     missed_final_frames: dict[str, list[str]] = field(default_factory=dict)
     stayed_clients: int = 0
+    killed_clients: int = 0  # meant to stay, cut off when the runner killed the stack (not a violation)
     dropped_clients: list[str] = field(default_factory=list)
     dlq_consumed_tasks: int = 0  # distinct error tasks whose DLQ message was consumed
     dlq_consumed_messages: int = 0
@@ -158,6 +159,7 @@ class Report:
             "rejected": self.rejected,
             "missedFinalFrames": self.missed_final_frames,
             "stayedClients": self.stayed_clients,
+            "killedClients": self.killed_clients,
             "droppedClients": self.dropped_clients,
             "dlqConsumedTasks": self.dlq_consumed_tasks,
             "dlqConsumedMessages": self.dlq_consumed_messages,
@@ -226,6 +228,7 @@ class Report:
             f"   ({self.stayed_clients} clients stayed connected"
             + (", each held to its own user's tasks" if self.auth else "")
             + (f", {len(self.dropped_clients)} DROPPED" if self.dropped_clients else "")
+            + (f", {self.killed_clients} cut off by the stack kill" if self.killed_clients else "")
             + ")",
             *(self._isolation_lines(mark) if self.auth else []),
             f"rejected         {len(self.rejected):<8} {mark(len(self.rejected))}",
@@ -482,8 +485,9 @@ def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per 
     # frames of the clients that stayed connected (on stages with authorizers: their user's tasks)
     owners = history.owners
     for client in history.clients:
-        if client.stays and not client.stayed:
+        if client.stays and client.dropped:
             report.dropped_clients.append(client.name)
+        report.killed_clients += int(client.stays and client.killed > 0)
         if not client.stayed:
             continue
         report.stayed_clients += 1

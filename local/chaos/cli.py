@@ -14,7 +14,8 @@ from local.faults import MUTANTS, parse_outage
 DESCRIPTION = """\
 Start the local stack with faults (processing failures, worker kills, duplicate SQS deliveries,
 DynamoDB/SQS API errors and throttles, an SQS outage during the burst of submissions, push
-failures) and WebSocket clients that disconnect abruptly; submit N tasks like the frontend does,
+failures, kill -9 of the whole stack and later of its embedded AWS during the burst) and WebSocket
+clients that disconnect abruptly; submit N tasks like the frontend does,
 retrying "maybe accepted" POSTs with the same taskId; record every response and frame; drain;
 then check the history and print the figures. Exit code 1 if any invariant is violated.
 
@@ -32,6 +33,18 @@ client receives a frame of another user's task; "missed final frames" then count
 own user's tasks) and foreign reads 0 (no HTTP read shows another user's task). Results:
 <run dir>/report.json, history.json, stack.log, logs/, state/. See docs/local-stack.md.
 """
+
+
+def _moment(value: str) -> float | None:
+    if value.lower() in ("none", "off"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected seconds after the first POST, or none") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("expected seconds after the first POST, or none")
+    return seconds
 
 
 def _outage(value: str) -> tuple[float, float] | None:
@@ -94,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQS sends fail from START s after the first POST, for DURATION s (default 2:10)",
     )
     parser.add_argument(
+        "--stack-kill",
+        type=_moment,
+        default=defaults.stack_kill_at,
+        metavar="AT|none",
+        help="kill -9 the whole local stack AT s after the first POST and start it again (default 5)",
+    )
+    parser.add_argument(
+        "--emulator-kill",
+        type=_moment,
+        default=defaults.emulator_kill_at,
+        metavar="AT|none",
+        help="kill -9 the embedded AWS (moto) AT s after the first POST; the stack restarts it (default 12)",
+    )
+    parser.add_argument(
         "--lost-response-rate",
         type=_ratio,
         default=defaults.lost_response_rate,
@@ -133,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         aws_error_rate=args.aws_error_rate,
         push_failure_rate=args.push_failure_rate,
         sqs_outage=args.sqs_outage,
+        stack_kill_at=args.stack_kill,
+        emulator_kill_at=args.emulator_kill,
         lost_response_rate=args.lost_response_rate,
         mutant=args.mutant,
         time_scale=args.time_scale,

@@ -57,12 +57,13 @@ class ClientHistory:
     rejected_connects: int = 0  # handshakes refused or failed (then retried)
     aborts: int = 0  # abrupt disconnects (TCP dropped without a close frame)
     dropped: int = 0  # connections the server ended although the client did not
+    killed: int = 0  # connections lost when the runner killed the whole stack (then reconnected)
     user: str | None = None  # whose token it connects with (stages with authorizers)
 
     @property
     def stayed(self) -> bool:
         """Connected before the first submission and never lost its connection."""
-        return self.stays and self.dropped == 0 and self.connected_at is not None
+        return self.stays and self.dropped == 0 and self.killed == 0 and self.connected_at is not None
 
 
 @dataclass
@@ -98,6 +99,9 @@ class History:
     drain_timed_out: bool = False
     outage: tuple[float, float] | None = None  # the SQS outage window
     created_during_outage: int = 0
+    # kill -9 of the whole stack (then started again) or of its embedded AWS (restarted by the
+    # stack): {"what": "stack"|"emulator", "killed": time, "back": time it served again}
+    restarts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     auth: bool = False  # the stack has authorizers: requests carry tokens, users see their own tasks
     users: list[str] = field(default_factory=list)  # the users' subjects (stages with authorizers)
@@ -145,6 +149,7 @@ class History:
             "drained",
             "drain_timed_out",
             "created_during_outage",
+            "restarts",
             "notes",
             "auth",
             "users",

@@ -15,9 +15,13 @@ history, drain, and check it (local/chaos/checker.py).
    functions for the outage window (it rewrites the fault directory's control.json).
 4. Meanwhile GET /tasks/{id} polls and complete GET /tasks listings (paged through the Link
    header) record what the API shows, and every frame of every client is kept.
-5. Drain: wait until every accepted task is terminal and the queue and the DLQ are empty (with
+5. Twice during the burst the runner kills with SIGKILL: the whole stack (its process group:
+   the stack, its embedded AWS and every function worker), which it then starts again on the
+   same ports and state, and later the embedded AWS alone, which the stack restarts itself.
+   Clients see connection errors and 503s meanwhile, and retry.
+6. Drain: wait until every accepted task is terminal and the queue and the DLQ are empty (with
    a deadline), then a little for the last frames; read every task once more; stop the stack
-   and read its files (effects.log, faults.log, stats.json).
+   and read its files (effects.log, faults.log, consumed.log, stats.json).
 
 Stages with authorizers (`auth: jwt`), told by the running stack's state file (its `auth`
 block, written under the run's own `--state-dir`): the runner mints a token for each of
@@ -36,15 +40,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
+import shutil
+import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -55,6 +63,7 @@ from local.aws_json import AwsJsonClient
 from local.chaos.checker import Report, check
 from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission
 from local.faults import (
+    CONSUMED_LOG,
     EFFECTS_LOG,
     FAULTS_LOG,
     STATS_FILE,
@@ -89,6 +98,8 @@ class ChaosConfig:
     aws_error_rate: float = 0.05
     push_failure_rate: float = 0.02
     sqs_outage: tuple[float, float] | None = (2.0, 10.0)  # (seconds after the first POST, duration)
+    stack_kill_at: float | None = 5.0  # kill -9 of the whole stack (then restarted), s after the first POST
+    emulator_kill_at: float | None = 12.0  # kill -9 of the embedded AWS (the stack restarts it)
     lost_response_rate: float = 0.05  # the client ignores this fraction of 202s, as after a timeout
     mutant: str | None = None
     time_scale: float = 0.01
@@ -250,7 +261,10 @@ class WsClient:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
                 return
-            self.history.dropped += 1  # the server ended it: this client no longer "stayed"
+            if self.run.killing:
+                self.history.killed += 1  # the runner killed the stack: expected, then reconnect
+            else:
+                self.history.dropped += 1  # the server ended it: this client no longer "stayed"
             connection = await self._connect()
 
     async def churn(self) -> None:
@@ -276,10 +290,16 @@ class ChaosRun:
         stack: LocalStackProcess,
         fault_dir: Path,
         echo: Echo,
+        *,
         state_dir: Path | None = None,
+        arguments: list[str] | None = None,
     ) -> None:
         self.config = config
         self.stack = stack
+        self.arguments = list(arguments or [])  # how the stack was started (for a restart)
+        self.earlier_output: list[str] = []  # what stacks killed before this one printed
+        self._restarting = asyncio.Lock()
+        self.killing = False  # the whole stack is being killed and started again
         self.fault_dir = fault_dir
         self.state_dir = state_dir
         self.echo = echo
@@ -580,6 +600,73 @@ class ChaosRun:
                 f"  drops {aborts}  {faults}"
             )
 
+    # --- the stack and its embedded AWS killed (local fault) ---------------------------------
+
+    async def _kill_stack(self, first_post: float) -> None:
+        """kill -9 of the stack's whole process group, then the same stack again (same ports,
+        same state dir): what `make dev` after a crash does."""
+        if self.config.stack_kill_at is None:
+            return
+        await asyncio.sleep(max(0.0, first_post + self.config.stack_kill_at - time.time()))
+        async with self._restarting:
+            old = self.stack
+            assert old.process is not None
+            loop = asyncio.get_running_loop()
+            stats = self.fault_dir / STATS_FILE
+            if stats.exists():  # its counters (the next stack counts from zero)
+                shutil.copy(stats, self.fault_dir / f"stats.{len(self.history.restarts)}.json")
+            killed = time.time()
+            self.killing = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(old.process.pid, signal.SIGKILL)
+            await loop.run_in_executor(None, old.stop)
+            self.earlier_output.append(old.text() + "=== the whole stack killed (SIGKILL) ===\n")
+            ports = [
+                "--http-port",
+                str(urlparse(old.http_url).port),
+                "--ws-port",
+                str(urlparse(old.ws_url).port),
+            ]
+            new = LocalStackProcess([*self.arguments, *ports], start_timeout=180)
+            try:
+                await loop.run_in_executor(None, new.start)
+            finally:
+                self.killing = False
+            self.stack = new
+            assert self.session is not None
+            self.aws = AwsJsonClient(self.session, new.moto_url, "us-east-1")
+            await self._find_queues()
+            self.history.restarts.append({"what": "stack", "killed": killed, "back": time.time()})
+            self.echo(
+                f"the whole stack killed (SIGKILL) and started again: back after {time.time() - killed:.1f} s"
+            )
+
+    async def _kill_emulator(self, first_post: float) -> None:
+        """kill -9 of the embedded AWS alone; the stack must restart it (its new pid shows that)."""
+        if self.config.emulator_kill_at is None or self.state_dir is None:
+            return
+        await asyncio.sleep(max(0.0, first_post + self.config.emulator_kill_at - time.time()))
+        async with self._restarting:
+            pid = int(running_stack_state(self.state_dir)["motoPid"])
+            killed = time.time()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while True:
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(StateFileError, KeyError, ValueError):
+                    if int(running_stack_state(self.state_dir)["motoPid"]) != pid:
+                        break
+                if time.time() - killed > 30:
+                    self.history.notes.append("the embedded AWS was not restarted within 30 s")
+                    return
+            self.history.restarts.append({"what": "emulator", "killed": killed, "back": time.time()})
+            self.echo(
+                f"the embedded AWS killed (SIGKILL): the stack restarted it in {time.time() - killed:.1f} s"
+            )
+
+    def stack_output(self) -> str:
+        return "".join([*self.earlier_output, self.stack.text()])
+
     async def _sqs_outage(self, first_post: float) -> None:
         if self.config.sqs_outage is None:
             return
@@ -623,6 +710,10 @@ class ChaosRun:
             pollers.append(loop.create_task(self._poll_lists()))
             self.history.started = time.time()
             outage = loop.create_task(self._sqs_outage(self.history.started))
+            kills = [
+                loop.create_task(self._kill_stack(self.history.started)),
+                loop.create_task(self._kill_emulator(self.history.started)),
+            ]
             semaphore = asyncio.Semaphore(config.concurrency)
 
             async def submit(task_id: str) -> None:
@@ -634,6 +725,7 @@ class ChaosRun:
                 f"submitted: {len(self.accepted)} accepted in {time.time() - self.history.started:.1f} s"
             )
             await outage
+            await asyncio.gather(*kills)
             await self._drain()
             self.polling = False
             await asyncio.gather(*pollers, return_exceptions=True)
@@ -745,24 +837,28 @@ def collect_files(history: History, fault_dir: Path) -> None:
     history.steps = [r for r in records if r.get("event") == "step"]
     history.effects = [r for r in records if r.get("event") == "effect"]
     faults, _ = read_json_lines(fault_dir / FAULTS_LOG)
-    try:
-        stats = json.loads((fault_dir / STATS_FILE).read_text())
-    except (OSError, ValueError):
-        stats = {}
+    for record in read_json_lines(fault_dir / CONSUMED_LOG)[0]:
+        with contextlib.suppress(ValueError):
+            body = json.loads(str(record.get("body")))
+            history.dlq_consumed.append(body if isinstance(body, dict) else {"body": record.get("body")})
+    # the counters of each stack of the run (stats.<n>.json: one killed mid-run)
+    every_stats = []
+    for path in sorted(fault_dir.glob("stats*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            every_stats.append(json.loads(path.read_text()))
+    if not (fault_dir / STATS_FILE).exists():
         history.notes.append("no stats.json from the stack")
-    for mapping in stats.get("sqsMappings", []):
-        if mapping.get("deadLetterQueue"):
-            for body in mapping.get("consumedBodies", []):
-                with contextlib.suppress(ValueError):
-                    parsed = json.loads(body)
-                    history.dlq_consumed.append(parsed if isinstance(parsed, dict) else {"body": body})
+    mappings = [mapping for stats in every_stats for mapping in stats.get("sqsMappings", [])]
+    stack_injected = [(k, v) for stats in every_stats for k, v in stats.get("injected", {}).items()]
     injected: dict[str, int] = {
         "processing failures": sum(1 for step in history.steps if not step.get("ok")),
         "worker kills": sum(1 for f in faults if f.get("fault") == "worker-kill"),
-        "duplicate deliveries": sum(int(m.get("duplicateMessages", 0)) for m in stats.get("sqsMappings", [])),
+        "duplicate deliveries": sum(int(m.get("duplicateMessages", 0)) for m in mappings),
         "AWS errors": sum(1 for f in faults if f.get("fault") == "aws-error"),
         "SQS outage refusals": sum(1 for f in faults if f.get("fault") == "sqs-outage"),
-        "push failures": sum(v for k, v in stats.get("injected", {}).items() if k.startswith("push-failure")),
+        "push failures": sum(v for k, v in stack_injected if k.startswith("push-failure")),
+        "stack kills (SIGKILL, then restarted)": sum(1 for r in history.restarts if r["what"] == "stack"),
+        "emulator kills (SIGKILL)": sum(1 for r in history.restarts if r["what"] == "emulator"),
         "abrupt disconnects": sum(c.aborts for c in history.clients),
         "POST responses lost": sum(s.outcomes.count(LOST_RESPONSE) for s in history.submissions.values()),
         "POST 5xx": sum(
@@ -776,9 +872,11 @@ def collect_files(history: History, fault_dir: Path) -> None:
     if mutant:
         injected["MUTANT writes"] = mutant
     history.injected = injected
-    exits = stats.get("workerExits", {})
-    if exits:
-        history.notes.append(f"worker exits seen by the runtime: {exits}")
+    exits = Counter[str]()
+    for stats in every_stats:
+        exits.update(stats.get("workerExits", {}))
+    if +exits:
+        history.notes.append(f"worker exits seen by the runtime: {dict(+exits)}")
 
 
 def default_run_dir() -> Path:
@@ -795,17 +893,18 @@ def run_chaos(config: ChaosConfig, echo: Echo = print) -> ChaosResult:
     stack = LocalStackProcess(arguments, start_timeout=180)
     echo(f"starting the local stack: python -m local {' '.join(arguments)}")
     stack.start()
+    run = ChaosRun(config, stack, fault_dir, echo, state_dir=state_dir, arguments=arguments)
     try:
         echo(f"ready: {stack.http_url} {stack.ws_url}")
-        history = asyncio.run(ChaosRun(config, stack, fault_dir, echo, state_dir).run())
+        history = asyncio.run(run.run())
     finally:
-        stack.stop()
-        (run_dir / "stack.log").write_text(stack.text())
+        run.stack.stop()
+        (run_dir / "stack.log").write_text(run.stack_output())
     collect_files(history, fault_dir)
-    skipped = [line for line in stack.output if "SKIPPED" in line]
+    skipped = [line for line in run.stack_output().splitlines() if "SKIPPED" in line]
     if skipped:
         history.notes.append(f"{len(skipped)} stream batches skipped: {skipped[:3]}")
     report = check(history)
     history.save(run_dir / "history.json")
     (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=1))
-    return ChaosResult(report, history, run_dir, stack.text())
+    return ChaosResult(report, history, run_dir, run.stack_output())

@@ -373,7 +373,9 @@ def sqs_mapping() -> EventSourceMappingSpec:
 
 
 def deliver_twice(
-    moto_endpoint: str, answer: Callable[[int, dict[str, Any]], InvocationResult], dead_letter: bool = False
+    moto_endpoint: str,
+    answer: Callable[[int, dict[str, Any]], InvocationResult],
+    consumed_log: Path | None = None,
 ) -> tuple[list[dict[str, Any]], SqsMappingStats, tuple[int, int]]:
     """Three messages through a poller that duplicates every message; `answer(call, event)`."""
     sqs = aws_client("sqs", moto_endpoint)
@@ -384,7 +386,7 @@ def deliver_twice(
     for index in range(3):
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"taskId": f"t{index}"}))
     calls: list[dict[str, Any]] = []
-    stats = SqsMappingStats("Fn", "Queue", dead_letter, record_bodies=dead_letter)
+    stats = SqsMappingStats("Fn", "Queue", consumed_log is not None, consumed_log=consumed_log)
 
     async def invoke(event: dict[str, Any]) -> InvocationResult:
         calls.append(event)
@@ -452,14 +454,17 @@ def test_the_copys_acknowledgement_never_deletes_the_original(moto_endpoint):
     assert depth == (0, 3)  # all three in flight until their visibility timeout
 
 
-def test_dead_letter_messages_consumed_are_kept_for_the_checker(moto_endpoint):
+def test_dead_letter_messages_consumed_are_logged_for_the_checker(moto_endpoint, tmp_path):
     def answer(call: int, event: dict[str, Any]) -> InvocationResult:
         return InvocationResult("ok", 1.0, "r")
 
-    _, stats, _ = deliver_twice(moto_endpoint, answer, dead_letter=True)
+    _, stats, _ = deliver_twice(moto_endpoint, answer, consumed_log=tmp_path / "consumed.log")
+    records, _ = read_json_lines(tmp_path / "consumed.log")
 
-    assert sorted(json.loads(body)["taskId"] for body in stats.consumed_bodies) == ["t0", "t1", "t2"]
-    assert stats.to_json()["consumedBodies"] == stats.consumed_bodies
+    # the originals are logged (the copies delete nothing, and log nothing)
+    assert sorted(json.loads(record["body"])["taskId"] for record in records) == ["t0", "t1", "t2"]
+    assert {record["queue"] for record in records} == {"Queue"}
+    assert stats.deleted == 3
 
 
 # --- push failures --------------------------------------------------------------------------------

@@ -67,13 +67,16 @@ def aws(stack: LocalStackProcess, service: str, **kwargs: Any) -> Any:
     )
 
 
-def test_the_banner_reports_the_urls_and_what_is_not_emulated(stack):
+def test_the_banner_reports_the_urls_and_counts_what_is_not_emulated(stack):
     text = stack.text()
+    report = stack.state_dir / "stacks" / "Fixture-dev" / "report.txt"
     assert f"HTTP API        {stack.http_url}" in text
     assert f"WebSocket API   {stack.ws_url}" in text
     assert stack.ws_url.endswith("/test")
-    assert "provided by this venv's packages" in text
-    assert "AWS::IAM::Role x1: IAM is not enforced locally" in text
+    assert "satisfied locally" in text
+    assert f"the list: {report}" in text
+    assert "provided by this venv's packages" in report.read_text()
+    assert "AWS::IAM::Role x1: IAM is not enforced locally" in report.read_text()
 
 
 def test_requests_become_v2_events_and_results_become_responses(stack):

@@ -1,0 +1,125 @@
+"""The local stack's own part of the durable state (local/state_store.py): what the Lambda service
+and API Gateway would keep on AWS.
+
+* one running stack per state (a lock), `--fresh` (the state removed first), and the checks
+  that turn a damaged, foreign or incompatible state into a clear StateError before anything
+  starts: a table whose key schema changed cannot take its old items;
+* stream mappings' checkpoints: the sequence number of the last record a mapping finished, saved
+  after each batch, so a restarted stack resumes each mapping after it (and the records every
+  mapping of a table has finished are forgotten);
+* open WebSocket connections, recorded before `$connect` runs and removed after `$disconnect`:
+  a stack that died owes the connections it had a `$disconnect` (the function deletes their
+  records), which the next start pays before it serves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.stack_model import StackModel
+from local.state_store import (
+    StateError,
+    StateLock,
+    StatePaths,
+    StateStore,
+    check_state_file,
+    remove_state,
+    sequence_key,
+    state_paths,
+)
+
+START_OF_STREAM = sequence_key(0)  # a checkpoint before every record (TRIM_HORIZON)
+
+
+def _key_schema(schema: Any) -> list[tuple[str, str]]:
+    return sorted((str(part["AttributeName"]), str(part["KeyType"])) for part in schema)
+
+
+def _describe(schema: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{name} ({kind})" for name, kind in schema)
+
+
+@dataclass
+class StackState:
+    paths: StatePaths
+    store: StateStore
+    lock: StateLock
+    restored: bool  # False: a new, empty state
+    mapping_tables: dict[str, str] = field(default_factory=dict)  # mapping id -> table name
+    _checkpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, state_dir: Path, model: StackModel, *, fresh: bool) -> StackState:
+        """Lock the stack's state, check it against the template, open it. Raises StateError."""
+        paths = state_paths(state_dir, model.stack_name)
+        lock = StateLock(paths)
+        lock.acquire()
+        try:
+            if fresh:
+                remove_state(paths)
+            stored_tables = check_state_file(paths.database, model.stack_name)
+            if stored_tables is not None:
+                _check_tables(stored_tables, model, paths.database)
+            store = StateStore.open(paths.database, model.stack_name, durable=False)
+        except BaseException:
+            lock.release()
+            raise
+        state = cls(paths, store, lock, restored=stored_tables is not None)
+        state._checkpoints = store.checkpoints()
+        return state
+
+    def close(self) -> None:
+        self.store.close()
+        self.lock.release()
+
+    # --- stream mappings -------------------------------------------------------------------
+
+    def checkpoint(self, mapping: str, table: str, starting_position: str) -> str:
+        """Where `mapping` resumes: after this sequence key. A mapping seen for the first time
+        starts at TRIM_HORIZON, or at the newest record kept for LATEST; saved at once, so the
+        records it has not read yet are kept for it."""
+        self.mapping_tables[mapping] = table
+        saved = self._checkpoints.get(mapping)
+        if saved is not None:
+            return saved[1]
+        last = self.store.last_sequence(table) if starting_position == "LATEST" else None
+        sequence = last or START_OF_STREAM
+        self.save_checkpoint(mapping, table, sequence)
+        return sequence
+
+    def save_checkpoint(self, mapping: str, table: str, sequence: str) -> None:
+        """Saved after each batch; the records every mapping of the table has finished are dropped."""
+        self._checkpoints[mapping] = (table, sequence)
+        with self.store.transaction():
+            self.store.set_checkpoint(mapping, table, sequence)
+            lowest = min(seq for other_table, seq in self._checkpoints.values() if other_table == table)
+            self.store.trim_stream(table, lowest)
+
+    # --- WebSocket connections -------------------------------------------------------------
+
+    def connection_opened(self, connection_id: str, details: dict[str, Any]) -> None:
+        self.store.add_connection(connection_id, details)
+
+    def connection_closed(self, connection_id: str) -> None:
+        self.store.remove_connection(connection_id)
+
+    def connections_of_last_run(self) -> list[dict[str, Any]]:
+        return self.store.connections()
+
+
+def _check_tables(stored: dict[str, Any], model: StackModel, path: Path) -> None:
+    """A table whose key schema changed since the state was written cannot take its items."""
+    for table in model.tables.values():
+        if table.name not in stored:
+            continue
+        before, now = _key_schema(stored[table.name]), _key_schema(table.key_schema)
+        if before != now:
+            raise StateError(
+                f"The state in {path} holds the items of table {table.display_name} keyed by "
+                f"{_describe(before)}, but the template now keys it by {_describe(now)}: the local stack "
+                "cannot move items to another key schema. Nothing was changed or deleted. To keep the "
+                "data, start the checkout that wrote it (or move the state aside); to start empty, run "
+                "`make dev FRESH=1` (`python -m local --fresh`), which discards it."
+            )

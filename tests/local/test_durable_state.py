@@ -1,0 +1,424 @@
+"""The durable state (local/state_store.py, local/moto_state.py): the embedded AWS started on a
+state file keeps, across kill -9, every item, stream record and message it acknowledged, with
+receive counts, visibility, receipt handles and sequence numbers; damaged or foreign state files
+are refused with a clear message and left untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from local_support import FIXTURE_ASSEMBLY, REPO_ROOT
+
+from local.stack_model import build_stack_model
+from local.stack_state import START_OF_STREAM, StackState
+from local.state_store import (
+    FORMAT_VERSION,
+    StateError,
+    StateStore,
+    check_state_file,
+    sequence_key,
+    state_paths,
+)
+from local.template import find_stack
+
+STACK = "Durable-test"
+TABLE, QUEUE, DLQ = "Durable-test-Items", "Durable-test-Work", "Durable-test-Dead"
+DLQ_ARN = f"arn:aws:sqs:us-east-1:123456789012:{DLQ}"
+SETUP = [
+    {
+        "service": "dynamodb",
+        "action": "CreateTable",
+        "payload": {
+            "TableName": TABLE,
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        },
+    },
+    {"service": "sqs", "action": "CreateQueue", "payload": {"QueueName": DLQ}},
+    {
+        "service": "sqs",
+        "action": "CreateQueue",
+        "payload": {
+            "QueueName": QUEUE,
+            "Attributes": {
+                "VisibilityTimeout": "30",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": DLQ_ARN, "maxReceiveCount": 2}),
+            },
+        },
+    },
+]
+
+
+class Emulator:
+    """local.moto_process on a state file, as the local stack starts it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.state = folder / "state.sqlite"
+        setup = folder / "setup.json"
+        setup.write_text(json.dumps(SETUP))
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "local.moto_process", "--port", "0", "--setup", str(setup)),
+                *("--state", str(self.state), "--stack", STACK, "--parent-pid", str(os.getpid())),
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("MOTO_READY "), line
+        _, port, ready = line.split(" ", 2)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.ready: dict[str, Any] = json.loads(ready)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    def queue_url(self, name: str) -> str:
+        return f"{self.endpoint}/123456789012/{name}"
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+def depth(emulator: Emulator, queue: str) -> tuple[int, int]:
+    attributes = emulator.client("sqs").get_queue_attributes(
+        QueueUrl=emulator.queue_url(queue), AttributeNames=["All"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def items(emulator: Emulator) -> dict[str, dict[str, Any]]:
+    scanned = emulator.client("dynamodb").scan(TableName=TABLE)["Items"]
+    return {item["id"]["S"]: item for item in scanned}
+
+
+# --- the embedded AWS killed -----------------------------------------------------------------
+
+
+def test_items_and_messages_survive_kill_9_with_their_receive_counts_and_handles(tmp_path):
+    # Given items written, updated and deleted, and messages sent, received and deleted
+    first = Emulator(tmp_path)
+    dynamodb, sqs = first.client("dynamodb"), first.client("sqs")
+    for key in ("a", "b", "c"):
+        dynamodb.put_item(TableName=TABLE, Item={"id": {"S": key}, "n": {"N": "1"}})
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key={"id": {"S": "b"}},
+        UpdateExpression="SET n = n + :one, tags = :tags",
+        ExpressionAttributeValues={":one": {"N": "1"}, ":tags": {"SS": ["x", "y"]}},
+    )
+    dynamodb.delete_item(TableName=TABLE, Key={"id": {"S": "c"}})
+    url = first.queue_url(QUEUE)
+    for body in ("m1", "m2", "m3"):
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageAttributes={"k": {"DataType": "String", "StringValue": body}},
+        )
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, AttributeNames=["All"])["Messages"]
+    kept, deleted = received
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=deleted["ReceiptHandle"])
+    expected_items = items(first)
+
+    # When the process is killed and started again on the same state
+    first.kill()
+    second = Emulator(tmp_path)
+
+    # Then every item is as it was
+    assert items(second) == expected_items
+    assert expected_items["b"]["n"] == {"N": "2"}
+    assert second.ready["restored"]["items"] == {TABLE: 2}
+    # and the queue holds one visible message and one in flight (invisible for its 30 s)
+    assert depth(second, QUEUE) == (1, 1)
+    assert second.ready["restored"]["messages"][QUEUE] == {"messages": 2, "inFlight": 1}
+    sqs = second.client("sqs")
+    url = second.queue_url(QUEUE)
+    again = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert [m["Body"] for m in again] == ["m3"]
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert again[0]["MessageAttributes"]["k"]["StringValue"] == "m3"
+    # and the in-flight message's receipt handle from before the kill still deletes it
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=kept["ReceiptHandle"])
+    assert depth(second, QUEUE) == (0, 1)
+    second.kill()
+
+
+def test_a_message_moved_to_the_dead_letter_queue_stays_there(tmp_path):
+    first = Emulator(tmp_path)
+    sqs = first.client("sqs")
+    url = first.queue_url(QUEUE)
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    for _ in range(2):  # maxReceiveCount 2: the next receive moves it
+        assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)
+    first.kill()
+
+    second = Emulator(tmp_path)
+
+    assert depth(second, QUEUE) == (0, 0)
+    moved = second.client("sqs").receive_message(QueueUrl=second.queue_url(DLQ), AttributeNames=["All"])
+    assert [m["Body"] for m in moved["Messages"]] == ["poison"]
+    assert moved["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "3"
+    second.kill()
+
+
+def test_stream_records_after_the_checkpoint_keep_their_arn_and_sequence_numbers(tmp_path):
+    # Given three writes and their stream records
+    first = Emulator(tmp_path)
+    dynamodb, streams = first.client("dynamodb"), first.client("dynamodbstreams")
+    for key in ("a", "b", "c"):
+        dynamodb.put_item(TableName=TABLE, Item={"id": {"S": key}})
+    arn = first.ready["streams"][TABLE]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    before = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    sequences = [record["dynamodb"]["SequenceNumber"] for record in before]
+    # and a mapping that finished the first record (what the stack saves)
+    store = StateStore.open(first.state, STACK, durable=False)
+    store.set_checkpoint("Mapping", TABLE, sequence_key(sequences[0]))
+    store.close()
+
+    # When the emulator is killed and started again
+    first.kill()
+    second = Emulator(tmp_path)
+    streams = second.client("dynamodbstreams")
+
+    # Then the stream has the same ARN and the two records after the checkpoint, as they were
+    assert second.ready["streams"][TABLE] == arn
+    assert second.ready["restored"]["streamRecords"] == {TABLE: 2}
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=sequences[0]
+    )
+    after = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    assert [r["dynamodb"]["SequenceNumber"] for r in after] == sequences[1:]
+    assert [r["dynamodb"]["NewImage"] for r in after] == [r["dynamodb"]["NewImage"] for r in before[1:]]
+    # and a new write continues the numbering
+    second.client("dynamodb").put_item(TableName=TABLE, Item={"id": {"S": "d"}})
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=sequences[-1]
+    )
+    newest = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    assert [int(r["dynamodb"]["SequenceNumber"]) for r in newest] == [int(sequences[-1]) + 1]
+    # and an iterator from before the restart is an expired iterator, not a server error
+    with pytest.raises(streams.exceptions.ExpiredIteratorException):
+        streams.get_records(ShardIterator="arn:stale|1|iterator")
+    second.kill()
+
+
+def test_nothing_acknowledged_is_lost_when_the_process_is_killed_mid_burst(tmp_path):
+    # Given four writers, each recording what the emulator acknowledged
+    first = Emulator(tmp_path)
+    acknowledged_items: list[str] = []
+    acknowledged_messages: list[str] = []
+    stop = threading.Event()
+
+    def write(writer: int) -> None:
+        dynamodb, sqs = first.client("dynamodb"), first.client("sqs")
+        url = first.queue_url(QUEUE)
+        for index in range(10_000):
+            if stop.is_set():
+                return
+            key = f"{writer}-{index}"
+            try:
+                dynamodb.put_item(TableName=TABLE, Item={"id": {"S": key}})
+                acknowledged_items.append(key)
+                sqs.send_message(QueueUrl=url, MessageBody=key)
+                acknowledged_messages.append(key)
+            except Exception:  # the process died under this request: not acknowledged
+                return
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in writers:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acknowledged_messages) < 100:
+        assert time.monotonic() < deadline, "the writers made no progress"
+        time.sleep(0.02)
+
+    # When the process is killed in the middle of it
+    first.kill()
+    stop.set()
+    for thread in writers:
+        thread.join(10)
+    second = Emulator(tmp_path)
+
+    # Then every acknowledged item and message is there
+    assert set(acknowledged_items) <= set(items(second))
+    sqs, url = second.client("sqs"), second.queue_url(QUEUE)
+    bodies: set[str] = set()
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            break
+        bodies.update(message["Body"] for message in batch)
+    assert set(acknowledged_messages) <= bodies
+    second.kill()
+
+
+# --- the store's rules ---------------------------------------------------------------------------
+
+
+def test_an_older_message_state_never_replaces_a_newer_one_nor_revives_a_deleted_one(tmp_path):
+    store = StateStore.open(tmp_path / "state.sqlite", STACK, durable=False)
+    store.write(messages=[("m1", 5, "q", '{"v": 5}'), ("m2", 7, None, None)])  # m2 deleted at version 7
+    store.write(
+        messages=[("m1", 4, "q", '{"v": 4}'), ("m2", 6, "q", '{"v": 6}')]
+    )  # late commits of older states
+
+    assert store.messages() == [("m1", 5, "q", '{"v": 5}')]
+    assert store.max_message_version() == 7
+    store.close()
+
+
+# --- damaged, foreign and incompatible state -------------------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in sorted(folder.iterdir())}
+
+
+def real_state(tmp_path: Path) -> Path:
+    emulator = Emulator(tmp_path)
+    emulator.client("dynamodb").put_item(
+        TableName=TABLE, Item={"id": {"S": "a"}, "payload": {"S": "x" * 5000}}
+    )
+    emulator.process.stdin.close()  # a clean stop: the WAL is folded into the file
+    emulator.process.wait(10)
+    return emulator.state
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        pytest.param(
+            lambda path: path.write_bytes(b"garbage " * 100), "not an SQLite database", id="garbage"
+        ),
+        pytest.param(lambda path: path.write_bytes(b"SQLite"), "truncated to 6 bytes", id="truncated-header"),
+        pytest.param(
+            lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),
+            "is damaged",
+            id="truncated",
+        ),
+    ],
+)
+def test_a_damaged_state_file_is_refused_with_the_way_out_and_left_as_it_is(tmp_path, damage, expected):
+    path = real_state(tmp_path)
+    damage(path)
+    before = snapshot(tmp_path)
+
+    with pytest.raises(StateError) as refused:
+        check_state_file(path, STACK)
+
+    message = str(refused.value)
+    assert expected in message
+    assert str(path) in message
+    assert "make dev FRESH=1" in message
+    assert "Nothing was changed or deleted" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_state_of_another_format_version_or_program_or_stack_is_refused(tmp_path):
+    path = real_state(tmp_path)
+    assert check_state_file(path, STACK) == {TABLE: [{"AttributeName": "id", "KeyType": "HASH"}]}
+    assert check_state_file(tmp_path / "missing.sqlite", STACK) is None
+
+    with pytest.raises(StateError, match="belongs to the stack 'Durable-test', not 'Other-stack'"):
+        check_state_file(path, "Other-stack")
+
+    newer = tmp_path / "newer.sqlite"
+    newer.write_bytes(path.read_bytes())
+    with sqlite3.connect(newer) as connection:  # as a newer checkout would have created it
+        connection.execute("PRAGMA journal_mode = DELETE")
+        connection.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
+    with pytest.raises(StateError, match=f"format version {FORMAT_VERSION + 1}.*written by a newer checkout"):
+        check_state_file(newer, STACK)
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(StateError, match="not a state file of this local stack"):
+        check_state_file(foreign, STACK)
+
+
+@pytest.fixture(scope="module")
+def model():
+    stack = find_stack(FIXTURE_ASSEMBLY, "dev")
+    return build_stack_model(stack.template, stack.stack_name, stack.cdk_out)
+
+
+def test_a_table_whose_key_schema_changed_is_refused_before_anything_starts(tmp_path, model):
+    table = model.tables["ItemsTable1A2B3C4D"]
+    paths = state_paths(tmp_path, model.stack_name)
+    store = StateStore.open(paths.database, model.stack_name, durable=False)
+    store.set_table(table.name, [{"AttributeName": "owner", "KeyType": "HASH"}], None)
+    store.close()
+    before = snapshot(paths.folder)
+
+    with pytest.raises(StateError) as refused:
+        StackState.open(tmp_path, model, fresh=False)
+
+    assert "keyed by owner (HASH)" in str(refused.value)
+    assert "now keys it by id (HASH)" in str(refused.value)
+    assert {k: v for k, v in snapshot(paths.folder).items() if k != "lock"} == {
+        k: v for k, v in before.items() if k != "lock"
+    }
+    # --fresh starts empty instead
+    state = StackState.open(tmp_path, model, fresh=True)
+    assert state.restored is False
+    state.close()
+
+
+def test_one_stack_at_a_time_runs_on_a_state(tmp_path, model):
+    running = StackState.open(tmp_path, model, fresh=False)
+    try:
+        with pytest.raises(StateError, match=f"Another local stack \\(pid {os.getpid()}\\) is running"):
+            StackState.open(tmp_path, model, fresh=False)
+    finally:
+        running.close()
+    StackState.open(tmp_path, model, fresh=False).close()  # free again
+
+
+def test_a_new_mapping_starts_at_trim_horizon_or_after_the_newest_record_and_checkpoints_trim(
+    tmp_path, model
+):
+    state = StackState.open(tmp_path, model, fresh=False)
+    store = state.store
+    store.write(records=[("T", sequence_key(n), "{}") for n in (10, 11, 12)])
+
+    assert state.checkpoint("FromStart", "T", "TRIM_HORIZON") == START_OF_STREAM
+    assert state.checkpoint("FromNow", "T", "LATEST") == sequence_key(12)
+    state.save_checkpoint("FromStart", "T", sequence_key(11))  # both have finished 11: 10 and 11 go
+
+    assert store.stream_records("T", None) == ["{}"]
+    assert store.checkpoints()["FromNow"] == ("T", sequence_key(12))
+    state.close()
