@@ -47,7 +47,10 @@ def restored_summary(model: StackModel, restored: dict[str, Any] | None, closed_
     if records:
         parts.append(f"{records:,} stream records still to process")
     if closed_connections:
-        parts.append(f"{closed_connections} WebSocket connections of the last run closed ($disconnect)")
+        plural = "s" if closed_connections != 1 else ""
+        parts.append(
+            f"{closed_connections} WebSocket connection{plural} of the last run closed ($disconnect)"
+        )
     return "restored " + "; ".join(parts)
 
 

@@ -9,10 +9,11 @@ imported). The folders are polled (every 0.25 s; a few dozen files, no watcher l
 
 1. every changed Python file is compiled first: a syntax error is printed with its file, line
    and caret, and the previous code keeps serving until the file is fixed;
-2. each bound function starts one worker on the new snapshot; once every one of them finished
-   its cold start, the functions move to the new code (busy workers finish their invocation on
-   the old one); a worker that fails its cold start (an ImportError, a NameError at import)
-   shows its error and leaves every function on the previous code.
+2. the bound functions move to the new snapshot at once: their next invocation starts a worker
+   on it (one per function is started right away), busy workers finish their invocation on the
+   old one. A function whose first worker on the new code fails its cold start (an ImportError,
+   an exception at import) says so and goes back to the previous code until the files change
+   again (local/lambda_runtime.py).
 
 State, queues, tables and open WebSocket connections are untouched: only workers are replaced.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,39 +163,24 @@ class CodeWatcher:
         changed = {
             path for path in files.keys() | watched.files.keys() if files.get(path) != watched.files.get(path)
         }
-        started = time.monotonic()
         errors = syntax_errors(watched.folder, changed & files.keys())
         if errors:
-            self._hold_back(watched, files, "the previous code keeps serving until this is fixed", errors)
-            return
-        snapshot = self._take_snapshot(watched)
-        results = await asyncio.gather(*(pool.load_code(snapshot) for pool in watched.pools))
-        failures = [error for error in results if error is not None]
-        if failures:
-            for pool in watched.pools:
-                pool.drop_code(snapshot)
-            shutil.rmtree(snapshot, ignore_errors=True)
-            self._hold_back(
-                watched,
-                files,
-                "a cold start on the new code failed; the previous code keeps serving",
-                failures,
+            watched.rejected = files
+            details = "\n    ".join(errors)
+            self._console.event(
+                f"!!! reload of {watched.folder} held back: the previous code keeps serving until this is "
+                f"fixed\n    {details}"
             )
             return
+        snapshot = self._take_snapshot(watched)
+        keep = {snapshot}
         for pool in watched.pools:
             pool.switch_code(snapshot)
-        self._forget_snapshots(watched, {snapshot, *([watched.snapshot] if watched.snapshot else [])})
+            keep |= pool.code_dirs()  # the code it may go back to (an invocation may still run it)
+        self._forget_snapshots(watched, keep)
         watched.files, watched.snapshot, watched.rejected = files, snapshot, None
         self.reloads += 1
         shown = ", ".join(sorted(changed)[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         self._console.event(
-            f"reloaded {watched.folder.name}/ ({shown}): {len(watched.pools)} functions on the new code "
-            f"in {time.monotonic() - started:.1f} s"
+            f"reloaded {watched.folder.name}/ ({shown}): {len(watched.pools)} functions on the new code"
         )
-
-    def _hold_back(
-        self, watched: WatchedSource, files: dict[str, tuple[int, int]], why: str, errors: list[str]
-    ) -> None:
-        watched.rejected = files
-        details = "\n    ".join(errors)
-        self._console.event(f"!!! reload of {watched.folder} held back: {why}\n    {details}")

@@ -5,9 +5,10 @@ Python in the function's asset folder, with the function's environment). A worke
 the handler once and then serves invocations one at a time, like a Lambda execution
 environment. The pool grows on demand up to its concurrency limit; extra invocations wait.
 
-A pool can move to other code (local/code_reload.py): `load_code` cold-starts one worker on it,
-`switch_code` makes that the pool's code, after which workers on the old code are retired as soon
-as they are idle.
+A pool can move to other code (local/code_reload.py): after `switch_code` new workers start on
+it and workers on the old code are retired as soon as they are idle. If the first cold start on
+the new code fails (an ImportError, an exception at import), the pool goes back to the code it
+ran before, says why (`notice`), and the invocation that found out runs on that code.
 
 The template's Timeout is enforced by killing the worker's process group: the invocation
 fails with outcome "timeout" and a fresh worker replaces it (its cold start is not counted
@@ -31,6 +32,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -202,8 +204,12 @@ class _Worker:
 class FunctionPool:
     """The warm workers of one function and its concurrency limit."""
 
-    def __init__(self, function: RuntimeFunction, log_dir: Path) -> None:
+    def __init__(
+        self, function: RuntimeFunction, log_dir: Path, notice: Callable[[str], None] | None = None
+    ) -> None:
         self.function = function
+        self._fallback: RuntimeFunction | None = None  # the code before switch_code, until the new one starts
+        self._notice = notice or (lambda _text: None)
         self._log_dir = log_dir
         self._slots = asyncio.Semaphore(max(1, function.max_workers))
         self._idle: list[_Worker] = []
@@ -211,40 +217,40 @@ class FunctionPool:
         self._hangs_pending = 0
         self._stopping = False
         self._background: set[asyncio.Task[Any]] = set()
-        self._loaded: dict[Path, _Worker] = {}  # code folder -> a worker that cold-started on it
         self.cold_starts = 0
         self.worker_exits = 0  # workers that died during an invocation (crash, os._exit, kill)
         self.stats = InvocationStats()
 
-    async def load_code(self, code_dir: Path) -> str | None:
-        """Cold-start one worker on the code in `code_dir`; None if it is ready, else its error."""
-        worker = await self._spawn(self.function.with_code(code_dir))
-        try:
-            init = await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
-        except (WorkerDied, TimeoutError) as died:
-            init = {
-                "type": "init_error",
-                "error": {"errorType": "Runtime.InitError", "errorMessage": str(died)},
-            }
-        if init.get("type") == "init_error":
-            self._discard(worker)
-            failure = init.get("error") or {}
-            return f"{self.function.display_name}: {failure.get('errorType')}: {failure.get('errorMessage')}"
-        self._loaded[code_dir] = worker
-        return None
-
-    def drop_code(self, code_dir: Path) -> None:
-        worker = self._loaded.pop(code_dir, None)
-        if worker is not None:
-            self._discard(worker)
-
     def switch_code(self, code_dir: Path) -> None:
-        """Run the code `load_code` loaded from now on; idle workers on other code are retired."""
-        worker = self._loaded.pop(code_dir)
-        self.function = worker.function
+        """Run the code in `code_dir` from now on: the next invocation starts a worker on it (not
+        before: eight functions starting at once on two cores would slow the one being tried);
+        idle workers on the old code retire now, busy ones after their invocation."""
+        self._fallback = self.function
+        self.function = self.function.with_code(code_dir)
         for old in self._idle:
             self._retire(old)
-        self._idle = [worker]
+        self._idle = []
+
+    def code_dirs(self) -> set[Path]:
+        """The code this pool runs, and the code it would go back to."""
+        return {self.function.code_dir, *([self._fallback.code_dir] if self._fallback else [])}
+
+    def _started(self, worker: _Worker, init: dict[str, Any]) -> bool:
+        """After a worker's cold start: False if it failed on code just switched to, in which case
+        the pool is back on its previous code."""
+        if init.get("type") != "init_error":
+            if worker.function is self.function:
+                self._fallback = None  # the new code starts: nothing to go back to
+            return True
+        if self._fallback is None or worker.function is not self.function:
+            return True  # not a new code's first cold start: an ordinary init error
+        error = init.get("error") or {}
+        self.function, self._fallback = self._fallback, None
+        self._notice(
+            f"!!! {self.function.display_name}: the new code failed its cold start "
+            f"({error.get('errorType')}: {error.get('errorMessage')}); back on the previous code"
+        )
+        return False
 
     def inject_hangs(self, count: int) -> None:
         """Local fault: the next `count` invocations hang until the timeout kills them."""
@@ -260,10 +266,26 @@ class FunctionPool:
         if self._idle or self._stopping:
             return
         worker = await self._spawn()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
+        init = await self._cold_start(worker)
+        if init.get("type") == "init_error":
+            self._discard(worker)
+            if not self._started(worker, init):
+                self.start_prewarm()  # on the previous code
+            return
+        self._started(worker, init)
         if worker.alive and not self._stopping:
             self._idle.append(worker)
+
+    async def _cold_start(self, worker: _Worker) -> dict[str, Any]:
+        """The worker's ready (or init_error) message; a death or timeout as an init_error."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
+        except (WorkerDied, TimeoutError) as error:
+            message = str(error) or "init timed out"
+            return {
+                "type": "init_error",
+                "error": {"errorType": "Runtime.InitError", "errorMessage": message},
+            }
 
     async def invoke(self, event: Any) -> InvocationResult:
         result = await self._invoke(event)
@@ -275,16 +297,11 @@ class FunctionPool:
         async with self._slots:
             worker = self._take_idle() or await self._spawn()
             started = time.perf_counter()
-            try:
-                init = await asyncio.wait_for(asyncio.shield(worker.ready), INIT_TIMEOUT_SECONDS)
-            except (WorkerDied, TimeoutError) as error:
+            init = await self._cold_start(worker)
+            if not self._started(worker, init):  # back on the previous code: start one of those
                 self._discard(worker)
-                return InvocationResult(
-                    "error",
-                    _ms(started),
-                    request_id,
-                    error={"errorType": "Runtime.InitError", "errorMessage": str(error) or "init timed out"},
-                )
+                worker = await self._spawn()
+                init = await self._cold_start(worker)
             if init.get("type") == "init_error":
                 self._discard(worker)
                 return InvocationResult("error", _ms(started), request_id, error=init.get("error"))

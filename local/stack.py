@@ -448,7 +448,7 @@ class LocalStack:
                 time_scale=options.time_scale,
                 faults=options.chaos.worker_config(spec.display_name) if options.chaos.active else "",
             )
-            self.pools[logical_id] = pool = FunctionPool(function, log_dir)
+            self.pools[logical_id] = pool = FunctionPool(function, log_dir, notice=self.console.event)
             if self.watcher is not None:
                 self.watcher.bind(pool)
         summary = layer_summary(self.model)

@@ -43,6 +43,8 @@ def users_run(tmp_path_factory: pytest.TempPathFactory) -> ChaosResult:
         push_failure_rate=0.02,
         lost_response_rate=0.08,  # at 150 tasks, so that some response is lost in every run
         sqs_outage=(1.0, 6.0),
+        stack_kill_at=None,  # the dev restart run covers it (it cuts the staying clients off)
+        emulator_kill_at=4.0,
         drain_timeout=120.0,
     )
 
@@ -136,6 +138,8 @@ def test_the_checker_fails_a_notifier_that_pushes_frames_to_every_user(tmp_path)
         push_failure_rate=0.0,
         lost_response_rate=0.0,
         sqs_outage=None,
+        stack_kill_at=None,
+        emulator_kill_at=None,
         drain_timeout=30.0,
         frame_grace=5.0,
     )
