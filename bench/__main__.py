@@ -6,6 +6,7 @@
     python -m bench list-reads [OPTIONS]   # bench/list_reads.py
     python -m bench throughput [OPTIONS]   # bench/local_throughput.py
     python -m bench cost [OPTIONS]         # bench/cost_per_task.py
+    python -m bench dev-loop [OPTIONS]     # bench/dev_loop.py: crash and restart, edit to live
 
 `python -m bench --bursts ...` / `--unpatched-moto` still run the throughput benchmark alone.
 Each benchmark prints its own figures; docs/performance.md records them with their commands.
@@ -25,6 +26,7 @@ BENCHMARKS: Final[dict[str, tuple[str, list[str], list[str]]]] = {
     "list-reads": ("bench.list_reads", [], ["--sizes", "1000", "10000"]),
     "throughput": ("bench.local_throughput", [], ["--bursts", "100", "500"]),
     "cost": ("bench.cost_per_task", [], ["--tasks", "100", "--paced-tasks", "20"]),
+    "dev-loop": ("bench.dev_loop", [], ["--tasks", "50", "--edits", "3"]),
 }
 
 

@@ -11,9 +11,14 @@ and the ratio tasks/s(largest) / tasks/s(smallest), which must stay >= 0.5: thro
 falls with the backlog means some per-message cost grows with queue depth (see
 local/moto_patches.py for the one moto had).
 
+It measures the stack twice in the same run, with durable state (the default: every change
+fsynced to its state file before the response) and with `--in-memory` (the baseline), and
+prints durable / in-memory per burst, which must stay >= 0.8.
+
     python -m bench throughput                       # (make bench runs it with the others)
     python -m bench throughput --bursts 100 500      # other sizes
-    python -m bench throughput --unpatched-moto      # moto as shipped, for the before/after figure
+    python -m bench throughput --modes durable       # one mode only
+    python -m bench throughput --unpatched-moto      # moto as shipped (in memory): the before/after figure
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import websockets
 from local.launcher import LocalStackProcess
 
 FINAL = {"success", "error"}
+MODES = {"durable": [], "in-memory": ["--in-memory"]}  # extra `python -m local` options
 
 
 @dataclass
@@ -148,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one burst")
     parser.add_argument("--max-concurrency", type=int, default=None, help="passed to the local stack")
     parser.add_argument("--unpatched-moto", action="store_true", help="moto without local/moto_patches.py")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        default=list(MODES),
+        help="durable state, in memory, or both in this run (default: both, and their ratio)",
+    )
     args = parser.parse_args(argv)
 
     stack_args = [
@@ -156,18 +169,31 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     if args.max_concurrency:
         stack_args += ["--max-concurrency", str(args.max_concurrency)]
+    modes = ["in-memory"] if args.unpatched_moto else args.modes
     if args.unpatched_moto:
         stack_args.append("--unpatched-moto")
-    print(f"local stack: python -m local {' '.join(stack_args)}", flush=True)
-    with LocalStackProcess(stack_args) as stack:
-        results = asyncio.run(
-            bench(stack.http_url, stack.ws_url, args.bursts, args.connections, args.timeout)
-        )
-    if len(results) >= 2:
-        ratio = results[-1].tasks_per_second / results[0].tasks_per_second
-        verdict = "OK" if ratio >= 0.5 else "BELOW 0.5: throughput degrades with the backlog"
-        print(f"ratio tasks/s burst {results[-1].size} / burst {results[0].size}: {ratio:.2f} ({verdict})")
-    incomplete = sum(r.not_final for r in results)
+    results: dict[str, list[BurstResult]] = {}
+    for mode in modes:
+        mode_args = [*stack_args, *MODES[mode]]
+        print(f"{mode}: python -m local {' '.join(mode_args)}", flush=True)
+        with LocalStackProcess(mode_args) as stack:
+            results[mode] = asyncio.run(
+                bench(stack.http_url, stack.ws_url, args.bursts, args.connections, args.timeout)
+            )
+        bursts = results[mode]
+        if len(bursts) >= 2:
+            ratio = bursts[-1].tasks_per_second / bursts[0].tasks_per_second
+            verdict = "OK" if ratio >= 0.5 else "BELOW 0.5: throughput degrades with the backlog"
+            print(
+                f"{mode}: ratio tasks/s burst {bursts[-1].size} / burst {bursts[0].size}: "
+                f"{ratio:.2f} ({verdict})"
+            )
+    if {"durable", "in-memory"} <= results.keys():
+        for durable, memory in zip(results["durable"], results["in-memory"], strict=True):
+            ratio = durable.tasks_per_second / memory.tasks_per_second
+            verdict = "OK" if ratio >= 0.8 else "BELOW 0.8: durability costs too much"
+            print(f"burst {durable.size}: durable / in-memory tasks/s {ratio:.2f} ({verdict})")
+    incomplete = sum(r.not_final for bursts in results.values() for r in bursts)
     return 1 if incomplete else 0
 
 

@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         moto_patches=not args.unpatched_moto,
         stats_file=args.stats_file,
         dev_token_lifetime=float(args.dev_token_lifetime),
-        durable=not args.in_memory,
+        durable=not (args.in_memory or args.unpatched_moto),  # the journal needs the patched SQS
         fresh=args.fresh,
         watch=args.watch,
     )

@@ -6,18 +6,17 @@ sequence numbers and the stream's label, so stream ARNs and checkpoints stay val
 message with its receive count, visibility, receipt handles and queue (a message that had moved
 to the dead-letter queue is there again).
 
-`Journal` then records each change where it happens and commits it before the response leaves:
+`Journal` then records each change in the request's unit of work, and no response leaves before
+the units handed over until then are on disk (a group commit, see Journal):
 
 * DynamoDB: local/request_meter.py's middleware names the items a write touches and reads them
   after the write, under the DynamoDB lock; `items_written` adds those images, and a hook on
-  moto's StreamShard.add adds each new stream record, to the request's unit of work, which is
-  committed (fsync) while the lock is still held. So no request ever reads an item or a stream
-  record that is not on disk.
+  moto's StreamShard.add adds each new stream record, to the request's unit, which is handed to
+  the writer while the lock is still held (so in the order the writes happened).
 * SQS: local/moto_patches.py tells the journal about every message it adds, receives, moves,
   re-times or deletes (`changed` / `removed`), under the queue's lock; the state gets a version
-  number there, and the unit is committed at the end of the request. Units of concurrent
-  requests may commit in any order: a message's row only takes a newer version, and a deleted
-  message leaves a tombstone until the next restore.
+  number there. Units of concurrent requests may reach the writer in any order: a message's row
+  only takes a newer version, and a deleted message leaves a tombstone until the next restore.
 
 A commit that fails (disk full, I/O error) stops the process: memory would no longer match the
 disk, and the stack restarts the emulator from what is on disk.
@@ -79,20 +78,38 @@ class _Unit:
     def __bool__(self) -> bool:
         return bool(self.items or self.records or self.messages)
 
+    def extend(self, other: _Unit) -> None:
+        self.items += other.items
+        self.records += other.records
+        self.messages += other.messages
+
 
 class Journal:
-    """Collects a request's changes (per thread) and commits them in one transaction."""
+    """Collects each request's changes (per thread) and writes them with a group commit.
+
+    A request's unit of work is handed to a writer thread when the request is done with moto's
+    model (under the DynamoDB lock for a DynamoDB write, so units reach the disk in the order
+    they changed the model). The writer commits every unit waiting at once, in one transaction
+    and one fsync, while requests go on. Before a response leaves, `settle()` waits until every
+    unit handed over so far is on disk: nothing a response shows, written or read, can be lost
+    by a crash after it.
+    """
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
-        self._store_lock = threading.Lock()
         self._local = threading.local()
         self._versions = itertools.count(store.max_message_version() + 1)
+        self._changed = threading.Condition()
+        self._waiting = _Unit()  # handed over, not yet written
+        self._handed = 0  # units handed over so far
+        self._written = 0  # of them, on disk
+        self.commits = 0
+        threading.Thread(target=self._write_forever, name="journal-writer", daemon=True).start()
 
     @contextlib.contextmanager
     def unit(self) -> Iterator[None]:
-        """Everything recorded inside (on this thread) is committed once, when the outermost unit
-        ends, also if the request failed halfway (what moto changed before that is real)."""
+        """Everything recorded inside (on this thread) is handed over once, when the outermost
+        unit ends, also if the request failed halfway (what moto changed before that is real)."""
         if getattr(self._local, "unit", None) is not None:
             yield
             return
@@ -102,38 +119,64 @@ class Journal:
         finally:
             self._local.unit = None
             if unit:
-                self._commit(unit)
+                self._hand_over(unit)
 
-    def _current(self) -> tuple[_Unit, bool]:
-        unit = getattr(self._local, "unit", None)
-        return (unit, False) if unit is not None else (_Unit(), True)
+    def settle(self) -> None:
+        """Return once everything handed over until now is on disk."""
+        with self._changed:
+            target = self._handed
+            while self._written < target:
+                self._changed.wait()
 
-    def _commit(self, unit: _Unit) -> None:
-        try:
-            with self._store_lock:
-                self._store.write(items=unit.items, records=unit.records, messages=unit.messages)
-        except Exception as error:  # the disk no longer matches memory: stop, be restarted from disk
-            print(
-                f"MOTO_STATE_FAILED cannot write {self._store.path}: {error!r}", file=sys.stderr, flush=True
-            )
-            os._exit(70)
+    def _hand_over(self, unit: _Unit) -> None:
+        with self._changed:
+            self._waiting.extend(unit)
+            self._handed += 1
+            self._changed.notify_all()
+
+    def _write_forever(self) -> None:
+        while True:
+            with self._changed:
+                while not self._waiting:
+                    self._changed.wait()
+                batch, self._waiting, last = self._waiting, _Unit(), self._handed
+            try:
+                self._store.write(items=batch.items, records=batch.records, messages=batch.messages)
+            except Exception as error:  # the disk no longer matches memory: stop, be restarted from disk
+                print(
+                    f"MOTO_STATE_FAILED cannot write {self._store.path}: {error!r}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(70)
+            with self._changed:
+                self._written = last
+                self.commits += 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def _current(self) -> Iterator[_Unit]:
+        """This request's unit (a change outside a request gets a unit of its own, handed over)."""
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is not None:
+            yield unit
+            return
+        with self.unit():
+            yield self._local.unit
 
     # --- DynamoDB ----------------------------------------------------------------------------
 
     def items_written(self, after: Mapping[Key, dict[str, Any] | None]) -> None:
         """The images, after a successful write, of the items it named (None: no such item)."""
-        unit, alone = self._current()
-        unit.items.extend(
-            (table, key, None if item is None else _dumps(item)) for (table, key), item in after.items()
-        )
-        if alone and unit:
-            self._commit(unit)
+        with self._current() as unit:
+            unit.items += [
+                (table, key, None if item is None else _dumps(item)) for (table, key), item in after.items()
+            ]
 
     def stream_record(self, table: str, record: dict[str, Any]) -> None:
-        unit, alone = self._current()
-        unit.records.append((table, sequence_key(record["dynamodb"]["SequenceNumber"]), _dumps(record)))
-        if alone:
-            self._commit(unit)
+        record_key = sequence_key(record["dynamodb"]["SequenceNumber"])
+        with self._current() as unit:
+            unit.records.append((table, record_key, _dumps(record)))
 
     # --- SQS (moto_patches' message observer) ---------------------------------------------
 
@@ -145,10 +188,8 @@ class Journal:
         self._message(message.id, None, None)
 
     def _message(self, message_id: str, queue: str | None, state: str | None) -> None:
-        unit, alone = self._current()
-        unit.messages.append((message_id, next(self._versions), queue, state))
-        if alone:
-            self._commit(unit)
+        with self._current() as unit:
+            unit.messages.append((message_id, next(self._versions), queue, state))
 
 
 class _RestoredRecord:

@@ -538,12 +538,15 @@ class Journal(Protocol):
 
     def items_written(self, after: Mapping[Key, dict[str, Any] | None]) -> None: ...
 
+    def settle(self) -> None: ...
+
 
 class RequestMeterMiddleware:
     """WSGI middleware: serves METER_PATH, counts every other request (see the module docstring).
 
-    With a `journal`, each request runs in one of its units of work, and a successful item write
-    hands it the items' images; a write's unit is committed while the DynamoDB lock is held."""
+    With a `journal`, each request runs in one of its units of work (a successful item write
+    hands it the items' images, and the unit is handed over while the DynamoDB lock is held), and
+    the response waits until the journal has everything handed over so far on disk."""
 
     def __init__(
         self,
@@ -595,6 +598,8 @@ class RequestMeterMiddleware:
                 after = _read_items(store, region, named)
                 if journal is not None and status and status[0] < 400:
                     journal.items_written(after)
+        if journal is not None:
+            journal.settle()  # nothing this response shows may be lost by a crash after it
         exchange = _Exchange(
             headers, service, operation, payload, region, status[0] if status else 500, body,
             b"".join(chunks), before, after,

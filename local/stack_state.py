@@ -5,8 +5,8 @@ and API Gateway would keep on AWS.
   that turn a damaged, foreign or incompatible state into a clear StateError before anything
   starts: a table whose key schema changed cannot take its old items;
 * stream mappings' checkpoints: the sequence number of the last record a mapping finished, saved
-  after each batch, so a restarted stack resumes each mapping after it (and the records every
-  mapping of a table has finished are forgotten);
+  within a second of each batch, so a restarted stack resumes each mapping after it (and the
+  records every mapping of a table has finished are forgotten);
 * open WebSocket connections, recorded before `$connect` runs and removed after `$disconnect`:
   a stack that died owes the connections it had a `$disconnect` (the function deletes their
   records), which the next start pays before it serves.
@@ -14,6 +14,7 @@ and API Gateway would keep on AWS.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from local.state_store import (
 )
 
 START_OF_STREAM = sequence_key(0)  # a checkpoint before every record (TRIM_HORIZON)
+SAVE_INTERVAL_SECONDS = 1.0
 
 
 def _key_schema(schema: Any) -> list[tuple[str, str]]:
@@ -47,8 +49,9 @@ class StackState:
     store: StateStore
     lock: StateLock
     restored: bool  # False: a new, empty state
-    mapping_tables: dict[str, str] = field(default_factory=dict)  # mapping id -> table name
-    _checkpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _checkpoints: dict[str, tuple[str, str]] = field(default_factory=dict)  # mapping -> (table, sequence)
+    _unsaved: set[str] = field(default_factory=set)
+    _timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def open(cls, state_dir: Path, model: StackModel, *, fresh: bool) -> StackState:
@@ -71,6 +74,7 @@ class StackState:
         return state
 
     def close(self) -> None:
+        self.flush()
         self.store.close()
         self.lock.release()
 
@@ -80,22 +84,40 @@ class StackState:
         """Where `mapping` resumes: after this sequence key. A mapping seen for the first time
         starts at TRIM_HORIZON, or at the newest record kept for LATEST; saved at once, so the
         records it has not read yet are kept for it."""
-        self.mapping_tables[mapping] = table
         saved = self._checkpoints.get(mapping)
         if saved is not None:
             return saved[1]
         last = self.store.last_sequence(table) if starting_position == "LATEST" else None
         sequence = last or START_OF_STREAM
-        self.save_checkpoint(mapping, table, sequence)
+        self._checkpoints[mapping] = (table, sequence)
+        self._unsaved.add(mapping)
+        self.flush()
         return sequence
 
     def save_checkpoint(self, mapping: str, table: str, sequence: str) -> None:
-        """Saved after each batch; the records every mapping of the table has finished are dropped."""
+        """After each batch; written at most every SAVE_INTERVAL_SECONDS (a checkpoint a crash
+        loses only delivers a second's records again, which the consumers absorb), each time
+        with the records every mapping of the table has finished dropped from the state."""
         self._checkpoints[mapping] = (table, sequence)
+        self._unsaved.add(mapping)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SAVE_INTERVAL_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._unsaved:
+            return
+        tables = {self._checkpoints[mapping][0] for mapping in self._unsaved}
         with self.store.transaction():
-            self.store.set_checkpoint(mapping, table, sequence)
-            lowest = min(seq for other_table, seq in self._checkpoints.values() if other_table == table)
-            self.store.trim_stream(table, lowest)
+            for mapping in self._unsaved:
+                self.store.set_checkpoint(mapping, *self._checkpoints[mapping])
+            for table in tables:
+                self.store.trim_stream(
+                    table, min(seq for name, seq in self._checkpoints.values() if name == table)
+                )
+        self._unsaved.clear()
 
     # --- WebSocket connections -------------------------------------------------------------
 

@@ -5,6 +5,7 @@ are refused with a clear message and left untouched."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -417,8 +418,29 @@ def test_a_new_mapping_starts_at_trim_horizon_or_after_the_newest_record_and_che
 
     assert state.checkpoint("FromStart", "T", "TRIM_HORIZON") == START_OF_STREAM
     assert state.checkpoint("FromNow", "T", "LATEST") == sequence_key(12)
-    state.save_checkpoint("FromStart", "T", sequence_key(11))  # both have finished 11: 10 and 11 go
+    assert store.checkpoints()["FromNow"] == ("T", sequence_key(12))  # a new mapping's, saved at once
 
-    assert store.stream_records("T", None) == ["{}"]
-    assert store.checkpoints()["FromNow"] == ("T", sequence_key(12))
-    state.close()
+    async def batch_done() -> None:
+        state.save_checkpoint("FromStart", "T", sequence_key(11))  # both have finished 11
+        assert store.checkpoints()["FromStart"] == ("T", START_OF_STREAM)  # not yet on disk
+
+    asyncio.run(batch_done())
+    state.close()  # (or a second later)
+
+    assert store_checkpoints(tmp_path, model) == {
+        "FromStart": ("T", sequence_key(11)),
+        "FromNow": ("T", sequence_key(12)),
+    }
+    reopened = StackState.open(tmp_path, model, fresh=False)
+    assert reopened.store.stream_records("T", None) == ["{}"]  # records 10 and 11 were dropped
+    reopened.close()
+
+
+def store_checkpoints(state_dir: Path, model: Any) -> dict[str, tuple[str, str]]:
+    store = StateStore.open(
+        state_paths(state_dir, model.stack_name).database, model.stack_name, durable=False
+    )
+    try:
+        return store.checkpoints()
+    finally:
+        store.close()
