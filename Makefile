@@ -99,7 +99,7 @@ openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the HTTP API's 
 chaos: synth ## chaos run: 1,000 tasks under every fault, checked (CHAOS_TASKS=n STAGE=prod CHAOS_ARGS=--users=6)
 	$(PY) -m local.chaos --cdk-out $(CDK_OUT) --stage $(STAGE) --tasks $(or $(CHAOS_TASKS),1000) \
 		--failure-rate 0.3 --kill-rate 0.02 --duplicate-rate 0.05 --aws-error-rate 0.05 \
-		--push-failure-rate 0.02 --sqs-outage 2:10 --time-scale 0.01 $(CHAOS_ARGS)
+		--push-failure-rate 0.02 --sqs-outage 2:10 --stack-kill 5 --emulator-kill 12 --time-scale 0.01 $(CHAOS_ARGS)
 
 clean: ## remove build output (keeps the installed dependencies)
 	rm -rf $(CDK_OUT) build .pytest_cache .ruff_cache .mypy_cache
