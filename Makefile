@@ -10,6 +10,9 @@ PY := $(VENV)/bin/python
 CDK_OUT ?= cdk.out
 STAGE ?= dev
 PYTEST_ARGS ?=
+# make test runs the tests on this many workers (pytest-xdist; tests/conftest.py keeps the
+# end-to-end tests on one of them). TEST_WORKERS=0: one process, as plain pytest.
+TEST_WORKERS ?= 2
 # Extra flags for `python -m local` (make dev), e.g. LOCAL_ARGS="--failure-rate 0".
 LOCAL_ARGS ?=
 # make dev FRESH=1: start with empty tables and queues (deletes the stack's local state first).
@@ -79,7 +82,7 @@ test: synth ## synth every stage, cfn-lint the templates, lint + typecheck, run 
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 dev: $(CDK_OUT)/.synth-infra ## run the whole backend locally (HTTP :4000, WebSocket :4001); FRESH=1 starts empty
 	@$(PY) -m local --stage $(STAGE) --cdk-out $(CDK_OUT) --watch lambdas $(if $(filter 1 yes true,$(FRESH)),--fresh) $(LOCAL_ARGS)

@@ -1,0 +1,21 @@
+"""Test-run layout for pytest-xdist (`make test` runs two workers, `--dist loadgroup`).
+
+Every end-to-end test starts a local stack of its own processes (moto, function workers) and some
+assert timings (a restart within 5 s, a reload within 2 s): they run one after another on one
+worker, while the other worker takes the unit tests, which need one core each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_E2E = Path(__file__).parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _E2E in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("stacks"))
