@@ -43,7 +43,7 @@ def users_run(tmp_path_factory: pytest.TempPathFactory) -> ChaosResult:
         push_failure_rate=0.02,
         lost_response_rate=0.08,  # at 150 tasks, so that some response is lost in every run
         sqs_outage=(1.0, 6.0),
-        stack_kill_at=None,  # the dev restart run covers it (it cuts the staying clients off)
+        stack_kill_at=None,  # make chaos and tests/e2e/test_restart.py (it cuts the staying clients off)
         emulator_kill_at=4.0,
         drain_timeout=120.0,
     )
