@@ -2,7 +2,9 @@
 
 Every end-to-end test starts a local stack of its own processes (moto, function workers) and some
 assert timings (a restart within 5 s, a reload within 2 s): they run one after another on one
-worker, while the other worker takes the unit tests, which need one core each.
+worker, while the other worker takes the unit tests, which need one core each. Unit tests marked
+`timing` (a deadline of a second or less) join the end-to-end group, so they never run beside a
+stack (on 2 cores a stack's processes can hold a test's process off the CPU for seconds).
 """
 
 from __future__ import annotations
@@ -17,5 +19,5 @@ _E2E = Path(__file__).parent / "e2e"
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _E2E in Path(item.path).parents:
+        if _E2E in Path(item.path).parents or item.get_closest_marker("timing"):
             item.add_marker(pytest.mark.xdist_group("stacks"))

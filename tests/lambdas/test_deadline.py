@@ -15,6 +15,8 @@ from taskflow import deadline
 from taskflow.deadline import OutOfTimeError, answer_before_timeout, raise_if_out_of_time
 from taskflow.errors import DependencyUnavailableError
 
+pytestmark = pytest.mark.timing
+
 
 def context(remaining_seconds: float) -> FakeLambdaContext:
     return FakeLambdaContext(remaining_millis=int(remaining_seconds * 1000))

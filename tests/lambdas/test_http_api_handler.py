@@ -810,6 +810,7 @@ def test_unreachable_dynamodb_is_503_with_retry_after(
     assert "retry" in error["message"]
 
 
+@pytest.mark.timing
 def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
     http_env_without_aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
 ) -> None:
@@ -832,6 +833,7 @@ def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
     assert error["dependency"] == "AWS"  # the log line says which wait ran out of time
 
 
+@pytest.mark.timing
 def test_a_response_still_being_built_at_the_deadline_is_not_interrupted(
     offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
 ) -> None:
@@ -849,6 +851,7 @@ def test_a_response_still_being_built_at_the_deadline_is_not_interrupted(
     assert call(http_event("GET", "/openapi.json"), lambda_context)[0] == HTTPStatus.OK
 
 
+@pytest.mark.timing
 def test_an_error_handler_still_running_at_the_deadline_is_not_interrupted(
     offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
 ) -> None:
