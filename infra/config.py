@@ -73,6 +73,9 @@ class StageConfig(BaseModel):
     enqueue_batch_size: int = Field(default=100, ge=1, le=1000)
     notifier_batch_size: int = Field(default=100, ge=1, le=1000)
     dlq_batch_size: int = Field(default=10, ge=1, le=10)
+    # Both stream mappings (enqueue, notifier) gather records for up to this long before invoking:
+    # fewer, fuller invocations under load, for up to this much added latency per change (0: none).
+    stream_batching_window_seconds: int = Field(default=0, ge=0, le=300)
     # Bounded: a push that keeps failing is dropped (the task itself is safe in the table; the browser's
     # next GET /tasks shows it). The enqueue mapping never gives up: see infra/task_pipeline.py.
     notifier_retry_attempts: int = Field(default=10, ge=0, le=10_000)

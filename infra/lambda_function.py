@@ -112,6 +112,13 @@ def only_event_source_mapping(function: lambda_.Function) -> lambda_.CfnEventSou
     return cfn_mapping
 
 
+def stream_batching_window(stage: StageConfig) -> Duration | None:
+    """The stream mappings' batching window (stage `stream_batching_window_seconds`); None when 0, so
+    the template keeps Lambda's default (no window) instead of stating it."""
+    seconds = stage.stream_batching_window_seconds
+    return Duration.seconds(seconds) if seconds else None
+
+
 def flag(value: bool) -> str:
     """Booleans in the environment are "true"/"false"."""
     return "true" if value else "false"

@@ -11,7 +11,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
-from infra.lambda_function import LambdaDefaults, TaskFunction, flag, only_event_source_mapping
+from infra.lambda_function import (
+    LambdaDefaults,
+    TaskFunction,
+    flag,
+    only_event_source_mapping,
+    stream_batching_window,
+)
 from infra.task_queue import TaskQueue
 from taskflow import env_vars
 
@@ -71,6 +77,7 @@ class TaskPipeline(Construct):
                 # TRIM_HORIZON: a task written between table and mapping creation is still enqueued.
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
                 batch_size=stage.enqueue_batch_size,
+                max_batching_window=stream_batching_window(stage),
                 retry_attempts=ENQUEUE_RETRY_ATTEMPTS,
                 # Bisect isolates the failing records of a batch; partial batch responses retry only them.
                 bisect_batch_on_error=True,

@@ -13,7 +13,7 @@ from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
-from infra.lambda_function import LambdaDefaults, TaskFunction
+from infra.lambda_function import LambdaDefaults, TaskFunction, stream_batching_window
 from infra.retention import log_group
 from taskflow import auth_contract, env_vars, table_schema
 
@@ -28,6 +28,34 @@ ACCESS_LOG_FIELDS = {
     "integrationLatency": "$context.integrationLatency",
     "error": "$context.error.message",
 }
+
+
+# Stream records the notifier sees: the changes a client can see (taskflow.domain.notifications).
+# A claim (leaseState running) and a release (released) change nothing visible; Lambda drops them
+# before invoking, so they cost no invocation. The handler still checks every record it gets.
+NOTIFY_FILTERS = [
+    lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")}),
+    # finished (success, error) or retried: the lease attributes are removed
+    lambda_.FilterCriteria.filter(
+        {
+            "eventName": lambda_.FilterRule.is_equal("MODIFY"),
+            "dynamodb": {"NewImage": {table_schema.TASK_LEASE_STATE: lambda_.FilterRule.not_exists()}},
+        }
+    ),
+    # a failed attempt: retries and errorMessage change, the lease backs off
+    lambda_.FilterCriteria.filter(
+        {
+            "eventName": lambda_.FilterRule.is_equal("MODIFY"),
+            "dynamodb": {
+                "NewImage": {
+                    table_schema.TASK_LEASE_STATE: {
+                        "S": lambda_.FilterRule.is_equal(table_schema.LEASE_BACKING_OFF)
+                    }
+                }
+            },
+        }
+    ),
+]
 
 
 class WebSocketApi(Construct):
@@ -137,9 +165,11 @@ class WebSocketApi(Construct):
                 task_table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
                 batch_size=stage.notifier_batch_size,
+                max_batching_window=stream_batching_window(stage),
                 retry_attempts=stage.notifier_retry_attempts,
                 bisect_batch_on_error=True,
                 report_batch_item_failures=True,
+                filters=NOTIFY_FILTERS,
             )
         )
         if auth:

@@ -30,6 +30,13 @@ TASKS_BY_OWNER_INDEX: Final = "ByOwner"
 TASKS_BY_OWNER_PK: Final = TASK_OWNER
 TASKS_BY_OWNER_SK: Final = "createdAt"
 
+# Stored values of a task's `leaseState` (TaskRepository.claim): the notifier's stream filter
+# (infra/websocket_api.py) matches them, so that writes nobody can see never invoke it.
+TASK_LEASE_STATE: Final = "leaseState"
+LEASE_RUNNING: Final = "running"  # a claim: the holder runs the step
+LEASE_BACKING_OFF: Final = "backing-off"  # a failed attempt (retries and errorMessage changed)
+LEASE_RELEASED: Final = "released"  # an invocation that could not complete gave the lease back
+
 # Connection table: one item per open WebSocket connection.
 CONNECTION_PK: Final = "connectionId"
 CONNECTION_TTL_ATTRIBUTE: Final = "expiresAt"  # epoch seconds; DynamoDB TTL deletes stale rows

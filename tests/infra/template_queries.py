@@ -162,19 +162,6 @@ def routes(template: Template, api_id: str) -> dict[str, dict[str, Any]]:
     return {props["Properties"]["RouteKey"]: props["Properties"] for props in found.values()}
 
 
-def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    """Lambda event filtering for the subset our patterns use: nested keys, lists of exact values."""
-    for key, expected in pattern.items():
-        if key not in event:
-            return False
-        if isinstance(expected, dict):
-            if not isinstance(event[key], dict) or not matches(expected, event[key]):
-                return False
-        elif event[key] not in expected:
-            return False
-    return True
-
-
 @dataclass(frozen=True)
 class StackIds:
     """Logical ids of the stack's stateful resources and APIs."""

@@ -11,7 +11,6 @@ from template_queries import (
     event_source_mapping,
     function_id,
     function_ids,
-    matches,
     properties,
     ref,
     resources,
@@ -19,6 +18,7 @@ from template_queries import (
 )
 
 from infra.task_pipeline import ENQUEUE_MAX_RECORD_AGE_SECONDS, ENQUEUE_RETRY_ATTEMPTS
+from local.event_filter import matches  # what the local stack filters with
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
 QUEUE_CONSUMERS = ("ProcessorFunction", "DlqConsumerFunction")
@@ -108,16 +108,83 @@ def test_changed_notifier_retry_budget_reaches_only_the_notifier(dev_stage):
     assert enqueue["MaximumRetryAttempts"] == -1
 
 
-def test_notifier_sees_every_change(dev_template):
-    mapping = event_source_mapping(dev_template, function_id(dev_template, "NotifierFunction"))
-
-    assert "FilterCriteria" not in mapping
+def _patterns(template, function):
+    mapping = event_source_mapping(template, function_id(template, function))
+    return [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
 
 
 @pytest.fixture(scope="module")
 def enqueue_patterns(dev_template):
-    mapping = event_source_mapping(dev_template, function_id(dev_template, "EnqueueFunction"))
-    return [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    return _patterns(dev_template, "EnqueueFunction")
+
+
+def _task_image(status, lease_state=None, retries=0):
+    image = {"taskId": {"S": "t-1"}, "status": {"S": status}, "retries": {"N": str(retries)}}
+    if lease_state:
+        image["leaseState"] = {"S": lease_state}
+    return image
+
+
+def _change(event_name, old=None, new=None):
+    dynamodb = {"Keys": {"taskId": {"S": "t-1"}}}
+    if old:
+        dynamodb["OldImage"] = old
+    if new:
+        dynamodb["NewImage"] = new
+    return {"eventName": event_name, "dynamodb": dynamodb}
+
+
+@pytest.mark.parametrize(
+    ("record", "notified"),
+    [
+        pytest.param(_change("INSERT", new=_task_image("pending")), True, id="created"),
+        pytest.param(
+            _change("MODIFY", _task_image("pending"), _task_image("pending", "running")), False, id="claim"
+        ),
+        pytest.param(
+            _change("MODIFY", _task_image("pending", "running"), _task_image("pending", "backing-off", 1)),
+            True,
+            id="failed attempt",
+        ),
+        pytest.param(
+            _change("MODIFY", _task_image("pending", "running"), _task_image("pending", "released")),
+            False,
+            id="release",
+        ),
+        pytest.param(
+            _change("MODIFY", _task_image("pending", "backing-off", 1), _task_image("pending", "running", 1)),
+            False,
+            id="claim after a failed attempt",
+        ),
+        pytest.param(
+            _change("MODIFY", _task_image("pending", "running"), _task_image("success")), True, id="success"
+        ),
+        pytest.param(
+            _change("MODIFY", _task_image("pending", "backing-off", 2), _task_image("error", retries=2)),
+            True,
+            id="dead-lettered",
+        ),
+        pytest.param(_change("MODIFY", _task_image("error"), _task_image("pending")), True, id="retried"),
+    ],
+)
+@pytest.mark.parametrize("stage_name", ["dev", "prod"])
+def test_notifier_is_invoked_only_for_changes_a_client_can_see(request, stage_name, record, notified):
+    patterns = _patterns(request.getfixturevalue(f"{stage_name}_template"), "NotifierFunction")
+
+    assert any(matches(pattern, record) for pattern in patterns) is notified
+
+
+def test_stream_mappings_have_no_batching_window_unless_the_stage_sets_one(dev_template, dev_stage):
+    template = synth(changed(dev_stage, stream_batching_window_seconds=2))
+
+    for function in STREAM_CONSUMERS:
+        assert "MaximumBatchingWindowInSeconds" not in event_source_mapping(
+            dev_template, function_id(dev_template, function)
+        )
+        assert (
+            event_source_mapping(template, function_id(template, function))["MaximumBatchingWindowInSeconds"]
+            == 2
+        )
 
 
 def test_enqueue_filter_is_insert_or_error_to_pending(enqueue_patterns):

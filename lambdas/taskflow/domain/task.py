@@ -64,7 +64,7 @@ class Task(_CamelModel):
     request_hash: str
     lease_owner: str | None = None
     lease_expires_at: int | None = None
-    lease_state: str | None = None  # "running" or "backing-off" (see TaskRepository.claim)
+    lease_state: str | None = None  # "running", "backing-off" or "released" (TaskRepository.claim)
     # The id of the HTTP request that created the task; every function logs it with the task.
     correlation_id: str | None = None
     # Who may see and retry the task: the creator's verified identity (the token's sub) on stages

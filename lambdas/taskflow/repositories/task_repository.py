@@ -77,9 +77,11 @@ _NAMES: Final = {
 }
 
 
-# leaseState: whether the lease holder is running the step or backing off after a failed attempt.
-LEASE_RUNNING: Final = "running"
-LEASE_BACKING_OFF: Final = "backing-off"
+# leaseState: whether the lease holder is running the step, backing off after a failed attempt, or
+# gave the lease back (release); the values live in table_schema, which the notifier's filter reads.
+LEASE_RUNNING: Final = table_schema.LEASE_RUNNING
+LEASE_BACKING_OFF: Final = table_schema.LEASE_BACKING_OFF
+LEASE_RELEASED: Final = table_schema.LEASE_RELEASED
 
 
 class ClaimOutcome(Enum):
@@ -318,7 +320,8 @@ class TaskRepository:
         """Take the processing lease of (task, run) for `owner` (the SQS message id).
 
         Granted when the task is pending in this run and the lease is free, expired, or `owner`'s
-        while it backs off (the same message returning after a failed attempt). A live lease that
+        while it backs off or after it gave it back (the same message returning after a failed
+        attempt or an invocation that could not complete). A live lease that
         is running is never shared, not even with another delivery of the same message: SQS can
         deliver one message twice at once (same MessageId), and both must not run the step."""
         now = int(self._clock().timestamp())
@@ -333,7 +336,7 @@ class TaskRepository:
                     ),
                     ConditionExpression=(
                         "#status = :pending AND #run = :run AND (attribute_not_exists(#leaseOwner)"
-                        " OR #leaseExpiresAt < :now OR (#leaseOwner = :owner AND #leaseState = :backingOff))"
+                        " OR #leaseExpiresAt < :now OR (#leaseOwner = :owner AND #leaseState <> :running))"
                     ),
                     ExpressionAttributeNames=_names(
                         "#leaseOwner", "#leaseExpiresAt", "#leaseState", "#version", "#status", "#run"
@@ -347,7 +350,6 @@ class TaskRepository:
                             ":pending": TaskStatus.PENDING.value,
                             ":run": run,
                             ":running": LEASE_RUNNING,
-                            ":backingOff": LEASE_BACKING_OFF,
                         }
                     ),
                     ReturnValues="ALL_NEW",
@@ -378,7 +380,7 @@ class TaskRepository:
         return True
 
     def release(self, task_id: str, run: int, owner: str, hold_seconds: int) -> bool:
-        """`owner`'s running lease becomes backing-off for `hold_seconds`, so its own redelivery can
+        """`owner`'s running lease becomes released for `hold_seconds`, so its own redelivery can
         reclaim it at once (after an invocation that could not complete, e.g. a claim whose
         response was lost). False if `owner` holds no running lease on this run."""
         now = int(self._clock().timestamp())
@@ -388,7 +390,7 @@ class TaskRepository:
                     TableName=self.table_name,
                     Key=serialize({table_schema.TASK_PK: task_id}),
                     UpdateExpression=(
-                        "SET #leaseState = :backingOff, #leaseExpiresAt = :hold, #version = #version + :one"
+                        "SET #leaseState = :released, #leaseExpiresAt = :hold, #version = #version + :one"
                     ),
                     ConditionExpression=(
                         "#status = :pending AND #run = :run"
@@ -399,7 +401,7 @@ class TaskRepository:
                     ),
                     ExpressionAttributeValues=serialize(
                         {
-                            ":backingOff": LEASE_BACKING_OFF,
+                            ":released": LEASE_RELEASED,
                             ":running": LEASE_RUNNING,
                             ":hold": now + hold_seconds,
                             ":one": 1,
