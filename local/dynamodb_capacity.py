@@ -206,6 +206,34 @@ def write_units(
     return units
 
 
+def partition_writes(
+    table: TableShape, name: str, old: Item | None, new: Item | None, units: WriteUnits
+) -> dict[tuple[str, str], float]:
+    """Where the units of one write land: (`name`, or `name/Index`, partition key value) -> units.
+    An index entry that moved to another partition splits its units between the two."""
+    landed: dict[tuple[str, str], float] = {}
+    item = new or old
+    if item and table.key_attributes and table.key_attributes[0] in item:
+        landed[(name, _scalar(item[table.key_attributes[0]]))] = float(units.table)
+    for index in table.indexes:
+        cost = units.indexes.get(index.name)
+        if not cost:
+            continue
+        partitions = {
+            _scalar(entry[index.key_attributes[0]])
+            for entry in (old, new)
+            if entry and all(attribute in entry for attribute in index.key_attributes)
+        }
+        for partition in partitions:
+            landed[(f"{name}/{index.name}", partition)] = cost / len(partitions)
+    return landed
+
+
+def _scalar(value: Mapping[str, Any]) -> str:
+    """A key attribute's value ({"S": "x"}, {"N": "1"}, {"B": ...}) as text."""
+    return str(next(iter(value.values()), ""))
+
+
 def query_read_units(sizes: Iterable[int], consistent: bool) -> float:
     """Units of one Query or Scan request that read items of these sizes."""
     return read_units_for(sum(sizes), consistent)

@@ -49,6 +49,7 @@ from local.dynamodb_capacity import (
     TableShape,
     index_entry,
     item_size,
+    partition_writes,
     query_read_units,
     read_units_for,
     write_units,
@@ -57,6 +58,10 @@ from local.dynamodb_capacity import (
 METER_PATH: Final = "/_local/requests"
 CALLER_HEADER: Final = "X-Local-Caller"
 SQS_CHUNK_BYTES: Final = 64 * 1024
+# Distinct partition key values counted per table and index (a long session stays bounded); writes
+# to further partitions are summed under OTHER_PARTITIONS.
+MAX_PARTITIONS: Final = 200_000
+OTHER_PARTITIONS: Final = "(other partitions)"
 
 _TARGET_SERVICES: Final = {
     "DynamoDB_20120810": "dynamodb",
@@ -201,6 +206,8 @@ class Observation:
     billed_requests: int = 1
     table_write_units: float = 0.0
     index_write_units: Mapping[str, float] = field(default_factory=dict)
+    # (table or table/Index, partition key value) -> write units: what `bench scale` reads
+    partition_write_units: Mapping[tuple[str, str], float] = field(default_factory=dict)
     read_units: float = 0.0
     unsized_items: int = 0
     uncosted: bool = False
@@ -213,6 +220,7 @@ class RequestMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str, str], OperationCount] = {}
+        self._partitions: dict[str, dict[str, float]] = {}  # table or table/Index -> partition -> units
         self._since = clock()
 
     def record(self, observation: Observation) -> None:
@@ -231,6 +239,12 @@ class RequestMeter:
             count.read_units += observation.read_units
             count.unsized_items += observation.unsized_items
             count.uncosted += int(observation.uncosted)
+            for (where, partition), units in observation.partition_write_units.items():
+                partitions = self._partitions.setdefault(where, {})
+                if partition in partitions or len(partitions) < MAX_PARTITIONS:
+                    partitions[partition] = partitions.get(partition, 0.0) + units
+                else:
+                    partitions[OTHER_PARTITIONS] = partitions.get(OTHER_PARTITIONS, 0.0) + units
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -243,9 +257,11 @@ class RequestMeter:
                     | count.to_json()
                     for (caller, service, operation, resource), count in sorted(self._counts.items())
                 ],
+                "partitionWriteUnits": {n: dict(p) for n, p in sorted(self._partitions.items())},
             }
             if reset:
                 self._counts = {}
+                self._partitions = {}
                 self._since = now
             return document
 
@@ -360,6 +376,7 @@ def _query_units(
 class DynamoDbCost:
     table_write_units: float = 0.0
     index_write_units: dict[str, float] = field(default_factory=dict)
+    partition_write_units: dict[tuple[str, str], float] = field(default_factory=dict)
     read_units: float = 0.0
     unsized_items: int = 0
     uncosted: bool = False
@@ -387,13 +404,9 @@ def dynamodb_cost(
             return cost
         for item_key, old in (before or {}).items():
             shape = store.shape(region, item_key[0])
-            if shape is None:
-                continue
-            new = (after or {}).get(item_key) if ok else old
-            units = write_units(shape, old, new, condition_failed=condition_failed)
-            cost.table_write_units += units.table
-            for name, value in units.indexes.items():
-                cost.index_write_units[name] = cost.index_write_units.get(name, 0.0) + value
+            if shape is not None:
+                new = (after or {}).get(item_key) if ok else old
+                _add_write(cost, shape, item_key[0], old, new, condition_failed=condition_failed)
         return cost
     if not ok or operation not in DYNAMODB_READS:
         return cost
@@ -413,6 +426,23 @@ def dynamodb_cost(
     else:
         cost.read_units, cost.unsized_items = _query_units(store, region, payload, response)
     return cost
+
+
+def _add_write(
+    cost: DynamoDbCost,
+    shape: TableShape,
+    table: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    *,
+    condition_failed: bool,
+) -> None:
+    units = write_units(shape, old, new, condition_failed=condition_failed)
+    cost.table_write_units += units.table
+    for name, value in units.indexes.items():
+        cost.index_write_units[name] = cost.index_write_units.get(name, 0.0) + value
+    for partition, landed in partition_writes(shape, table, old, new, units).items():
+        cost.partition_write_units[partition] = cost.partition_write_units.get(partition, 0.0) + landed
 
 
 class MotoItemStore:
@@ -649,6 +679,7 @@ class RequestMeterMiddleware:
                 ),
                 table_write_units=cost.table_write_units,
                 index_write_units=cost.index_write_units,
+                partition_write_units=cost.partition_write_units,
                 read_units=cost.read_units,
                 unsized_items=cost.unsized_items,
                 uncosted=cost.uncosted,

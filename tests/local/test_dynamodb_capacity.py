@@ -10,6 +10,7 @@ from local.dynamodb_capacity import (
     IndexShape,
     TableShape,
     item_size,
+    partition_writes,
     query_read_units,
     read_units_for,
     write_units,
@@ -62,6 +63,24 @@ def test_a_status_change_moves_the_bystatus_entry_a_delete_and_a_put():
 
     assert units.indexes == {"ByCreatedAt": 1, "ByStatus": 2}
     assert units.total == 4
+
+
+def test_each_write_lands_on_the_partitions_of_its_keys_and_a_move_splits_between_two():
+    created = write_units(TASKS, None, task())
+    finished_old, finished_new = task("pending"), task("success", version={"N": "2"})
+    finished = write_units(TASKS, finished_old, finished_new)
+
+    assert partition_writes(TASKS, "Tasks", None, task(), created) == {
+        ("Tasks", "t-1"): 1.0,
+        ("Tasks/ByCreatedAt", "TASK"): 1.0,
+        ("Tasks/ByStatus", "pending"): 1.0,
+    }
+    assert partition_writes(TASKS, "Tasks", finished_old, finished_new, finished) == {
+        ("Tasks", "t-1"): 1.0,
+        ("Tasks/ByCreatedAt", "TASK"): 1.0,
+        ("Tasks/ByStatus", "pending"): 1.0,  # the delete
+        ("Tasks/ByStatus", "success"): 1.0,  # the put
+    }
 
 
 def test_a_change_of_projected_attributes_only_rewrites_each_entry_once():

@@ -179,6 +179,22 @@ def test_writes_are_counted_with_the_units_of_the_table_and_of_each_index_they_t
     assert update["writeUnits"] == 2 + 2 + 2  # table, and the ByStatus entry moved (delete + put)
 
 
+def test_write_units_are_also_counted_per_partition_of_the_table_and_of_each_index(metered):
+    dynamodb(metered, "PutItem", {"TableName": TABLE, "Item": item("a")})
+    dynamodb(metered, "PutItem", {"TableName": TABLE, "Item": item("b")})
+    dynamodb(metered, "UpdateItem", {"TableName": TABLE, "Key": {"taskId": {"S": "a"}}, "Status": "success"})
+
+    status, data = call(metered, METER_PATH, "DELETE")
+    partitions = json.loads(data)["partitionWriteUnits"]
+    assert status.startswith("200")
+
+    assert partitions == {
+        TABLE: {"a": 2.0 + 2.0, "b": 2.0},
+        f"{TABLE}/ByStatus": {"pending": 2.0 + 2.0 + 2.0, "success": 2.0},  # the move: half to each
+    }
+    assert json.loads(call(metered, METER_PATH, "GET")[1])["partitionWriteUnits"] == {}
+
+
 def test_a_failed_conditional_write_costs_the_existing_item_and_is_counted_as_such(metered):
     dynamodb(metered, "PutItem", {"TableName": TABLE, "Item": item("a")})
     status, _ = dynamodb(metered, "PutItem", {"TableName": TABLE, "Item": item("a")})

@@ -1,0 +1,145 @@
+"""Hot partitions: the write units per second the busiest partition of the task table and of each of
+its indexes would take at 1,000, 10,000 and 100,000 tasks/s.
+
+DynamoDB serves at most about 1,000 write units per second on one partition key value (the same
+bound for a GSI's partition, and a throttled GSI pushes back on the table's writes). This runs a
+burst through the local stack (`--failure-rate 0`), reads the request meter's per-partition write
+units (local/request_meter.py: every write's units, placed on the partition key value of the table
+and of each index entry it touched), and scales each partition's share linearly:
+
+    WCU/s on partition p at R tasks/s = (units written to p during the burst / tasks) x R
+
+For a key shared by many tasks (a constant or sharded listing partition, a status) that is what
+the partition takes. For a key of one task (the table's own key) it is an upper bound: the task's
+few writes happen within its own lifetime whatever the rate, so the real figure is lower.
+Connections are not counted: their writes follow clients, not tasks.
+
+    python -m bench scale [--tasks 1000] [--stage dev]
+
+It ends with the line `hottest partition at 10,000 tasks/s: N WCU/s` (goal: N <= 1,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+from bench.local_throughput import FrameCollector, run_burst
+from local.launcher import LocalStackProcess
+from local.request_meter import METER_PATH
+
+RATES: Final = (1_000, 10_000, 100_000)
+GOAL_RATE: Final = 10_000
+PARTITION_LIMIT_WCU: Final = 1_000
+
+
+@dataclass(frozen=True)
+class Place:
+    """A table, or one of its indexes (`Table/Index`), as the burst wrote it."""
+
+    name: str
+    partitions: int
+    units: float
+    hottest: str
+    hottest_units: float
+
+    def per_second(self, tasks: int, rate: int) -> float:
+        return self.hottest_units / tasks * rate
+
+
+def meter(moto_url: str, method: str) -> dict[str, Any]:
+    request = urllib.request.Request(moto_url + METER_PATH, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        document: dict[str, Any] = json.load(response)
+    return document
+
+
+def places(partition_units: dict[str, dict[str, float]], tasks: int) -> list[Place]:
+    """The task table and its indexes: the table with a partition per task (at least `tasks`
+    distinct keys), and every `Table/Index` of it."""
+    tables = [name for name, found in partition_units.items() if "/" not in name and len(found) >= tasks]
+    if not tables:
+        raise SystemExit(f"no table was written with {tasks} distinct keys: is the request meter on?")
+    table = max(tables, key=lambda name: len(partition_units[name]))
+    found = []
+    for name, units in partition_units.items():
+        if name == table or name.startswith(table + "/"):
+            hottest = max(units, key=lambda key: units[key])
+            found.append(Place(name, len(units), sum(units.values()), hottest, units[hottest]))
+    return sorted(found, key=lambda place: (place.name != table, place.name))
+
+
+async def burst(http_url: str, ws_url: str, moto_url: str, tasks: int, timeout: float) -> dict[str, Any]:
+    frames = FrameCollector()
+    connected = asyncio.Event()
+    listener = asyncio.create_task(frames.run(ws_url, connected))
+    await asyncio.wait_for(connected.wait(), 60)
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+            await run_burst(session, http_url, frames, 20, timeout)  # warm-up: cold starts, pools
+            await asyncio.to_thread(meter, moto_url, "DELETE")  # count the burst alone
+            result = await run_burst(session, http_url, frames, tasks, timeout)
+        if result.not_final or result.failed_posts:
+            raise SystemExit(
+                f"the burst did not complete: {result.failed_posts} POSTs refused, "
+                f"{result.not_final} tasks without a final frame"
+            )
+        print(f"burst of {tasks} tasks: {result.tasks_per_second:.1f} tasks/s locally", flush=True)
+        return await asyncio.to_thread(meter, moto_url, "GET")
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+def report(found: list[Place], tasks: int) -> Place:
+    """Print the table; the place whose hottest partition takes the most."""
+    rates = "".join(f"{f'at {rate:,}/s':>13}" for rate in RATES)
+    width = max(len(place.name) for place in found) + 2
+    print(f"{'table / index':<{width}}{'partitions':>11}{'units/task':>11}  {'hottest partition':<24}{rates}")
+    for place in found:
+        hottest = place.hottest if len(place.hottest) <= 22 else place.hottest[:21] + "…"
+        figures = "".join(f"{place.per_second(tasks, rate):>13,.0f}" for rate in RATES)
+        per_task = place.units / tasks
+        print(f"{place.name:<{width}}{place.partitions:>11,}{per_task:>11.2f}  {hottest:<24}{figures}")
+    total = sum(place.units for place in found) / tasks
+    print(f"write units per task (table and indexes): {total:.2f}")
+    return max(found, key=lambda place: place.hottest_units)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks in the measured burst")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the burst")
+    args = parser.parse_args(argv)
+    if args.tasks < 100:
+        parser.error("--tasks must be at least 100 (fewer tasks exaggerate a shard's share)")
+
+    stack_args = [
+        "--cdk-out", str(args.cdk_out), "--stage", args.stage, "--failure-rate", "0",
+        "--time-scale", "0.01", "--quiet", "--in-memory",
+    ]  # fmt: skip
+    print(f"python -m local {' '.join(stack_args)}", flush=True)
+    with LocalStackProcess(stack_args) as stack:
+        counters = asyncio.run(burst(stack.http_url, stack.ws_url, stack.moto_url, args.tasks, args.timeout))
+    found = places(counters.get("partitionWriteUnits", {}), args.tasks)
+    worst = report(found, args.tasks)
+    figure = worst.per_second(args.tasks, GOAL_RATE)
+    limit = f"{PARTITION_LIMIT_WCU:,} WCU/s"
+    verdict = f"within the {limit} of one partition" if figure <= PARTITION_LIMIT_WCU else f"over {limit}"
+    where = f"{worst.name} {worst.hottest!r}"
+    print(f"hottest partition at {GOAL_RATE:,} tasks/s: {figure:,.0f} WCU/s ({where}: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
