@@ -157,10 +157,13 @@ def create_task_table(dynamodb: Any, name: str) -> None:
 
 
 def task_items(count: int) -> Iterator[dict[str, Any]]:
-    """`count` stored tasks as the repository writes them (Task.model_dump + listPartition),
+    """`count` stored tasks as the repository writes them (Task.to_item + listPartition),
     one microsecond apart, a third each pending, success and error."""
+    from dataclasses import replace  # noqa: PLC0415
+
     from taskflow.domain.status import TaskStatus  # noqa: PLC0415
-    from taskflow.domain.task import Task, TaskSubmission, new_task  # noqa: PLC0415
+    from taskflow.domain.submission import TaskSubmission  # noqa: PLC0415
+    from taskflow.domain.task import new_task  # noqa: PLC0415
     from taskflow.repositories.dynamodb import serialize  # noqa: PLC0415
 
     statuses = [TaskStatus.PENDING, TaskStatus.SUCCESS, TaskStatus.ERROR]
@@ -170,16 +173,14 @@ def task_items(count: int) -> Iterator[dict[str, Any]]:
         task = new_task(submission, f"task-{number:06d}", start + timedelta(microseconds=number))
         status = statuses[number % 3]
         if status is not TaskStatus.PENDING:
-            task = Task.model_validate(
-                {
-                    **task.model_dump(),
-                    "status": status,
-                    "version": 3,
-                    "retries": 2 if status is TaskStatus.ERROR else 0,
-                    "error_message": "gave up after 3 attempts" if status is TaskStatus.ERROR else None,
-                }
+            task = replace(
+                task,
+                status=status,
+                version=3,
+                retries=2 if status is TaskStatus.ERROR else 0,
+                error_message="gave up after 3 attempts" if status is TaskStatus.ERROR else None,
             )
-        item = task.model_dump(by_alias=True, exclude_none=True, mode="json")
+        item = task.to_item()
         item[table_schema.TASKS_BY_CREATED_PK] = table_schema.LIST_PARTITION_VALUE
         yield serialize(item)
 

@@ -17,7 +17,8 @@ from lambda_support import (
     task_body,
 )
 
-from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.handlers import dlq_consumer, processor
 from taskflow.repositories.task_repository import TaskRepository
 from taskflow.services.dead_letter_handler import DeadLetterHandler

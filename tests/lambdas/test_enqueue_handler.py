@@ -9,7 +9,8 @@ from typing import Any
 from lambda_support import Aws, FakeLambdaContext, FakeQueue
 
 from taskflow.clients.queue_client import QueueClient
-from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.handlers import enqueue
 from taskflow.repositories.task_repository import TaskRepository
 from taskflow.services.task_enqueuer import TaskEnqueuer

@@ -33,7 +33,8 @@ from lambda_support import call_http_api as call
 from taskflow import env_vars, table_schema
 from taskflow.api import errors as api_errors
 from taskflow.api.pagination import encode_cursor
-from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.errors import DependencyUnavailableError
 from taskflow.handlers import http_api
 from taskflow.repositories.task_repository import TaskRepository

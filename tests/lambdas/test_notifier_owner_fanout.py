@@ -23,7 +23,8 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
 from taskflow.clients import aws
-from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.handlers import notifier
 from taskflow.repositories.connection_repository import ConnectionRepository
 from taskflow.repositories.task_repository import TaskRepository

@@ -23,7 +23,9 @@ from taskflow.api import app as api_app
 from taskflow.api import openapi
 from taskflow.api.response_bodies import TaskView
 from taskflow.auth_contract import AUTH_JWT
-from taskflow.domain.task import MAX_ANSWER_LENGTH, TaskSubmission, new_task
+from taskflow.domain.limits import MAX_ANSWER_LENGTH
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.handlers import http_api
 from taskflow.repositories.task_repository import TaskRepository
 from taskflow.services.task_service import TaskService

@@ -17,7 +17,8 @@ from taskflow import table_schema
 from taskflow.api.pagination import decode_cursor, encode_cursor
 from taskflow.domain.clock import utc_timestamp
 from taskflow.domain.status import TaskStatus
-from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.errors import InvalidCursorError, UnauthenticatedError
 from taskflow.handlers import http_api
 from taskflow.repositories.task_repository import TaskRepository

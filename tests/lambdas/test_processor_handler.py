@@ -21,7 +21,8 @@ from lambda_support import (
 )
 
 from taskflow.domain import processing
-from taskflow.domain.task import TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import new_task
 from taskflow.handlers import processor
 from taskflow.repositories.task_repository import TaskRepository
 from taskflow.services.task_runner import BackoffPolicy, TaskRunner

@@ -20,15 +20,16 @@ from taskflow.domain.limits import MAX_ANSWER_LENGTH, MAX_PAYLOAD_BYTES, MAX_PAY
 from taskflow.domain.messages import TaskMessage
 from taskflow.domain.notifications import encode_frame, is_visible_change, task_frame
 from taskflow.domain.status import ALLOWED_TRANSITIONS, TaskStatus, is_allowed
-from taskflow.domain.task import Task, TaskSubmission, new_task, truncate_error
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import InvalidTaskItemError, Task, new_task, truncate_error
 
 NOW = datetime(2026, 11, 25, 23, 0, 0, 123456, tzinfo=UTC)
 
 
 def _task(**fields: object) -> Task:
     """A new task with some stored fields (camelCase, as in the table) replaced."""
-    item = new_task(TaskSubmission(answer="42"), "t-1", NOW).model_dump(by_alias=True)
-    return Task.model_validate({**item, **fields})
+    item = new_task(TaskSubmission(answer="42"), "t-1", NOW).to_item()
+    return Task.from_item({**item, **fields})
 
 
 # --------------------------------------------------------------------------- transitions
@@ -348,3 +349,39 @@ def test_anything_but_ping_gets_an_error_frame(frame: bytes) -> None:
     reply = answer(frame)
     assert reply["type"] == "error"
     assert reply["message"]
+
+
+# --------------------------------------------------------------------------- stored items
+
+
+def test_a_task_goes_to_an_item_and_back_unchanged() -> None:
+    submission = TaskSubmission.model_validate(
+        {"answer": "42", "payload": {"n": 1}, "simulate": {"failAttempts": 2}}
+    )
+    task = new_task(submission, "t-1", NOW, correlation_id="req-1", owner="alice")
+
+    item = task.to_item()
+
+    assert Task.from_item(item) == task
+    assert item["simulate"] == {"failAttempts": 2}
+    assert "errorMessage" not in item  # None fields are left out, as DynamoDB stores them
+    assert Task.from_item({**item, "listPartition": "TASK"}) == task  # index keys are ignored
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"status": "archived"},
+        {"retries": -1},
+        {"version": "3"},
+        {"run": True},
+        {"answer": None},
+        {"payload": ["not", "an", "object"]},
+        {"simulate": {"failAttempts": "2"}},
+    ],
+)
+def test_an_item_that_is_not_a_task_is_refused_with_what_is_wrong(damage: dict) -> None:
+    item = new_task(TaskSubmission(answer="42"), "t-1", NOW).to_item()
+
+    with pytest.raises(InvalidTaskItemError, match="not a stored task"):
+        Task.from_item({**item, **damage})

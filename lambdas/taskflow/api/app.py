@@ -51,7 +51,7 @@ from taskflow.auth_contract import AUTH_JWT
 from taskflow.deadline import answer_before_timeout
 from taskflow.domain.limits import TASK_ID_PATTERN
 from taskflow.domain.status import TaskStatus
-from taskflow.domain.task import TaskSubmission
+from taskflow.domain.submission import TaskSubmission
 from taskflow.services.task_service import TaskService
 from taskflow.settings import HttpApiSettings
 

@@ -44,7 +44,7 @@ from taskflow.domain.limits import (
     MAX_PAYLOAD_DEPTH,
     TASK_ID_PATTERN,
 )
-from taskflow.domain.task import TaskSubmission
+from taskflow.domain.submission import TaskSubmission
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver

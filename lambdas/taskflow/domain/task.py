@@ -1,67 +1,54 @@
-"""The Task model (pydantic): its fields, the client-owned submission and its validation.
+"""A task as stored: a plain frozen dataclass, built from a table item and written back as one.
 
-Statuses and transitions live in taskflow.domain.status, field limits in taskflow.domain.limits and
-the timestamp format in taskflow.domain.clock: plain modules, so that functions which never build
-a Task (enqueue, notifier, DLQ consumer, WebSocket) do not import pydantic.
+No pydantic here: the functions that only handle stored tasks (the processor, the DLQ consumer)
+start without loading it. What a client submits is validated by the pydantic models of
+taskflow.domain.submission, which the HTTP API loads. Statuses and transitions live in
+taskflow.domain.status, field limits in taskflow.domain.limits, the timestamp format in
+taskflow.domain.clock.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final
-
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
-from pydantic.alias_generators import to_camel
+from typing import TYPE_CHECKING, Any
 
 from taskflow.domain.clock import utc_timestamp
-from taskflow.domain.limits import (
-    MAX_ANSWER_LENGTH,
-    MAX_ERROR_MESSAGE_LENGTH,
-    MAX_FAIL_ATTEMPTS,
-    MAX_NUMBER_DIGITS,
-    MAX_PAYLOAD_BYTES,
-    MAX_PAYLOAD_DEPTH,
-    TASK_ID_PATTERN,
-)
+from taskflow.domain.limits import MAX_ERROR_MESSAGE_LENGTH
 from taskflow.domain.status import TaskStatus
 
-# DynamoDB numbers: up to MAX_NUMBER_DIGITS significant digits, magnitude 1e-130 .. 9.99...e125.
-_MIN_FLOAT_MAGNITUDE: Final = 1e-130
-_MAX_FLOAT_MAGNITUDE: Final = 9.9e125
+if TYPE_CHECKING:
+    from taskflow.domain.submission import TaskSubmission
 
 
-class _CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+class InvalidTaskItemError(ValueError):
+    """A stored item that is not a task (a required attribute missing or of the wrong type)."""
 
 
-class Simulation(_CamelModel):
+@dataclass(frozen=True)
+class Simulation:
     """Per-task fault injection: fail attempts 1..fail_attempts, then succeed."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    fail_attempts: Annotated[StrictInt, Field(ge=0, le=MAX_FAIL_ATTEMPTS)]
+    fail_attempts: int
 
 
-class Task(_CamelModel):
+@dataclass(frozen=True)
+class Task:
     """A task as stored (internal fields included); `to_public()` is what clients see."""
-
-    model_config = ConfigDict(extra="ignore")
 
     task_id: str
     answer: str
-    payload: dict[str, Any] | None = None
-    simulate: Simulation | None = None
     status: TaskStatus
-    retries: int = Field(ge=0)  # attempts after the first
-    error_message: str | None = None
+    retries: int  # attempts after the first
     created_at: str
     updated_at: str
-    version: int = Field(ge=1)  # +1 on every write
-    run: int = Field(ge=1)  # +1 on every POST /retry
+    version: int  # +1 on every write
+    run: int  # +1 on every POST /retry
     request_hash: str
+    payload: dict[str, Any] | None = None
+    simulate: Simulation | None = None
+    error_message: str | None = None
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     lease_state: str | None = None  # "running", "backing-off" or "released" (TaskRepository.claim)
@@ -70,6 +57,57 @@ class Task(_CamelModel):
     # Who may see and retry the task: the creator's verified identity (the token's sub) on stages
     # with `auth: jwt`, None on `auth: none` stages. Internal: never in to_public() or a frame.
     owner: str | None = None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Task:
+        """The task of a table item (plain values, as taskflow.repositories.dynamodb.deserialize
+        gives them); attributes that are not task fields (index keys) are ignored."""
+        try:
+            simulate = item.get("simulate")
+            return cls(
+                task_id=_text(item["taskId"]),
+                answer=_text(item["answer"]),
+                status=TaskStatus(item["status"]),
+                retries=_count(item["retries"], 0),
+                created_at=_text(item["createdAt"]),
+                updated_at=_text(item["updatedAt"]),
+                version=_count(item["version"], 1),
+                run=_count(item["run"], 1),
+                request_hash=_text(item["requestHash"]),
+                payload=_optional(item, "payload", dict),
+                simulate=Simulation(_count(simulate["failAttempts"], 0)) if simulate else None,
+                error_message=_optional(item, "errorMessage", str),
+                lease_owner=_optional(item, "leaseOwner", str),
+                lease_expires_at=_count(item["leaseExpiresAt"], 0) if "leaseExpiresAt" in item else None,
+                lease_state=_optional(item, "leaseState", str),
+                correlation_id=_optional(item, "correlationId", str),
+                owner=_optional(item, "owner", str),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidTaskItemError(f"not a stored task: {error!r}") from None
+
+    def to_item(self) -> dict[str, Any]:
+        """The table item of this task (camelCase attributes; None fields left out)."""
+        item: dict[str, Any] = {
+            "taskId": self.task_id,
+            "answer": self.answer,
+            "payload": self.payload,
+            "simulate": {"failAttempts": self.simulate.fail_attempts} if self.simulate else None,
+            "status": self.status.value,
+            "retries": self.retries,
+            "errorMessage": self.error_message,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "version": self.version,
+            "run": self.run,
+            "requestHash": self.request_hash,
+            "leaseOwner": self.lease_owner,
+            "leaseExpiresAt": self.lease_expires_at,
+            "leaseState": self.lease_state,
+            "correlationId": self.correlation_id,
+            "owner": self.owner,
+        }
+        return {name: value for name, value in item.items() if value is not None}
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -86,87 +124,26 @@ class Task(_CamelModel):
         }
 
 
-def _check_encodable(text: str, where: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{where} contains an unpaired surrogate (not valid UTF-8)") from None
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
 
 
-def _check_json_value(value: Any, depth: int, path: str) -> None:
-    """Raise ValueError if `value` (parsed JSON) cannot be stored as-is in DynamoDB."""
-    if isinstance(value, dict | list):
-        if depth > MAX_PAYLOAD_DEPTH:
-            raise ValueError(f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels (at {path})")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(key, str):
-                if not key:
-                    raise ValueError(f"payload keys must be non-empty strings (at {path})")
-                _check_encodable(key, f"a key at {path}")
-            _check_json_value(item, depth + 1, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
-    else:
-        _check_json_scalar(value, path)
+def _count(value: Any, minimum: int) -> int:
+    """A whole number >= minimum (deserialize gives DynamoDB's whole numbers as int)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"expected a whole number >= {minimum}, got {value}")
+    return value
 
 
-def _check_json_scalar(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        _check_encodable(value, f"the string at {path}")
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        if len(str(abs(value))) > MAX_NUMBER_DIGITS:
-            raise ValueError(f"the integer at {path} has more than {MAX_NUMBER_DIGITS} digits")
-    elif isinstance(value, float):
-        magnitude = abs(value)
-        if not math.isfinite(value) or (
-            magnitude and not _MIN_FLOAT_MAGNITUDE <= magnitude <= _MAX_FLOAT_MAGNITUDE
-        ):
-            raise ValueError(f"the number at {path} is outside the range 1e-130..9.9e125")
-    else:  # pragma: no cover - json.loads yields nothing else
-        raise ValueError(f"unsupported value at {path}")
-
-
-class TaskSubmission(_CamelModel):
-    """The client-owned fields of POST /tasks. Unknown fields (the frontend's `status`,
-    `retries`) are ignored: the server owns them."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    task_id: Annotated[StrictStr, Field(pattern=TASK_ID_PATTERN)] | None = None
-    answer: Annotated[StrictStr, Field(min_length=1, max_length=MAX_ANSWER_LENGTH)]
-    payload: dict[str, Any] | None = None
-    simulate: Simulation | None = None
-
-    @field_validator("answer")
-    @classmethod
-    def _answer_is_utf8(cls, answer: str) -> str:
-        _check_encodable(answer, "answer")
-        return answer
-
-    @field_validator("payload")
-    @classmethod
-    def _payload_fits(cls, payload: dict[str, Any] | None) -> dict[str, Any] | None:
-        if payload is None:
-            return None
-        _check_json_value(payload, 1, "payload")
-        size = len(_canonical_json(payload).encode("utf-8"))
-        if size > MAX_PAYLOAD_BYTES:
-            raise ValueError(f"payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}")
-        return payload
-
-    def request_hash(self) -> str:
-        """sha256 of the canonical JSON of the client-owned fields (idempotency check)."""
-        owned = {
-            "answer": self.answer,
-            "payload": self.payload,
-            "simulate": self.simulate.model_dump(by_alias=True) if self.simulate else None,
-        }
-        return hashlib.sha256(_canonical_json(owned).encode("utf-8")).hexdigest()
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _optional(item: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = item.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def new_task(
@@ -181,7 +158,7 @@ def new_task(
         task_id=task_id,
         answer=submission.answer,
         payload=submission.payload,
-        simulate=submission.simulate,
+        simulate=Simulation(submission.simulate.fail_attempts) if submission.simulate else None,
         status=TaskStatus.PENDING,
         retries=0,
         error_message=None,

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from taskflow import table_schema
 from taskflow.clients import aws
@@ -43,6 +43,7 @@ from taskflow.domain.status import (
     TaskStatus,
     Transition,
 )
+from taskflow.domain.task import Task
 from taskflow.errors import InvalidCursorError
 from taskflow.repositories.dynamodb import (
     ConditionFailedError,
@@ -50,10 +51,6 @@ from taskflow.repositories.dynamodb import (
     serialize,
     translated_errors,
 )
-
-if TYPE_CHECKING:
-    # The Task model (pydantic) is imported where a Task is built, in _task_from_item.
-    from taskflow.domain.task import Task
 
 _TIMESTAMP_PATTERN: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _TASK_ID: Final = re.compile(TASK_ID_PATTERN)
@@ -271,7 +268,7 @@ class TaskRepository:
         """Insert `task` unless its id exists; then return the existing task unchanged (whoever
         owns it: the caller decides what to reveal). A task with an owner is stored with its
         `owner` (listed from ByOwner); one without, with the constant `listPartition` (ByCreatedAt)."""
-        item = task.model_dump(by_alias=True, exclude_none=True, mode="json")
+        item = task.to_item()
         if task.owner is None:
             item[table_schema.TASKS_BY_CREATED_PK] = table_schema.LIST_PARTITION_VALUE
         try:
@@ -516,12 +513,7 @@ def _names(*placeholders: str) -> dict[str, str]:
 
 
 def _task_from_item(item: dict[str, Any]) -> Task:
-    # Imported on first use, not with this module: the DLQ consumer writes tasks through this
-    # repository but never reads one back as a Task, so it never loads pydantic. The functions
-    # that do build Tasks (HTTP API, processor) import the model at cold start anyway.
-    from taskflow.domain.task import Task  # noqa: PLC0415
-
-    return Task.model_validate(item)
+    return Task.from_item(item)
 
 
 def _index_for(status: TaskStatus | None) -> tuple[str, str, str]:

@@ -22,7 +22,8 @@ from taskflow.domain.errors import FaultInjectionDisabledError, TaskConflictErro
 from taskflow.domain.limits import TASK_ID_PATTERN
 from taskflow.domain.owners import owner_or_none
 from taskflow.domain.status import TaskStatus
-from taskflow.domain.task import Task, TaskSubmission, new_task
+from taskflow.domain.submission import TaskSubmission
+from taskflow.domain.task import Task, new_task
 from taskflow.errors import UnauthenticatedError
 from taskflow.observability import MetricName, count, logger
 from taskflow.repositories.task_repository import TaskRepository
