@@ -232,8 +232,10 @@ def _is_product(caller: str) -> bool:
     return caller.startswith(PRODUCT_CALLERS)
 
 
-def read_meter(moto_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(moto_url + METER_PATH, timeout=10) as response:  # local endpoint
+def read_meter(moto_url: str, method: str = "GET") -> dict[str, Any]:
+    """The request meter's counters (DELETE: and start counting from zero)."""
+    request = urllib.request.Request(moto_url + METER_PATH, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:  # local endpoint
         document: dict[str, Any] = json.load(response)
     return document
 

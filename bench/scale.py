@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 
+from bench.cost_per_task import read_meter
 from bench.local_throughput import FrameCollector, run_burst
 from local.launcher import LocalStackProcess
-from local.request_meter import METER_PATH
 
 RATES: Final = (1_000, 10_000, 100_000)
 GOAL_RATE: Final = 10_000
@@ -53,13 +51,6 @@ class Place:
 
     def per_second(self, tasks: int, rate: int) -> float:
         return self.hottest_units / tasks * rate
-
-
-def meter(moto_url: str, method: str) -> dict[str, Any]:
-    request = urllib.request.Request(moto_url + METER_PATH, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        document: dict[str, Any] = json.load(response)
-    return document
 
 
 def places(partition_units: dict[str, dict[str, float]], tasks: int) -> list[Place]:
@@ -85,7 +76,7 @@ async def burst(http_url: str, ws_url: str, moto_url: str, tasks: int, timeout: 
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
             await run_burst(session, http_url, frames, 20, timeout)  # warm-up: cold starts, pools
-            await asyncio.to_thread(meter, moto_url, "DELETE")  # count the burst alone
+            await asyncio.to_thread(read_meter, moto_url, "DELETE")  # count the burst alone
             result = await run_burst(session, http_url, frames, tasks, timeout)
         if result.not_final or result.failed_posts:
             raise SystemExit(
@@ -93,7 +84,7 @@ async def burst(http_url: str, ws_url: str, moto_url: str, tasks: int, timeout: 
                 f"{result.not_final} tasks without a final frame"
             )
         print(f"burst of {tasks} tasks: {result.tasks_per_second:.1f} tasks/s locally", flush=True)
-        return await asyncio.to_thread(meter, moto_url, "GET")
+        return await asyncio.to_thread(read_meter, moto_url)
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)

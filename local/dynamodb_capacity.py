@@ -113,6 +113,10 @@ class IndexShape:
     projection: str = "ALL"  # ALL | KEYS_ONLY | INCLUDE
     non_key_attributes: tuple[str, ...] = ()
 
+    def holds(self, item: Item | None) -> bool:
+        """Whether `item` has an entry here (GSIs are sparse: every key attribute must be set)."""
+        return item is not None and all(name in item for name in self.key_attributes)
+
 
 @dataclass(frozen=True)
 class TableShape:
@@ -129,7 +133,7 @@ class TableShape:
 def index_entry(table: TableShape, index: IndexShape, item: Item | None) -> dict[str, Any] | None:
     """The entry `item` has in `index` (its projection), or None if the item is not in it
     (no item, or an index key attribute missing: GSIs are sparse)."""
-    if not item or not all(name in item for name in index.key_attributes):
+    if item is None or not index.holds(item):
         return None
     if index.projection == "ALL":
         return dict(item)
@@ -156,9 +160,7 @@ def _entry(
 ) -> tuple[Mapping[str, Any], int] | None:
     """The index entry of `item` and its size (an ALL projection reuses the item's size)."""
     if index.projection == "ALL":
-        if not item or not all(name in item for name in index.key_attributes):
-            return None
-        return item, item_bytes
+        return (item, item_bytes) if item is not None and index.holds(item) else None
     entry = index_entry(table, index, item)
     return None if entry is None else (entry, item_size(entry))
 
@@ -220,9 +222,7 @@ def partition_writes(
         if not cost:
             continue
         partitions = {
-            _scalar(entry[index.key_attributes[0]])
-            for entry in (old, new)
-            if entry and all(attribute in entry for attribute in index.key_attributes)
+            _scalar(entry[index.key_attributes[0]]) for entry in (old, new) if entry and index.holds(entry)
         }
         for partition in partitions:
             landed[(f"{name}/{index.name}", partition)] = cost / len(partitions)

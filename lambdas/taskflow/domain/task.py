@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from taskflow.domain.clock import utc_timestamp
 from taskflow.domain.limits import MAX_ERROR_MESSAGE_LENGTH
@@ -20,6 +20,13 @@ from taskflow.domain.status import TaskStatus
 
 if TYPE_CHECKING:
     from taskflow.domain.submission import TaskSubmission
+
+
+# The fields of a task a client sees (GET /tasks, POST /tasks), in this order.
+PUBLIC_FIELDS: Final = (
+    *("taskId", "answer", "payload", "status", "retries"),
+    *("errorMessage", "createdAt", "updatedAt", "version", "run"),
+)
 
 
 class InvalidTaskItemError(ValueError):
@@ -110,18 +117,9 @@ class Task:
         return {name: value for name, value in item.items() if value is not None}
 
     def to_public(self) -> dict[str, Any]:
-        return {
-            "taskId": self.task_id,
-            "answer": self.answer,
-            "payload": self.payload,
-            "status": self.status.value,
-            "retries": self.retries,
-            "errorMessage": self.error_message,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-            "version": self.version,
-            "run": self.run,
-        }
+        """What clients see: the public fields of the item, absent ones as None."""
+        item = self.to_item()
+        return {name: item.get(name) for name in PUBLIC_FIELDS}
 
 
 def _text(value: Any) -> str:

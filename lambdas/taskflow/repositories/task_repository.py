@@ -74,13 +74,6 @@ _NAMES: Final = {
 }
 
 
-# leaseState: whether the lease holder is running the step, backing off after a failed attempt, or
-# gave the lease back (release); the values live in table_schema, which the notifier's filter reads.
-LEASE_RUNNING: Final = table_schema.LEASE_RUNNING
-LEASE_BACKING_OFF: Final = table_schema.LEASE_BACKING_OFF
-LEASE_RELEASED: Final = table_schema.LEASE_RELEASED
-
-
 class ClaimOutcome(Enum):
     CLAIMED = "claimed"  # the caller holds the lease and may run the step
     NOT_FOUND = "not found"  # no such task
@@ -154,7 +147,7 @@ class TaskRepository:
                 TableName=self.table_name, Key=serialize({table_schema.TASK_PK: task_id}), ConsistentRead=True
             )
         item = response.get("Item")
-        task = _task_from_item(deserialize(item)) if item else None
+        task = Task.from_item(deserialize(item)) if item else None
         if task is None or (owner is not None and task.owner != owner):
             return None
         return task
@@ -189,7 +182,7 @@ class TaskRepository:
             query["Limit"] = limit - len(tasks)
             with translated_errors():
                 response = self.client.query(**query)
-            tasks.extend(_task_from_item(deserialize(item)) for item in response.get("Items", []))
+            tasks.extend(Task.from_item(deserialize(item)) for item in response.get("Items", []))
             last_key = response.get("LastEvaluatedKey")
             if not last_key:
                 return TaskPage(tasks=tasks, has_more=False)
@@ -232,7 +225,7 @@ class TaskRepository:
                 response = self.client.query(**query)
             items = response.get("Items", [])
             evaluated += int(response.get("ScannedCount", len(items)))
-            tasks.extend(_task_from_item(deserialize(item)) for item in items)
+            tasks.extend(Task.from_item(deserialize(item)) for item in items)
             last_key = response.get("LastEvaluatedKey")
             if len(tasks) > limit:  # a filtered call matched more than needed
                 return TaskPage(tasks=tasks[:limit], has_more=True)
@@ -281,7 +274,7 @@ class TaskRepository:
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
         except ConditionFailedError as refused:
-            existing = _task_from_item(refused.item) if refused.item else self.get(task.task_id)
+            existing = Task.from_item(refused.item) if refused.item else self.get(task.task_id)
             if existing is None:  # pragma: no cover - deleted in between; tasks are never deleted
                 raise
             return CreateResult(created=False, task=existing)
@@ -311,7 +304,7 @@ class TaskRepository:
             raise InvalidTransitionError(
                 task_id, str(refused.item.get("status")), "retry", RETRIED.source.value
             ) from None
-        return _task_from_item(attributes)
+        return Task.from_item(attributes)
 
     def claim(self, task_id: str, run: int, owner: str, lease_seconds: int) -> Claim:
         """Take the processing lease of (task, run) for `owner` (the SQS message id).
@@ -346,7 +339,7 @@ class TaskRepository:
                             ":one": 1,
                             ":pending": TaskStatus.PENDING.value,
                             ":run": run,
-                            ":running": LEASE_RUNNING,
+                            ":running": table_schema.LEASE_RUNNING,
                         }
                     ),
                     ReturnValues="ALL_NEW",
@@ -355,11 +348,11 @@ class TaskRepository:
         except ConditionFailedError as refused:
             if refused.item is None:
                 return Claim(ClaimOutcome.NOT_FOUND, None)
-            found = _task_from_item(refused.item)
+            found = Task.from_item(refused.item)
             if found.status != TaskStatus.PENDING or found.run != run:
                 return Claim(ClaimOutcome.STALE, found)
             return Claim(ClaimOutcome.LEASED, found)
-        return Claim(ClaimOutcome.CLAIMED, _task_from_item(deserialize(response["Attributes"])))
+        return Claim(ClaimOutcome.CLAIMED, Task.from_item(deserialize(response["Attributes"])))
 
     def record_success(self, task_id: str, run: int, owner: str, retries: int) -> bool:
         """pending -> success, if `owner` still holds the lease. False: the lease was lost."""
@@ -398,8 +391,8 @@ class TaskRepository:
                     ),
                     ExpressionAttributeValues=serialize(
                         {
-                            ":released": LEASE_RELEASED,
-                            ":running": LEASE_RUNNING,
+                            ":released": table_schema.LEASE_RELEASED,
+                            ":running": table_schema.LEASE_RUNNING,
                             ":hold": now + hold_seconds,
                             ":one": 1,
                             ":pending": TaskStatus.PENDING.value,
@@ -434,7 +427,7 @@ class TaskRepository:
                     ":retries": retries,
                     ":message": error_message,
                     ":hold": now + hold_seconds,
-                    ":backingOff": LEASE_BACKING_OFF,
+                    ":backingOff": table_schema.LEASE_BACKING_OFF,
                     ":run": run,
                     ":owner": owner,
                 },
@@ -510,10 +503,6 @@ class TaskRepository:
 
 def _names(*placeholders: str) -> dict[str, str]:
     return {placeholder: _NAMES[placeholder] for placeholder in placeholders}
-
-
-def _task_from_item(item: dict[str, Any]) -> Task:
-    return Task.from_item(item)
 
 
 def _index_for(status: TaskStatus | None) -> tuple[str, str, str]:
