@@ -1,15 +1,17 @@
 """DynamoDB reads of `GET /tasks?limit=50` with 1,000 and with 50,000 tasks stored (moto, in-process).
 
 For each table size, in a fresh `mock_aws()`: the TaskTable is created from taskflow.table_schema
-exactly as the handler tests build it (key, both GSIs with projection ALL, stream on), loaded with
+exactly as the handler tests build it (key, ByCreated keys only, ByFinished, stream on), loaded with
 BatchWriteItem (25 items a call; about 10 s for 50,000 through moto), then the real HTTP handler
 (taskflow.handlers.http_api.handler) gets an API Gateway HTTP API payload v2 event for the first
 page, and then for the page its `Link: <...>; rel="next"` header announces.
 
 What DynamoDB did is counted on the boto3 client the repository uses (botocore event hooks):
-requests, items read (ScannedCount: what DynamoDB reads, and bills, before any filter) and read
-capacity. moto reports a constant ConsumedCapacity, so RCUs are computed the way DynamoDB bills a
-Query or Scan: per request, ceil(bytes of the items read / 4 KiB) x 0.5 (eventually consistent),
+requests (a page is one keys-only Query per listing shard, then one BatchGetItem), items and index
+entries read (ScannedCount: what DynamoDB reads, and bills, before any filter) and read capacity.
+moto reports a constant ConsumedCapacity, so RCUs are computed the way DynamoDB bills: a Query or
+Scan per request, ceil(bytes of the items read / 4 KiB) x 0.5 (eventually consistent), BatchGetItem
+the same per item,
 item sizes by DynamoDB's rules (names + values; numbers ~1 byte per 2 digits + 1; maps and lists
 3 bytes + 1 per element). For contrast, a paginated Scan of the same table (its requests and
 ScannedCount measured; its bytes and RCUs those of the stored items in 1 MB pages).
@@ -56,6 +58,7 @@ _LINK_NEXT: Final = re.compile(r'<([^>]*)>\s*;\s*rel="next"')
 FUNCTION_ENV: Final = {
     env_vars.STAGE: "bench",
     env_vars.TASK_TABLE_NAME: TABLE,
+    env_vars.TASK_LIST_SHARDS: str(table_schema.DEFAULT_LIST_SHARDS),
     env_vars.CORS_ORIGINS: "https://app.example.com",
     env_vars.CORS_HEADERS: "Content-Type,Authorization",
     env_vars.ALLOW_FAULT_INJECTION: "false",
@@ -86,7 +89,7 @@ def read_units(bytes_read: int) -> float:
 @dataclass
 class Call:
     operation: str
-    items_read: int  # ScannedCount (Count when the response has none)
+    items_read: int  # ScannedCount (Count when the response has none; items for BatchGetItem)
     items_returned: int
     bytes_returned: int
     rcu: float  # computed from item sizes
@@ -109,6 +112,15 @@ class DynamoDbMeter:
             params.setdefault("ReturnConsumedCapacity", "TOTAL")
 
     def _record(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "BatchGetItem":
+            # Billed per item, each rounded up to 4 KiB (not per request like a Query).
+            got = [item for items in parsed.get("Responses", {}).values() for item in items]
+            units = sum(read_units(item_size(item)) for item in got)
+            size = sum(item_size(item) for item in got)
+            self.calls.append(
+                Call(model.name, len(got), len(got), size, units, parsed.get("ConsumedCapacity"))
+            )
+            return
         items = parsed.get("Items")
         if items is None:
             items = [parsed["Item"]] if parsed.get("Item") else []
@@ -130,22 +142,28 @@ class DynamoDbMeter:
 class Reads:
     requests: int
     items_read: int
-    items_returned: int
+    items_returned: int  # of BatchGetItem: the tasks of the page (Query returns index keys only)
     bytes_read: int
     rcu: float
     reported_rcu: float | None
 
     @classmethod
     def of(cls, calls: list[Call]) -> Reads:
-        reported = [call.reported.get("CapacityUnits") for call in calls if call.reported]
+        # BatchGetItem reports a list (one entry per table), Query and Scan one entry.
+        entries = [entry for call in calls if call.reported for entry in _as_list(call.reported)]
+        reported = [entry.get("CapacityUnits") for entry in entries]
         return cls(
             requests=len(calls),
             items_read=sum(call.items_read for call in calls),
-            items_returned=sum(call.items_returned for call in calls),
+            items_returned=sum(call.items_returned for call in calls if call.operation == "BatchGetItem"),
             bytes_read=sum(call.bytes_returned for call in calls),
             rcu=sum(call.rcu for call in calls),
             reported_rcu=sum(float(value) for value in reported) if reported else None,
         )
+
+
+def _as_list(value: Any) -> list[dict[str, Any]]:
+    return value if isinstance(value, list) else [value]
 
 
 # --------------------------------------------------------------------------- table and tasks
@@ -157,14 +175,17 @@ def create_task_table(dynamodb: Any, name: str) -> None:
 
 
 def task_items(count: int) -> Iterator[dict[str, Any]]:
-    """`count` stored tasks as the repository writes them (Task.to_item + listPartition),
-    one microsecond apart, a third each pending, success and error."""
+    """`count` stored tasks as the repository writes them (TaskRepository.stored_item: listing and
+    finished keys included), one microsecond apart, a third each pending, success and error."""
     from dataclasses import replace  # noqa: PLC0415
 
     from taskflow.domain.status import TaskStatus  # noqa: PLC0415
     from taskflow.domain.submission import TaskSubmission  # noqa: PLC0415
     from taskflow.domain.task import new_task  # noqa: PLC0415
     from taskflow.repositories.dynamodb import serialize  # noqa: PLC0415
+    from taskflow.repositories.task_repository import TaskRepository  # noqa: PLC0415
+
+    repository = TaskRepository(TABLE, client=object(), list_shards=table_schema.DEFAULT_LIST_SHARDS)
 
     statuses = [TaskStatus.PENDING, TaskStatus.SUCCESS, TaskStatus.ERROR]
     start = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
@@ -180,9 +201,7 @@ def task_items(count: int) -> Iterator[dict[str, Any]]:
                 retries=2 if status is TaskStatus.ERROR else 0,
                 error_message="gave up after 3 attempts" if status is TaskStatus.ERROR else None,
             )
-        item = task.to_item()
-        item[table_schema.TASKS_BY_CREATED_PK] = table_schema.LIST_PARTITION_VALUE
-        yield serialize(item)
+        yield serialize(repository.stored_item(task))
 
 
 def load(dynamodb: Any, items: list[dict[str, Any]]) -> None:
@@ -353,8 +372,8 @@ def print_report(results: list[SizeResult], limit: int) -> bool:
         title = f"GET /tasks?limit={limit}" if number == 0 else f"page {number + 1} (Link rel=next cursor)"
         print(title)
         reads = [result.pages[number] for result in results]
-        row("Query requests", [r.requests for r in reads], "d")
-        items_ratio = row("items read (ScannedCount)", [r.items_read for r in reads], ",d")
+        row("requests (Queries + BatchGetItem)", [r.requests for r in reads], "d")
+        items_ratio = row("items and index entries read", [r.items_read for r in reads], ",d")
         row("bytes read", [r.bytes_read for r in reads], ",d")
         rcu_ratio = row("RCUs (eventually consistent)", [r.rcu for r in reads], ".1f")
         if number == 0:

@@ -61,6 +61,10 @@ class StageConfig(BaseModel):
     # create a Cognito user pool and app client and use those.
     jwt_issuer: str | None = None
     jwt_audience: tuple[str, ...] = ()
+    # Tasks. Shards per scope of the listing indexes (taskflow.table_schema): each takes 1/shards of
+    # a scope's index writes, and a listing page costs one Query per shard. Fixed for a table's
+    # life: changing it re-keys every task (docs/operations.md).
+    task_list_shards: int = Field(default=16, ge=1, le=64)
     # Processing.
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     allow_fault_injection: bool = False

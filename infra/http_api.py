@@ -69,6 +69,7 @@ class HttpApi(Construct):
             timeout_seconds=stage.api_timeout_seconds,
             environment={
                 env_vars.TASK_TABLE_NAME: task_table.table_name,
+                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
                 env_vars.CORS_ORIGINS: comma_list(stage.cors_origins),
                 env_vars.CORS_HEADERS: comma_list(stage.cors_headers),
                 env_vars.ALLOW_FAULT_INJECTION: flag(stage.allow_fault_injection),
@@ -77,17 +78,19 @@ class HttpApi(Construct):
         )
         self.handler.role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+                # BatchGetItem: a listing page reads its tasks after the keys-only ByCreated Queries.
+                actions=[
+                    "dynamodb:PutItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:BatchGetItem",
+                ],
                 resources=[task_table.table_arn],
             )
         )
-        # Listing queries the list indexes, named one by one (no index/* wildcard). With auth, a caller
-        # lists only its own tasks: the owner index alone (ByStatus spans every owner).
-        list_indexes = (
-            (table_schema.TASKS_BY_OWNER_INDEX,)
-            if auth
-            else (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
-        )
+        # Listing queries the list indexes, named one by one (no index/* wildcard). With auth, the
+        # caller's scope is in every key condition (TaskRepository.list_page).
+        list_indexes = (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
         self.handler.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Query"],

@@ -99,6 +99,7 @@ class TaskPipeline(Construct):
             reserved_concurrency=stage.processor_reserved_concurrency,
             environment={
                 env_vars.TASK_TABLE_NAME: task_table.table_name,
+                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
                 env_vars.TASK_QUEUE_URL: queue.queue_url,
                 env_vars.FAILURE_RATE: str(stage.failure_rate),
                 env_vars.FAILURE_SEED: "",
@@ -137,6 +138,7 @@ class TaskPipeline(Construct):
             timeout_seconds=stage.processor_timeout_seconds,
             environment={
                 env_vars.TASK_TABLE_NAME: task_table.table_name,
+                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
                 env_vars.MAX_RECEIVE_COUNT: str(stage.max_receive_count),
             },
         )

@@ -14,10 +14,11 @@ _STRING = dynamodb.AttributeType.STRING
 
 
 class TaskTable(Construct):
-    """Declared as taskflow.table_schema.task_table_request describes it (tests compare the two).
+    """Declared as taskflow.table_schema.task_table_request describes it (tests compare the two),
+    the same on every stage; the keys and why: taskflow.table_schema and docs/decisions.md.
 
-    Listing index: ByCreatedAt (every task, one constant partition) on `auth: none` stages; ByOwner
-    (one partition per owner) on `auth: jwt` stages, which have no ByCreatedAt. ByStatus on both.
+    ByCreated (keys only) is written once per task, at create. ByFinished (all attributes) is
+    sparse: only finished tasks are in it. A lease claim or release changes no index key.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
@@ -36,23 +37,15 @@ class TaskTable(Construct):
             ),
             removal_policy=removal_policy(stage),
         )
-        if stage.uses_jwt:
-            self.table.add_global_secondary_index(
-                index_name=table_schema.TASKS_BY_OWNER_INDEX,
-                partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_OWNER_PK, type=_STRING),
-                sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_OWNER_SK, type=_STRING),
-                projection_type=dynamodb.ProjectionType.ALL,
-            )
-        else:
-            self.table.add_global_secondary_index(
-                index_name=table_schema.TASKS_BY_CREATED_INDEX,
-                partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_PK, type=_STRING),
-                sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_SK, type=_STRING),
-                projection_type=dynamodb.ProjectionType.ALL,
-            )
         self.table.add_global_secondary_index(
-            index_name=table_schema.TASKS_BY_STATUS_INDEX,
-            partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_STATUS_PK, type=_STRING),
-            sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_STATUS_SK, type=_STRING),
+            index_name=table_schema.TASKS_BY_CREATED_INDEX,
+            partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_PK, type=_STRING),
+            sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_CREATED_SK, type=_STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        self.table.add_global_secondary_index(
+            index_name=table_schema.TASKS_BY_FINISHED_INDEX,
+            partition_key=dynamodb.Attribute(name=table_schema.TASKS_BY_FINISHED_PK, type=_STRING),
+            sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_FINISHED_SK, type=_STRING),
             projection_type=dynamodb.ProjectionType.ALL,
         )

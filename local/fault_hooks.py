@@ -74,6 +74,12 @@ def _single_key(key: Any) -> tuple[str, str] | None:
     return None
 
 
+def _keys_task(key_value: str, task_id: str) -> bool:
+    """Whether a table key addresses `task_id`: the key is the task id, or ends with `#<taskId>`
+    (`<owner>#<taskId>` on auth: jwt stages; taskflow.table_schema)."""
+    return key_value == task_id or key_value.endswith(f"#{task_id}")
+
+
 def _operation(event_name: str) -> str:
     return event_name.rsplit(".", 1)[-1]
 
@@ -231,7 +237,7 @@ class WorkerFaults:
             return
         key = _single_key(params.get("Key"))
         step = getattr(self._state, "step", None)
-        if step is not None and key is not None and key[1] == step[0]:
+        if step is not None and key is not None and _keys_task(key[1], step[0]):
             context[_COMMIT_KEY] = step
             self._state.step = None
         if self.mutant == "unconditional-writes" and key is not None and params.get("ConditionExpression"):

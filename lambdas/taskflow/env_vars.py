@@ -8,6 +8,7 @@ from typing import Final
 
 STAGE: Final = "STAGE"
 TASK_TABLE_NAME: Final = "TASK_TABLE_NAME"
+TASK_LIST_SHARDS: Final = "TASK_LIST_SHARDS"  # the listing indexes' shards per scope (table_schema)
 CONNECTION_TABLE_NAME: Final = "CONNECTION_TABLE_NAME"
 TASK_QUEUE_URL: Final = "TASK_QUEUE_URL"
 WEBSOCKET_CALLBACK_URL: Final = "WEBSOCKET_CALLBACK_URL"

@@ -198,6 +198,7 @@ class FunctionSettings:
 @dataclass(frozen=True)
 class HttpApiSettings(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
     cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
     cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
@@ -212,6 +213,7 @@ class EnqueueSettings(FunctionSettings):
 @dataclass(frozen=True)
 class ProcessorSettings(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
     task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
     failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _float_between(0.0, 1.0)))
     # "" means "seed from the OS" (a different sequence per cold start).
@@ -229,6 +231,7 @@ class ProcessorSettings(FunctionSettings):
 @dataclass(frozen=True)
 class DlqConsumerSettings(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
     max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
 
 

@@ -1,34 +1,46 @@
 """Key schema of the two DynamoDB tables, shared by infra/ (CDK) and the repositories.
 
 Tests build their moto tables from these constants too, so a key rename cannot leave the
-template, the code and the tests disagreeing.
+template, the code and the tests disagreeing. The design and its alternatives:
+docs/decisions.md, "Task table keys, one design for scale, resume and per-owner ids".
+
+Task keys. A task is identified by its id within a *scope*: the owner (the token's sub) on
+`auth: jwt` stages, SCOPE_ALL on `auth: none` stages. So two owners can use the same taskId.
+  pk          taskId (auth: none) or <owner>#<taskId> (auth: jwt): one hash key per task
+  listKey     <scope>#<shard>: ByCreated, written once at create (keys only)
+  finishedKey <scope>#<status>#<shard>, finishedAt: ByFinished, set by the final transitions
+              (success, dead-lettered) and removed by a retry, so only finished tasks are in it
+`shard` = CRC32(taskId) mod the stage's listShards: no index partition takes more than
+1/listShards of a scope's writes. taskId cannot contain `#` (TASK_ID_PATTERN), so every key
+splits unambiguously from the right whatever the owner.
 """
 
+from __future__ import annotations
+
+import zlib
 from typing import Any, Final
 
 # Task table: one item per task.
-TASK_PK: Final = "taskId"
+TASK_PK: Final = "pk"
+TASK_ID: Final = "taskId"  # an attribute of every item (what the API calls the task)
+TASK_OWNER: Final = "owner"  # auth: jwt stages only
+SCOPE_ALL: Final = "*"  # the scope of every task on auth: none stages
+KEY_SEPARATOR: Final = "#"
 
-# GSI listing every task newest-first: a constant partition, sorted by creation time.
-# Reads are a Query with Limit, proportional to the page (never a Scan).
-TASKS_BY_CREATED_INDEX: Final = "ByCreatedAt"
-TASKS_BY_CREATED_PK: Final = "listPartition"
+# GSI listing a scope's tasks newest first: listShards partitions per scope, keys only. A page is
+# one Query per shard, merged, then one BatchGetItem (TaskRepository.list_page).
+TASKS_BY_CREATED_INDEX: Final = "ByCreated"
+TASKS_BY_CREATED_PK: Final = "listKey"
 TASKS_BY_CREATED_SK: Final = "createdAt"
-LIST_PARTITION_VALUE: Final = "TASK"
 
-# GSI listing tasks of one status newest-first (GET /tasks?status=...).
-TASKS_BY_STATUS_INDEX: Final = "ByStatus"
-TASKS_BY_STATUS_PK: Final = "status"
-TASKS_BY_STATUS_SK: Final = "createdAt"
+# Sparse GSI of finished tasks (success, error), most recently finished first: GET /tasks?status=
+# success|error. Projection ALL: a finished item does not change until it is retried.
+TASKS_BY_FINISHED_INDEX: Final = "ByFinished"
+TASKS_BY_FINISHED_PK: Final = "finishedKey"
+TASKS_BY_FINISHED_SK: Final = "finishedAt"
 
-# Stages with `auth: jwt` only (taskflow.auth_contract): every task carries its owner (the
-# token's sub) and is listed from this index, newest first, one partition per owner. Such stages
-# have no ByCreatedAt index (nobody lists every owner's tasks; its constant partition would be the
-# hot key) and keep ByStatus (operations find stuck tasks across owners: ops/redrive.py).
-TASK_OWNER: Final = "owner"
-TASKS_BY_OWNER_INDEX: Final = "ByOwner"
-TASKS_BY_OWNER_PK: Final = TASK_OWNER
-TASKS_BY_OWNER_SK: Final = "createdAt"
+# The stage setting listShards when a caller does not say (dev's default; infra/config.py).
+DEFAULT_LIST_SHARDS: Final = 16
 
 # Stored values of a task's `leaseState` (TaskRepository.claim): the notifier's stream filter
 # (infra/websocket_api.py) matches them, so that writes nobody can see never invoke it.
@@ -46,38 +58,58 @@ CONNECTION_OWNER: Final = "owner"
 CONNECTIONS_BY_OWNER_INDEX: Final = "ByOwner"
 
 
-def task_table_request(name: str, *, owner_scoped: bool = False) -> dict[str, Any]:
-    """CreateTable parameters of the TaskTable as infra/ declares it (key, GSIs with projection
-    ALL, stream with both images): what tests and benchmarks create on moto. `owner_scoped`: the
-    table of an `auth: jwt` stage (ByOwner + ByStatus instead of ByCreatedAt + ByStatus)."""
+def scope_of(owner: str | None) -> str:
+    """The scope of an owner's tasks: the owner itself, or SCOPE_ALL without one."""
+    return SCOPE_ALL if owner is None else owner
 
-    def index(index_name: str, partition: str, sort: str) -> dict[str, Any]:
+
+def task_key(task_id: str, owner: str | None) -> str:
+    """The table key `pk` of (owner, taskId)."""
+    return task_id if owner is None else f"{owner}{KEY_SEPARATOR}{task_id}"
+
+
+def shard_of(task_id: str, shards: int) -> int:
+    """The listing shard of a task: stable for its life (CRC32, not Python's salted hash)."""
+    return zlib.crc32(task_id.encode("utf-8")) % shards
+
+
+def list_key(scope: str, shard: int) -> str:
+    return f"{scope}{KEY_SEPARATOR}{shard}"
+
+
+def finished_key(scope: str, status: str, shard: int) -> str:
+    return f"{scope}{KEY_SEPARATOR}{status}{KEY_SEPARATOR}{shard}"
+
+
+def task_table_request(name: str) -> dict[str, Any]:
+    """CreateTable parameters of the TaskTable as infra/ declares it (the same on every stage):
+    what tests and benchmarks create on moto."""
+
+    def index(index_name: str, partition: str, sort: str, projection: str) -> dict[str, Any]:
         return {
             "IndexName": index_name,
             "KeySchema": [
                 {"AttributeName": partition, "KeyType": "HASH"},
                 {"AttributeName": sort, "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": projection},
         }
 
-    listing = (
-        index(TASKS_BY_OWNER_INDEX, TASKS_BY_OWNER_PK, TASKS_BY_OWNER_SK)
-        if owner_scoped
-        else index(TASKS_BY_CREATED_INDEX, TASKS_BY_CREATED_PK, TASKS_BY_CREATED_SK)
+    key_attributes = (
+        TASK_PK,
+        TASKS_BY_CREATED_PK,
+        TASKS_BY_CREATED_SK,
+        TASKS_BY_FINISHED_PK,
+        TASKS_BY_FINISHED_SK,
     )
-    listing_partition = TASKS_BY_OWNER_PK if owner_scoped else TASKS_BY_CREATED_PK
     return {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": TASK_PK, "KeyType": "HASH"}],
-        "AttributeDefinitions": [
-            {"AttributeName": attribute, "AttributeType": "S"}
-            for attribute in (TASK_PK, listing_partition, TASKS_BY_CREATED_SK, TASKS_BY_STATUS_PK)
-        ],
+        "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"} for key in key_attributes],
         "GlobalSecondaryIndexes": [
-            listing,
-            index(TASKS_BY_STATUS_INDEX, TASKS_BY_STATUS_PK, TASKS_BY_STATUS_SK),
+            index(TASKS_BY_CREATED_INDEX, TASKS_BY_CREATED_PK, TASKS_BY_CREATED_SK, "KEYS_ONLY"),
+            index(TASKS_BY_FINISHED_INDEX, TASKS_BY_FINISHED_PK, TASKS_BY_FINISHED_SK, "ALL"),
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     }

@@ -144,17 +144,20 @@ def test_a_user_lists_reads_and_retries_only_their_own_tasks(alice, bob):
     assert alice.request("GET", f"/tasks/{alice_task}")[0] == HTTPStatus.OK
 
 
-def test_reusing_another_users_task_id_is_a_conflict_that_reveals_nothing(alice, bob):
+def test_two_users_submitting_the_same_task_id_each_get_their_own_task(alice, bob):
     # Given Alice's task
     task_id = alice.submit(answer="alice's secret")
 
-    # When Bob submits the same id with the same body
-    status, _, body = bob.request("POST", "/tasks", {"taskId": task_id, "answer": "alice's secret"})
+    # When Bob submits the same id with his own body, then reads it
+    status, _, created = bob.request("POST", "/tasks", {"taskId": task_id, "answer": "bob's"})
+    _, _, read = bob.request("GET", f"/tasks/{task_id}")
 
-    # Then it is refused without showing Alice's task
-    assert status == HTTPStatus.CONFLICT
-    assert "alice's secret" not in json.dumps(body)
-    assert task_id not in bob.listed_ids()
+    # Then he gets his own task, nothing of Alice's, and hers is still hers
+    assert status == HTTPStatus.ACCEPTED
+    assert created["answer"] == read["answer"] == "bob's"
+    assert "alice's secret" not in json.dumps([created, read])
+    assert alice.request("GET", f"/tasks/{task_id}")[2]["answer"] == "alice's secret"
+    assert task_id in bob.listed_ids()
 
 
 def test_a_user_receives_only_the_frames_of_their_own_tasks(alice, bob):

@@ -419,7 +419,7 @@ def test_stage_without_auth_mentions_nothing_of_auth_anywhere_in_its_template(re
         "Jwt",
         "JWT_",
         "AUTH_MODE",
-        table_schema.TASKS_BY_OWNER_INDEX,
+        table_schema.CONNECTIONS_BY_OWNER_INDEX,
         f'"{table_schema.TASK_OWNER}"',
         MetricName.TOKENS_REJECTED,
     ):

@@ -91,7 +91,7 @@ def test_timeouts_follow_the_stage(request, stage_name):
 def _expected_environment(stage_name: str, template, ids, callback_url) -> dict[str, dict]:
     dev = stage_name == "dev"
     common = {"STAGE": stage_name, **COMMON, "POWERTOOLS_LOG_LEVEL": "INFO"}
-    task_table = {"TASK_TABLE_NAME": ref(ids.task_table)}
+    task_table = {"TASK_TABLE_NAME": ref(ids.task_table), "TASK_LIST_SHARDS": "16" if dev else "4"}
     connections = {"CONNECTION_TABLE_NAME": ref(ids.connection_table)}
     # prod has `auth: jwt` with a created user pool; dev has `auth: none` and no AUTH_MODE at all.
     auth_mode = {} if dev else {"AUTH_MODE": "jwt"}

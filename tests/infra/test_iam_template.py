@@ -46,14 +46,10 @@ def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -
     fn = function_id(template, construct_id)
     own_logs = _allow(LOGS_WRITE, arn(_log_group_of(template, fn)))
     task_table = arn(ids.task_table)
-    # The list indexes by name: no index/* wildcard. With auth, only the caller's own tasks.
+    # The list indexes by name: no index/* wildcard (with auth, the key conditions name the caller).
     task_indexes = [
         _index(task_table, index)
-        for index in (
-            (table_schema.TASKS_BY_OWNER_INDEX,)
-            if owner_scoped
-            else (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_STATUS_INDEX)
-        )
+        for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
     ]
     connections = arn(ids.connection_table)
     # Without auth every frame goes to every connection (Scan); with auth to the task owner's
@@ -88,7 +84,8 @@ def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -
         own_logs
         | {
             "HttpApiFunction": _allow(
-                ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"), task_table
+                ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"),
+                task_table,
             )
             | _allow("dynamodb:Query", *task_indexes),
             "EnqueueFunction": stream

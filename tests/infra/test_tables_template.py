@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match
 from template_queries import handlers_of, properties, resources
 
 from taskflow import table_schema
@@ -13,35 +14,58 @@ from taskflow import table_schema
 STAGES = ["dev", "prod", "jwt_issuer"]
 
 
-def test_task_table_is_keyed_by_task_id_on_demand_with_both_list_indexes(dev_template, dev_ids):
-    table = properties(dev_template, dev_ids.task_table)
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_task_table_has_a_key_per_task_a_keys_only_listing_index_and_a_sparse_finished_index(
+    request, stage_name
+):
+    # The same keys on every stage (docs/decisions.md, "Task table keys"): `pk` is the taskId, or
+    # <owner>#<taskId> on auth: jwt; ByCreated is written once per task and projects keys only (a
+    # status change or a lease claim rewrites no entry); ByFinished holds finished tasks only.
+    template = request.getfixturevalue(f"{stage_name}_template")
 
-    assert table["KeySchema"] == [{"AttributeName": table_schema.TASK_PK, "KeyType": "HASH"}]
-    assert table["BillingMode"] == "PAY_PER_REQUEST"
-    assert sorted(table["GlobalSecondaryIndexes"], key=lambda index: index["IndexName"]) == [
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
         {
-            "IndexName": table_schema.TASKS_BY_CREATED_INDEX,
-            "KeySchema": [
-                {"AttributeName": table_schema.TASKS_BY_CREATED_PK, "KeyType": "HASH"},
-                {"AttributeName": table_schema.TASKS_BY_CREATED_SK, "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "GlobalSecondaryIndexes": Match.array_equals(
+                [
+                    {
+                        "IndexName": "ByCreated",
+                        "KeySchema": [
+                            {"AttributeName": "listKey", "KeyType": "HASH"},
+                            {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                        ],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                    },
+                    {
+                        "IndexName": "ByFinished",
+                        "KeySchema": [
+                            {"AttributeName": "finishedKey", "KeyType": "HASH"},
+                            {"AttributeName": "finishedAt", "KeyType": "RANGE"},
+                        ],
+                        "Projection": {"ProjectionType": "ALL"},
+                    },
+                ]
+            ),
         },
-        {
-            "IndexName": table_schema.TASKS_BY_STATUS_INDEX,
-            "KeySchema": [
-                {"AttributeName": table_schema.TASKS_BY_STATUS_PK, "KeyType": "HASH"},
-                {"AttributeName": table_schema.TASKS_BY_STATUS_SK, "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-    ]
-    assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
-        (table_schema.TASK_PK, "S"),
-        (table_schema.TASKS_BY_CREATED_PK, "S"),
-        (table_schema.TASKS_BY_CREATED_SK, "S"),
-        (table_schema.TASKS_BY_STATUS_PK, "S"),
-    }
+    )
+
+
+@pytest.mark.parametrize(("stage_name", "shards"), [("dev", 16), ("prod", 4)])
+def test_functions_that_write_listing_keys_get_the_stages_shard_count(request, stage_name, shards):
+    template = request.getfixturevalue(f"{stage_name}_template")
+    stage = request.getfixturevalue(f"{stage_name}_stage")
+    assert stage.task_list_shards == shards
+
+    for handler in ("http_api", "processor", "dlq_consumer"):
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": f"taskflow.handlers.{handler}.handler",
+                "Environment": {"Variables": Match.object_like({"TASK_LIST_SHARDS": str(shards)})},
+            },
+        )
 
 
 def test_task_table_streams_old_and_new_images_for_enqueue_and_notify(dev_template, dev_ids):
@@ -134,14 +158,13 @@ def _canonical(request: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("stage_name", STAGES)
 def test_task_table_is_declared_as_the_create_table_request_tests_use(request, stage_name):
     # Tests and benchmarks create their moto tables from table_schema.task_table_request: it must be
-    # the table the template declares (keys, attributes, indexes and projections, stream), per auth mode.
+    # the table the template declares (keys, attributes, indexes and projections, stream).
     template = request.getfixturevalue(f"{stage_name}_template")
     ids = request.getfixturevalue(f"{stage_name}_ids")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
 
     declared = _as_create_table_request(properties(template, ids.task_table), "tasks")
 
-    assert declared == _canonical(table_schema.task_table_request("tasks", owner_scoped=stage.auth == "jwt"))
+    assert declared == _canonical(table_schema.task_table_request("tasks"))
 
 
 @pytest.mark.parametrize("stage_name", STAGES)
@@ -155,26 +178,6 @@ def test_connection_table_is_declared_as_the_create_table_request_tests_use(requ
     assert declared == _canonical(
         table_schema.connection_table_request("connections", owner_scoped=stage.auth == "jwt")
     )
-
-
-@pytest.mark.parametrize("stage_name", ["prod", "jwt_issuer"])
-def test_jwt_stage_lists_tasks_by_owner_and_status_without_the_all_tasks_index(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-
-    indexes = {
-        index["IndexName"]: index for index in properties(template, ids.task_table)["GlobalSecondaryIndexes"]
-    }
-
-    assert set(indexes) == {table_schema.TASKS_BY_OWNER_INDEX, table_schema.TASKS_BY_STATUS_INDEX}
-    assert indexes[table_schema.TASKS_BY_OWNER_INDEX] == {
-        "IndexName": "ByOwner",
-        "KeySchema": [
-            {"AttributeName": "owner", "KeyType": "HASH"},
-            {"AttributeName": "createdAt", "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "ALL"},
-    }
 
 
 @pytest.mark.parametrize("stage_name", ["prod", "jwt_issuer"])
@@ -194,10 +197,8 @@ def test_jwt_stage_finds_an_owners_connections_through_a_keys_only_index(request
     assert {"AttributeName": "owner", "AttributeType": "S"} in table["AttributeDefinitions"]
 
 
-def test_stage_without_auth_has_no_owner_index_on_either_table(dev_template, dev_ids):
-    task_indexes = properties(dev_template, dev_ids.task_table)["GlobalSecondaryIndexes"]
+def test_stage_without_auth_has_no_owner_index_on_the_connection_table(dev_template, dev_ids):
     connection_table = properties(dev_template, dev_ids.connection_table)
 
-    assert {index["IndexName"] for index in task_indexes} == {"ByCreatedAt", "ByStatus"}
     assert "GlobalSecondaryIndexes" not in connection_table
     assert all(a["AttributeName"] != "owner" for a in connection_table["AttributeDefinitions"])

@@ -33,7 +33,7 @@ from lambda_support import (
 )
 from moto import mock_aws
 
-from taskflow import env_vars, lazy
+from taskflow import env_vars, lazy, table_schema
 from taskflow.clients import aws
 from taskflow.domain import processing
 from taskflow.settings import reset_settings
@@ -75,7 +75,7 @@ def moto_aws() -> Iterator[Aws]:
 
 @pytest.fixture
 def owner_scoped_aws() -> Iterator[Aws]:
-    """The resources of an `auth: jwt` stage: tables indexed by owner (table_schema)."""
+    """The resources of an `auth: jwt` stage: the connection table indexed by owner (table_schema)."""
     yield from _moto_aws(owner_scoped=True)
 
 
@@ -83,7 +83,7 @@ def _moto_aws(*, owner_scoped: bool) -> Iterator[Aws]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
-        stream_arn = create_task_table(dynamodb, TASK_TABLE, owner_scoped=owner_scoped)
+        stream_arn = create_task_table(dynamodb, TASK_TABLE)
         create_connection_table(dynamodb, CONNECTION_TABLE, owner_scoped=owner_scoped)
         dlq_url = sqs.create_queue(QueueName="TaskDLQ")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -116,6 +116,8 @@ def _set_function_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {
         env_vars.STAGE: "test",
         env_vars.TASK_TABLE_NAME: TASK_TABLE,
+        # What a TaskRepository uses unless told: the tests' own repositories and the handlers agree.
+        env_vars.TASK_LIST_SHARDS: str(table_schema.DEFAULT_LIST_SHARDS),
         env_vars.CONNECTION_TABLE_NAME: CONNECTION_TABLE,
         env_vars.TASK_QUEUE_URL: QUEUE_URL,
         env_vars.WEBSOCKET_CALLBACK_URL: CALLBACK_URL,

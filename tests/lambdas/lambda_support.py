@@ -44,10 +44,10 @@ class Aws:
         return list(response.get("Messages", []))
 
 
-def create_task_table(dynamodb: Any, name: str, *, owner_scoped: bool = False) -> str:
-    """The TaskTable as infra/ declares it: key, both GSIs (projection ALL), stream with both images
-    (`owner_scoped`: the table of an `auth: jwt` stage, ByOwner + ByStatus)."""
-    dynamodb.create_table(**table_schema.task_table_request(name, owner_scoped=owner_scoped))
+def create_task_table(dynamodb: Any, name: str) -> str:
+    """The TaskTable as infra/ declares it (the same on every stage): key, ByCreated (keys only),
+    ByFinished (all), stream with both images. Returns the stream's ARN."""
+    dynamodb.create_table(**table_schema.task_table_request(name))
     return str(dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"])
 
 
@@ -279,11 +279,39 @@ def connection_ids(moto_aws: Aws) -> set[str]:
     return {item[table_schema.CONNECTION_PK]["S"] for item in items}
 
 
-def get_item(moto_aws: Aws, task_id: str) -> dict[str, Any] | None:
-    item = moto_aws.dynamodb.get_item(
-        TableName=moto_aws.task_table, Key={table_schema.TASK_PK: {"S": task_id}}
-    ).get("Item")
+def get_item(moto_aws: Aws, task_id: str, *, owner: str | None = None) -> dict[str, Any] | None:
+    """The stored item of `owner`'s task (plain values), or None."""
+    key = {table_schema.TASK_PK: {"S": table_schema.task_key(task_id, owner)}}
+    item = moto_aws.dynamodb.get_item(TableName=moto_aws.task_table, Key=key).get("Item")
     return deserialize(item) if item else None
+
+
+def set_status(moto_aws: Aws, task_id: str, status: str, *, owner: str | None = None, **extra: Any) -> None:
+    """Move a task as the pipeline would (a direct write; the pipeline has its own tests): a final
+    status also enters ByFinished, finished at the task's updatedAt."""
+    if status in ("success", "error"):
+        item = get_item(moto_aws, task_id, owner=owner)
+        assert item is not None, f"no task {task_id!r} of {owner!r}"
+        shard = table_schema.shard_of(task_id, table_schema.DEFAULT_LIST_SHARDS)
+        finished_key = table_schema.finished_key(table_schema.scope_of(owner), status, shard)
+        extra = {
+            table_schema.TASKS_BY_FINISHED_PK: finished_key,
+            table_schema.TASKS_BY_FINISHED_SK: item["updatedAt"],
+            **extra,
+        }
+    names = {"#s": "status", **{f"#{k}": k for k in extra}}
+    values = {":s": {"S": status}}
+    sets = ["#s = :s"]
+    for key, value in extra.items():
+        values[f":{key}"] = {"S": value} if isinstance(value, str) else {"N": str(value)}
+        sets.append(f"#{key} = :{key}")
+    moto_aws.dynamodb.update_item(
+        TableName=moto_aws.task_table,
+        Key={table_schema.TASK_PK: {"S": table_schema.task_key(task_id, owner)}},
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
 
 
 @dataclass

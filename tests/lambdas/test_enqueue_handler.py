@@ -8,6 +8,7 @@ from typing import Any
 
 from lambda_support import Aws, FakeLambdaContext, FakeQueue
 
+from taskflow import table_schema
 from taskflow.clients.queue_client import QueueClient
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import new_task
@@ -75,7 +76,7 @@ def test_retried_task_is_enqueued_for_its_new_run(
     create_tasks(moto_aws, 1)
     moto_aws.dynamodb.update_item(
         TableName=moto_aws.task_table,
-        Key={"taskId": {"S": "t-000"}},
+        Key={table_schema.TASK_PK: {"S": "t-000"}},
         UpdateExpression="SET #s = :e",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":e": {"S": "error"}},

@@ -10,6 +10,7 @@ import socket
 import string
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -27,38 +28,22 @@ from lambda_support import (
     FakeLambdaContext,
     http_event,
     json_post,
+    set_status,
 )
 from lambda_support import call_http_api as call
 
-from taskflow import env_vars, table_schema
+from taskflow import env_vars
 from taskflow.api import errors as api_errors
 from taskflow.api.pagination import encode_cursor
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import new_task
 from taskflow.errors import DependencyUnavailableError
 from taskflow.handlers import http_api
-from taskflow.repositories.task_repository import TaskRepository
+from taskflow.repositories.task_repository import ClaimOutcome, TaskRepository
 from taskflow.services.task_service import TaskService
 
 FRONTEND_TASK_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-
-
-def set_status(moto_aws: Aws, task_id: str, status: str, **extra: Any) -> None:
-    """Move a task as the pipeline would (direct write; the pipeline has its own tests)."""
-    names = {"#s": "status", **{f"#{k}": k for k in extra}}
-    values = {":s": {"S": status}}
-    sets = ["#s = :s"]
-    for key, value in extra.items():
-        values[f":{key}"] = {"S": value} if isinstance(value, str) else {"N": str(value)}
-        sets.append(f"#{key} = :{key}")
-    moto_aws.dynamodb.update_item(
-        TableName=moto_aws.task_table,
-        Key={table_schema.TASK_PK: {"S": task_id}},
-        UpdateExpression="SET " + ", ".join(sets),
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
 
 
 def seed_tasks(moto_aws: Aws, count: int, *, payload: dict[str, Any] | None = None) -> list[str]:
@@ -540,37 +525,30 @@ def test_list_filters_by_status_and_keeps_the_filter_in_the_link(
     assert all(task["status"] == "success" for task in first)
 
 
-def test_list_fills_a_page_past_the_1_mb_query_limit(
+def test_finished_listing_fills_a_page_past_the_1_mb_query_limit(
     moto_aws: Aws, function_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
-    # Items of ~300 KB written straight to the table: one Query returns at most 1 MB (3 items),
-    # so a page of 8 needs several Query calls.
+    # Tasks of ~300 KB, finished: ByFinished projects every attribute, so one Query returns at
+    # most 1 MB (3 items) and a page of 8 needs several Query calls.
+    repository = TaskRepository(moto_aws.task_table, client=moto_aws.dynamodb, list_shards=1)
     for index in range(8):
-        moto_aws.dynamodb.put_item(
-            TableName=moto_aws.task_table,
-            Item={
-                "taskId": {"S": f"big-{index}"},
-                "answer": {"S": "x"},
-                "payload": {"M": {"blob": {"S": "b" * 300_000}}},
-                "status": {"S": "pending"},
-                "retries": {"N": "0"},
-                "createdAt": {"S": (T0 + timedelta(seconds=index)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
-                "updatedAt": {"S": "2026-11-25T12:00:00.000000Z"},
-                "version": {"N": "1"},
-                "run": {"N": "1"},
-                "requestHash": {"S": "h"},
-                "listPartition": {"S": "TASK"},
-            },
-        )
+        task = new_task(TaskSubmission(answer="x"), f"big-{index}", T0 + timedelta(seconds=index))
+        repository.create(replace(task, payload={"blob": "b" * 300_000}))
+        assert repository.claim(task.task_id, 1, "m", 60).outcome is ClaimOutcome.CLAIMED
+        assert repository.record_success(task.task_id, 1, "m", retries=0)
 
     client = QueryCountingClient(moto_aws.dynamodb)
     http_api.service.override(
         TaskService(
-            TaskRepository(moto_aws.task_table, client=client), stage="test", allow_fault_injection=True
+            TaskRepository(moto_aws.task_table, client=client, list_shards=1),
+            stage="test",
+            allow_fault_injection=True,
         )
     )
 
-    status, tasks, _ = call(http_event("GET", "/tasks", query={"limit": "8"}), lambda_context)
+    status, tasks, _ = call(
+        http_event("GET", "/tasks", query={"limit": "8", "status": "success"}), lambda_context
+    )
 
     assert status == HTTPStatus.OK
     assert [task["taskId"] for task in tasks] == [f"big-{i}" for i in reversed(range(8))]
@@ -779,6 +757,7 @@ def http_env_without_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         env_vars.STAGE: "test",
         env_vars.TASK_TABLE_NAME: "TaskTable",
+        env_vars.TASK_LIST_SHARDS: "4",
         env_vars.CORS_ORIGINS: ALLOWED_ORIGIN,
         env_vars.CORS_HEADERS: "Content-Type",
         env_vars.ALLOW_FAULT_INJECTION: "false",

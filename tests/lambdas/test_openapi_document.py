@@ -360,10 +360,10 @@ JWT_SCENARIOS = {
         lambda: signed_in(http_event("GET", "/tasks/owned"), "bob"),
         HTTPStatus.NOT_FOUND,
     ),
-    "another owner's id submitted": (
+    "own id submitted with another body": (
         "POST",
         "/tasks",
-        lambda: signed_in(json_post("/tasks", {"taskId": "owned", "answer": "seeded"}), "bob"),
+        lambda: signed_in(json_post("/tasks", {"taskId": "owned", "answer": "changed"}), "alice"),
         HTTPStatus.CONFLICT,
     ),
     "own list": ("GET", "/tasks", lambda: signed_in(http_event("GET", "/tasks"), "alice"), HTTPStatus.OK),

@@ -5,6 +5,7 @@ service rules underneath. (The `auth: none` behaviour is what the other HTTP tes
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from lambda_support import Aws, FakeLambdaContext, get_item, http_event, json_post, signed_in
 from lambda_support import call_http_api as call
+from lambda_support import set_status as set_task_status
 
 from taskflow import table_schema
 from taskflow.api.pagination import decode_cursor, encode_cursor
@@ -41,14 +43,8 @@ def seed(aws: Aws, owner: str | None, task_ids: list[str], *, start: int = 0) ->
         repository.create(new_task(TaskSubmission(answer=f"answer {task_id}"), task_id, when, owner=owner))
 
 
-def set_status(aws: Aws, task_id: str, status: str) -> None:
-    aws.dynamodb.update_item(
-        TableName=aws.task_table,
-        Key={table_schema.TASK_PK: {"S": task_id}},
-        UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": status}},
-    )
+def set_status(aws: Aws, task_id: str, status: str, owner: str = ALICE) -> None:
+    set_task_status(aws, task_id, status, owner=owner)
 
 
 def listed_ids(body: list[dict[str, Any]]) -> list[str]:
@@ -113,7 +109,7 @@ def test_request_without_verified_claims_is_401_on_every_task_route(
     assert set(body) == {"message"}
     assert "Bearer" in body["message"]
     assert headers["WWW-Authenticate"] == "Bearer"
-    assert get_item(owner_scoped_aws, "t1")["run"] == 1
+    assert get_item(owner_scoped_aws, "t1", owner=ALICE)["run"] == 1
 
 
 def test_the_openapi_document_needs_no_claims_in_the_function(
@@ -206,7 +202,7 @@ def test_owner_is_never_part_of_the_wire_json(
         as_owner(ALICE, json_post("/tasks", {"taskId": "a1", "answer": "x"})), lambda_context
     )
     assert status == HTTPStatus.ACCEPTED
-    assert get_item(owner_scoped_aws, "a1")[table_schema.TASK_OWNER] == ALICE
+    assert get_item(owner_scoped_aws, "a1", owner=ALICE)[table_schema.TASK_OWNER] == ALICE
 
     # When she reads and lists it
     _, read, _ = call(as_owner(ALICE, http_event("GET", "/tasks/a1")), lambda_context)
@@ -234,7 +230,7 @@ def test_another_owners_task_cannot_be_retried_and_answers_like_an_unknown_id(
     # Then he gets the same 404 as before, and the task is untouched
     assert before[0] == HTTPStatus.NOT_FOUND
     assert after[:2] == before[:2]
-    item = get_item(owner_scoped_aws, "a1")
+    item = get_item(owner_scoped_aws, "a1", owner=ALICE)
     assert (item["status"], item["run"]) == ("error", 1)
 
 
@@ -264,29 +260,50 @@ def test_retry_of_own_task_not_in_error_is_still_409(
 # --------------------------------------------------------------------------- submit
 
 
-def test_submitting_an_id_another_owner_holds_is_409_without_revealing_the_task(
+def test_two_owners_use_the_same_task_id_independently(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
-    # Given Alice's task, and Bob's answer for a different-body conflict on his own task
-    body = {"taskId": "shared-id", "answer": "alice private answer"}
-    assert call(as_owner(ALICE, json_post("/tasks", body)), lambda_context)[0] == HTTPStatus.ACCEPTED
-    call(as_owner(BOB, json_post("/tasks", {"taskId": "bobs", "answer": "one"})), lambda_context)
-    own_conflict = call(
-        as_owner(BOB, json_post("/tasks", {"taskId": "bobs", "answer": "two"})), lambda_context
+    # Given Alice's task "shared-id"
+    alice_body = {"taskId": "shared-id", "answer": "alice private answer"}
+    assert call(as_owner(ALICE, json_post("/tasks", alice_body)), lambda_context)[0] == HTTPStatus.ACCEPTED
+
+    # When Bob submits the same id with his own body, reads it, lists, and retries it
+    status, created, _ = call(
+        as_owner(BOB, json_post("/tasks", {"taskId": "shared-id", "answer": "bob"})), lambda_context
+    )
+    _, read, _ = call(as_owner(BOB, http_event("GET", "/tasks/shared-id")), lambda_context)
+    _, listed, _ = call(as_owner(BOB, http_event("GET", "/tasks")), lambda_context)
+    set_status(owner_scoped_aws, "shared-id", "error", owner=BOB)
+    retried = call(as_owner(BOB, http_event("POST", "/tasks/shared-id/retry")), lambda_context)
+
+    # Then every answer is about his own task, and Alice's is untouched
+    assert status == HTTPStatus.ACCEPTED
+    assert created["answer"] == read["answer"] == "bob"
+    assert [(task["taskId"], task["answer"]) for task in listed] == [("shared-id", "bob")]
+    assert (retried[0], retried[1]["run"]) == (HTTPStatus.ACCEPTED, 2)
+    alice = get_item(owner_scoped_aws, "shared-id", owner=ALICE)
+    assert (alice["answer"], alice["status"], alice["run"]) == ("alice private answer", "pending", 1)
+    assert "alice private answer" not in json.dumps([created, read, listed, retried[1]])
+
+
+def test_an_id_taken_first_by_another_owner_is_still_free_for_its_owner(
+    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given Bob squatting an id Alice is known to use next
+    squat = call(
+        as_owner(BOB, json_post("/tasks", {"taskId": "alice-task-99", "answer": "bob"})), lambda_context
     )
 
-    # When Bob submits Alice's id, even with the identical body
-    status, error, headers = call(as_owner(BOB, json_post("/tasks", body)), lambda_context)
+    # When Alice submits it, with a different body, twice
+    body = {"taskId": "alice-task-99", "answer": "alice"}
+    first = call(as_owner(ALICE, json_post("/tasks", body)), lambda_context)
+    again = call(as_owner(ALICE, json_post("/tasks", body)), lambda_context)
 
-    # Then it is a 409 shaped exactly like any conflict, with nothing of Alice's task in it
-    assert status == HTTPStatus.CONFLICT
-    assert set(error) == set(own_conflict[1]) == {"message", "taskId"}
-    assert error["message"] == own_conflict[1]["message"].replace("bobs", "shared-id")
-    assert "Location" not in headers
-    assert "alice private answer" not in json.dumps(error)
-    # ... and Alice's task is hers, unchanged, and not in Bob's list
-    assert get_item(owner_scoped_aws, "shared-id")[table_schema.TASK_OWNER] == ALICE
-    assert listed_ids(call(as_owner(BOB, http_event("GET", "/tasks")), lambda_context)[1]) == ["bobs"]
+    # Then she gets her own task (and the idempotent answer the second time), never a 409
+    assert squat[0] == first[0] == again[0] == HTTPStatus.ACCEPTED
+    assert first[1]["answer"] == "alice"
+    assert again[1] == first[1]
+    assert get_item(owner_scoped_aws, "alice-task-99", owner=BOB)["answer"] == "bob"
 
 
 def test_same_owner_resubmitting_the_same_body_gets_the_existing_task(
@@ -301,15 +318,19 @@ def test_same_owner_resubmitting_the_same_body_gets_the_existing_task(
     assert second[1] == first[1]
 
 
-def test_created_task_carries_its_owner_and_no_list_partition(
+def test_created_task_is_keyed_and_listed_under_its_owner(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
     call(as_owner(ALICE, json_post("/tasks", {"taskId": "a1", "answer": "x"})), lambda_context)
 
-    item = get_item(owner_scoped_aws, "a1")
+    item = get_item(owner_scoped_aws, "a1", owner=ALICE)
 
+    assert item[table_schema.TASK_PK] == f"{ALICE}#a1"
     assert item[table_schema.TASK_OWNER] == ALICE
-    assert table_schema.TASKS_BY_CREATED_PK not in item
+    shard = table_schema.shard_of("a1", table_schema.DEFAULT_LIST_SHARDS)
+    assert item[table_schema.TASKS_BY_CREATED_PK] == table_schema.list_key(ALICE, shard)
+    assert table_schema.TASKS_BY_FINISHED_PK not in item  # pending: not in ByFinished
+    assert get_item(owner_scoped_aws, "a1") is None  # no task of that id outside Alice's namespace
 
 
 # --------------------------------------------------------------------------- status filter
@@ -320,9 +341,9 @@ def test_status_filter_lists_only_the_callers_tasks_of_that_status(
 ) -> None:
     # Given tasks in error for both owners
     seed(owner_scoped_aws, ALICE, ["a1", "a2", "a3"], start=0)
-    seed(owner_scoped_aws, BOB, ["b1"], start=10)
-    for task_id in ("a1", "a3", "b1"):
-        set_status(owner_scoped_aws, task_id, "error")
+    seed(owner_scoped_aws, BOB, ["b1", "a2"], start=10)
+    for owner, task_id in ((ALICE, "a1"), (ALICE, "a3"), (BOB, "b1"), (BOB, "a2")):
+        set_status(owner_scoped_aws, task_id, "error", owner=owner)
 
     # When Alice lists her tasks in error
     status, tasks, _ = call(
@@ -334,76 +355,77 @@ def test_status_filter_lists_only_the_callers_tasks_of_that_status(
     assert listed_ids(tasks) == ["a3", "a1"]
 
 
-def test_sparse_status_filter_pages_may_be_short_or_empty_but_link_to_the_rest(
+def test_sparse_pending_filter_pages_may_be_short_or_empty_but_link_to_the_rest(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
-    # Given 12 tasks of Alice, 3 of them in error, and a read bound of 4 items per request
+    # Given 12 tasks of Alice, 3 of them still pending, and a read bound of 4 items per request
     ids = [f"a{index:02d}" for index in range(12)]
     seed(owner_scoped_aws, ALICE, ids)
-    in_error = ["a00", "a01", "a09"]
-    for task_id in in_error:
-        set_status(owner_scoped_aws, task_id, "error")
+    pending = ["a00", "a01", "a09"]
+    for task_id in set(ids) - set(pending):
+        set_status(owner_scoped_aws, task_id, "success")
     use_repository(max_filter_evaluated=4)
 
-    # When she follows the pages of her tasks in error
-    pages = follow_pages(lambda_context, ALICE, {"status": "error", "limit": "2"})
+    # When she follows the pages of her pending tasks
+    pages = follow_pages(lambda_context, ALICE, {"status": "pending", "limit": "2"})
 
     # Then some page came back short (even empty) with a next link, and none was lost or repeated
-    assert [task_id for page in pages for task_id in listed_ids(page)] == list(reversed(in_error))
+    assert [task_id for page in pages for task_id in listed_ids(page)] == list(reversed(pending))
     assert any(len(page) < 2 for page in pages[:-1])
     assert [] in pages[:-1]
-    assert all(task["status"] == "error" for page in pages for task in page)
+    assert all(task["status"] == "pending" for page in pages for task in page)
 
 
-def test_status_filter_reads_a_bounded_number_of_items_per_request(
+def test_pending_filter_reads_a_bounded_number_of_items_per_request(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
-    # Given 40 tasks of Alice, none in error, and a read bound of 10 items
-    seed(owner_scoped_aws, ALICE, [f"a{index:02d}" for index in range(40)])
-    counting = QueryRecorder(owner_scoped_aws.dynamodb)
+    # Given 40 tasks of Alice, none pending, and a read bound of 10 items
+    ids = [f"a{index:02d}" for index in range(40)]
+    seed(owner_scoped_aws, ALICE, ids)
+    for task_id in ids:
+        set_status(owner_scoped_aws, task_id, "success")
+    counting = ReadRecorder(owner_scoped_aws.dynamodb)
     use_repository(client=counting, max_filter_evaluated=10)
 
-    # When she asks for her tasks in error
+    # When she asks for her pending tasks
     status, tasks, headers = call(
-        as_owner(ALICE, http_event("GET", "/tasks", query={"status": "error", "limit": "5"})), lambda_context
+        as_owner(ALICE, http_event("GET", "/tasks", query={"status": "pending", "limit": "5"})),
+        lambda_context,
     )
 
-    # Then the request evaluated at most 10 items, answered an empty page, and links onwards
+    # Then the request read at most 10 items, answered an empty page, and links onwards
     assert (status, tasks) == (HTTPStatus.OK, [])
-    assert sum(counting.scanned) <= 10
+    assert 0 < counting.items_read <= 10
     assert next_query(headers) is not None
 
 
-def test_status_filter_stops_where_dynamodb_cuts_a_query_at_1_mb(
+def test_finished_listing_is_most_recently_finished_first(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
-    # Given Alice's tasks of ~300 KB each (a Query returns at most 1 MB: 3 of them), none in error
-    for index in range(8):
-        owner_scoped_aws.dynamodb.put_item(
-            TableName=owner_scoped_aws.task_table, Item=big_item(f"big-{index}", ALICE, index)
-        )
-    counting = QueryRecorder(owner_scoped_aws.dynamodb)
-    use_repository(client=counting)
+    # Given three tasks created a1, a2, a3 that finished in the order a2, a3, a1
+    seed(owner_scoped_aws, ALICE, ["a1", "a2", "a3"])
+    repository = TaskRepository(owner_scoped_aws.task_table, client=owner_scoped_aws.dynamodb)
+    for task_id in ("a2", "a3", "a1"):
+        assert repository.claim(task_id, 1, "m", 60, owner=ALICE).task is not None
+        assert repository.record_success(task_id, 1, "m", 0, owner=ALICE)
 
-    # When she asks for her tasks in error
-    first = call(as_owner(ALICE, http_event("GET", "/tasks", query={"status": "error"})), lambda_context)
-    queries_for_first = len(counting.scanned)
-    pages = follow_pages(lambda_context, ALICE, {"status": "error"})
+    # When she pages through her tasks in success, one at a time
+    pages = follow_pages(lambda_context, ALICE, {"status": "success", "limit": "1"})
 
-    # Then a request stops after the Query DynamoDB cut, and links onwards until the end
-    assert (first[0], first[1], queries_for_first) == (HTTPStatus.OK, [], 1)
-    assert next_query(first[2]) is not None
-    assert pages[-1] == []
-    assert len(pages) >= 3
+    # Then they come most recently finished first, each once
+    assert [task_id for page in pages for task_id in listed_ids(page)] == ["a1", "a3", "a2"]
 
 
-def test_unfiltered_owner_listing_still_fills_a_page_past_1_mb(
+def test_unfiltered_owner_listing_fills_a_page_of_big_tasks(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
+    # Tasks of ~300 KB each: the page's BatchGetItem reads items that no single Query could return
+    repository = TaskRepository(owner_scoped_aws.task_table, client=owner_scoped_aws.dynamodb)
     for index in range(8):
-        owner_scoped_aws.dynamodb.put_item(
-            TableName=owner_scoped_aws.task_table, Item=big_item(f"big-{index}", ALICE, index)
+        task = new_task(
+            TaskSubmission(answer="x"), f"big-{index}", T0 + timedelta(seconds=index), owner=ALICE
         )
+        repository.create(replace(task, payload={"blob": "b" * 300_000}))
 
     status, tasks, _ = call(
         as_owner(ALICE, http_event("GET", "/tasks", query={"limit": "8"})), lambda_context
@@ -446,32 +468,50 @@ def test_own_cursor_resumes_the_listing(
 CREATED = "2026-11-25T12:00:00.000000Z"
 
 
+def position(**changes: str) -> dict[str, str]:
+    return {"at": CREATED, "taskId": "a1", "listing": "all", "scope": ALICE, **changes}
+
+
 @pytest.mark.parametrize(
     "key",
     [
         {"taskId": "a1", "listPartition": "TASK", "createdAt": CREATED},
-        {"taskId": "a1", "status": "error", "createdAt": CREATED},
-        {"taskId": "a1", "owner": BOB, "createdAt": CREATED},
-        {"taskId": "a1", "owner": ALICE, "createdAt": "yesterday"},
-        {"taskId": "a/1", "owner": ALICE, "createdAt": CREATED},
-        {"taskId": "a1", "owner": ALICE, "createdAt": CREATED, "extra": "x"},
-        {"taskId": "a1", "owner": ALICE},
+        {"taskId": "a1", "owner": ALICE, "createdAt": CREATED},
+        position(scope=BOB),
+        position(scope="*"),
+        position(at="yesterday"),
+        position(taskId="a/1"),
+        position(extra="x"),
+        {"at": CREATED, "taskId": "a1", "scope": ALICE},
     ],
-    ids=["none-stage", "by-status", "other-owner", "bad-time", "bad-id", "extra-key", "missing-key"],
+    ids=[
+        "old-none-stage",
+        "old-owner",
+        "other-owner",
+        "none-scope",
+        "bad-time",
+        "bad-id",
+        "extra-key",
+        "missing-key",
+    ],
 )
 def test_forged_or_foreign_cursor_is_422_never_a_dynamodb_error(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext, key: dict[str, str]
 ) -> None:
     seed(owner_scoped_aws, ALICE, ["a1"])
 
-    for query in ({"cursor": encode_cursor(key)}, {"cursor": encode_cursor(key), "status": "error"}):
+    for query in (
+        {"cursor": encode_cursor(key)},
+        {"cursor": encode_cursor(key), "status": "error"},
+        {"cursor": encode_cursor(key), "status": "pending"},
+    ):
         status, error, _ = call(as_owner(ALICE, http_event("GET", "/tasks", query=query)), lambda_context)
 
         assert status == HTTPStatus.UNPROCESSABLE_ENTITY, error
         assert [e["field"] for e in error["errors"]] == ["cursor"]
 
 
-def test_cursor_of_an_owner_listing_carries_the_index_key_of_the_callers_partition(
+def test_cursor_of_an_owner_listing_names_the_callers_listing_and_position(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
     seed(owner_scoped_aws, ALICE, ["a1", "a2"])
@@ -481,9 +521,10 @@ def test_cursor_of_an_owner_listing_carries_the_index_key_of_the_callers_partiti
 
     assert query is not None
     assert decode_cursor(query["cursor"]) == {
+        "at": utc_timestamp(T0 + timedelta(seconds=1)),
         "taskId": "a2",
-        "owner": ALICE,
-        "createdAt": utc_timestamp(T0 + timedelta(seconds=1)),
+        "listing": "all",
+        "scope": ALICE,
     }
 
 
@@ -498,19 +539,20 @@ def test_repository_reads_are_scoped_to_the_owner_given(owner_scoped_aws: Aws) -
     assert repository.get("a1", owner=ALICE) is not None
     assert repository.list_page(limit=10, owner=BOB).tasks == []
     with pytest.raises(InvalidCursorError):
-        repository.list_page(
-            limit=10, owner=BOB, start_key={"taskId": "a1", "owner": ALICE, "createdAt": CREATED}
-        )
+        repository.list_page(limit=10, owner=BOB, start_key=position())
 
 
-def test_repository_retry_without_owner_still_works_across_owners(owner_scoped_aws: Aws) -> None:
-    # ops/redrive.py re-runs stuck tasks of every owner: no owner, no owner condition.
-    seed(owner_scoped_aws, ALICE, ["a1"])
-    set_status(owner_scoped_aws, "a1", "error")
+def test_repository_keeps_two_owners_tasks_of_one_id_apart(owner_scoped_aws: Aws) -> None:
+    seed(owner_scoped_aws, ALICE, ["same"])
+    seed(owner_scoped_aws, BOB, ["same"], start=5)
+    set_status(owner_scoped_aws, "same", "error", owner=ALICE)
     repository = TaskRepository(owner_scoped_aws.task_table, client=owner_scoped_aws.dynamodb)
 
-    assert repository.retry("a1").run == 2
-    assert [task.task_id for task in repository.list_page(limit=5, status=TaskStatus.PENDING).tasks] == ["a1"]
+    assert repository.retry("same", owner=ALICE).run == 2
+    bobs = repository.get("same", owner=BOB)
+    assert bobs is not None
+    assert (bobs.owner, bobs.status, bobs.run) == (BOB, TaskStatus.PENDING, 1)
+    assert repository.get("same") is None  # the auth: none key of that id is another task
 
 
 @pytest.mark.parametrize("owner", [None, "", "x" * 1025])
@@ -546,40 +588,27 @@ def test_none_stage_ignores_claims_and_shows_every_task(
     # Then everything is shared, as before authentication existed, and nothing stored an owner
     assert set(listed_ids(tasks)) == {"a1", "b1"}
     assert status == HTTPStatus.OK
-    assert table_schema.TASK_OWNER not in get_item(moto_aws, "a1")
-    assert get_item(moto_aws, "a1")[table_schema.TASKS_BY_CREATED_PK] == table_schema.LIST_PARTITION_VALUE
+    item = get_item(moto_aws, "a1")
+    assert table_schema.TASK_OWNER not in item
+    assert item[table_schema.TASK_PK] == "a1"
+    shard = table_schema.shard_of("a1", table_schema.DEFAULT_LIST_SHARDS)
+    assert item[table_schema.TASKS_BY_CREATED_PK] == table_schema.list_key(table_schema.SCOPE_ALL, shard)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-class QueryRecorder:
-    """Delegates to a real DynamoDB client and records each Query's ScannedCount."""
+class ReadRecorder:
+    """Delegates to a real DynamoDB client and counts the items BatchGetItem read."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self.scanned: list[int] = []
+        self.items_read = 0
 
-    def query(self, **kwargs: Any) -> Any:
-        response = self._client.query(**kwargs)
-        self.scanned.append(int(response.get("ScannedCount", 0)))
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        response = self._client.batch_get_item(**kwargs)
+        self.items_read += sum(len(items) for items in response.get("Responses", {}).values())
         return response
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-
-def big_item(task_id: str, owner: str, index: int) -> dict[str, Any]:
-    return {
-        "taskId": {"S": task_id},
-        "answer": {"S": "x"},
-        "payload": {"M": {"blob": {"S": "b" * 300_000}}},
-        "status": {"S": "pending"},
-        "retries": {"N": "0"},
-        "createdAt": {"S": utc_timestamp(T0 + timedelta(seconds=index))},
-        "updatedAt": {"S": "2026-11-25T12:00:00.000000Z"},
-        "version": {"N": "1"},
-        "run": {"N": "1"},
-        "requestHash": {"S": "h"},
-        "owner": {"S": owner},
-    }

@@ -20,6 +20,7 @@ from lambda_support import (
     task_body,
 )
 
+from taskflow import table_schema
 from taskflow.domain import processing
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import new_task
@@ -257,7 +258,7 @@ def test_message_of_an_earlier_run_is_acknowledged_without_effect(
     create_task(moto_aws, "rerun")
     moto_aws.dynamodb.update_item(
         TableName=moto_aws.task_table,
-        Key={"taskId": {"S": "rerun"}},
+        Key={table_schema.TASK_PK: {"S": "rerun"}},
         UpdateExpression="SET #r = :two",
         ExpressionAttributeNames={"#r": "run"},
         ExpressionAttributeValues={":two": {"N": "2"}},

@@ -253,6 +253,7 @@ def document_app() -> APIGatewayHttpResolver:
     settings = HttpApiSettings(
         stage="openapi",
         task_table_name="unused",
+        task_list_shards=1,
         cors_origins=("http://localhost",),
         cors_headers=("Content-Type",),
         allow_fault_injection=True,

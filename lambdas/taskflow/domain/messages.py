@@ -1,4 +1,6 @@
-"""The TaskQueue message: {"taskId": "...", "run": 1, "correlationId": "..."} (also what the DLQ holds).
+"""The TaskQueue message: {"taskId": "...", "run": 1, "correlationId": "...", "owner": "..."}
+(also what the DLQ holds). `owner` is there on `auth: jwt` stages only: with the taskId it is
+the task's key (taskflow.table_schema).
 
 A frozen dataclass validated on construction, not a pydantic model: the enqueuer and the DLQ
 consumer read and write messages but never build a Task, so they need not import pydantic.
@@ -14,6 +16,7 @@ from typing import Any, Final
 
 from taskflow.domain.errors import MalformedMessageError
 from taskflow.domain.limits import TASK_ID_PATTERN
+from taskflow.domain.owners import owner_or_none
 
 MAX_CORRELATION_ID_LENGTH: Final = 256
 _TASK_ID: Final = re.compile(TASK_ID_PATTERN)
@@ -26,6 +29,7 @@ class TaskMessage:
     task_id: str  # "taskId" in the body
     run: int
     correlation_id: str | None = None  # "correlationId" in the body
+    owner: str | None = None  # the task's owner (auth: jwt stages)
 
     def __post_init__(self) -> None:
         bad = []
@@ -39,6 +43,8 @@ class TaskMessage:
             not isinstance(self.correlation_id, str) or len(self.correlation_id) > MAX_CORRELATION_ID_LENGTH
         ):
             bad.append("correlationId")
+        if self.owner is not None and owner_or_none(self.owner) != self.owner:
+            bad.append("owner")
         if bad:
             raise MalformedMessageError(f"message body is not a task message (bad: {', '.join(bad)})")
 
@@ -46,6 +52,8 @@ class TaskMessage:
         body: dict[str, Any] = {"taskId": self.task_id, "run": self.run}
         if self.correlation_id is not None:
             body["correlationId"] = self.correlation_id
+        if self.owner is not None:
+            body["owner"] = self.owner
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
@@ -54,7 +62,9 @@ class TaskMessage:
         # Any JSON value (or None when absent): __post_init__ checks them.
         task_id: Any = fields.get("taskId")
         run: Any = fields.get("run")
-        return cls(task_id=task_id, run=run, correlation_id=fields.get("correlationId"))
+        return cls(
+            task_id=task_id, run=run, correlation_id=fields.get("correlationId"), owner=fields.get("owner")
+        )
 
     @classmethod
     def parse(cls, body: str | None) -> TaskMessage:

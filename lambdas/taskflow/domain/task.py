@@ -64,6 +64,9 @@ class Task:
     # Who may see and retry the task: the creator's verified identity (the token's sub) on stages
     # with `auth: jwt`, None on `auth: none` stages. Internal: never in to_public() or a frame.
     owner: str | None = None
+    # When the task last became final (success or error); None while pending. Internal: it is the
+    # sort key of the ByFinished index (taskflow.table_schema).
+    finished_at: str | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Task:
@@ -89,6 +92,7 @@ class Task:
                 lease_state=_optional(item, "leaseState", str),
                 correlation_id=_optional(item, "correlationId", str),
                 owner=_optional(item, "owner", str),
+                finished_at=_optional(item, "finishedAt", str),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidTaskItemError(f"not a stored task: {error!r}") from None
@@ -113,6 +117,7 @@ class Task:
             "leaseState": self.lease_state,
             "correlationId": self.correlation_id,
             "owner": self.owner,
+            "finishedAt": self.finished_at,
         }
         return {name: value for name, value in item.items() if value is not None}
 

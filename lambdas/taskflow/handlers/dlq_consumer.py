@@ -17,7 +17,10 @@ from taskflow.settings import DlqConsumerSettings, load_settings
 
 def _build() -> DeadLetterHandler:
     settings = load_settings(DlqConsumerSettings)
-    return DeadLetterHandler(TaskRepository(settings.task_table_name), settings.max_receive_count)
+    return DeadLetterHandler(
+        TaskRepository(settings.task_table_name, list_shards=settings.task_list_shards),
+        settings.max_receive_count,
+    )
 
 
 dead_letters: Lazy[DeadLetterHandler] = Lazy(_build)

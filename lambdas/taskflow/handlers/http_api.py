@@ -20,7 +20,7 @@ from taskflow.settings import HttpApiSettings, load_settings
 def _build_service() -> TaskService:
     settings = load_settings(HttpApiSettings)
     return TaskService(
-        TaskRepository(settings.task_table_name),
+        TaskRepository(settings.task_table_name, list_shards=settings.task_list_shards),
         stage=settings.stage,
         allow_fault_injection=settings.allow_fault_injection,
         # auth: jwt -> every call is scoped to the caller (the token's sub).

@@ -32,7 +32,7 @@ def _build_runner() -> TaskRunner:
         allow_fault_injection=settings.allow_fault_injection,
     )
     return TaskRunner(
-        TaskRepository(settings.task_table_name),
+        TaskRepository(settings.task_table_name, list_shards=settings.task_list_shards),
         QueueClient(settings.task_queue_url),
         BackoffPolicy(
             max_receive_count=settings.max_receive_count,

@@ -42,6 +42,7 @@ class DeadLetterHandler:
                     f"gave up after {self._max_receive_count} deliveries, none of which completed "
                     "an attempt (the processor crashed or timed out)"
                 ),
+                owner=message.owner,
             )
             if dead_lettered is None:
                 logger.info("dead-lettered message for a finished, retried or absent task: no effect")

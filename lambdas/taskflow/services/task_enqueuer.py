@@ -1,4 +1,4 @@
-"""TaskEnqueuer: TaskTable stream -> TaskQueue messages {"taskId", "run"}.
+"""TaskEnqueuer: TaskTable stream -> TaskQueue messages {"taskId", "run", "owner"}.
 
 A message is sent for a new task (INSERT) and for a retried one (MODIFY error -> pending, a
 new run). The table write comes first and SQS follows from its stream, so a task accepted by
@@ -36,6 +36,7 @@ def message_for(change: StreamChange) -> TaskMessage | None:
             "run": int(run) if isinstance(run, Decimal | int) else run,
             # The creating request's id travels with the message (the stream event's id if absent).
             "correlationId": new.get("correlationId") or change.event_id or None,
+            "owner": new.get("owner"),
         }
     )
 

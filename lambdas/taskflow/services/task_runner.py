@@ -119,7 +119,13 @@ class TaskRunner:
 
     def _run(self, task_message: TaskMessage, message: ReceivedMessage, invocation_seconds: int) -> None:
         lease_seconds = invocation_seconds + LEASE_MARGIN_SECONDS
-        claim = self._tasks.claim(task_message.task_id, task_message.run, message.message_id, lease_seconds)
+        claim = self._tasks.claim(
+            task_message.task_id,
+            task_message.run,
+            message.message_id,
+            lease_seconds,
+            owner=task_message.owner,
+        )
         if (
             claim.outcome is ClaimOutcome.LEASED
             and claim.task
@@ -144,7 +150,11 @@ class TaskRunner:
             reason = truncate_error(str(error) or type(error).__name__)
         else:
             if self._tasks.record_success(
-                task_message.task_id, task_message.run, message.message_id, retries=attempt - 1
+                task_message.task_id,
+                task_message.run,
+                message.message_id,
+                retries=attempt - 1,
+                owner=task_message.owner,
             ):
                 count(MetricName.TASK_SUCCEEDED)
                 logger.info("task succeeded", extra={"attempt": attempt})
@@ -160,6 +170,7 @@ class TaskRunner:
             retries=attempt - 1 if final else attempt,
             error_message=reason,
             hold_seconds=delay + lease_seconds,
+            owner=task_message.owner,
         )
         if not committed:
             logger.warning("lease lost before commit; failure discarded", extra={"attempt": attempt})
@@ -176,7 +187,13 @@ class TaskRunner:
         self, task_message: TaskMessage, message: ReceivedMessage, hold_seconds: int
     ) -> None:
         try:
-            self._tasks.release(task_message.task_id, task_message.run, message.message_id, hold_seconds)
+            self._tasks.release(
+                task_message.task_id,
+                task_message.run,
+                message.message_id,
+                hold_seconds,
+                owner=task_message.owner,
+            )
         except Exception as error:  # best effort: the lease still ends on its own
             logger.warning("could not release the lease", extra={"error": repr(error)})
 

@@ -1,9 +1,10 @@
 """TaskService: what the HTTP API does with tasks (submit, read, list, retry).
 
 Owners (stages with `auth: jwt`, `owner_scoped=True`): every call names its caller (`owner=`, the
-token's sub) and sees only that caller's tasks. Another owner's task is answered exactly like an
-absent one (TaskNotFoundError on read and retry), and submitting a taskId another owner holds is a
-TaskConflictError that never returns, nor hints at, that task. A call without an owner fails
+token's sub) and reaches only that caller's tasks: the owner is part of the task's key
+(taskflow.table_schema), so each owner has its own namespace of task ids. Another owner's task is
+never read, and no answer depends on it: reading or retrying an id only another owner uses is a
+TaskNotFoundError, submitting it creates the caller's own task. A call without an owner fails
 closed (UnauthenticatedError). With `owner_scoped=False` (`auth: none`) owners are not used at all:
 every client sees every task, as before authentication existed.
 """
@@ -78,8 +79,8 @@ class TaskService:
         self, submission: TaskSubmission, correlation_id: str | None = None, *, owner: str | None = None
     ) -> Submitted:
         """Create the task, or return the existing one if the same body was submitted before (by
-        the same owner). Raises TaskConflictError if the id exists with a different body, or
-        belongs to another owner."""
+        the same owner). Raises TaskConflictError if the caller has a task with this id and a
+        different body."""
         scope = self._scope(owner)
         if submission.simulate is not None and not self._allow_fault_injection:
             raise FaultInjectionDisabledError(self._stage)
@@ -89,10 +90,6 @@ class TaskService:
             count(MetricName.TASK_SUBMITTED)
             logger.info("task submitted", extra={"task_id": task_id})
             return Submitted(task=result.task, created=True)
-        if self._owner_scoped and result.task.owner != scope:
-            # The same answer as a different body: nothing tells the caller whose task it is.
-            logger.warning("submitted taskId belongs to another owner", extra={"task_id": task_id})
-            raise TaskConflictError(task_id)
         if result.task.request_hash != submission.request_hash():
             raise TaskConflictError(task_id)
         logger.info("task resubmitted with the same body", extra={"task_id": task_id})
