@@ -3,6 +3,7 @@
     make redrive STAGE=dev                 # the deployed stage (AWS credentials)
     make redrive STAGE=dev TARGET=local    # the local stack started by `make dev`
     python -m ops.redrive --stage dev --dry-run
+    python -m ops.redrive --stage prod --task-id 6f1c --owner <sub>   # one task of one owner
 
 Two steps (three with --pending-older-than), all safe to repeat:
 
@@ -10,13 +11,22 @@ Two steps (three with --pending-older-than), all safe to repeat:
    exist only while that consumer is failing) are moved back to the main queue: received,
    sent to the queue with the same body, then deleted from the DLQ. Their tasks are still
    `pending` in the same run, so the processor simply picks them up again.
-2. Tasks in `error` are re-run with the same conditional transition as
+2. Tasks in `error`, of every owner, are re-run with the same conditional transition as
    `POST /tasks/{taskId}/retry` (error -> pending, run + 1, retries 0): the task table's
    stream enqueues them again, and a late message of the old run cannot touch the new run.
+   `--task-id` (repeatable) re-runs just those tasks; on an `auth: jwt` stage a task's key
+   includes its owner, so give it with `--owner SUB` (the token's sub). `--limit N` re-runs
+   the N most recently failed.
 3. With `--pending-older-than MINUTES`: tasks `pending` and unchanged for that long (their
    enqueue stream record expired, 24 h after it was written, while SQS was unreachable) get
-   their message `{"taskId", "run"}` sent again. A task that was merely slow is not harmed:
-   the processor's lease and conditional writes make an extra message a no-op.
+   their message `{"taskId", "run", "owner"}` sent again. A task that was merely slow is not
+   harmed: the processor's lease and conditional writes make an extra message a no-op.
+
+Steps 2 and 3 find their tasks with a DynamoDB Scan of the task table filtered on status: the
+API's listings are per owner (TaskRepository.list_page), and this tool works across all owners.
+A Scan reads (and is billed for) the whole table, however few tasks match: this is an operator's
+tool, run rarely, and no request path scans the task table. Every task is collected before any
+is changed, since re-running one changes what the filter matches.
 
 SQS's StartMessageMoveTask would do step 1 server-side on AWS, but it reports no per-message
 result and moto does not implement it; receive/send/delete works on both and counts what moved.
@@ -32,13 +42,19 @@ from datetime import timedelta
 from typing import Any
 
 from ops.stack_outputs import StackOutputs, StackOutputsError, resolve_outputs
+from taskflow import table_schema
 from taskflow.domain.clock import utc_now, utc_timestamp
 from taskflow.domain.errors import InvalidTransitionError, TaskNotFoundError
 from taskflow.domain.messages import TaskMessage
+from taskflow.domain.owners import owner_or_none
 from taskflow.domain.status import TaskStatus
+from taskflow.domain.task import InvalidTaskItemError, Task
+from taskflow.repositories.dynamodb import deserialize
 from taskflow.repositories.task_repository import TaskRepository
 
 PAGE_SIZE = 100
+# Items a Scan request evaluates (its Limit; a page also stops at 1 MB): progress is printed per page.
+SCAN_PAGE_ITEMS = 1000
 
 
 @dataclass
@@ -84,43 +100,93 @@ def move_dead_letters(sqs: Any, dlq_url: str, queue_url: str, *, dry_run: bool, 
             return result
 
 
+def scan_tasks(
+    dynamodb: Any,
+    table_name: str,
+    status: TaskStatus,
+    *,
+    updated_before: str | None = None,
+    say: Any,
+    page_items: int | None = None,
+) -> list[Task]:
+    """Every task of the table in `status` (and, with `updated_before`, last changed before that
+    timestamp), of every owner: a Scan, paged on LastEvaluatedKey, that reads the whole table."""
+    condition = "#status = :status"
+    names = {"#status": "status"}
+    values: dict[str, Any] = {":status": {"S": status.value}}
+    if updated_before is not None:
+        # Timestamps are fixed-width ISO-8601 UTC (taskflow.domain.clock): they compare as text.
+        condition += " AND #updatedAt < :before"
+        names["#updatedAt"] = "updatedAt"
+        values[":before"] = {"S": updated_before}
+    request: dict[str, Any] = {
+        "TableName": table_name,
+        "FilterExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "Limit": page_items or SCAN_PAGE_ITEMS,
+    }
+    what = status.value if status is not TaskStatus.ERROR else "in error"
+    found: list[Task] = []
+    scanned = 0
+    while True:
+        page = dynamodb.scan(**request)
+        scanned += page.get("ScannedCount", 0)
+        for item in page.get("Items", []):
+            plain = deserialize(item)
+            try:
+                found.append(Task.from_item(plain))
+            except InvalidTaskItemError as error:
+                say(f"  skipped item {plain.get(table_schema.TASK_PK)!r}: {error}")
+        say(f"  scanned {scanned} item(s), {len(found)} {what}")
+        if "LastEvaluatedKey" not in page:
+            return found
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def rerun_failed_tasks(
-    tasks: TaskRepository, *, task_ids: Sequence[str], limit: int | None, dry_run: bool, say: Any
+    tasks: TaskRepository,
+    *,
+    task_ids: Sequence[str],
+    owner: str | None = None,
+    limit: int | None,
+    dry_run: bool,
+    say: Any,
 ) -> RedriveResult:
-    """Step 2: error -> pending (a new run) for the given tasks, or for every task in error."""
+    """Step 2: error -> pending (a new run) for the given tasks of `owner`, or for every task in
+    error of every owner (the `limit` most recently failed, with a limit)."""
     result = RedriveResult()
-    ids = list(task_ids) or _error_task_ids(tasks, limit)
-    result.tasks_found = len(ids)
-    say(f"{len(ids)} task(s) in error" + (" (dry run: not re-run)" if dry_run else ""))
-    for task_id in ids:
+    targets = [(task_id, owner) for task_id in task_ids] or _error_tasks(tasks, limit, say)
+    result.tasks_found = len(targets)
+    say(f"{len(targets)} task(s) in error" + (" (dry run: not re-run)" if dry_run else ""))
+    for task_id, task_owner in targets:
+        name = _name(task_id, task_owner)
         if dry_run:
-            say(f"  would re-run {task_id}")
+            say(f"  would re-run {name}")
             continue
         try:
-            tasks.retry(task_id)
+            tasks.retry(task_id, owner=task_owner)
         except (InvalidTransitionError, TaskNotFoundError) as error:
             result.tasks_skipped += 1
-            say(f"  skipped {task_id}: {error}")
+            say(f"  skipped {name}: {error}")
             continue
         result.tasks_rerun += 1
         if result.tasks_rerun % PAGE_SIZE == 0:
-            say(f"  re-ran {result.tasks_rerun}/{len(ids)}")
+            say(f"  re-ran {result.tasks_rerun}/{len(targets)}")
     return result
 
 
-def _error_task_ids(tasks: TaskRepository, limit: int | None) -> list[str]:
-    """Every task in error, newest first (collected before any is re-run, since re-running
-    moves them out of the listing being paged)."""
-    ids: list[str] = []
-    start_key = None
-    while limit is None or len(ids) < limit:
-        size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(ids))
-        page = tasks.list_page(limit=size, status=TaskStatus.ERROR, start_key=start_key)
-        ids.extend(task.task_id for task in page.tasks)
-        if not page.has_more or not page.tasks:
-            break
-        start_key = tasks.page_key(page.tasks[-1], TaskStatus.ERROR)
-    return ids
+def _error_tasks(tasks: TaskRepository, limit: int | None, say: Any) -> list[tuple[str, str | None]]:
+    """(taskId, owner) of every task in error, most recently failed first, all collected before
+    any is re-run (re-running one takes it out of what the scan matches)."""
+    say(f"scanning {tasks.table_name} for tasks in error (reads the whole table)")
+    found = scan_tasks(tasks.client, tasks.table_name, TaskStatus.ERROR, say=say)
+    found.sort(key=lambda task: (task.finished_at or task.updated_at, task.task_id), reverse=True)
+    return [(task.task_id, task.owner) for task in found[:limit]]
+
+
+def _name(task_id: str, owner: str | None) -> str:
+    return task_id if owner is None else f"{task_id} (owner {owner})"
 
 
 def requeue_stale_pending(
@@ -128,14 +194,13 @@ def requeue_stale_pending(
 ) -> int:
     """Step 3: send the queue message again for pending tasks unchanged for that long."""
     cutoff = utc_timestamp(utc_now() - timedelta(minutes=older_than_minutes))
-    stale: list[TaskMessage] = []
-    start_key = None
-    while True:
-        page = tasks.list_page(limit=PAGE_SIZE, status=TaskStatus.PENDING, start_key=start_key)
-        stale.extend(TaskMessage(t.task_id, t.run) for t in page.tasks if t.updated_at < cutoff)
-        if not page.has_more or not page.tasks:
-            break
-        start_key = tasks.page_key(page.tasks[-1], TaskStatus.PENDING)
+    say(f"scanning {tasks.table_name} for tasks pending since before {cutoff} (reads the whole table)")
+    stale = [
+        TaskMessage(task.task_id, task.run, correlation_id=task.correlation_id, owner=task.owner)
+        for task in scan_tasks(
+            tasks.client, tasks.table_name, TaskStatus.PENDING, updated_before=cutoff, say=say
+        )
+    ]
     say(
         f"{len(stale)} task(s) pending for over {older_than_minutes:g} min"
         + (" (dry run)" if dry_run else "")
@@ -160,6 +225,7 @@ def redrive(outputs: StackOutputs, args: argparse.Namespace, say: Any) -> Redriv
     rerun = rerun_failed_tasks(
         tasks,
         task_ids=args.task_id,
+        owner=args.owner,
         limit=args.limit,
         dry_run=args.dry_run,
         say=say,
@@ -188,6 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--state-dir", default=".local-state", help="where the local stack writes its state")
     parser.add_argument("--task-id", action="append", default=[], help="re-run only this task (repeatable)")
+    parser.add_argument(
+        "--owner",
+        metavar="SUB",
+        help="the owner (token sub) of the --task-id tasks, on an auth: jwt stage; absent: auth: none",
+    )
     parser.add_argument("--limit", type=int, default=None, help="re-run at most this many error tasks")
     parser.add_argument(
         "--pending-older-than",
@@ -197,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="show what would move, change nothing")
     args = parser.parse_args(argv)
+    if args.owner is not None and not args.task_id:
+        parser.error("--owner names the owner of --task-id tasks; give --task-id too")
+    if args.owner is not None and owner_or_none(args.owner) != args.owner:
+        parser.error("--owner must be a non-empty owner id (a token's sub)")
 
     def say(line: str) -> None:
         print(line, flush=True)
