@@ -24,7 +24,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 # Synth, tests and the local stack never need real AWS credentials.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install synth lint typecheck test dev deploy redrive bench chaos openapi clean
+.PHONY: help install synth lint typecheck test dev deploy redrive migrate-keys bench chaos openapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -92,6 +92,10 @@ deploy: synth ## deploy one stage to AWS: make deploy STAGE=prod
 
 redrive: install ## move DLQ messages back and re-run error tasks: make redrive STAGE=dev [TARGET=local]
 	$(PY) -m ops.redrive --stage $(STAGE) --target $(or $(TARGET),aws) $(REDRIVE_ARGS)
+
+migrate-keys: install ## copy an old-layout task table into the stage's: make migrate-keys STAGE=prod FROM_TABLE=<name> [TARGET=local]
+	$(if $(FROM_TABLE),,$(error FROM_TABLE=<table> is required: the old-layout table to copy from))
+	$(PY) -m ops.migrate_keys --stage $(STAGE) --target $(or $(TARGET),aws) --from-table $(FROM_TABLE) $(MIGRATE_ARGS)
 
 bench: synth ## benchmarks (not part of make test)
 	$(PY) -m bench

@@ -1,4 +1,4 @@
-"""Operator tools for a deployed or local stage (redrive). Run from the repository root.
+"""Operator tools for a deployed or local stage (redrive, migrate_keys). Run from the repository root.
 
 They reuse the Lambda package's repositories (the same conditional transitions the API uses),
 so `lambdas/` goes on the import path, as in app.py.
