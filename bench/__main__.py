@@ -8,6 +8,7 @@
     python -m bench cost [OPTIONS]         # bench/cost_per_task.py
     python -m bench dev-loop [OPTIONS]     # bench/dev_loop.py: crash and restart, edit to live
     python -m bench scale [OPTIONS]        # bench/scale.py: the hottest partition at 1k-100k tasks/s
+    python -m bench memory [OPTIONS]       # bench/memory.py: Lambda memory per function, modelled
 
 `python -m bench --bursts ...` / `--unpatched-moto` still run the throughput benchmark alone.
 Each benchmark prints its own figures; docs/performance.md records them with their commands.
@@ -29,6 +30,7 @@ BENCHMARKS: Final[dict[str, tuple[str, list[str], list[str]]]] = {
     "cost": ("bench.cost_per_task", [], ["--tasks", "100", "--paced-tasks", "20"]),
     "dev-loop": ("bench.dev_loop", [], ["--tasks", "50", "--edits", "3"]),
     "scale": ("bench.scale", [], ["--tasks", "300"]),
+    "memory": ("bench.memory", [], ["--tasks", "100"]),
 }
 
 

@@ -90,6 +90,7 @@ _QUEUE_URL: Final = f"https://sqs.{REGION}.amazonaws.com/123456789012/TaskBacken
 FUNCTION_ENV: Final[Mapping[str, Mapping[str, str]]] = {
     "http_api": {
         env_vars.TASK_TABLE_NAME: _TABLE,
+        env_vars.TASK_LIST_SHARDS: "16",
         env_vars.CORS_ORIGINS: "https://app.example.com",
         env_vars.CORS_HEADERS: "Content-Type,Authorization,X-Api-Key",
         env_vars.ALLOW_FAULT_INJECTION: "false",
@@ -97,6 +98,7 @@ FUNCTION_ENV: Final[Mapping[str, Mapping[str, str]]] = {
     "enqueue": {env_vars.TASK_QUEUE_URL: _QUEUE_URL},
     "processor": {
         env_vars.TASK_TABLE_NAME: _TABLE,
+        env_vars.TASK_LIST_SHARDS: "16",
         env_vars.TASK_QUEUE_URL: _QUEUE_URL,
         env_vars.FAILURE_RATE: "0.0",
         env_vars.FAILURE_SEED: "",
@@ -105,7 +107,11 @@ FUNCTION_ENV: Final[Mapping[str, Mapping[str, str]]] = {
         env_vars.BACKOFF_BASE_SECONDS: "5",
         env_vars.BACKOFF_CAP_SECONDS: "900",
     },
-    "dlq_consumer": {env_vars.TASK_TABLE_NAME: _TABLE, env_vars.MAX_RECEIVE_COUNT: "5"},
+    "dlq_consumer": {
+        env_vars.TASK_TABLE_NAME: _TABLE,
+        env_vars.TASK_LIST_SHARDS: "16",
+        env_vars.MAX_RECEIVE_COUNT: "5",
+    },
     "notifier": {
         env_vars.CONNECTION_TABLE_NAME: _CONNECTIONS,
         env_vars.WEBSOCKET_CALLBACK_URL: f"https://abc123.execute-api.{REGION}.amazonaws.com/bench",

@@ -105,25 +105,48 @@ def report(found: list[Place], tasks: int) -> Place:
     return max(found, key=lambda place: place.hottest_units)
 
 
+def print_writes(operations: list[dict[str, Any]], table: str, tasks: int) -> None:
+    """Which function's which write to the task table the write units come from (per task)."""
+    rows = [
+        op
+        for op in operations
+        if op["service"] == "dynamodb" and op["resource"] == table and op["writeUnits"]
+    ]
+    parts = [
+        f"{op['caller'] or '?'} {op['operation']} {op['requests'] / tasks:.2f}"
+        + (f" ({op['conditionFailed'] / tasks:.2f} refused)" if op["conditionFailed"] else "")
+        for op in sorted(rows, key=lambda op: -op["requests"])
+    ]
+    print("task table writes per task: " + ", ".join(parts))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--tasks", type=int, default=1000, help="tasks in the measured burst")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the burst")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="the local stack's --time-scale (below 1, visibility timeouts shrink too and a busy burst "
+        "sees redeliveries AWS would not)",
+    )
     args = parser.parse_args(argv)
     if args.tasks < 100:
         parser.error("--tasks must be at least 100 (fewer tasks exaggerate a shard's share)")
 
     stack_args = [
         "--cdk-out", str(args.cdk_out), "--stage", args.stage, "--failure-rate", "0",
-        "--time-scale", "0.01", "--quiet", "--in-memory",
+        "--time-scale", str(args.time_scale), "--quiet", "--in-memory",
     ]  # fmt: skip
     print(f"python -m local {' '.join(stack_args)}", flush=True)
     with LocalStackProcess(stack_args) as stack:
         counters = asyncio.run(burst(stack.http_url, stack.ws_url, stack.moto_url, args.tasks, args.timeout))
     found = places(counters.get("partitionWriteUnits", {}), args.tasks)
     worst = report(found, args.tasks)
+    print_writes(counters.get("operations", []), found[0].name, args.tasks)
     figure = worst.per_second(args.tasks, GOAL_RATE)
     limit = f"{PARTITION_LIMIT_WCU:,} WCU/s"
     verdict = f"within the {limit} of one partition" if figure <= PARTITION_LIMIT_WCU else f"over {limit}"

@@ -8,7 +8,7 @@ and the checks, so a typo fails synth with a clear message instead of deploying 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,6 +30,13 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 STREAM_RETENTION_SECONDS = 24 * 3600
 # Deliberately loose: catches a typo or a missing @, SNS confirms the address itself.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# The stack's functions (their construct ids), for settings given per function.
+FUNCTIONS: Final = (
+    *("HttpApiFunction", "EnqueueFunction", "ProcessorFunction", "DlqConsumerFunction", "NotifierFunction"),
+    *("WsConnectFunction", "WsDisconnectFunction", "WsDefaultFunction", "WsAuthorizerFunction"),
+)
 
 
 class StageConfigError(ValueError):
@@ -88,7 +95,11 @@ class StageConfig(BaseModel):
     # SQS, and every such return burns a receive of the retry budget.
     processor_reserved_concurrency: int | None = Field(default=None, ge=1)
     # Function sizing. The processor and the DLQ consumer use processor_timeout_seconds.
-    memory_size_mb: int = Field(default=512, ge=128, le=10_240)
+    memory_size_mb: int = Field(default=512, ge=128, le=10_240)  # every function not listed below
+    # Per function (construct id), chosen by `python -m bench memory` (docs/performance.md): the
+    # stream consumers wait on calls far more than they compute, so half the memory costs less.
+    # In cdk.json an object {"EnqueueFunction": 256, ...}; kept as sorted pairs (the config is hashable).
+    function_memory_mb: tuple[tuple[str, int], ...] = (("EnqueueFunction", 256), ("NotifierFunction", 256))
     api_timeout_seconds: int = Field(default=10, ge=1, le=29)  # HTTP + WebSocket functions (API GW: 29 s)
     stream_timeout_seconds: int = Field(default=60, ge=1, le=900)  # enqueue + notifier (stream consumers)
     # API Gateway throttling (steady requests/s and burst), HTTP and WebSocket stages.
@@ -122,6 +133,25 @@ class StageConfig(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("function_memory_mb", mode="before")
+    @classmethod
+    def _memory_pairs(cls, value: Any) -> Any:
+        return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+    @field_validator("function_memory_mb")
+    @classmethod
+    def _memory_per_known_function(cls, sizes: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+        for name, size in sizes:
+            if name not in FUNCTIONS:
+                raise ValueError(f"{name!r} is not a function of the stack (one of {', '.join(FUNCTIONS)})")
+            if not 128 <= size <= 10_240:
+                raise ValueError(f"{name}: {size} MB is outside Lambda's 128..10240 MB")
+        return sizes
+
+    def memory_of(self, function: str) -> int:
+        """The MemorySize of a function (its construct id)."""
+        return dict(self.function_memory_mb).get(function, self.memory_size_mb)
 
     @field_validator("cors_origins")
     @classmethod

@@ -88,7 +88,7 @@ class TaskFunction(Construct):
             code=defaults.code,
             layers=[defaults.powertools_layer, *layers],
             timeout=Duration.seconds(timeout_seconds),
-            memory_size=stage.memory_size_mb,
+            memory_size=stage.memory_of(construct_id),
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,

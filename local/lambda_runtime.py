@@ -78,6 +78,8 @@ class InvocationResult:
     request_id: str
     payload: Any = None
     error: dict[str, Any] | None = None
+    cpu_ms: float = 0.0  # CPU time of the worker process during the invocation (0 if unknown)
+    max_memory_mb: float = 0.0  # the worker's peak resident memory so far (0 if unknown)
 
     @property
     def ok(self) -> bool:
@@ -113,12 +115,17 @@ class InvocationStats:
     duration_ms: float = 0.0  # handler time as measured in the worker (round trip if unknown)
     billed_ms: int = 0  # each invocation rounded up to a whole millisecond, as Lambda bills
     init_ms: float = 0.0  # cold starts' init (the handler module's import), not per invocation
+    init_cpu_ms: float = 0.0  # the same on CPU (the worker's start included)
+    cpu_ms: float = 0.0  # CPU time of the invocations (bench memory models Lambda's CPU share)
+    max_memory_mb: float = 0.0  # the highest peak resident memory of any worker (Max Memory Used)
 
-    def add(self, outcome: str, duration_ms: float) -> None:
+    def add(self, result: InvocationResult) -> None:
         self.invocations += 1
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        self.duration_ms += duration_ms
-        self.billed_ms += max(1, math.ceil(duration_ms))
+        self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
+        self.duration_ms += result.duration_ms
+        self.billed_ms += max(1, math.ceil(result.duration_ms))
+        self.cpu_ms += result.cpu_ms
+        self.max_memory_mb = max(self.max_memory_mb, result.max_memory_mb)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +134,9 @@ class InvocationStats:
             "durationMs": round(self.duration_ms, 3),
             "billedMs": self.billed_ms,
             "initMs": round(self.init_ms, 3),
+            "initCpuMs": round(self.init_cpu_ms, 3),
+            "cpuMs": round(self.cpu_ms, 3),
+            "maxMemoryMb": self.max_memory_mb,
         }
 
 
@@ -289,7 +299,7 @@ class FunctionPool:
 
     async def invoke(self, event: Any) -> InvocationResult:
         result = await self._invoke(event)
-        self.stats.add(result.outcome, result.duration_ms)
+        self.stats.add(result)
         return result
 
     async def _invoke(self, event: Any) -> InvocationResult:
@@ -308,6 +318,7 @@ class FunctionPool:
             if not worker.init_counted:
                 worker.init_counted = True
                 self.stats.init_ms += float(init.get("initMs") or 0.0)
+                self.stats.init_cpu_ms += float(init.get("initCpuMs") or 0.0)
 
             fault = None
             if self._hangs_pending > 0:
@@ -353,9 +364,13 @@ class FunctionPool:
                 self._retire(worker)  # the pool moved to other code meanwhile
             elif worker.alive and not self._stopping:
                 self._idle.append(worker)
+            usage = {
+                "cpu_ms": float(response.get("cpuMs") or 0.0),
+                "max_memory_mb": float(response.get("maxMemoryMb") or 0.0),
+            }
             if response.get("ok"):
-                return InvocationResult("ok", duration, request_id, payload=response.get("payload"))
-            return InvocationResult("error", duration, request_id, error=response.get("error"))
+                return InvocationResult("ok", duration, request_id, payload=response.get("payload"), **usage)
+            return InvocationResult("error", duration, request_id, error=response.get("error"), **usage)
 
     def _take_idle(self) -> _Worker | None:
         while self._idle:

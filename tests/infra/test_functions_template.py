@@ -48,16 +48,28 @@ def test_powertools_layer_is_resolved_from_the_public_ssm_parameter_at_deploy_ti
 
 
 @pytest.mark.parametrize("construct_id", sorted(HANDLERS))
-def test_function_uses_the_shared_defaults(dev_template, construct_id):
+def test_function_uses_the_shared_defaults(dev_template, dev_stage, construct_id):
     fn = properties(dev_template, function_id(dev_template, construct_id))
 
     assert fn["Runtime"] == "python3.14"
     assert fn["Architectures"] == ["arm64"]
-    assert fn["MemorySize"] == 512
+    assert fn["MemorySize"] == dev_stage.memory_of(construct_id)
     assert fn["Layers"] == [ref(_layer_parameter(dev_template))]
     assert fn["LoggingConfig"]["LogFormat"] == "JSON"
     log_group = fn["LoggingConfig"]["LogGroup"]["Ref"]
     assert dev_template.to_json()["Resources"][log_group]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_memory_is_set_per_function_where_the_stage_says_and_the_default_elsewhere(dev_template):
+    # bench memory chose 256 MB for the stream consumers (docs/performance.md); the rest keep 512.
+    sizes = {
+        name: properties(dev_template, fn)["MemorySize"] for name, fn in function_ids(dev_template).items()
+    }
+
+    assert {name: size for name, size in sizes.items() if size != 512} == {
+        "EnqueueFunction": 256,
+        "NotifierFunction": 256,
+    }
 
 
 def test_functions_share_one_code_asset_and_each_has_its_own_log_group(dev_template):

@@ -251,3 +251,15 @@ def test_jwt_stage_whose_cors_headers_leave_out_authorization_is_rejected():
 
 def test_cors_headers_without_authorization_are_fine_without_auth():
     assert load_stages({"dev": {"cors_headers": "Content-Type"}})["dev"].cors_headers == ("Content-Type",)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ({"NoSuchFunction": 256}, r"'NoSuchFunction' is not a function of the stack"),
+        ({"ProcessorFunction": 64}, r"ProcessorFunction: 64 MB is outside Lambda's 128..10240 MB"),
+    ],
+)
+def test_memory_of_an_unknown_function_or_outside_lambdas_range_is_rejected(sizes, message):
+    with pytest.raises(StageConfigError, match=message):
+        load_stages({"dev": {"function_memory_mb": sizes}})
