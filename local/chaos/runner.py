@@ -300,6 +300,7 @@ class ChaosRun:
         self.earlier_output: list[str] = []  # what stacks killed before this one printed
         self._restarting = asyncio.Lock()
         self.killing = False  # the whole stack is being killed and started again
+        self.stack_exit: str | None = None  # why the run stopped early: the stack process exited
         self.fault_dir = fault_dir
         self.state_dir = state_dir
         self.echo = echo
@@ -581,10 +582,19 @@ class ChaosRun:
             self._fault_counts[name] = self._fault_counts.get(name, 0) + 1
         return self._fault_counts
 
-    async def _progress(self) -> None:
+    async def _progress(self, main: asyncio.Task[Any]) -> None:
         started = time.time()
         while True:
             await asyncio.sleep(self.config.progress_interval)
+            process = self.stack.process
+            if process is not None and process.poll() is not None and not self.killing:
+                # Nothing would ever answer again: stop now, not at the drain deadline.
+                self.stack_exit = (
+                    f"the local stack exited (status {process.returncode}) in the middle of the run"
+                )
+                self.echo(self.stack_exit)
+                main.cancel()
+                return
             try:
                 queue, dlq = await self.depths()
             except Exception:
@@ -705,7 +715,9 @@ class ChaosRun:
                 user = users[index % len(users)]  # round-robin: each user submits every n-th task
                 self.history.submissions[task_id] = Submission(task_id, body, user=user)
             loop = asyncio.get_running_loop()
-            progress = loop.create_task(self._progress())
+            main = asyncio.current_task()
+            assert main is not None
+            progress = loop.create_task(self._progress(main))
             pollers = [loop.create_task(self._poll_tasks()) for _ in range(config.get_pollers)]
             pollers.append(loop.create_task(self._poll_lists()))
             self.history.started = time.time()
@@ -897,6 +909,10 @@ def run_chaos(config: ChaosConfig, echo: Echo = print) -> ChaosResult:
     try:
         echo(f"ready: {stack.http_url} {stack.ws_url}")
         history = asyncio.run(run.run())
+    except asyncio.CancelledError:
+        raise SystemExit(
+            f"chaos: {run.stack_exit or 'cancelled'}; its output: {run_dir / 'stack.log'}"
+        ) from None
     finally:
         run.stack.stop()
         (run_dir / "stack.log").write_text(run.stack_output())
