@@ -72,6 +72,10 @@ class StageConfig(BaseModel):
     # a scope's index writes, and a listing page costs one Query per shard. Fixed for a table's
     # life: changing it re-keys every task (docs/operations.md).
     task_list_shards: int = Field(default=16, ge=1, le=64)
+    # WebSocket resume (taskflow.services.resume): a reconnecting client gets the changes it missed,
+    # at most this many tasks, from a cursor at most this old; beyond either it is told to list again.
+    resume_max_changes: int = Field(default=500, ge=1, le=10_000)
+    resume_window_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
     # Processing.
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     allow_fault_injection: bool = False

@@ -95,7 +95,8 @@ WEBSOCKET_WITHOUT_ACCESS_LOGS = Suppression(
 
 
 def connections_wildcard(websocket_api: WebSocketApi, stage: StageConfig) -> Suppression:
-    """The notifier's ManageConnections grant: one finding, naming this API and stage."""
+    """The ManageConnections grant of the functions that post frames (the notifier, and $default for
+    a resume): one finding each, naming this API and stage."""
     cfn_api = websocket_api.api.node.default_child
     assert isinstance(cfn_api, apigwv2.CfnApi)
     api_logical_id = Stack.of(cfn_api).resolve(cfn_api.logical_id)
@@ -144,7 +145,8 @@ def acknowledge_accepted_findings(
             acknowledge(route, WEBSOCKET_CONNECT_WITHOUT_AUTH)
     for consumer in stream_consumers:
         acknowledge(_default_policy(consumer.role), STREAM_LISTING)
-    acknowledge(_default_policy(websocket_api.notifier.role), connections_wildcard(websocket_api, stage))
+    for poster in (websocket_api.notifier, websocket_api.default):
+        acknowledge(_default_policy(poster.role), connections_wildcard(websocket_api, stage))
     acknowledge(_l1(connection_table), CONNECTION_TABLE_WITHOUT_PITR)
     if auth is not None and auth.user_pool is not None:
         acknowledge(_l1(auth.user_pool), USER_POOL_MFA_OPTIONAL)

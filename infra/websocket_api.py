@@ -101,7 +101,9 @@ class WebSocketApi(Construct):
         )
         _allow(self.disconnect, connection_table, "dynamodb:DeleteItem")
 
-        # Answers client frames ({"action": "ping"} -> pong, anything else -> error frame).
+        # Answers client frames ({"action": "ping"} -> pong, "resume" -> the missed frames (its
+        # environment and grants are added below, once the stage's @connections URL exists),
+        # anything else -> error frame).
         self.default = TaskFunction(
             self,
             "WsDefaultFunction",
@@ -186,10 +188,36 @@ class WebSocketApi(Construct):
         else:
             # Every connection gets every task's changes.
             _allow(self.notifier, connection_table, "dynamodb:Scan", "dynamodb:DeleteItem")
-        # execute-api:ManageConnections on this stage's @connections, POST (post_to_connection) only:
-        # the notifier neither reads nor closes connections. (The L2 grant_management_api_access would
-        # allow every method.) The trailing * is the connection id, known only at run time.
-        self.notifier.role.add_to_principal_policy(
+        self._allow_posts(self.notifier)
+
+        # {"action": "resume"} on $default replays the changes a reconnecting client missed
+        # (taskflow.services.resume): it reads the caller's tasks and posts frames, like the notifier.
+        for name, value in {
+            env_vars.TASK_TABLE_NAME: task_table.table_name,
+            env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+            env_vars.WEBSOCKET_CALLBACK_URL: self.stage.callback_url,
+            env_vars.RESUME_MAX_CHANGES: str(stage.resume_max_changes),
+            env_vars.RESUME_WINDOW_SECONDS: str(stage.resume_window_seconds),
+            **auth_env,
+        }.items():
+            self.default.function.add_environment(name, value)
+        self.default.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[
+                    f"{task_table.table_arn}/index/{index}"
+                    for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
+                ],
+            )
+        )
+        _allow(self.default, task_table, "dynamodb:BatchGetItem")
+        self._allow_posts(self.default)
+
+    def _allow_posts(self, function: TaskFunction) -> None:
+        """execute-api:ManageConnections on this stage's @connections, POST (post_to_connection)
+        only: neither reading nor closing connections. (The L2 grant_management_api_access would
+        allow every method.) The trailing * is the connection id, known only at run time."""
+        function.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["execute-api:ManageConnections"],
                 resources=[

@@ -5,7 +5,8 @@ API a Lambda REQUEST authorizer on $connect. Both accept the same token (issuer 
 the stage); its `sub` claim is the owner of every task and connection the caller creates.
 """
 
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 AuthMode = Literal["none", "jwt"]
 AUTH_NONE: Final = "none"  # no authorizers: every client sees every task (the original app)
@@ -22,3 +23,14 @@ OWNER_CLAIM: Final = "sub"
 OWNER_CONTEXT_KEY: Final = "owner"
 # RSA algorithms, like API Gateway's JWT authorizer accepts.
 TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
+
+
+def authorized_owner(request_context: Mapping[str, Any]) -> str | None:
+    """The owner a WebSocket connection's $connect authorizer vouched for (API Gateway hands its
+    context to every route of the connection), or None."""
+    from taskflow.domain.owners import owner_or_none  # noqa: PLC0415 - keep this module names-only
+
+    authorizer = request_context.get("authorizer")
+    if not isinstance(authorizer, Mapping):
+        return None
+    return owner_or_none(authorizer.get(OWNER_CONTEXT_KEY)) or owner_or_none(authorizer.get("principalId"))

@@ -250,6 +250,18 @@ class WsConnectSettings(FunctionSettings):
 
 
 @dataclass(frozen=True)
+class WsDefaultSettings(FunctionSettings):
+    """The $default route: ping, and resume (a replay of the task changes a connection missed)."""
+
+    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
+    websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
+    resume_max_changes: int = field(metadata=from_env(env_vars.RESUME_MAX_CHANGES, _int_between(1)))
+    resume_window_seconds: int = field(metadata=from_env(env_vars.RESUME_WINDOW_SECONDS, _int_between(1)))
+    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
+
+
+@dataclass(frozen=True)
 class WsDisconnectSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
 

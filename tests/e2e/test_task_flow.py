@@ -7,7 +7,7 @@ import time
 from http import HTTPStatus
 
 import pytest
-from e2e_support import wait_for
+from e2e_support import Frames, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +111,49 @@ def test_a_vanished_client_is_removed_on_the_next_push(api, aws, frames):
         return "Item" not in aws.dynamodb.get_item(TableName=table, Key={"connectionId": {"S": stale}})
 
     assert wait_for(row_gone, what="the notifier to delete the connection row after 410 Gone")
+
+
+def test_a_client_that_drops_during_a_burst_resumes_and_misses_no_final_frame(api, dev_stack):
+    # Given a client that saw the first task's frames, then dropped
+    before = Frames(dev_stack.ws_url)
+    first = api.submit()
+    before.final(first)
+    last_cursor = before.of_task(first)[-1]["cursor"]
+    before.close()
+
+    # When tasks are submitted and finish while it is away, and it reconnects and resumes
+    missed = [api.submit(simulate={"failAttempts": index % 2}) for index in range(12)]
+    wait_for(
+        lambda: all(api.task(task_id)["status"] == "success" for task_id in missed), 90, what="the burst"
+    )
+    again = Frames(dev_stack.ws_url)
+    try:
+        again.send(json.dumps({"action": "resume", "since": last_cursor}))
+        resumed = wait_for(
+            lambda: next(
+                (f for f in again.frames if isinstance(f, dict) and f.get("type") == "resumed"), None
+            ),
+            30,
+            what="the resumed answer",
+        )
+
+        # Then every missed task's final frame came, before the answer that closes the replay
+        finals = {task_id: again.final(task_id, timeout=1) for task_id in missed}
+        assert {frame["status"] for frame in finals.values()} == {"success"}
+        assert resumed["count"] >= len(missed)
+        assert again.frames.index(resumed) > max(again.frames.index(frame) for frame in finals.values())
+    finally:
+        again.close()
+
+
+def test_a_forged_resume_cursor_gets_an_error_frame_on_an_open_connection(frames):
+    frames.send(json.dumps({"action": "resume", "since": "forged"}))
+    frames.send('{"action": "ping"}')
+
+    error = wait_for(
+        lambda: next((f for f in frames.frames if isinstance(f, dict) and f.get("type") == "error"), None),
+        10,
+        what="the error frame",
+    )
+    wait_for(lambda: {"type": "pong"} in frames.frames, 10, what="the pong after it")
+    assert "cursor" in error["message"]

@@ -280,7 +280,7 @@ def test_function_handler_names_a_handler_of_the_lambda_package(construct_id):
 
 
 @pytest.mark.parametrize("stage_name", [*JWT_STAGES, "prod"])
-def test_auth_mode_is_set_on_the_http_connect_and_notifier_functions_only(request, stage_name):
+def test_auth_mode_is_set_on_the_functions_that_scope_by_owner_only(request, stage_name):
     template = request.getfixturevalue(f"{stage_name}_template")
 
     with_auth_mode = {
@@ -292,6 +292,7 @@ def test_auth_mode_is_set_on_the_http_connect_and_notifier_functions_only(reques
     assert with_auth_mode == {
         "HttpApiFunction": auth_contract.AUTH_JWT,
         "WsConnectFunction": auth_contract.AUTH_JWT,
+        "WsDefaultFunction": auth_contract.AUTH_JWT,
         "NotifierFunction": auth_contract.AUTH_JWT,
     }
 

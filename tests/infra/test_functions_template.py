@@ -137,7 +137,14 @@ def _expected_environment(stage_name: str, template, ids, callback_url) -> dict[
         },
         "WsConnectFunction": {**common, **connections, "CONNECTION_TTL_SECONDS": "7800", **auth_mode},
         "WsDisconnectFunction": {**common, **connections},
-        "WsDefaultFunction": common,
+        "WsDefaultFunction": {
+            **common,
+            **task_table,
+            "WEBSOCKET_CALLBACK_URL": callback_url,
+            "RESUME_MAX_CHANGES": "500",
+            "RESUME_WINDOW_SECONDS": "86400",
+            **auth_mode,
+        },
     }
     if not dev:
         user_pool = only(resources(template, "AWS::Cognito::UserPool"))

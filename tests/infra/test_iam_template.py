@@ -100,7 +100,10 @@ def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -
             | _allow("execute-api:ManageConnections", manage_connections),
             "WsConnectFunction": _allow("dynamodb:PutItem", connections),
             "WsDisconnectFunction": _allow("dynamodb:DeleteItem", connections),
-            "WsDefaultFunction": set(),
+            # A resume: the caller's tasks from both listing indexes, then posts the missed frames.
+            "WsDefaultFunction": _allow("dynamodb:Query", *task_indexes)
+            | _allow("dynamodb:BatchGetItem", task_table)
+            | _allow("execute-api:ManageConnections", manage_connections),
             # Verifies tokens with the issuer's public keys, fetched over HTTPS: nothing in AWS.
             "WsAuthorizerFunction": set(),
         }[construct_id]

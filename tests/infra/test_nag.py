@@ -118,7 +118,8 @@ UNAUTHORIZED_ROUTES = {
 
 
 def _common_acknowledgments(stack: TaskBackendStack, stage: str) -> dict[str, set[str]]:
-    """Every stage's: the WebSocket routes after $connect, stream listing, the @connections grant, PITR."""
+    """Every stage's: the WebSocket routes after $connect, stream listing, the @connections grants
+    (the notifier's and the resume's), PITR."""
     return {
         "WebSocketApi/Default/$disconnect-Route/Resource": APIG4,
         "WebSocketApi/Default/$default-Route/Resource": APIG4,
@@ -127,6 +128,7 @@ def _common_acknowledgments(stack: TaskBackendStack, stage: str) -> dict[str, se
             STREAM_LISTING,
             _connections_finding(stack, stage),
         },
+        "WebSocketApi/WsDefaultFunction/Role/DefaultPolicy/Resource": {_connections_finding(stack, stage)},
         "ConnectionTable/Default/Resource": {"AwsSolutions-DDB3"},
     }
 

@@ -130,6 +130,8 @@ def _set_function_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         env_vars.BACKOFF_BASE_SECONDS: "2",
         env_vars.BACKOFF_CAP_SECONDS: "60",
         env_vars.CONNECTION_TTL_SECONDS: "7800",
+        env_vars.RESUME_MAX_CHANGES: "50",
+        env_vars.RESUME_WINDOW_SECONDS: "86400",
         # Read only by the $connect authorizer (tests/lambdas/test_ws_authorizer.py points the
         # issuer at its own server); AUTH_MODE stays unset: "none", as on a stage with `auth: none`.
         env_vars.JWT_ISSUER: "https://issuer.example.com/pool",

@@ -22,6 +22,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
 from taskflow.clients.connections_client import ConnectionGoneError, ConnectionsClient
+from taskflow.domain.resume import ResumeCursor
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import new_task
 from taskflow.handlers import notifier
@@ -240,17 +241,18 @@ def test_handler_built_from_the_environment_posts_through_the_management_api(
 
     response = notifier.handler(stream.read(), lambda_context)
 
-    received = apigatewaymanagementapi_backends[ACCOUNT_ID][REGION].connections["c1"].data
+    received = json.loads(apigatewaymanagementapi_backends[ACCOUNT_ID][REGION].connections["c1"].data)
     assert response == {"batchItemFailures": []}
-    assert json.loads(received) == {
+    assert received == {
         "type": "task",
         "taskId": "t1",
         "status": "pending",
         "retries": 0,
         "errorMessage": None,
-        "updatedAt": json.loads(received)["updatedAt"],
+        "updatedAt": received["updatedAt"],
         "version": 1,
         "answer": "42",
+        "cursor": ResumeCursor(received["updatedAt"], "*").encode(),
     }
 
 

@@ -13,12 +13,13 @@ from pydantic import ValidationError
 
 from taskflow.domain import processing
 from taskflow.domain.backoff import SQS_MAX_VISIBILITY_SECONDS, retry_delay_seconds
-from taskflow.domain.client_frames import answer
+from taskflow.domain.client_frames import request_of
 from taskflow.domain.clock import utc_timestamp
 from taskflow.domain.errors import MalformedMessageError
 from taskflow.domain.limits import MAX_ANSWER_LENGTH, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH
 from taskflow.domain.messages import TaskMessage
 from taskflow.domain.notifications import encode_frame, is_visible_change, task_frame
+from taskflow.domain.resume import ResumeCursor
 from taskflow.domain.status import ALLOWED_TRANSITIONS, TaskStatus, is_allowed
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import InvalidTaskItemError, Task, new_task, truncate_error
@@ -303,21 +304,22 @@ def test_frame_carries_what_the_frontend_merges_and_never_the_payload() -> None:
         "status": "pending",
         "retries": 1,
         "errorMessage": "boom",
-        "updatedAt": "x",
+        "updatedAt": "2026-11-25T12:00:00.000000Z",
         "version": 3,
         "answer": "42",
         "payload": {"secret": 1},
     }
-    frame = task_frame(image)
+    frame = task_frame(image, "alice")
     assert frame == {
         "type": "task",
         "taskId": "t",
         "status": "pending",
         "retries": 1,
         "errorMessage": "boom",
-        "updatedAt": "x",
+        "updatedAt": "2026-11-25T12:00:00.000000Z",
         "version": 3,
         "answer": "42",
+        "cursor": ResumeCursor("2026-11-25T12:00:00.000000Z", "alice").encode(),
     }
 
 
@@ -331,22 +333,23 @@ def test_largest_possible_frame_is_far_below_32_kb() -> None:
         "version": sys.maxsize,
         "answer": "\U0001f600" * MAX_ANSWER_LENGTH,
     }
-    assert len(encode_frame(task_frame(image))) < 10 * 1024
+    assert len(encode_frame(task_frame(image, "x" * 1024))) < 10 * 1024
 
 
 # --------------------------------------------------------------------------- client frames
 
 
-def test_ping_gets_pong() -> None:
-    assert answer(b'{"action": "ping"}') == {"type": "pong"}
+@pytest.mark.parametrize("frame", [b'{"action": "ping"}', b'{"action": "resume", "since": "c"}'])
+def test_a_supported_action_is_the_request_itself(frame: bytes) -> None:
+    assert request_of(frame) == json.loads(frame)
 
 
 @pytest.mark.parametrize(
     "frame",
     [b"", b"nope", b"[]", b'"ping"', b'{"action": "dance"}', b"{}", b"\xff\xfe", b"{" * 100_000],
 )
-def test_anything_but_ping_gets_an_error_frame(frame: bytes) -> None:
-    reply = answer(frame)
+def test_anything_but_a_supported_action_gets_an_error_frame(frame: bytes) -> None:
+    reply = request_of(frame)
     assert reply["type"] == "error"
     assert reply["message"]
 

@@ -1,7 +1,10 @@
-"""What the server answers to a frame a browser sends on the WebSocket ($default route).
+"""What a browser may send on the WebSocket ($default route), and the simple answers.
 
-{"action": "ping"}  ->  {"type": "pong"}
-anything else       ->  {"type": "error", "message": "..."}   (the connection stays open)
+{"action": "ping"}                     ->  {"type": "pong"}
+{"action": "resume", "since": cursor}  ->  the missed task frames, then {"type": "resumed", ...}
+                                           (or {"type": "resync", ...}: taskflow.services.resume)
+anything else                          ->  {"type": "error", "message": "..."}
+The connection stays open whatever a client sends.
 """
 
 from __future__ import annotations
@@ -10,28 +13,30 @@ import json
 from typing import Any, Final
 
 MAX_CLIENT_FRAME_BYTES: Final = 8 * 1024
-SUPPORTED_ACTIONS: Final = ("ping",)
+SUPPORTED_ACTIONS: Final = ("ping", "resume")
 
 
-def _error(message: str) -> dict[str, Any]:
+def error(message: str) -> dict[str, Any]:
     return {"type": "error", "message": message}
 
 
 def too_large(size: int) -> dict[str, Any]:
-    return _error(f"frame is {size} bytes; the limit is {MAX_CLIENT_FRAME_BYTES}")
+    return error(f"frame is {size} bytes; the limit is {MAX_CLIENT_FRAME_BYTES}")
 
 
-def answer(frame: bytes) -> dict[str, Any]:
+def request_of(frame: bytes) -> dict[str, Any]:
+    """The client's request (a JSON object whose `action` is supported), or the error frame that
+    answers it."""
     if len(frame) > MAX_CLIENT_FRAME_BYTES:
         return too_large(len(frame))
     try:
         message = json.loads(frame.decode("utf-8"))
     except (ValueError, RecursionError):
-        return _error('frame is not JSON; send {"action": "ping"}')
+        return error('frame is not JSON; send {"action": "ping"}')
     if not isinstance(message, dict):
-        return _error('frame must be a JSON object like {"action": "ping"}')
+        return error('frame must be a JSON object like {"action": "ping"}')
     action = message.get("action")
-    if action == "ping":
-        return {"type": "pong"}
+    if action in SUPPORTED_ACTIONS:
+        return message
     shown = action if isinstance(action, str) and len(action) <= 64 else "<missing or invalid>"
-    return _error(f"unknown action {shown!r}; supported: {', '.join(SUPPORTED_ACTIONS)}")
+    return error(f"unknown action {shown!r}; supported: {', '.join(SUPPORTED_ACTIONS)}")

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from taskflow.domain.resume import ResumeCursor
+
 VISIBLE_FIELDS: Final = ("status", "retries", "errorMessage")
 FRAME_FIELDS: Final = ("taskId", "status", "retries", "errorMessage", "updatedAt", "version", "answer")
 
@@ -30,10 +32,13 @@ def is_visible_change(old_image: Mapping[str, Any] | None, new_image: Mapping[st
     return any(old_image.get(name) != new_image.get(name) for name in VISIBLE_FIELDS)
 
 
-def task_frame(new_image: Mapping[str, Any]) -> dict[str, Any]:
+def task_frame(new_image: Mapping[str, Any], scope: str) -> dict[str, Any]:
+    """The frame of a task's state; `cursor` is where a client that saw it resumes from
+    (taskflow.domain.resume), in `scope` (the task's owner, or "*" on `auth: none` stages)."""
     frame: dict[str, Any] = {"type": "task"}
     for name in FRAME_FIELDS:
         frame[name] = _plain(new_image.get(name))
+    frame["cursor"] = ResumeCursor(str(new_image.get("updatedAt")), scope).encode()
     return frame
 
 

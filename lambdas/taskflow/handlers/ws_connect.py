@@ -13,14 +13,12 @@ authorizer): fail closed rather than store a connection nobody's frames could be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskflow.auth_contract import AUTH_JWT, OWNER_CONTEXT_KEY
-from taskflow.domain.owners import owner_or_none
+from taskflow.auth_contract import AUTH_JWT, authorized_owner
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
 from taskflow.observability import logger
@@ -33,13 +31,6 @@ connections: Lazy[ConnectionRepository] = Lazy(
 )
 
 
-def _authorized_owner(request_context: Mapping[str, Any]) -> str | None:
-    authorizer = request_context.get("authorizer")
-    if not isinstance(authorizer, Mapping):
-        return None
-    return owner_or_none(authorizer.get(OWNER_CONTEXT_KEY)) or owner_or_none(authorizer.get("principalId"))
-
-
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request_context = event["requestContext"]
@@ -47,7 +38,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     function_settings = settings.get()
     owner = None
     if function_settings.auth_mode == AUTH_JWT:
-        owner = _authorized_owner(request_context)
+        owner = authorized_owner(request_context)
         if owner is None:
             logger.error(
                 "connection refused: no owner from the $connect authorizer (is the route authorized?)",

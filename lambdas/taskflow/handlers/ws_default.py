@@ -1,22 +1,48 @@
 """WsDefaultFunction: WebSocket $default route, two-way: the returned body goes back to the
-client as a frame. Ping gets pong; anything else an error frame (never a closed connection)."""
+client as a frame. Ping gets pong; resume replays the task changes the connection missed
+(taskflow.services.resume); anything else an error frame (never a closed connection)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, answer, too_large
+from taskflow.auth_contract import AUTH_JWT, authorized_owner
+from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, error, request_of, too_large
+from taskflow.errors import DependencyUnavailableError
+from taskflow.lazy import Lazy
 from taskflow.observability import logger
+from taskflow.settings import WsDefaultSettings, load_settings
+
+if TYPE_CHECKING:
+    from taskflow.services.resume import ResumeService
 
 _NOT_BASE64 = b"\xff"  # not UTF-8, so answered with an error frame
 
 
-def _reply(event: dict[str, Any]) -> dict[str, Any]:
+def _build_resume() -> ResumeService:
+    # Imported here: a ping needs none of it (boto3, the repository), only a resume does.
+    from taskflow.clients.connections_client import ConnectionsClient  # noqa: PLC0415
+    from taskflow.repositories.task_repository import TaskRepository  # noqa: PLC0415
+    from taskflow.services.resume import ResumeLimits, ResumeService  # noqa: PLC0415
+
+    settings = load_settings(WsDefaultSettings)
+    return ResumeService(
+        TaskRepository(settings.task_table_name, list_shards=settings.task_list_shards),
+        ConnectionsClient(settings.websocket_callback_url),
+        ResumeLimits(max_changes=settings.resume_max_changes, window_seconds=settings.resume_window_seconds),
+    )
+
+
+resume: Lazy[ResumeService] = Lazy(_build_resume)
+
+
+def _request(event: dict[str, Any]) -> dict[str, Any]:
+    """The client's request, or the error frame answering it."""
     body = event.get("body") or ""
     encoded = bool(event.get("isBase64Encoded"))
     # Size first, before decoding anything (a text frame has at least as many bytes as characters).
@@ -24,17 +50,39 @@ def _reply(event: dict[str, Any]) -> dict[str, Any]:
         return too_large(len(body) * 3 // 4 if encoded else len(body.encode("utf-8", errors="replace")))
     if encoded:
         try:
-            return answer(base64.b64decode(body, validate=True))
+            return request_of(base64.b64decode(body, validate=True))
         except (binascii.Error, ValueError):
-            return answer(_NOT_BASE64)
-    return answer(body.encode("utf-8", errors="surrogatepass"))
+            return request_of(_NOT_BASE64)
+    return request_of(body.encode("utf-8", errors="surrogatepass"))
+
+
+def _reply(event: dict[str, Any], connection_id: str | None) -> dict[str, Any] | None:
+    request = _request(event)
+    action = request.get("action")
+    if action == "ping":
+        return {"type": "pong"}
+    if action != "resume":
+        return request  # an error frame
+    owner = None
+    if load_settings(WsDefaultSettings).auth_mode == AUTH_JWT:
+        owner = authorized_owner(event.get("requestContext") or {})
+        if owner is None:  # fail closed: the route runs on a connection $connect did not authorize
+            logger.error("resume refused: no owner from the $connect authorizer")
+            return error("this connection carries no verified caller")
+    try:
+        return resume.get().resume(str(connection_id), request.get("since"), owner=owner)
+    except DependencyUnavailableError as unavailable:
+        logger.warning("resume failed: a dependency is down", extra={"error": str(unavailable)})
+        return error("tasks cannot be read right now; send the same resume again in a few seconds")
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    reply = _reply(event)
+    connection_id = (event.get("requestContext") or {}).get("connectionId")
+    reply = _reply(event, connection_id)
+    if reply is None:  # the connection went while a resume posted to it: nobody to answer
+        return {"statusCode": 200}
     if reply["type"] == "error":
-        connection_id = (event.get("requestContext") or {}).get("connectionId")
         logger.info(
             "client frame rejected", extra={"connection_id": connection_id, "reason": reply["message"]}
         )

@@ -178,3 +178,35 @@ def checked_position(start_key: dict[str, str], *, listing: str, scope: str) -> 
     if not _TASK_ID.fullmatch(start_key["taskId"]) or not _TIMESTAMP_PATTERN.fullmatch(start_key["at"]):
         raise InvalidCursorError("the cursor is damaged")
     return start_key["at"], start_key["taskId"]
+
+
+def entries_after(
+    client: Any, table_name: str, index: ShardedIndex, partitions: list[str], *, after: str, limit: int
+) -> list[dict[str, Any]] | None:
+    """Every entry of the partitions whose sort value is after `after`, oldest first; None when
+    there are more than `limit` of them (one Query per partition, in parallel, each asked for
+    limit + 1: the read is bounded whatever the gap holds)."""
+
+    def query(partition: str) -> tuple[list[dict[str, Any]], bool]:
+        with translated_errors():
+            response = client.query(
+                TableName=table_name,
+                IndexName=index.name,
+                KeyConditionExpression="#p = :p AND #s > :after",
+                ExpressionAttributeNames={"#p": index.partition, "#s": index.sort},
+                ExpressionAttributeValues=serialize({":p": partition, ":after": after}),
+                Limit=limit + 1,
+            )
+        # A LastEvaluatedKey means more than fit in this page (Limit, or 1 MB): too many either way.
+        return [deserialize(item) for item in response.get("Items", [])], bool(
+            response.get("LastEvaluatedKey")
+        )
+
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only listings use threads
+
+    with ThreadPoolExecutor(max_workers=len(partitions)) as pool:
+        pages = list(pool.map(query, partitions))
+    entries = [entry for items, _ in pages for entry in items]
+    if any(more for _, more in pages) or len(entries) > limit:
+        return None
+    return sorted(entries, key=lambda entry: (entry[index.sort], task_id_of(entry)))

@@ -217,6 +217,38 @@ class TaskRepository:
             self.client, self.table_name, index, partitions, wanted=wanted, before=before
         )
 
+    def changes_since(self, after: str, *, owner: str | None = None, limit: int) -> list[Task] | None:
+        """`owner`'s tasks created or finished after `after` (a stored timestamp), as they are now,
+        oldest change first; None when more than `limit` changed (the caller lists again instead).
+        Bounded: one Query per shard of ByCreated and of ByFinished's two statuses, each for at most
+        limit + 1 entries, then one BatchGetItem for the created ones not among the finished."""
+        scope = table_schema.scope_of(owner)
+        shards = range(self._shards)
+        created = index_pages.entries_after(
+            self.client,
+            self.table_name,
+            index_pages.BY_CREATED,
+            [table_schema.list_key(scope, s) for s in shards],
+            after=after,
+            limit=limit,
+        )
+        finished = index_pages.entries_after(
+            self.client,
+            self.table_name,
+            index_pages.BY_FINISHED,
+            [table_schema.finished_key(scope, status.value, s) for status in _FINISHED for s in shards],
+            after=after,
+            limit=limit,
+        )
+        if created is None or finished is None:
+            return None
+        tasks = {task.task_id: task for task in map(Task.from_item, finished)}
+        fetch = [entry for entry in created if index_pages.task_id_of(entry) not in tasks]
+        if len(tasks) + len(fetch) > limit:
+            return None
+        tasks.update((task.task_id, task) for task in self._batch_get(fetch))
+        return sorted(tasks.values(), key=lambda task: (task.updated_at, task.task_id))
+
     def _batch_get(self, entries: list[dict[str, Any]]) -> list[Task]:
         """The tasks of index entries, in their order (an entry whose item is gone is skipped)."""
         keys = [entry[table_schema.TASK_PK] for entry in entries]

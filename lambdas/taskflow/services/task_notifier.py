@@ -138,7 +138,9 @@ class TaskNotifier:
                     "version": _plain_int(image.get("version")),
                 },
             )
-            framed.append(_Framed(change.sequence_number, encode_frame(task_frame(image)), _owner_of(image)))
+            owner = _owner_of(image)
+            frame = task_frame(image, table_schema.scope_of(owner))
+            framed.append(_Framed(change.sequence_number, encode_frame(frame), owner))
         return framed
 
     def _targets_for_everyone(self, framed: list[_Framed]) -> tuple[list[_Target], list[int]]:

@@ -1,0 +1,99 @@
+"""ResumeService: a reconnecting WebSocket client catches up on the task changes it missed.
+
+The client sends `{"action": "resume", "since": <the last frame's cursor>}` on its new connection.
+The connection row exists before this runs (its $connect stored it), so every change from now on
+is pushed live by the notifier; the replay covers the gap before. It posts one task frame per task
+of the connection's scope that was created or finished after the cursor, less a clock-skew margin,
+as the task is now (oldest change first; each frame has its own cursor), then answers
+`{"type": "resumed", "count": n, "cursor": ...}`. A change can arrive twice (replayed and live):
+frames carry `version`, and a client keeps the highest. Not replayed: a failed attempt, or a retry,
+of a task neither created nor finished in the gap (its next frame carries the state).
+
+Bounded: a cursor older than the stage's window, or a gap with more changes than the stage's
+limit, gets `{"type": "resync", "reason": ...}`: list again with GET /tasks. A malformed cursor,
+another caller's, or one from the future gets `{"type": "error", ...}`. The connection stays open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from taskflow import table_schema
+from taskflow.clients.connections_client import ConnectionGoneError, FramePoster
+from taskflow.domain.client_frames import error
+from taskflow.domain.clock import Clock, utc_now, utc_timestamp
+from taskflow.domain.notifications import encode_frame, task_frame
+from taskflow.domain.resume import InvalidResumeCursorError, ResumeCursor
+from taskflow.observability import logger
+from taskflow.repositories.task_repository import TaskRepository
+
+# A change stamped up to this long before the cursor is replayed too: writers' clocks differ a
+# little, and a push can reach clients after a later change's (a notifier batch retried after a
+# failed push). A duplicate at worst, never a gap, as long as no push lags a later one by more.
+REPLAY_OVERLAP: Final = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ResumeLimits:
+    max_changes: int  # more changed tasks than this: resync
+    window_seconds: int  # a cursor older than this: resync
+
+
+class ResumeService:
+    def __init__(
+        self, tasks: TaskRepository, frames: FramePoster, limits: ResumeLimits, clock: Clock = utc_now
+    ) -> None:
+        self._tasks = tasks
+        self._frames = frames
+        self._limits = limits
+        self._clock = clock
+
+    def resume(self, connection_id: str, since: object, *, owner: str | None) -> dict[str, Any] | None:
+        """Post the missed frames to the connection; the answer frame (None: the connection went)."""
+        scope = table_schema.scope_of(owner)
+        cursor = self._checked(since, scope)
+        if not isinstance(cursor, ResumeCursor):
+            return cursor  # the error or resync frame
+        after = utc_timestamp(cursor.when - REPLAY_OVERLAP)
+        tasks = self._tasks.changes_since(after, owner=owner, limit=self._limits.max_changes)
+        if tasks is None:
+            return _resync(f"more than {self._limits.max_changes} tasks changed since the cursor")
+        for sent, task in enumerate(tasks):
+            try:
+                self._frames.post(connection_id, encode_frame(task_frame(task.to_item(), scope)))
+            except ConnectionGoneError:
+                logger.info("connection gone during a resume", extra={"connection_id": connection_id})
+                return None
+            except Exception as failed:  # the endpoint failed us: the client asks again, same cursor
+                logger.warning(
+                    "resume cut short: a frame could not be posted",
+                    extra={"connection_id": connection_id, "sent": sent, "error": repr(failed)},
+                )
+                return error(
+                    f"the replay stopped after {sent} of {len(tasks)} tasks; send the same resume again"
+                )
+        logger.info("connection resumed", extra={"connection_id": connection_id, "replayed": len(tasks)})
+        # Where to resume next time if no live frame comes first: the newest of what it has seen.
+        latest = max([cursor.at, *(task.updated_at for task in tasks)])
+        return {"type": "resumed", "count": len(tasks), "cursor": ResumeCursor(latest, scope).encode()}
+
+    def _checked(self, since: object, scope: str) -> ResumeCursor | dict[str, Any]:
+        """The cursor to resume from, or the frame that refuses it."""
+        try:
+            cursor = ResumeCursor.decode(since)
+        except InvalidResumeCursorError as invalid:
+            return error(f"{invalid}; send the `cursor` of the last task frame you received")
+        if cursor.scope != scope:
+            return error("the cursor belongs to another caller")
+        now = self._clock()
+        if cursor.when > now + REPLAY_OVERLAP:
+            return error("the cursor is in the future")
+        if cursor.when < now - timedelta(seconds=self._limits.window_seconds):
+            return _resync(f"the cursor is older than {self._limits.window_seconds} s")
+        return cursor
+
+
+def _resync(reason: str) -> dict[str, Any]:
+    return {"type": "resync", "reason": f"{reason}: list your tasks again (GET /tasks)"}
