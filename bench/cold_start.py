@@ -118,7 +118,14 @@ FUNCTION_ENV: Final[Mapping[str, Mapping[str, str]]] = {
     },
     "ws_connect": {env_vars.CONNECTION_TABLE_NAME: _CONNECTIONS, env_vars.CONNECTION_TTL_SECONDS: "7800"},
     "ws_disconnect": {env_vars.CONNECTION_TABLE_NAME: _CONNECTIONS},
-    "ws_default": {},
+    # A ping needs nothing; the resume (built on the first resume frame) reads tasks and posts.
+    "ws_default": {
+        env_vars.TASK_TABLE_NAME: _TABLE,
+        env_vars.TASK_LIST_SHARDS: "16",
+        env_vars.WEBSOCKET_CALLBACK_URL: f"https://abc123.execute-api.{REGION}.amazonaws.com/bench",
+        env_vars.RESUME_MAX_CHANGES: "500",
+        env_vars.RESUME_WINDOW_SECONDS: "86400",
+    },
     # Stages with `auth: jwt`. The issuer is unreachable on purpose: the keys are fetched (OIDC
     # discovery, then the JWK set) on the first verification, never at import or init.
     "ws_authorizer": {

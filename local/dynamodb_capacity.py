@@ -13,7 +13,7 @@ and bench/list_reads.py compute capacity from the items themselves (low-level JS
   no index;
 * each global secondary index the write touches: putting an entry into the index (the item gains
   the index keys) costs ceil(entry / 1 KB); removing it, ceil(old entry / 1 KB); changing an index
-  key value (a status change on ByStatus) costs both, a delete and a put; changing only projected
+  key value (an entry moving to another partition) costs both, a delete and a put; changing only projected
   attributes costs one write of ceil(larger entry / 1 KB); a write that leaves the entry as it
   was costs nothing there. The entry is the projected item (ALL: the whole item; KEYS_ONLY: the
   table and index keys; INCLUDE: those plus the listed attributes). The 100 bytes of per-entry
