@@ -364,13 +364,18 @@ class FunctionPool:
                 self._retire(worker)  # the pool moved to other code meanwhile
             elif worker.alive and not self._stopping:
                 self._idle.append(worker)
-            usage = {
-                "cpu_ms": float(response.get("cpuMs") or 0.0),
-                "max_memory_mb": float(response.get("maxMemoryMb") or 0.0),
-            }
-            if response.get("ok"):
-                return InvocationResult("ok", duration, request_id, payload=response.get("payload"), **usage)
-            return InvocationResult("error", duration, request_id, error=response.get("error"), **usage)
+            result = InvocationResult(
+                "ok" if response.get("ok") else "error",
+                duration,
+                request_id,
+                cpu_ms=float(response.get("cpuMs") or 0.0),
+                max_memory_mb=float(response.get("maxMemoryMb") or 0.0),
+            )
+            if result.ok:
+                result.payload = response.get("payload")
+            else:
+                result.error = response.get("error")
+            return result
 
     def _take_idle(self) -> _Worker | None:
         while self._idle:
