@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from local.launcher import LocalStackProcess
-from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, answer
+from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, request_of
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +138,8 @@ FRAME_CLASSES: Final = (
 
 
 def fuzz_frames(count: int, seed: int) -> list[tuple[FrameClass, str | bytes]]:
-    """`count` frames (classes in proportion to their weights), none of them a valid ping."""
+    """`count` frames (classes in proportion to their weights), none of them a supported request
+    (a ping or a resume): each must be answered with an error frame."""
     rng = random.Random(seed)
     total = sum(c.weight for c in FRAME_CLASSES)
     frames: list[tuple[FrameClass, str | bytes]] = []
@@ -147,7 +148,7 @@ def fuzz_frames(count: int, seed: int) -> list[tuple[FrameClass, str | bytes]]:
             while True:
                 frame = frame_class.make(rng)
                 raw = frame.encode("utf-8") if isinstance(frame, str) else frame
-                if answer(raw)["type"] == "error":
+                if request_of(raw).get("type") == "error":
                     frames.append((frame_class, frame))
                     break
     rng.shuffle(frames)

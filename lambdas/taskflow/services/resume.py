@@ -3,8 +3,8 @@
 The client sends `{"action": "resume", "since": <the last frame's cursor>}` on its new connection.
 The connection row exists before this runs (its $connect stored it), so every change from now on
 is pushed live by the notifier; the replay covers the gap before. It posts one task frame per task
-of the connection's scope that was created or finished after the cursor, less a clock-skew margin,
-as the task is now (oldest change first; each frame has its own cursor), then answers
+of the connection's scope that was created or finished after the cursor, less an overlap, as the
+task is now (posted in parallel, in no set order; each frame has its own cursor), then answers
 `{"type": "resumed", "count": n, "cursor": ...}`. A change can arrive twice (replayed and live):
 frames carry `version`, and a client keeps the highest. Not replayed: a failed attempt, or a retry,
 of a task neither created nor finished in the gap (its next frame carries the state).
@@ -35,6 +35,11 @@ from taskflow.repositories.task_repository import TaskRepository
 REPLAY_OVERLAP: Final = timedelta(seconds=30)
 
 
+POST_WORKERS: Final = 16  # frames posted at once (the clients' pool allows 32 connections)
+POST_TRIES: Final = 3
+_GONE: Final = "gone"
+
+
 @dataclass(frozen=True)
 class ResumeLimits:
     max_changes: int  # more changed tasks than this: resync
@@ -60,20 +65,12 @@ class ResumeService:
         tasks = self._tasks.changes_since(after, owner=owner, limit=self._limits.max_changes)
         if tasks is None:
             return _resync(f"more than {self._limits.max_changes} tasks changed since the cursor")
-        for sent, task in enumerate(tasks):
-            try:
-                self._frames.post(connection_id, encode_frame(task_frame(task.to_item(), scope)))
-            except ConnectionGoneError:
-                logger.info("connection gone during a resume", extra={"connection_id": connection_id})
-                return None
-            except Exception as failed:  # the endpoint failed us: the client asks again, same cursor
-                logger.warning(
-                    "resume cut short: a frame could not be posted",
-                    extra={"connection_id": connection_id, "sent": sent, "error": repr(failed)},
-                )
-                return error(
-                    f"the replay stopped after {sent} of {len(tasks)} tasks; send the same resume again"
-                )
+        outcome = self._post_all(connection_id, [encode_frame(task_frame(t.to_item(), scope)) for t in tasks])
+        if outcome == _GONE:
+            logger.info("connection gone during a resume", extra={"connection_id": connection_id})
+            return None
+        if outcome:
+            return error(f"the replay stopped ({outcome}); send the same resume again")
         logger.info("connection resumed", extra={"connection_id": connection_id, "replayed": len(tasks)})
         # Where to resume next time if no live frame comes first: the newest of what it has seen.
         latest = max([cursor.at, *(task.updated_at for task in tasks)])
@@ -93,6 +90,31 @@ class ResumeService:
         if cursor.when < now - timedelta(seconds=self._limits.window_seconds):
             return _resync(f"the cursor is older than {self._limits.window_seconds} s")
         return cursor
+
+    def _post_all(self, connection_id: str, frames: list[bytes]) -> str:
+        """Post the frames, POST_WORKERS at a time, each tried POST_TRIES times (their order does not
+        matter: a client keeps the highest version). "" when all arrived, _GONE, or what failed."""
+        if not frames:
+            return ""
+
+        def post(frame: bytes) -> str:
+            for attempt in range(POST_TRIES):
+                try:
+                    self._frames.post(connection_id, frame)
+                    return ""
+                except ConnectionGoneError:
+                    return _GONE
+                except Exception as failed:  # the endpoint failed us: try again, then give up
+                    if attempt == POST_TRIES - 1:
+                        logger.warning("replay frame not posted", extra={"error": repr(failed)})
+                        return f"a frame could not be posted: {type(failed).__name__}"
+            return ""  # pragma: no cover - the loop returns
+
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only a replay needs threads
+
+        with ThreadPoolExecutor(max_workers=min(POST_WORKERS, len(frames))) as pool:
+            outcomes = list(pool.map(post, frames))
+        return _GONE if _GONE in outcomes else next((o for o in outcomes if o), "")
 
 
 def _resync(reason: str) -> dict[str, Any]:
