@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Final
 from urllib.parse import urlencode
 
+from taskflow.domain import opaque
 from taskflow.errors import InvalidCursorError
 
 MAX_CURSOR_LENGTH: Final = 1024
@@ -15,8 +13,7 @@ CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"  # what encode_cursor issues (base64
 
 
 def encode_cursor(key: dict[str, str]) -> str:
-    raw = json.dumps(key, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return opaque.encode(key)
 
 
 def decode_cursor(cursor: str) -> dict[str, str]:
@@ -24,9 +21,8 @@ def decode_cursor(cursor: str) -> dict[str, str]:
     if not cursor or len(cursor) > MAX_CURSOR_LENGTH:
         raise InvalidCursorError("the cursor is empty or too long")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        key = opaque.decode(cursor)
+    except ValueError:
         raise InvalidCursorError("the cursor is not valid") from None
     if not isinstance(key, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in key.items()

@@ -11,13 +11,12 @@ name a time, never another owner's tasks.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
+
+from taskflow.domain import opaque
 
 CURSOR_VERSION: Final = 1
 MAX_CURSOR_LENGTH: Final = 2048  # a scope is at most 1 KB of UTF-8 (taskflow.domain.owners)
@@ -34,8 +33,7 @@ class ResumeCursor:
     scope: str
 
     def encode(self) -> str:
-        raw = json.dumps({"v": CURSOR_VERSION, "at": self.at, "scope": self.scope}, separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode("utf-8")).rstrip(b"=").decode("ascii")
+        return opaque.encode({"v": CURSOR_VERSION, "at": self.at, "scope": self.scope})
 
     @property
     def when(self) -> datetime:
@@ -46,9 +44,8 @@ class ResumeCursor:
         if not isinstance(text, str) or not text or len(text) > MAX_CURSOR_LENGTH:
             raise InvalidResumeCursorError("`since` must be a cursor string from a task frame")
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            fields = json.loads(raw.decode("utf-8"))
-        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            fields = opaque.decode(text)
+        except ValueError:
             raise InvalidResumeCursorError("`since` is not a cursor this server issued") from None
         if (
             not isinstance(fields, dict)
