@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,16 +120,27 @@ async def run_burst(
     return BurstResult(size, elapsed, latencies, failed_posts, len(pending))
 
 
-async def bench(
-    http_url: str, ws_url: str, bursts: list[int], connections: int, timeout: float
-) -> list[BurstResult]:
+@contextlib.asynccontextmanager
+async def listening(ws_url: str) -> AsyncIterator[FrameCollector]:
+    """A WebSocket client collecting frames, connected before the body runs (every benchmark's
+    burst waits for its tasks' final frames)."""
     frames = FrameCollector()
     connected = asyncio.Event()
     listener = asyncio.create_task(frames.run(ws_url, connected))
-    await asyncio.wait_for(connected.wait(), 60)
+    try:
+        await asyncio.wait_for(connected.wait(), 60)
+        yield frames
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def bench(
+    http_url: str, ws_url: str, bursts: list[int], connections: int, timeout: float
+) -> list[BurstResult]:
     results = []
     connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with listening(ws_url) as frames, aiohttp.ClientSession(connector=connector) as session:
         await run_burst(session, http_url, frames, 20, timeout)  # warm-up: cold starts, pools
         for size in bursts:
             result = await run_burst(session, http_url, frames, size, timeout)
@@ -140,8 +153,6 @@ async def bench(
                 + (f"  [{result.failed_posts} POSTs not 202]" if result.failed_posts else ""),
                 flush=True,
             )
-    listener.cancel()
-    await asyncio.gather(listener, return_exceptions=True)
     return results
 
 

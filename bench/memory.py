@@ -41,7 +41,7 @@ from typing import Any, Final
 import aiohttp
 
 from bench.cost_per_task import PRICES
-from bench.local_throughput import FrameCollector, run_burst
+from bench.local_throughput import listening, run_burst
 from local.launcher import LocalStackProcess
 
 SIZES: Final = (128, 256, 512, 1024, 1769)
@@ -103,21 +103,14 @@ def _stretch(memory_mb: int) -> float:
 
 
 async def burst(http_url: str, ws_url: str, tasks: int, timeout: float) -> None:
-    frames = FrameCollector()
-    connected = asyncio.Event()
-    listener = asyncio.create_task(frames.run(ws_url, connected))
-    await asyncio.wait_for(connected.wait(), 60)
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
-            result = await run_burst(session, http_url, frames, tasks, timeout)
-            for _ in range(3):  # reads too: the frontend lists after a burst
-                async with session.get(f"{http_url}/tasks?limit=50") as response:
-                    await response.read()
-        if result.not_final or result.failed_posts:
-            raise SystemExit(f"the burst did not complete: {result.not_final} tasks without a final frame")
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+    connector = aiohttp.TCPConnector(limit=32)
+    async with listening(ws_url) as frames, aiohttp.ClientSession(connector=connector) as session:
+        result = await run_burst(session, http_url, frames, tasks, timeout)
+        for _ in range(3):  # reads too: the frontend lists after a burst
+            async with session.get(f"{http_url}/tasks?limit=50") as response:
+                await response.read()
+    if result.not_final or result.failed_posts:
+        raise SystemExit(f"the burst did not complete: {result.not_final} tasks without a final frame")
 
 
 def measured(stats: dict[str, Any]) -> list[Measured]:

@@ -31,7 +31,7 @@ from typing import Any, Final
 import aiohttp
 
 from bench.cost_per_task import read_meter
-from bench.local_throughput import FrameCollector, run_burst
+from bench.local_throughput import listening, run_burst
 from local.launcher import LocalStackProcess
 
 RATES: Final = (1_000, 10_000, 100_000)
@@ -69,25 +69,18 @@ def places(partition_units: dict[str, dict[str, float]], tasks: int) -> list[Pla
 
 
 async def burst(http_url: str, ws_url: str, moto_url: str, tasks: int, timeout: float) -> dict[str, Any]:
-    frames = FrameCollector()
-    connected = asyncio.Event()
-    listener = asyncio.create_task(frames.run(ws_url, connected))
-    await asyncio.wait_for(connected.wait(), 60)
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
-            await run_burst(session, http_url, frames, 20, timeout)  # warm-up: cold starts, pools
-            await asyncio.to_thread(read_meter, moto_url, "DELETE")  # count the burst alone
-            result = await run_burst(session, http_url, frames, tasks, timeout)
-        if result.not_final or result.failed_posts:
-            raise SystemExit(
-                f"the burst did not complete: {result.failed_posts} POSTs refused, "
-                f"{result.not_final} tasks without a final frame"
-            )
-        print(f"burst of {tasks} tasks: {result.tasks_per_second:.1f} tasks/s locally", flush=True)
-        return await asyncio.to_thread(read_meter, moto_url)
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+    connector = aiohttp.TCPConnector(limit=32)
+    async with listening(ws_url) as frames, aiohttp.ClientSession(connector=connector) as session:
+        await run_burst(session, http_url, frames, 20, timeout)  # warm-up: cold starts, pools
+        await asyncio.to_thread(read_meter, moto_url, "DELETE")  # count the burst alone
+        result = await run_burst(session, http_url, frames, tasks, timeout)
+    if result.not_final or result.failed_posts:
+        raise SystemExit(
+            f"the burst did not complete: {result.failed_posts} POSTs refused, "
+            f"{result.not_final} tasks without a final frame"
+        )
+    print(f"burst of {tasks} tasks: {result.tasks_per_second:.1f} tasks/s locally", flush=True)
+    return await asyncio.to_thread(read_meter, moto_url)
 
 
 def report(found: list[Place], tasks: int) -> Place:

@@ -48,7 +48,7 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import StageConfigError, load_stages
-from ops.stack_outputs import StackOutputsError, resolve_outputs
+from ops.stack_outputs import StackOutputsError, add_stack_arguments, resolve_outputs
 from taskflow import table_schema
 from taskflow.clients import aws
 from taskflow.domain.limits import TASK_ID_PATTERN
@@ -207,14 +207,7 @@ def stage_list_shards(stage: str, cdk_json: Path | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.migrate_keys", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", default="dev", help="stage to fill (stack TaskBackend-<stage>)")
-    parser.add_argument(
-        "--target",
-        choices=["aws", "local"],
-        default="aws",
-        help="aws: the deployed stack (CloudFormation outputs); local: the running `make dev` stack",
-    )
-    parser.add_argument("--state-dir", default=".local-state", help="where the local stack writes its state")
+    add_stack_arguments(parser, "fill")
     parser.add_argument(
         "--from-table", required=True, metavar="NAME", help="the old-layout table to copy from"
     )

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ops.stack_outputs import StackOutputs, StackOutputsError, resolve_outputs
+from ops.stack_outputs import StackOutputs, StackOutputsError, add_stack_arguments, resolve_outputs
 from taskflow import table_schema
 from taskflow.domain.clock import utc_now, utc_timestamp
 from taskflow.domain.errors import InvalidTransitionError, TaskNotFoundError
@@ -245,14 +245,7 @@ def redrive(outputs: StackOutputs, args: argparse.Namespace, say: Any) -> Redriv
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.redrive", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", default="dev", help="stage to redrive (stack TaskBackend-<stage>)")
-    parser.add_argument(
-        "--target",
-        choices=["aws", "local"],
-        default="aws",
-        help="aws: the deployed stack (CloudFormation outputs); local: the running `make dev` stack",
-    )
-    parser.add_argument("--state-dir", default=".local-state", help="where the local stack writes its state")
+    add_stack_arguments(parser, "redrive")
     parser.add_argument("--task-id", action="append", default=[], help="re-run only this task (repeatable)")
     parser.add_argument(
         "--owner",

@@ -3,6 +3,7 @@ local stack (`make dev`) writes to `<state-dir>/stacks/<stack>.json` while it ru
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ class StackOutputs:
 
     def client(self, service: str) -> Any:
         return boto3.client(service, **self.client_options)
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--stage, --target and --state-dir: which stack an ops tool works on, and where it runs."""
+    parser.add_argument("--stage", default="dev", help=f"stage to {what} (stack TaskBackend-<stage>)")
+    parser.add_argument(
+        "--target",
+        choices=["aws", "local"],
+        default="aws",
+        help="aws: the deployed stack (CloudFormation outputs); local: the running `make dev` stack",
+    )
+    parser.add_argument("--state-dir", default=".local-state", help="where the local stack writes its state")
 
 
 def resolve_outputs(stage: str, target: str, state_dir: str | Path = ".local-state") -> StackOutputs:

@@ -8,6 +8,8 @@ the stage); its `sub` claim is the owner of every task and connection the caller
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
+from taskflow.domain.owners import owner_or_none
+
 AuthMode = Literal["none", "jwt"]
 AUTH_NONE: Final = "none"  # no authorizers: every client sees every task (the original app)
 AUTH_JWT: Final = "jwt"
@@ -28,8 +30,6 @@ TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
 def authorized_owner(request_context: Mapping[str, Any]) -> str | None:
     """The owner a WebSocket connection's $connect authorizer vouched for (API Gateway hands its
     context to every route of the connection), or None."""
-    from taskflow.domain.owners import owner_or_none  # noqa: PLC0415 - keep this module names-only
-
     authorizer = request_context.get("authorizer")
     if not isinstance(authorizer, Mapping):
         return None
