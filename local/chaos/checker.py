@@ -30,6 +30,12 @@ Definitions (every one is an invariant: a non-zero count fails the run):
   a stage with authorizers, a client is held to the tasks of its own user only (the notifier
   pushes a task's frames to its owner's connections): every client of a user that stayed
   connected must get the final frame of every task of that user.
+* missed final frames (reconnecting clients): for every client that drops and reconnects (and
+  resumes from the cursor of the last frame it saw, `{"action": "resume"}`), the tasks accepted
+  after its first cursor for which it never received a frame with the final status, live or
+  replayed. This includes the clients meant to stay that the stack kill cut off: they came back
+  and resumed too. A client told to `resync` (it would list again) is not held to it; they are
+  counted.
 * rejected: submissions that never got a 202 (a 4xx other than 429, or given up).
 
 Isolation, on stages with authorizers (`History.auth`; each task is owned by the user who
@@ -46,8 +52,9 @@ submitted it):
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +83,11 @@ class Report:
     listed_twice: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     missed_final_frames: dict[str, list[str]] = field(default_factory=dict)
+    missed_final_frames_reconnecting: dict[str, list[str]] = field(default_factory=dict)
+    reconnecting_clients: int = 0  # clients held to the resume check
+    resumes: int = 0  # `resumed` answers the reconnecting clients got
+    resynced_clients: int = 0  # told to list again: not held to the check
+    resume_seconds: list[float] = field(default_factory=list)  # each resume, request to answer
     stayed_clients: int = 0
     killed_clients: int = 0  # meant to stay, cut off when the runner killed the stack (not a violation)
     dropped_clients: list[str] = field(default_factory=list)
@@ -129,6 +141,9 @@ class Report:
             "unexpected": len(self.unexpected) + len(self.listed_twice),
             "DLQ consumed != error count": len(self.dlq_missing),
             "missed final frames": self.missed_final_frame_count,
+            "missed final frames (reconnecting clients)": sum(
+                len(ids) for ids in self.missed_final_frames_reconnecting.values()
+            ),
             "rejected submissions": len(self.rejected),
             "stayed clients dropped": len(self.dropped_clients),
             "queues not empty": int(bool(self.queue_depth)) + int(bool(self.dlq_depth)),
@@ -158,6 +173,11 @@ class Report:
             "listedTwice": self.listed_twice,
             "rejected": self.rejected,
             "missedFinalFrames": self.missed_final_frames,
+            "missedFinalFramesReconnecting": self.missed_final_frames_reconnecting,
+            "reconnectingClients": self.reconnecting_clients,
+            "resumes": self.resumes,
+            "resyncedClients": self.resynced_clients,
+            "resumeSeconds": self.resume_seconds,
             "stayedClients": self.stayed_clients,
             "killedClients": self.killed_clients,
             "droppedClients": self.dropped_clients,
@@ -212,6 +232,7 @@ class Report:
             f"{self.dlq_consumed_tasks} tasks ({self.dlq_consumed_messages} messages, "
             f"{len(self.dlq_stale)} stale for tasks that had succeeded)"
         )
+        reconnecting = v["missed final frames (reconnecting clients)"]
         lines = [
             f"tasks            {self.accepted} accepted of {self.requested} "
             f"({self.success} success, {self.error} error)",
@@ -229,6 +250,16 @@ class Report:
             + (", each held to its own user's tasks" if self.auth else "")
             + (f", {len(self.dropped_clients)} DROPPED" if self.dropped_clients else "")
             + (f", {self.killed_clients} cut off by the stack kill" if self.killed_clients else "")
+            + ")",
+            f"missed final frames (reconnecting clients): {reconnecting}   {mark(reconnecting)}"
+            f"   ({self.reconnecting_clients} clients, {self.resumes} resumes"
+            + (
+                f" answered in {statistics.median(self.resume_seconds):.2f} s median, "
+                f"{max(self.resume_seconds):.2f} s max"
+                if self.resume_seconds
+                else ""
+            )
+            + (f", {self.resynced_clients} told to resync" if self.resynced_clients else "")
             + ")",
             *(self._isolation_lines(mark) if self.auth else []),
             f"rejected         {len(self.rejected):<8} {mark(len(self.rejected))}",
@@ -357,6 +388,34 @@ def version_order_regressions(task_id: str, seen: list[tuple[int, str, str]]) ->
 
 def _owned_by(owner: str | None) -> str:
     return f"owned by {owner}" if owner else "nobody in the run submitted"
+
+
+def check_reconnecting_clients(
+    history: History, report: Report, accepted: Iterable[str], final_status: Mapping[str, str | None]
+) -> None:
+    """The clients that dropped and came back: every final frame of the tasks accepted after their
+    first cursor, received live or replayed by a resume."""
+    owners = history.owners
+    for client in history.clients:
+        if client.stayed or client.first_cursor_at is None:
+            continue  # never away (held to the check above), or never had a cursor to resume from
+        if client.resyncs:
+            report.resynced_clients += 1
+            continue
+        report.reconnecting_clients += 1
+        report.resumes += client.resumes
+        report.resume_seconds.extend(client.resume_seconds)
+        received = {(frame.task_id, frame.status) for frame in client.frames}
+        missed = [
+            task_id
+            for task_id in accepted
+            if (not history.auth or owners.get(task_id) == client.user)
+            and (history.submissions[task_id].accepted_at or 0.0) > client.first_cursor_at
+            and final_status.get(task_id) in TERMINAL
+            and (task_id, final_status[task_id]) not in received
+        ]
+        if missed:
+            report.missed_final_frames_reconnecting[client.name] = missed
 
 
 def check_isolation(history: History, report: Report) -> None:
@@ -502,6 +561,7 @@ def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per 
         if missed:
             report.missed_final_frames[client.name] = missed
 
+    check_reconnecting_clients(history, report, accepted, final_status)
     if history.auth:
         check_isolation(history, report)
 

@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the client ignores this fraction of 202s and retries, as after a timeout (default 0.05)",
     )
     parser.add_argument("--mutant", choices=MUTANTS, help="run a deliberately broken processor")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="reconnecting clients do not resume (the mutant check of the resume: the run must FAIL)",
+    )
     parser.add_argument("--time-scale", type=_scale, default=defaults.time_scale, help="default 0.01")
     parser.add_argument(
         "--drain-timeout", type=float, default=defaults.drain_timeout, help="seconds to wait for the drain"
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator_kill_at=args.emulator_kill,
         lost_response_rate=args.lost_response_rate,
         mutant=args.mutant,
+        resume=not args.no_resume,
         time_scale=args.time_scale,
         drain_timeout=args.drain_timeout,
         frame_grace=args.frame_grace,

@@ -59,6 +59,18 @@ class ClientHistory:
     dropped: int = 0  # connections the server ended although the client did not
     killed: int = 0  # connections lost when the runner killed the whole stack (then reconnected)
     user: str | None = None  # whose token it connects with (stages with authorizers)
+    # WebSocket resume (taskflow.services.resume): the cursor of the last task frame or `resumed`
+    # answer received, when the first cursor came, and how the resumes went.
+    cursor: str | None = None
+    first_cursor_at: float | None = None
+    resumes: int = 0  # `resumed` answers
+    resyncs: int = 0  # `resync` answers (the client would list again)
+    resume_errors: int = 0  # error answers to a resume (sent again on the next connection)
+    # A resume was sent and not answered yet: until it is, live frames do not move the cursor (a
+    # dropped replay is asked for again from the same cursor; README, "Resume after a reconnect").
+    resume_pending: bool = False
+    resume_sent_at: float | None = None
+    resume_seconds: list[float] = field(default_factory=list)  # from the request to its answer
 
     @property
     def stayed(self) -> bool:

@@ -102,6 +102,7 @@ class ChaosConfig:
     emulator_kill_at: float | None = 12.0  # kill -9 of the embedded AWS (the stack restarts it)
     lost_response_rate: float = 0.05  # the client ignores this fraction of 202s, as after a timeout
     mutant: str | None = None
+    resume: bool = True  # reconnecting clients resume from their last cursor (False: the mutant check)
     time_scale: float = 0.01
     drain_timeout: float = 420.0
     frame_grace: float = 30.0
@@ -219,8 +220,9 @@ class WsClient:
         self.rng = rng
         self.connection: ClientConnection | None = None
 
-    async def _connect(self) -> ClientConnection | None:
-        while not self.run.stopping.is_set():
+    async def _connect(self, final: bool = False) -> ClientConnection | None:
+        deadline = time.time() + 30
+        while (final and time.time() < deadline) or (not final and not self.run.stopping.is_set()):
             try:
                 connection = await connect(
                     self.url,
@@ -266,6 +268,44 @@ class WsClient:
             else:
                 self.history.dropped += 1  # the server ended it: this client no longer "stayed"
             connection = await self._connect()
+            if connection is not None:
+                await self._resume(connection)
+
+    async def _resume(self, connection: ClientConnection) -> None:
+        """Ask for what this client missed while it was away (the protocol a reconnecting browser
+        follows; README). Without a cursor yet there is nothing to resume from."""
+        if self.run.config.resume and self.history.cursor is not None:
+            self.history.resume_pending = True
+            self.history.resume_sent_at = time.time()
+            with contextlib.suppress(WebSocketException, OSError):
+                await connection.send(json.dumps({"action": "resume", "since": self.history.cursor}))
+
+    async def _answered(self, reader: asyncio.Future[None], timeout: float) -> bool:
+        """Wait until the pending resume is answered (or the connection ends, or `timeout`)."""
+        deadline = time.time() + timeout
+        while self.history.resume_pending and not reader.done() and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.history.resume_pending
+
+    async def catch_up(self) -> None:
+        """At the end of the run: reconnect once more, resume, and wait for the answer, so that the
+        last gap is covered like every other (the check needs a client that came back)."""
+        if not self.run.config.resume or self.history.cursor is None:
+            return
+        connection = await self._connect(final=True)
+        if connection is None:
+            return
+        reader = asyncio.ensure_future(self._read(connection))
+        for _ in range(3):  # an error answer (the store throttled, say) is asked again
+            answers = self.history.resumes + self.history.resyncs
+            await self._resume(connection)
+            await self._answered(reader, timeout=30)
+            if self.history.resumes + self.history.resyncs > answers:
+                break
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), 5)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
 
     async def churn(self) -> None:
         while not self.run.stopping.is_set():
@@ -273,6 +313,9 @@ class WsClient:
             if connection is None:
                 return
             reader = asyncio.ensure_future(self._read(connection))
+            await self._resume(connection)
+            # A browser that just came back stays for its replay; the drop comes later, at random.
+            await self._answered(reader, timeout=30)
             await asyncio.wait({reader}, timeout=self.rng.uniform(0.5, 4.0))
             if not reader.done():
                 connection.transport.abort()  # no close frame: an abrupt disconnect
@@ -281,6 +324,7 @@ class WsClient:
             await asyncio.gather(reader, return_exceptions=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.run.stopping.wait(), self.rng.uniform(0.1, 1.5))
+        await self.catch_up()
 
 
 class ChaosRun:
@@ -375,12 +419,26 @@ class ChaosRun:
         except ValueError:
             frame = None
         if (
+            isinstance(frame, dict)
+            and client.resume_pending
+            and frame.get("type") in ("resumed", "resync", "error")
+        ):
+            client.resumes += frame["type"] == "resumed"
+            client.resyncs += frame["type"] == "resync"
+            client.resume_errors += frame["type"] == "error"
+            client.resume_pending = False
+            if client.resume_sent_at is not None:
+                client.resume_seconds.append(round(time.time() - client.resume_sent_at, 3))
+            self._take_cursor(client, frame.get("cursor"))
+        if (
             not isinstance(frame, dict)
             or frame.get("type") != "task"
             or not isinstance(frame.get("taskId"), str)
         ):
-            client.other_frames += 1  # pong, error frames
+            client.other_frames += 1  # pong, error frames, resume answers
             return
+        if not client.resume_pending:
+            self._take_cursor(client, frame.get("cursor"))
         try:
             record = Frame(
                 task_id=frame["taskId"],
@@ -397,6 +455,13 @@ class ChaosRun:
         index = self.history.clients.index(client)
         self.received[index].add((record.task_id, record.status))
         self._note(record.task_id, record.version, record.status)
+
+    @staticmethod
+    def _take_cursor(client: ClientHistory, cursor: object) -> None:
+        if isinstance(cursor, str) and cursor:
+            client.cursor = cursor
+            if client.first_cursor_at is None:
+                client.first_cursor_at = time.time()
 
     # --- HTTP --------------------------------------------------------------------------------
 
