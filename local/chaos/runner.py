@@ -316,7 +316,7 @@ class WsClient:
             await self._resume(connection)
             # A browser that just came back stays for its replay; the drop comes later, at random.
             await self._answered(reader, timeout=30)
-            await asyncio.wait({reader}, timeout=self.rng.uniform(0.5, 4.0))
+            await asyncio.wait({reader}, timeout=self.rng.uniform(2.0, 8.0))
             if not reader.done():
                 connection.transport.abort()  # no close frame: an abrupt disconnect
                 self.history.aborts += 1
