@@ -13,8 +13,10 @@ from taskflow import table_schema
 class ConnectionTable(Construct):
     """Declared as taskflow.table_schema.connection_table_request describes it (tests compare the two).
 
-    On `auth: jwt` stages each row carries its owner, and the ByOwner index (keys only) finds one
-    owner's connections: a task change is pushed to its owner only, without scanning the table.
+    On `auth: jwt` stages each row carries its owner and its token's expiry, and the ByOwner index
+    (keys only, sorted by expiry) finds one owner's connections: a task change is pushed to its
+    owner only, without scanning the table, and a connection past its token's expiry is closed
+    instead (taskflow.services.task_notifier).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
@@ -22,7 +24,11 @@ class ConnectionTable(Construct):
         # No point-in-time recovery: connections are ephemeral (a client reconnects).
         self.table = dynamodb.Table(
             self,
-            "Default",
+            # ByOwner gained its sort key (the token's expiry). A GSI's keys cannot change in place,
+            # and one stack update cannot drop and add an index, so `auth: jwt` stages get a new
+            # table under a new id: CloudFormation creates it and switches the functions to it
+            # (connections open during that deploy reconnect; docs/operations.md).
+            "OwnerScoped" if stage.uses_jwt else "Default",
             partition_key=dynamodb.Attribute(
                 name=table_schema.CONNECTION_PK, type=dynamodb.AttributeType.STRING
             ),
@@ -36,6 +42,9 @@ class ConnectionTable(Construct):
                 index_name=table_schema.CONNECTIONS_BY_OWNER_INDEX,
                 partition_key=dynamodb.Attribute(
                     name=table_schema.CONNECTION_OWNER, type=dynamodb.AttributeType.STRING
+                ),
+                sort_key=dynamodb.Attribute(
+                    name=table_schema.CONNECTION_TOKEN_EXPIRES_AT, type=dynamodb.AttributeType.NUMBER
                 ),
                 projection_type=dynamodb.ProjectionType.KEYS_ONLY,
             )

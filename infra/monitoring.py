@@ -36,7 +36,7 @@ TASK_METRICS = (
 )
 NOTIFICATION_METRICS = (MetricName.NOTIFICATIONS_SENT, MetricName.CONNECTIONS_GONE)
 # Emitted on `auth: jwt` stages only, so only their dashboards show them.
-AUTH_METRICS = (MetricName.TOKENS_REJECTED,)
+AUTH_METRICS = (MetricName.TOKENS_REJECTED, MetricName.CONNECTIONS_EXPIRED)
 SERVICE_DIMENSION = "service"
 STAGE_DIMENSION = "stage"
 

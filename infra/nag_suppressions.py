@@ -94,20 +94,30 @@ WEBSOCKET_WITHOUT_ACCESS_LOGS = Suppression(
 )
 
 
-def connections_wildcard(websocket_api: WebSocketApi, stage: StageConfig) -> Suppression:
+CONNECTION_METHODS = {
+    "POST": "post_to_connection",
+    "DELETE": "delete_connection: closing a connection whose token expired, `auth: jwt` stages",
+}
+
+
+def connections_wildcard(
+    websocket_api: WebSocketApi, stage: StageConfig, method: str = "POST"
+) -> Suppression:
     """The ManageConnections grant of the functions that post frames (the notifier, and $default for
-    a resume): one finding each, naming this API and stage."""
+    a resume), and on `auth: jwt` stages close connections: one finding per method, naming this API
+    and stage."""
     cfn_api = websocket_api.api.node.default_child
     assert isinstance(cfn_api, apigwv2.CfnApi)
     api_logical_id = Stack.of(cfn_api).resolve(cfn_api.logical_id)
     resource = (
         "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-        f"<{api_logical_id}>/{stage.name}/POST/@connections/*"
+        f"<{api_logical_id}>/{stage.name}/{method}/@connections/*"
     )
     return Suppression(
         f"AwsSolutions-IAM5[Resource::{resource}]",
-        "execute-api:ManageConnections is already limited to this API, this stage and POST "
-        "(post_to_connection); the last segment is the connection id, which exists only at run time.",
+        f"execute-api:ManageConnections is already limited to this API, this stage and {method} "
+        f"({CONNECTION_METHODS[method]}); the last segment is the connection id, which exists only at "
+        "run time.",
     )
 
 
@@ -146,7 +156,8 @@ def acknowledge_accepted_findings(
     for consumer in stream_consumers:
         acknowledge(_default_policy(consumer.role), STREAM_LISTING)
     for poster in (websocket_api.notifier, websocket_api.default):
-        acknowledge(_default_policy(poster.role), connections_wildcard(websocket_api, stage))
+        for method in websocket_api.connection_methods:
+            acknowledge(_default_policy(poster.role), connections_wildcard(websocket_api, stage, method))
     acknowledge(_l1(connection_table), CONNECTION_TABLE_WITHOUT_PITR)
     if auth is not None and auth.user_pool is not None:
         acknowledge(_l1(auth.user_pool), USER_POOL_MFA_OPTIONAL)

@@ -76,6 +76,9 @@ class WebSocketApi(Construct):
         connections_env = {env_vars.CONNECTION_TABLE_NAME: connection_table.table_name}
         # Set on jwt stages only: a stage with `auth: none` keeps its environment as it was.
         auth_env = {env_vars.AUTH_MODE: auth_contract.AUTH_JWT} if auth else {}
+        # @connections methods the posting functions may call: DELETE closes a connection whose
+        # token expired (stages with authorizers only).
+        self.connection_methods: tuple[str, ...] = ("POST", "DELETE") if auth else ("POST",)
 
         self.connect = TaskFunction(
             self,
@@ -214,9 +217,10 @@ class WebSocketApi(Construct):
         self._allow_posts(self.default)
 
     def _allow_posts(self, function: TaskFunction) -> None:
-        """execute-api:ManageConnections on this stage's @connections, POST (post_to_connection)
-        only: neither reading nor closing connections. (The L2 grant_management_api_access would
-        allow every method.) The trailing * is the connection id, known only at run time."""
+        """execute-api:ManageConnections on this stage's @connections: POST (post_to_connection),
+        and on `auth: jwt` stages DELETE (delete_connection: a connection ends with its token);
+        never reading connections. (The L2 grant_management_api_access would allow every method.)
+        The trailing * is the connection id, known only at run time."""
         function.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["execute-api:ManageConnections"],
@@ -224,8 +228,9 @@ class WebSocketApi(Construct):
                     Stack.of(self).format_arn(
                         service="execute-api",
                         resource=self.api.api_id,
-                        resource_name=f"{self.stage.stage_name}/POST/@connections/*",
+                        resource_name=f"{self.stage.stage_name}/{method}/@connections/*",
                     )
+                    for method in self.connection_methods
                 ],
             )
         )

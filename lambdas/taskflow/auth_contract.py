@@ -23,6 +23,9 @@ TOKEN_HEADER: Final = "Authorization"  # noqa: S105 - a header name, not a secre
 OWNER_CLAIM: Final = "sub"
 # Key of the owner in the $connect authorizer's context (requestContext.authorizer.owner).
 OWNER_CONTEXT_KEY: Final = "owner"
+# Key of the token's expiry (`exp`, epoch seconds) in the same context: the connection ends with its
+# token (taskflow.services.task_notifier, handlers.ws_default).
+TOKEN_EXPIRY_CONTEXT_KEY: Final = "tokenExpiresAt"  # noqa: S105 - a key name, not a secret
 # RSA algorithms, like API Gateway's JWT authorizer accepts.
 TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
 
@@ -34,3 +37,18 @@ def authorized_owner(request_context: Mapping[str, Any]) -> str | None:
     if not isinstance(authorizer, Mapping):
         return None
     return owner_or_none(authorizer.get(OWNER_CONTEXT_KEY)) or owner_or_none(authorizer.get("principalId"))
+
+
+def authorized_token_expiry(request_context: Mapping[str, Any]) -> int | None:
+    """When the token that opened this WebSocket connection expires (epoch seconds), or None."""
+    authorizer = request_context.get("authorizer")
+    if not isinstance(authorizer, Mapping):
+        return None
+    value = authorizer.get(TOKEN_EXPIRY_CONTEXT_KEY)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():  # API Gateway may hand context values as strings
+        return int(value)
+    return None

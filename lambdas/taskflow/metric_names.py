@@ -14,6 +14,7 @@ class MetricName(StrEnum):
     TASK_DEAD_LETTERED = "TaskDeadLettered"  # the DLQ consumer marked a task error
     NOTIFICATIONS_SENT = "NotificationsSent"  # frames delivered to WebSocket connections
     CONNECTIONS_GONE = "ConnectionsGone"  # connections deleted after 410 Gone
+    CONNECTIONS_EXPIRED = "ConnectionsExpired"  # connections closed because their token expired
     # The WebSocket $connect authorizer refused a token (API Gateway answered 401). Such a refusal
     # fails the invocation (that is how an authorizer asks for a 401), so the authorizer's Errors
     # alarm subtracts this count: it fires on real failures only (infra/monitoring.py).

@@ -52,9 +52,11 @@ LEASE_RELEASED: Final = "released"  # an invocation that could not complete gave
 # Connection table: one item per open WebSocket connection.
 CONNECTION_PK: Final = "connectionId"
 CONNECTION_TTL_ATTRIBUTE: Final = "expiresAt"  # epoch seconds; DynamoDB TTL deletes stale rows
-# Stages with `auth: jwt` only: the connection's owner, and an index (keys only) to find one
-# owner's connections, so a task change is pushed to its owner's connections, not to all.
+# Stages with `auth: jwt` only: the connection's owner and its token's expiry, and an index (keys
+# only, sorted by the expiry) to find one owner's connections, so a task change is pushed to its
+# owner's connections, not to all, and never to one whose token has expired.
 CONNECTION_OWNER: Final = "owner"
+CONNECTION_TOKEN_EXPIRES_AT: Final = "tokenExpiresAt"  # noqa: S105 - epoch seconds, the token's `exp`
 CONNECTIONS_BY_OWNER_INDEX: Final = "ByOwner"
 
 
@@ -117,7 +119,8 @@ def task_table_request(name: str) -> dict[str, Any]:
 
 def connection_table_request(name: str, *, owner_scoped: bool = False) -> dict[str, Any]:
     """CreateTable parameters of the ConnectionTable (TTL is set separately, as on AWS).
-    `owner_scoped`: the table of an `auth: jwt` stage, with the ByOwner index (keys only)."""
+    `owner_scoped`: the table of an `auth: jwt` stage, with the ByOwner index (keys only: owner,
+    then the token's expiry)."""
     request: dict[str, Any] = {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -125,11 +128,17 @@ def connection_table_request(name: str, *, owner_scoped: bool = False) -> dict[s
         "AttributeDefinitions": [{"AttributeName": CONNECTION_PK, "AttributeType": "S"}],
     }
     if owner_scoped:
-        request["AttributeDefinitions"].append({"AttributeName": CONNECTION_OWNER, "AttributeType": "S"})
+        request["AttributeDefinitions"] += [
+            {"AttributeName": CONNECTION_OWNER, "AttributeType": "S"},
+            {"AttributeName": CONNECTION_TOKEN_EXPIRES_AT, "AttributeType": "N"},
+        ]
         request["GlobalSecondaryIndexes"] = [
             {
                 "IndexName": CONNECTIONS_BY_OWNER_INDEX,
-                "KeySchema": [{"AttributeName": CONNECTION_OWNER, "KeyType": "HASH"}],
+                "KeySchema": [
+                    {"AttributeName": CONNECTION_OWNER, "KeyType": "HASH"},
+                    {"AttributeName": CONNECTION_TOKEN_EXPIRES_AT, "KeyType": "RANGE"},
+                ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
             }
         ]

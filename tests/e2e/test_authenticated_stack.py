@@ -8,7 +8,9 @@ REQUEST authorizer on WebSocket $connect). Users A and B get tokens from that is
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -268,3 +270,55 @@ def test_an_accepted_connection_is_stored_under_its_owner(auth_stack, alice, iss
             what="a stored connection",
         )
         assert issuer.subject_of(alice.token) in owners
+
+
+def test_a_connection_ends_with_its_token(auth_stack, issuer):
+    # Given Carol connected with a token that expires in a few seconds (and a fresh one for HTTP)
+    carol = f"carol-{uuid.uuid4()}"
+    short = issuer.token(carol, expires_in=4)
+    expires_at = json.loads(base64.urlsafe_b64decode(short.split(".")[1] + "==").decode())["exp"]
+    user = User(auth_stack[0], issuer.token(carol))
+    frames = Frames(f"{auth_stack[0].ws_url}?token={short}")
+    try:
+        wait_for(lambda: time.time() > expires_at + 1, 30, what="the short token's expiry")
+
+        # When one of her tasks changes after that
+        task_id = user.submit()
+
+        # Then the connection gets no task frame: one `expired` frame, then it is closed
+        expired = wait_for(
+            lambda: next(
+                (f for f in frames.frames if isinstance(f, dict) and f.get("type") == "expired"), None
+            ),
+            60,
+            what="the expired frame",
+        )
+        wait_for(lambda: frames.connection.close_code is not None or None, 30, what="the close")
+        assert "fresh token" in expired["message"]
+        assert frames.of_task(task_id) == []
+
+        # And a connection with a fresh token gets the task's frames (after a resume, say)
+        with connect(user.ws_url, open_timeout=30) as socket:
+            socket.send(json.dumps({"action": "ping"}))
+            assert json.loads(socket.recv(timeout=30)) == {"type": "pong"}
+    finally:
+        frames.close()
+
+
+@pytest.mark.parametrize(
+    "sub",
+    [123, ["alice"], {"id": "alice"}, "alice ", " alice", ""],
+    ids=["a number", "a list", "an object", "trailing space", "leading space", "empty"],
+)
+def test_a_sub_that_is_no_owner_is_401_on_both_apis(auth_stack, issuer, sub):
+    # Given a token of the stage's issuer, valid in every way but its `sub`
+    token = issuer.token("placeholder", claims={"sub": sub})
+
+    # When it is used on the HTTP API and on the WebSocket
+    status, _, _ = User(auth_stack[0], token).request("GET", "/tasks")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{auth_stack[0].ws_url}?token={token}", open_timeout=30).close()
+
+    # Then both refuse it with 401
+    assert status == HTTPStatus.UNAUTHORIZED
+    assert refused.value.response.status_code == HTTPStatus.UNAUTHORIZED

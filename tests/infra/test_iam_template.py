@@ -62,24 +62,30 @@ def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -
     # The Lambda poller of a DynamoDB stream needs dynamodb:ListStreams, which IAM does not scope
     # to a resource: CDK's DynamoEventSource grants it on "*". The one "*" in the stack.
     stream = _allow("dynamodb:ListStreams", "*") | _allow(STREAM_READ, arn(ids.task_table, "StreamArn"))
-    manage_connections = {
-        "Fn::Join": [
-            "",
-            [
-                "arn:",
-                {"Ref": "AWS::Partition"},
-                ":execute-api:",
-                {"Ref": "AWS::Region"},
-                ":",
-                {"Ref": "AWS::AccountId"},
-                ":",
-                {"Ref": ids.websocket_api},
-                # This stage, POST (post_to_connection) only; * is the connection id.
-                f"/{template.to_json()['Resources'][ids.websocket_stage]['Properties']['StageName']}"
-                "/POST/@connections/*",
-            ],
-        ]
-    }
+    stage_name = template.to_json()["Resources"][ids.websocket_stage]["Properties"]["StageName"]
+
+    def connections_method(method: str) -> dict[str, Any]:
+        return {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":execute-api:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    ":",
+                    {"Ref": ids.websocket_api},
+                    # This stage and this method only; * is the connection id.
+                    f"/{stage_name}/{method}/@connections/*",
+                ],
+            ]
+        }
+
+    # POST (post_to_connection); on `auth: jwt` stages also DELETE: a connection ends with its token.
+    methods = ("POST", "DELETE") if owner_scoped else ("POST",)
+    manage_connections = [connections_method(method) for method in methods]
     return (
         own_logs
         | {
@@ -97,13 +103,13 @@ def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -
             "NotifierFunction": stream
             | find_connections
             | _allow("dynamodb:DeleteItem", connections)
-            | _allow("execute-api:ManageConnections", manage_connections),
+            | _allow("execute-api:ManageConnections", *manage_connections),
             "WsConnectFunction": _allow("dynamodb:PutItem", connections),
             "WsDisconnectFunction": _allow("dynamodb:DeleteItem", connections),
             # A resume: the caller's tasks from both listing indexes, then posts the missed frames.
             "WsDefaultFunction": _allow("dynamodb:Query", *task_indexes)
             | _allow("dynamodb:BatchGetItem", task_table)
-            | _allow("execute-api:ManageConnections", manage_connections),
+            | _allow("execute-api:ManageConnections", *manage_connections),
             # Verifies tokens with the issuer's public keys, fetched over HTTPS: nothing in AWS.
             "WsAuthorizerFunction": set(),
         }[construct_id]

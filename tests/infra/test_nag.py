@@ -96,12 +96,14 @@ def _acknowledged(stack: TaskBackendStack) -> dict[str, set[str]]:
     return found
 
 
-def _connections_finding(stack: TaskBackendStack, stage: str) -> str:
+def _connections_findings(stack: TaskBackendStack, stage: StageConfig) -> set[str]:
+    """POST everywhere; DELETE too on `auth: jwt` stages (a connection ends with its token)."""
     api = stack.resolve(stack.websocket_api.api.node.default_child.logical_id)
-    return (
+    return {
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-        f"<{api}>/{stage}/POST/@connections/*]"
-    )
+        f"<{api}>/{stage.name}/{method}/@connections/*]"
+        for method in (("POST", "DELETE") if stage.uses_jwt else ("POST",))
+    }
 
 
 APIG4 = {"AwsSolutions-APIG4"}
@@ -117,7 +119,7 @@ UNAUTHORIZED_ROUTES = {
 }
 
 
-def _common_acknowledgments(stack: TaskBackendStack, stage: str) -> dict[str, set[str]]:
+def _common_acknowledgments(stack: TaskBackendStack, stage: StageConfig) -> dict[str, set[str]]:
     """Every stage's: the WebSocket routes after $connect, stream listing, the @connections grants
     (the notifier's and the resume's), PITR."""
     return {
@@ -126,16 +128,17 @@ def _common_acknowledgments(stack: TaskBackendStack, stage: str) -> dict[str, se
         "TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource": {STREAM_LISTING},
         "WebSocketApi/NotifierFunction/Role/DefaultPolicy/Resource": {
             STREAM_LISTING,
-            _connections_finding(stack, stage),
+            *_connections_findings(stack, stage),
         },
-        "WebSocketApi/WsDefaultFunction/Role/DefaultPolicy/Resource": {_connections_finding(stack, stage)},
-        "ConnectionTable/Default/Resource": {"AwsSolutions-DDB3"},
+        "WebSocketApi/WsDefaultFunction/Role/DefaultPolicy/Resource": _connections_findings(stack, stage),
+        # `auth: jwt` stages: a table of its own (its ByOwner index has a sort key, infra/connection_table.py)
+        f"ConnectionTable/{'OwnerScoped' if stage.uses_jwt else 'Default'}/Resource": {"AwsSolutions-DDB3"},
     }
 
 
 def _expected_acknowledgments(variant: str, stack: TaskBackendStack) -> dict[str, set[str]]:
     stage = _stage(variant)
-    expected = _common_acknowledgments(stack, stage.name)
+    expected = _common_acknowledgments(stack, stage)
     if stage.auth == "none":
         expected |= UNAUTHORIZED_ROUTES
     if stage.creates_user_pool:

@@ -187,14 +187,20 @@ def test_jwt_stage_finds_an_owners_connections_through_a_keys_only_index(request
 
     table = properties(template, ids.connection_table)
 
+    # keys only, sorted by the token's expiry: the notifier's one Query per owner returns each
+    # connection with its expiry, so none gets a frame past it
     assert table["GlobalSecondaryIndexes"] == [
         {
             "IndexName": "ByOwner",
-            "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+            "KeySchema": [
+                {"AttributeName": "owner", "KeyType": "HASH"},
+                {"AttributeName": "tokenExpiresAt", "KeyType": "RANGE"},
+            ],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }
     ]
     assert {"AttributeName": "owner", "AttributeType": "S"} in table["AttributeDefinitions"]
+    assert {"AttributeName": "tokenExpiresAt", "AttributeType": "N"} in table["AttributeDefinitions"]
 
 
 def test_stage_without_auth_has_no_owner_index_on_the_connection_table(dev_template, dev_ids):

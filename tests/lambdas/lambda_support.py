@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.jwt_authorizer import claim_string
 from taskflow import table_schema
 from taskflow.clients.connections_client import ConnectionGoneError
 from taskflow.repositories.dynamodb import deserialize
@@ -116,13 +118,22 @@ def http_event(
     return event
 
 
-def signed_in(event: dict[str, Any], owner: str | None, **claims: str) -> dict[str, Any]:
-    """`event` as API Gateway's JWT authorizer passes it on: the token's verified claims (strings,
-    payload v2) in requestContext.authorizer.jwt. `owner` is the `sub` claim (None: no sub)."""
-    all_claims = {"iss": "https://issuer.example.com/pool", "client_id": "test-client", **claims}
+def signed_in(event: dict[str, Any], owner: object, **claims: str) -> dict[str, Any]:
+    """`event` as API Gateway's JWT authorizer passes it on: the token in the Authorization header
+    (its signature is not looked at again), and its verified claims flattened to strings (payload
+    v2, local.jwt_authorizer.claim_string) in requestContext.authorizer.jwt. `owner` is the
+    token's `sub` claim, of any JSON type (None: no sub)."""
+    token_claims: dict[str, Any] = {
+        "iss": "https://issuer.example.com/pool",
+        "client_id": "test-client",
+        **claims,
+    }
     if owner is not None:
-        all_claims["sub"] = owner
-    event["requestContext"]["authorizer"] = {"jwt": {"claims": all_claims, "scopes": None}}
+        token_claims["sub"] = owner
+    payload = base64.urlsafe_b64encode(json.dumps(token_claims).encode()).rstrip(b"=").decode()
+    event.setdefault("headers", {})["authorization"] = f"Bearer eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln"
+    flattened = {name: claim_string(value) for name, value in token_claims.items()}
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": flattened, "scopes": None}}
     return event
 
 
@@ -255,22 +266,49 @@ class FakeConnections:
     gone: set[str] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)
     frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)  # @connections DELETE, in order
 
     def post(self, connection_id: str, data: bytes) -> None:
-        if connection_id in self.gone:
+        if connection_id in self.gone or connection_id in self.closed:
             raise ConnectionGoneError(connection_id)
         if connection_id in self.failing:
             raise RuntimeError(f"endpoint error for {connection_id}")
         self.frames.setdefault(connection_id, []).append(json.loads(data))
 
+    def close(self, connection_id: str) -> None:
+        if connection_id in self.failing:
+            raise RuntimeError(f"endpoint error for {connection_id}")
+        self.closed.append(connection_id)
 
-def put_connection(moto_aws: Aws, connection_id: str, owner: str | None = None) -> None:
+
+# `sub` claims that are no owner, on HTTP and WebSocket alike (taskflow.domain.owners): each a 401.
+UNUSABLE_SUBS: dict[str, object] = {
+    "no sub claim": None,
+    "empty": "",
+    "a number": 123,
+    "a list": ["alice"],
+    "an object": {"id": "alice"},
+    "a boolean": True,
+    "trailing space": "alice ",
+    "leading space": " alice",
+    "only white space": " \t",
+    "trailing newline": "alice\n",
+}
+
+FAR_FUTURE = 4102444800  # 2100-01-01, epoch seconds
+
+
+def put_connection(
+    moto_aws: Aws, connection_id: str, owner: str | None = None, token_expires_at: int = FAR_FUTURE
+) -> None:
+    """A connection row as $connect stores it (with an owner: its token's expiry too)."""
     item = {
         table_schema.CONNECTION_PK: {"S": connection_id},
-        table_schema.CONNECTION_TTL_ATTRIBUTE: {"N": "4102444800"},
+        table_schema.CONNECTION_TTL_ATTRIBUTE: {"N": str(FAR_FUTURE)},
     }
     if owner is not None:
         item[table_schema.CONNECTION_OWNER] = {"S": owner}
+        item[table_schema.CONNECTION_TOKEN_EXPIRES_AT] = {"N": str(token_expires_at)}
     moto_aws.dynamodb.put_item(TableName=moto_aws.connection_table, Item=item)
 
 

@@ -155,7 +155,8 @@ def test_an_owners_connections_are_read_across_query_pages(owner_scoped_aws: Aws
     client = SmallPages(owner_scoped_aws.dynamodb)
 
     # When Alice's connection ids are read
-    ids = ConnectionRepository(owner_scoped_aws.connection_table, client=client).ids_of_owner(ALICE)
+    found = ConnectionRepository(owner_scoped_aws.connection_table, client=client).of_owner(ALICE)
+    ids = [connection.connection_id for connection in found]
 
     # Then all of them, and only hers, came back over several pages
     assert sorted(ids) == [f"alice-{index:02d}" for index in range(30)]

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from lambda_support import Aws, FakeLambdaContext, get_item, http_event, json_post, signed_in
+from lambda_support import UNUSABLE_SUBS, Aws, FakeLambdaContext, get_item, http_event, json_post, signed_in
 from lambda_support import call_http_api as call
 from lambda_support import set_status as set_task_status
 
@@ -122,14 +122,32 @@ def test_the_openapi_document_needs_no_claims_in_the_function(
     assert "bearerAuth" in body["components"]["securitySchemes"]
 
 
-@pytest.mark.parametrize("owner", [None, ""], ids=["no sub claim", "empty sub claim"])
+@pytest.mark.parametrize("owner", UNUSABLE_SUBS.values(), ids=UNUSABLE_SUBS.keys())
 def test_token_without_a_usable_sub_is_401(
-    jwt_env: dict[str, str], lambda_context: FakeLambdaContext, owner: str | None
+    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext, owner: object
 ) -> None:
-    status, body, _ = call(as_owner(owner, http_event("GET", "/tasks")), lambda_context)
+    # Given a token API Gateway accepted, whose `sub` (flattened to a string in the claims the
+    # function gets: 123 arrives as "123") is no owner under the one rule
+    for event in (http_event("GET", "/tasks"), json_post("/tasks", {"taskId": "t1", "answer": "42"})):
+        # When it lists or submits
+        status, body, _ = call(signed_in(event, owner), lambda_context)
 
-    assert status == HTTPStatus.UNAUTHORIZED
-    assert body["message"]
+        # Then 401, and nothing was stored
+        assert status == HTTPStatus.UNAUTHORIZED
+        assert "white space" in body["message"]
+    assert owner_scoped_aws.dynamodb.scan(TableName=owner_scoped_aws.task_table)["Items"] == []
+
+
+def test_the_owner_is_the_sub_of_the_token_api_gateway_verified(
+    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given claims that do not match the token in the Authorization header (an integration that
+    # forged the claims, or a header swapped after the authorizer ran)
+    event = signed_in(http_event("GET", "/tasks"), ALICE)
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = BOB
+
+    # Then nobody is served
+    assert call(event, lambda_context)[0] == HTTPStatus.UNAUTHORIZED
 
 
 def test_401_carries_cors_headers_for_an_allowed_origin(

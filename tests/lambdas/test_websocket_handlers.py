@@ -12,9 +12,11 @@ from botocore.exceptions import EndpointConnectionError
 from lambda_support import Aws, FakeLambdaContext, connection_ids, ws_event
 
 from taskflow import table_schema
-from taskflow.auth_contract import OWNER_CONTEXT_KEY
+from taskflow.auth_contract import OWNER_CONTEXT_KEY, TOKEN_EXPIRY_CONTEXT_KEY
 from taskflow.handlers import ws_connect, ws_default, ws_disconnect
-from taskflow.repositories.connection_repository import ConnectionRepository
+from taskflow.repositories.connection_repository import ConnectionRepository, OwnedConnection
+
+TOKEN_EXPIRES_AT = int(time.time()) + 600  # sooner than the connection TTL of the test settings
 
 
 def reply(event: dict[str, Any], context: FakeLambdaContext) -> dict[str, Any]:
@@ -157,26 +159,40 @@ def stored_connection(moto_aws: Aws, connection_id: str) -> dict[str, Any] | Non
 def test_connect_on_a_jwt_stage_stores_the_owner_the_authorizer_verified(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
-    # Given the context the $connect authorizer returned for Alice's token
-    authorizer = {"principalId": "alice", OWNER_CONTEXT_KEY: "alice", "integrationLatency": 12}
+    # Given the context the $connect authorizer returned for Alice's token (API Gateway may hand
+    # its numbers on as strings)
+    authorizer = {
+        "principalId": "alice",
+        OWNER_CONTEXT_KEY: "alice",
+        TOKEN_EXPIRY_CONTEXT_KEY: str(TOKEN_EXPIRES_AT),
+        "integrationLatency": 12,
+    }
 
     # When the connection is made
     response = ws_connect.handler(
         ws_event("CONNECT", connection_id="c1", authorizer=authorizer), lambda_context
     )
 
-    # Then it is stored as Alice's, and her connections are found by owner
+    # Then it is stored as Alice's with her token's expiry (the row's TTL too, being sooner than
+    # the connection TTL), and her connections are found by owner
     assert response == {"statusCode": 200}
-    assert stored_connection(owner_scoped_aws, "c1")[table_schema.CONNECTION_OWNER] == {"S": "alice"}
+    stored = stored_connection(owner_scoped_aws, "c1")
+    assert stored[table_schema.CONNECTION_OWNER] == {"S": "alice"}
+    assert stored[table_schema.CONNECTION_TOKEN_EXPIRES_AT] == {"N": str(TOKEN_EXPIRES_AT)}
+    assert stored[table_schema.CONNECTION_TTL_ATTRIBUTE] == {"N": str(TOKEN_EXPIRES_AT)}
     repository = ConnectionRepository(owner_scoped_aws.connection_table, client=owner_scoped_aws.dynamodb)
-    assert repository.ids_of_owner("alice") == ["c1"]
-    assert repository.ids_of_owner("bob") == []
+    assert repository.of_owner("alice") == [OwnedConnection("c1", TOKEN_EXPIRES_AT)]
+    assert repository.of_owner("bob") == []
 
 
 def test_connect_on_a_jwt_stage_falls_back_to_the_principal_id(
     jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
-    event = ws_event("CONNECT", connection_id="c1", authorizer={"principalId": "alice"})
+    event = ws_event(
+        "CONNECT",
+        connection_id="c1",
+        authorizer={"principalId": "alice", TOKEN_EXPIRY_CONTEXT_KEY: TOKEN_EXPIRES_AT},
+    )
 
     assert ws_connect.handler(event, lambda_context) == {"statusCode": 200}
     assert stored_connection(owner_scoped_aws, "c1")[table_schema.CONNECTION_OWNER] == {"S": "alice"}
@@ -184,8 +200,24 @@ def test_connect_on_a_jwt_stage_falls_back_to_the_principal_id(
 
 @pytest.mark.parametrize(
     "authorizer",
-    [None, {}, {OWNER_CONTEXT_KEY: ""}, {"principalId": ""}, {OWNER_CONTEXT_KEY: 7}],
-    ids=["no authorizer", "empty context", "empty owner", "empty principal", "not a string"],
+    [
+        None,
+        {},
+        {OWNER_CONTEXT_KEY: "", TOKEN_EXPIRY_CONTEXT_KEY: 2_000_000_000},
+        {"principalId": "", TOKEN_EXPIRY_CONTEXT_KEY: 2_000_000_000},
+        {OWNER_CONTEXT_KEY: 7, TOKEN_EXPIRY_CONTEXT_KEY: 2_000_000_000},
+        {OWNER_CONTEXT_KEY: "alice"},
+        {OWNER_CONTEXT_KEY: "alice", TOKEN_EXPIRY_CONTEXT_KEY: "soon"},
+    ],
+    ids=[
+        "no authorizer",
+        "empty context",
+        "empty owner",
+        "empty principal",
+        "not a string",
+        "no token expiry",
+        "expiry not a number",
+    ],
 )
 def test_connect_on_a_jwt_stage_without_an_owner_is_refused_and_logged(
     jwt_env: dict[str, str],

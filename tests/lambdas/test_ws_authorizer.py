@@ -16,10 +16,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from lambda_support import WS_METHOD_ARN, FakeLambdaContext, ws_authorizer_event
+from lambda_support import UNUSABLE_SUBS, WS_METHOD_ARN, FakeLambdaContext, ws_authorizer_event
 
 from taskflow import env_vars
-from taskflow.auth_contract import OWNER_CONTEXT_KEY
+from taskflow.auth_contract import OWNER_CONTEXT_KEY, TOKEN_EXPIRY_CONTEXT_KEY
 from taskflow.clients.oidc_keys import IssuerKeys
 from taskflow.errors import DependencyUnavailableError
 from taskflow.handlers import ws_authorizer
@@ -139,7 +139,8 @@ def assert_unauthorized(token_value: str | None, context: FakeLambdaContext) -> 
 def test_valid_token_allows_the_connection_with_its_owner_in_the_context(
     issuer: Issuer, signing_key: rsa.RSAPrivateKey, lambda_context: FakeLambdaContext
 ) -> None:
-    response = authorize(token(issuer, signing_key, sub="alice-sub"), lambda_context)
+    expires_at = int(time.time()) + 300
+    response = authorize(token(issuer, signing_key, sub="alice-sub", exp=expires_at), lambda_context)
 
     assert response == {
         "principalId": "alice-sub",
@@ -147,7 +148,7 @@ def test_valid_token_allows_the_connection_with_its_owner_in_the_context(
             "Version": "2012-10-17",
             "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [WS_METHOD_ARN]}],
         },
-        "context": {OWNER_CONTEXT_KEY: "alice-sub"},
+        "context": {OWNER_CONTEXT_KEY: "alice-sub", TOKEN_EXPIRY_CONTEXT_KEY: expires_at},
     }
 
 
@@ -177,7 +178,7 @@ def test_every_rsa_algorithm_api_gateway_accepts_is_accepted(
 ) -> None:
     response = authorize(token(issuer, signing_key, algorithm=algorithm), lambda_context)
 
-    assert response["context"] == {OWNER_CONTEXT_KEY: "alice"}
+    assert response["context"][OWNER_CONTEXT_KEY] == "alice"
 
 
 # --------------------------------------------------------------------------- refused tokens
@@ -243,6 +244,16 @@ def test_invalid_token_is_unauthorized(
     make: Any,
 ) -> None:
     assert_unauthorized(make(issuer, signing_key, other_key), lambda_context)
+
+
+@pytest.mark.parametrize("sub", UNUSABLE_SUBS.values(), ids=UNUSABLE_SUBS.keys())
+def test_a_sub_that_is_no_owner_is_unauthorized_as_on_the_http_api(
+    issuer: Issuer, signing_key: rsa.RSAPrivateKey, lambda_context: FakeLambdaContext, sub: object
+) -> None:
+    # The same list of `sub` claims as the HTTP API's test (test_owner_isolation): one rule
+    made = token(issuer, signing_key, drop=("sub",)) if sub is None else token(issuer, signing_key, sub=sub)
+
+    assert_unauthorized(made, lambda_context)
 
 
 def test_the_token_is_never_logged(

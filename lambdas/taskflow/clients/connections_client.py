@@ -22,6 +22,8 @@ class FramePoster(Protocol):
 
     def post(self, connection_id: str, data: bytes) -> None: ...
 
+    def close(self, connection_id: str) -> None: ...
+
 
 class ConnectionsClient:
     def __init__(self, endpoint_url: str, client: Any | None = None) -> None:
@@ -41,4 +43,13 @@ class ConnectionsClient:
         except Exception as error:
             if aws.error_code(error) == "GoneException" or aws.http_status(error) == HTTP_GONE:
                 raise ConnectionGoneError(connection_id) from error
+            raise
+
+    def close(self, connection_id: str) -> None:
+        """End the connection (@connections DELETE); one already gone is fine."""
+        try:
+            self.client.delete_connection(ConnectionId=connection_id)
+        except Exception as error:
+            if aws.error_code(error) == "GoneException" or aws.http_status(error) == HTTP_GONE:
+                return
             raise

@@ -10,6 +10,7 @@ The connection stays open whatever a client sends.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, Final
 
 MAX_CLIENT_FRAME_BYTES: Final = 8 * 1024
@@ -18,6 +19,18 @@ SUPPORTED_ACTIONS: Final = ("ping", "resume")
 
 def error(message: str) -> dict[str, Any]:
     return {"type": "error", "message": message}
+
+
+def expired(expires_at: int) -> dict[str, Any]:
+    """The last frame of a connection whose token expired: it is closed right after. No task frame
+    reaches it from its token's expiry on; the client connects again with a fresh token and resumes
+    (README, "Resume after a reconnect")."""
+    when = datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "type": "expired",
+        "expiredAt": when,
+        "message": "this connection's token expired: connect again with a fresh token, then resume",
+    }
 
 
 def too_large(size: int) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Owners: who a task or a connection belongs to on stages with `auth: jwt` (taskflow.auth_contract).
 
-The owner is the verified token's `sub` claim, taken as is. It is stored as a DynamoDB key (the
-ByOwner indexes), so it must be a non-empty string DynamoDB can index: at most MAX_OWNER_BYTES of
-UTF-8 (an index partition key allows 2048 bytes). Anything else is no owner at all, and the caller
-is refused (fail closed), never served as someone else or as nobody.
+The owner is the verified token's `sub` claim, taken as is, under one rule on every door (the HTTP
+API's caller, the WebSocket authorizer, the stored rows): a non-empty string without leading or
+trailing white space, at most MAX_OWNER_BYTES of UTF-8 (it is part of DynamoDB keys: the task key
+and the connections' ByOwner index). Anything else (a number, a list, an object, "alice ") is no
+owner at all, and the caller is refused with 401 (fail closed), never served as someone else or as
+nobody.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ MAX_OWNER_BYTES: Final = 1024
 
 def owner_or_none(value: object) -> str | None:
     """`value` if it is a usable owner id, else None."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or value != value.strip():
         return None
     try:
         size = len(value.encode("utf-8"))

@@ -7,7 +7,9 @@ token (taskflow.services.token_verifier), so one token opens both APIs.
     event    {"type": "REQUEST", "methodArn": "arn:aws:execute-api:...:api/stage/$connect",
               "queryStringParameters": {"token": "<JWT>"}, "requestContext": {...}, ...}
     valid    {"principalId": sub, "policyDocument": Allow execute-api:Invoke on methodArn,
-              "context": {"owner": sub}}   -> $connect sees requestContext.authorizer.owner
+              "context": {"owner": sub, "tokenExpiresAt": exp}}
+             -> every route of the connection sees requestContext.authorizer.owner (and the
+                expiry: the connection ends with its token)
     invalid  the invocation fails with the message "Unauthorized": API Gateway answers 401
     issuer's keys unreachable: any other failure (logged as a dependency failure): API Gateway
              answers 500, and the client may try again
@@ -26,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskflow.auth_contract import OWNER_CONTEXT_KEY, TOKEN_QUERY_PARAMETER
+from taskflow.auth_contract import OWNER_CONTEXT_KEY, TOKEN_EXPIRY_CONTEXT_KEY, TOKEN_QUERY_PARAMETER
 from taskflow.clients.oidc_keys import IssuerKeys
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
@@ -61,7 +63,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = (request.get("requestContext") or {}).get("connectionId")
     token = (request.get("queryStringParameters") or {}).get(TOKEN_QUERY_PARAMETER)
     try:
-        owner = verifier.get().owner_of(token)
+        verified = verifier.get().verify(token)
     except TokenRejectedError as rejected:
         logger.info(
             "connection refused: token rejected",
@@ -76,7 +78,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
         raise
     response = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
-        request.method_arn, principal_id=owner, context={OWNER_CONTEXT_KEY: owner}
+        request.method_arn,
+        principal_id=verified.owner,
+        context={OWNER_CONTEXT_KEY: verified.owner, TOKEN_EXPIRY_CONTEXT_KEY: verified.expires_at},
     )
     response.allow_route(
         resource=parse_api_gateway_arn(request.method_arn, is_websocket_authorizer=True).resource

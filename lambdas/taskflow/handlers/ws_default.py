@@ -1,24 +1,32 @@
 """WsDefaultFunction: WebSocket $default route, two-way: the returned body goes back to the
 client as a frame. Ping gets pong; resume replays the task changes the connection missed
-(taskflow.services.resume); anything else an error frame (never a closed connection)."""
+(taskflow.services.resume); anything else an error frame (never a closed connection).
+
+On `auth: jwt` stages a connection ends with its token: any frame from a connection whose token
+has expired (the expiry the $connect authorizer put in the connection's context) is answered with
+`{"type": "expired"}` and the connection is closed (@connections DELETE)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskflow.auth_contract import AUTH_JWT, authorized_owner
-from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, error, request_of, too_large
+from taskflow.auth_contract import AUTH_JWT, authorized_owner, authorized_token_expiry
+from taskflow.clients.connections_client import ConnectionGoneError
+from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, error, expired, request_of, too_large
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
 from taskflow.observability import logger
 from taskflow.settings import WsDefaultSettings, load_settings
 
 if TYPE_CHECKING:
+    from taskflow.clients.connections_client import FramePoster
     from taskflow.services.resume import ResumeService
 
 _NOT_BASE64 = b"\xff"  # not UTF-8, so answered with an error frame
@@ -39,6 +47,35 @@ def _build_resume() -> ResumeService:
 
 
 resume: Lazy[ResumeService] = Lazy(_build_resume)
+
+
+def _build_poster() -> FramePoster:
+    from taskflow.clients.connections_client import ConnectionsClient  # noqa: PLC0415
+
+    return ConnectionsClient(load_settings(WsDefaultSettings).websocket_callback_url)
+
+
+poster: Lazy[FramePoster] = Lazy(_build_poster)  # only to close a connection whose token expired
+
+
+def _expired_token(request_context: dict[str, Any]) -> int | None:
+    """When the connection's token expired, if it has, else None. Only connections opened through
+    the $connect authorizer (stages with `auth: jwt`) carry an expiry; a resume on such a stage
+    without one is refused anyway (no owner either)."""
+    expires_at = authorized_token_expiry(request_context)
+    return expires_at if expires_at is not None and expires_at <= time.time() else None
+
+
+def _close_expired(connection_id: str, expires_at: int) -> None:
+    """Tell the client why, then close the connection ($disconnect removes its row)."""
+    frames = poster.get()
+    try:
+        with contextlib.suppress(ConnectionGoneError):
+            frames.post(connection_id, json.dumps(expired(expires_at)).encode())
+        frames.close(connection_id)
+    except Exception as failure:  # the notifier closes it at its owner's next change, or the TTL
+        logger.warning("could not close an expired connection", extra={"error": repr(failure)})
+    logger.info("connection closed: its token expired", extra={"connection_id": connection_id})
 
 
 def _request(event: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +115,12 @@ def _reply(event: dict[str, Any], connection_id: str | None) -> dict[str, Any] |
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    connection_id = (event.get("requestContext") or {}).get("connectionId")
+    request_context = event.get("requestContext") or {}
+    connection_id = request_context.get("connectionId")
+    expired_at = _expired_token(request_context)
+    if expired_at is not None:
+        _close_expired(str(connection_id), expired_at)
+        return {"statusCode": 200}
     reply = _reply(event, connection_id)
     if reply is None:  # the connection went while a resume posted to it: nobody to answer
         return {"statusCode": 200}

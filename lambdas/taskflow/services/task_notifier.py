@@ -9,7 +9,9 @@ Who gets a frame:
   task image). The batch's frames are grouped by owner, and each distinct owner's connections are
   read once per invocation (one paginated Query of the ByOwner index, keys only), so the cost of a
   change follows its owner's connections, not the whole table. A change without an owner is
-  pushed to nobody (logged): nobody can be shown to be allowed to see it.
+  pushed to nobody (logged): nobody can be shown to be allowed to see it. A connection whose
+  token has expired (the index holds each connection's `tokenExpiresAt`) gets no task frame: it
+  gets one `{"type": "expired"}` frame, is closed (@connections DELETE) and its row deleted.
 
 Each connection gets its frames (all of the batch's, or its owner's) in stream order from its own
 worker thread, so one slow or broken connection never holds up the others. A 410 Gone deletes the
@@ -23,7 +25,9 @@ them by taskId).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -31,10 +35,11 @@ from typing import Any, Final
 
 from taskflow import table_schema
 from taskflow.clients.connections_client import ConnectionGoneError, FramePoster
+from taskflow.domain.client_frames import expired
 from taskflow.domain.notifications import encode_frame, is_visible_change, task_frame
 from taskflow.domain.owners import owner_or_none
 from taskflow.observability import MetricName, count, logger
-from taskflow.repositories.connection_repository import ConnectionRepository
+from taskflow.repositories.connection_repository import ConnectionRepository, OwnedConnection
 from taskflow.services.stream_changes import StreamChange
 
 MAX_WORKERS: Final = 16
@@ -72,11 +77,13 @@ class TaskNotifier:
         max_workers: int = MAX_WORKERS,
         *,
         owner_scoped: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._connections = connections
         self._poster = poster
         self._max_workers = max_workers
         self._owner_scoped = owner_scoped
+        self._clock = clock
 
     def notify(self, changes: Sequence[StreamChange]) -> list[str]:
         """Push the frames the changes call for. Returns the sequence numbers of the records
@@ -85,16 +92,18 @@ class TaskNotifier:
         if not framed:
             return []
         owners: int | None = None
+        ended: list[OwnedConnection] = []
         if self._owner_scoped:
-            targets, failures, owners = self._targets_by_owner(framed)
+            targets, failures, owners, ended = self._targets_by_owner(framed)
         else:
             targets, failures = self._targets_for_everyone(framed)
-        if targets:
-            workers = max(1, min(self._max_workers, len(targets)))
+        deliveries: list[_Delivery] = []
+        if targets or ended:
+            workers = max(1, min(self._max_workers, len(targets) + len(ended)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
+                closing = pool.map(self._end, ended)
                 deliveries = list(pool.map(self._deliver, targets))
-        else:
-            deliveries = []
+                list(closing)
 
         gone = [d.connection_id for d in deliveries if d.gone]
         for connection_id in gone:
@@ -106,6 +115,8 @@ class TaskNotifier:
                     extra={"connection_id": connection_id, "error": repr(error)},
                 )
         count(MetricName.CONNECTIONS_GONE, len(gone))
+        if ended:
+            count(MetricName.CONNECTIONS_EXPIRED, len(ended))
         count(MetricName.NOTIFICATIONS_SENT, sum(d.sent for d in deliveries))
 
         failures += [d.failed_at for d in deliveries if d.failed_at is not None]
@@ -115,6 +126,8 @@ class TaskNotifier:
             "gone": len(gone),
             "failed": len(failures),
         }
+        if ended:
+            summary["expired"] = len(ended)
         if owners is not None:
             summary["owners"] = owners
         logger.info("notifications sent", extra=summary)
@@ -154,9 +167,12 @@ class TaskNotifier:
         frames = [(index, item.frame) for index, item in enumerate(framed)]
         return [_Target(connection_id, frames) for connection_id in connection_ids], []
 
-    def _targets_by_owner(self, framed: list[_Framed]) -> tuple[list[_Target], list[int], int]:
+    def _targets_by_owner(
+        self, framed: list[_Framed]
+    ) -> tuple[list[_Target], list[int], int, list[OwnedConnection]]:
         """Each owner's connections get that owner's frames; returns the targets, the indexes of
-        the records whose owner's connections could not be listed, and the number of owners."""
+        the records whose owner's connections could not be listed, the number of owners, and the
+        connections whose token has expired (they get no frame)."""
         by_owner: dict[str, list[_IndexedFrame]] = {}
         for index, item in enumerate(framed):
             if item.owner is None:
@@ -168,15 +184,39 @@ class TaskNotifier:
             by_owner.setdefault(item.owner, []).append((index, item.frame))
         targets: list[_Target] = []
         failures: list[int] = []
+        ended: list[OwnedConnection] = []
+        now = self._clock()
         for owner, frames in by_owner.items():
             try:
-                connection_ids = self._connections.ids_of_owner(owner)
+                connections = self._connections.of_owner(owner)
             except Exception:
                 logger.exception("could not list an owner's connections", extra={"frames": len(frames)})
                 failures.append(frames[0][0])
                 continue
-            targets.extend(_Target(connection_id, frames) for connection_id in connection_ids)
-        return targets, failures, len(by_owner)
+            for connection in connections:
+                if connection.token_expires_at > now:
+                    targets.append(_Target(connection.connection_id, frames))
+                else:
+                    ended.append(connection)
+        return targets, failures, len(by_owner), ended
+
+    def _end(self, connection: OwnedConnection) -> None:
+        """A connection past its token's expiry: tell it why, close it, forget it. A failure is
+        logged and left to the next change of its owner (or the row's TTL): the connection still
+        gets no task frame."""
+        connection_id = connection.connection_id
+        try:
+            with contextlib.suppress(ConnectionGoneError):
+                self._poster.post(connection_id, encode_frame(expired(connection.token_expires_at)))
+            self._poster.close(connection_id)
+            self._connections.remove(connection_id)
+        except Exception as error:
+            logger.warning(
+                "could not close a connection whose token expired",
+                extra={"connection_id": connection_id, "error": repr(error)},
+            )
+            return
+        logger.info("connection closed: its token expired", extra={"connection_id": connection_id})
 
     def _deliver(self, target: _Target) -> _Delivery:
         for position, (index, frame) in enumerate(target.frames):

@@ -1,4 +1,4 @@
-"""TokenVerifier: a JWT -> its owner (the `sub` claim), verified the way API Gateway's HTTP JWT
+"""TokenVerifier: a JWT -> its owner (the `sub` claim) and expiry, verified the way API Gateway's HTTP JWT
 authorizer verifies it, so that one token opens both APIs of a stage with `auth: jwt`.
 
 The checks (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-jwt-authorizer.html):
@@ -23,6 +23,7 @@ Used only by the $connect authorizer: this module imports PyJWT, which only that
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt
@@ -45,6 +46,12 @@ class TokenRejectedError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    owner: str  # the `sub` claim
+    expires_at: int  # the `exp` claim, epoch seconds
+
+
 class TokenVerifier:
     def __init__(self, keys: SigningKeys, *, issuer: str, audiences: Sequence[str]) -> None:
         if not audiences:
@@ -55,6 +62,10 @@ class TokenVerifier:
 
     def owner_of(self, token: object) -> str:
         """The owner (`sub`) of a valid token; TokenRejectedError otherwise."""
+        return self.verify(token).owner
+
+    def verify(self, token: object) -> VerifiedToken:
+        """The owner and expiry of a valid token; TokenRejectedError otherwise."""
         if not isinstance(token, str) or not token:
             raise TokenRejectedError("no token")
         if len(token) > MAX_TOKEN_LENGTH:
@@ -89,8 +100,11 @@ class TokenVerifier:
         self._check_audience(claims)
         owner = owner_or_none(claims.get(OWNER_CLAIM))
         if owner is None:
-            raise TokenRejectedError(f"the {OWNER_CLAIM!r} claim is not a usable owner id")
-        return owner
+            raise TokenRejectedError(
+                f"the {OWNER_CLAIM!r} claim is not a usable owner id "
+                "(a non-empty string without leading or trailing white space)"
+            )
+        return VerifiedToken(owner, int(claims["exp"]))
 
     def _check_audience(self, claims: dict[str, Any]) -> None:
         if "aud" in claims:
