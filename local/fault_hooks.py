@@ -190,6 +190,7 @@ class WorkerFaults:
 
         def instrumented_step(task: Any, attempt: int, *args: Any, **kwargs: Any) -> Any:
             task_id = str(getattr(task, "task_id", ""))
+            owner = getattr(task, "owner", None)  # the same taskId may be several owners' tasks
             run = getattr(task, "run", None)
             faults._state.step = None
             try:
@@ -202,6 +203,7 @@ class WorkerFaults:
                     {
                         "event": "step",
                         "taskId": task_id,
+                        "owner": owner,
                         "run": run,
                         "attempt": attempt,
                         "ok": False,
@@ -210,12 +212,13 @@ class WorkerFaults:
                         "at": time.time(),
                     }
                 )
-                faults._state.step = (task_id, run, attempt, False)
+                faults._state.step = (task_id, run, attempt, False, owner)
                 raise
             faults._effects.write(
                 {
                     "event": "step",
                     "taskId": task_id,
+                    "owner": owner,
                     "run": run,
                     "attempt": attempt,
                     "ok": True,
@@ -223,7 +226,7 @@ class WorkerFaults:
                     "at": time.time(),
                 }
             )
-            faults._state.step = (task_id, run, attempt, True)
+            faults._state.step = (task_id, run, attempt, True, owner)
             return result
 
         setattr(module, function_name, instrumented_step)
@@ -285,12 +288,13 @@ class WorkerFaults:
         succeeded = 200 <= status < 300
         commit = context.pop(_COMMIT_KEY, None)
         if commit is not None and succeeded:
-            task_id, run, attempt, step_ok = commit
+            task_id, run, attempt, step_ok, owner = commit
             if step_ok:
                 self._effects.write(
                     {
                         "event": "effect",
                         "taskId": task_id,
+                        "owner": owner,
                         "run": run,
                         "attempt": attempt,
                         "pid": os.getpid(),

@@ -48,6 +48,12 @@ submitted it):
   one user's token that show a task that user does not own. The runner also reads tasks with
   another user's token now and then: those must be 404s (`History.cross_reads`); a 200 shows up
   here, as the reader's observation of a task it does not own.
+* reused ids (twins): a share of the tasks gets a twin, another user's task submitted under the
+  same taskId (`History.twins`; its answer tells it apart). Each must be a 202 of its own user's
+  task, read back by that user with its own answer, and shown to nobody else (frame, listing, GET
+  or POST answer): every such sight, or a twin read back as the other task, is a violation
+  ("twin leaks"). The reads as another user of an id that user also holds must show their own
+  task, never the other's.
 """
 
 from __future__ import annotations
@@ -112,6 +118,10 @@ class Report:
     users: int = 0
     foreign_frames: list[Violation] = field(default_factory=list)
     foreign_reads: list[Violation] = field(default_factory=list)
+    twins: int = 0  # tasks another user submitted under a run task's id
+    twins_accepted: int = 0
+    twin_reads: int = 0  # reads, listings and frames of a twin by its own user
+    twin_leaks: list[str] = field(default_factory=list)
     frames_checked: int = 0  # frames held to their client's user
     clients_checked: int = 0
     reads_checked: int = 0  # HTTP observations held to their user
@@ -148,7 +158,11 @@ class Report:
             "stayed clients dropped": len(self.dropped_clients),
             "queues not empty": int(bool(self.queue_depth)) + int(bool(self.dlq_depth)),
             **(
-                {"foreign frames": len(self.foreign_frames), "foreign reads": len(self.foreign_reads)}
+                {
+                    "foreign frames": len(self.foreign_frames),
+                    "foreign reads": len(self.foreign_reads),
+                    "twin leaks": len(self.twin_leaks),
+                }
                 if self.auth
                 else {}
             ),
@@ -210,6 +224,10 @@ class Report:
                         "clientsChecked": self.clients_checked,
                         "readsChecked": self.reads_checked,
                         "crossReads": self.cross_reads,
+                        "twins": self.twins,
+                        "twinsAccepted": self.twins_accepted,
+                        "twinReads": self.twin_reads,
+                        "twinLeaks": self.twin_leaks,
                     }
                 }
                 if self.auth
@@ -287,6 +305,7 @@ class Report:
             examples += [f"  missed final frame: client {client}: {task_id}" for task_id in ids[:details]]
         examples += [f"  foreign frame: {f.task_id}: {f.detail}" for f in self.foreign_frames[:details]]
         examples += [f"  foreign read: {r.task_id}: {r.detail}" for r in self.foreign_reads[:details]]
+        examples += [f"  twin leak: {leak}" for leak in self.twin_leaks[:details]]
         examples += [f"  rejected: {task_id}" for task_id in self.rejected[:details]]
         lines += examples
         lines.append("RESULT           " + ("PASS: every invariant holds" if self.ok else "FAIL"))
@@ -304,6 +323,9 @@ class Report:
             f"   ({self.frames_checked} frames to {self.clients_checked} clients of their users)",
             f"foreign reads    {len(self.foreign_reads):<8} {mark(len(self.foreign_reads))}"
             f"   ({self.reads_checked} HTTP reads; reads as another user: {cross or 'none'})",
+            f"twin leaks       {len(self.twin_leaks):<8} {mark(len(self.twin_leaks))}"
+            f"   ({self.twins} ids reused by another user, {self.twins_accepted} accepted as that user's own,"
+            f" {self.twin_reads} reads and frames of them by their owners)",
         ]
 
 
@@ -455,6 +477,22 @@ def check_isolation(history: History, report: Report) -> None:
                 )
             )
     report.cross_reads = dict(history.cross_reads)
+    check_twins(history, report)
+
+
+def check_twins(history: History, report: Report) -> None:
+    """Tasks under a reused id (module docstring, "reused ids")."""
+    report.twins = len(history.twins)
+    report.twin_reads = history.twin_reads + sum(client.twin_frames for client in history.clients)
+    report.twin_leaks = list(history.twin_leaks)
+    for twin in history.twins.values():
+        if not twin.accepted:
+            report.twin_leaks.append(f"{twin.user}'s {twin.task_id} was not accepted: {twin.outcomes}")
+            continue
+        report.twins_accepted += 1
+        shown = (twin.final or {}).get("answer")
+        if shown != twin.answer:
+            report.twin_leaks.append(f"{twin.user}'s {twin.task_id} read back as {shown!r}")
 
 
 def check(history: History) -> Report:  # noqa: PLR0912, PLR0915 - one pass per figure, in order

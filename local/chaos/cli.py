@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reconnecting clients do not resume (the mutant check of the resume: the run must FAIL)",
     )
+    parser.add_argument(
+        "--twin-rate",
+        type=_ratio,
+        default=defaults.twin_rate,
+        help="stages with authorizers: this fraction of the tasks gets a twin, another user's task "
+        "under the same taskId, held to isolation (default 0.1)",
+    )
     parser.add_argument("--time-scale", type=_scale, default=defaults.time_scale, help="default 0.01")
     parser.add_argument(
         "--drain-timeout", type=float, default=defaults.drain_timeout, help="seconds to wait for the drain"
@@ -170,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         lost_response_rate=args.lost_response_rate,
         mutant=args.mutant,
         resume=not args.no_resume,
+        twin_rate=args.twin_rate,
         time_scale=args.time_scale,
         drain_timeout=args.drain_timeout,
         frame_grace=args.frame_grace,

@@ -33,6 +33,7 @@ class Observation:
     started: float
     ended: float
     user: str | None = None  # whose token made the request (stages with authorizers)
+    answer: str | None = None  # the task's answer: tells a reused id's tasks apart (Twin)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Frame:
     version: int
     retries: int
     received: float
+    answer: str | None = None
 
 
 @dataclass
@@ -71,11 +73,27 @@ class ClientHistory:
     resume_pending: bool = False
     resume_sent_at: float | None = None
     resume_seconds: list[float] = field(default_factory=list)  # from the request to its answer
+    twin_frames: int = 0  # frames of its own user's twins (Twin), kept out of `frames`
 
     @property
     def stayed(self) -> bool:
         """Connected before the first submission and never lost its connection."""
         return self.stays and self.dropped == 0 and self.killed == 0 and self.connected_at is not None
+
+
+@dataclass
+class Twin:
+    """A task another user submitted under the same taskId as a run's task (stages with
+    authorizers: ids are per owner). Its answer is unique and tells its frames and reads apart from
+    those of the run's task; it is held to isolation only: its owner reads it back as their own,
+    and nobody else ever sees it."""
+
+    task_id: str
+    user: str
+    answer: str
+    outcomes: list[str] = field(default_factory=list)  # one per POST
+    accepted: bool = False
+    final: dict[str, Any] | None = None  # its owner's GET at the end
 
 
 @dataclass
@@ -119,6 +137,10 @@ class History:
     users: list[str] = field(default_factory=list)  # the users' subjects (stages with authorizers)
     # reads of a task as a user who does not own it (GET /tasks/{id}), by outcome: "404", "200", ...
     cross_reads: dict[str, int] = field(default_factory=dict)
+    # Tasks submitted under another user's taskId (Twin), by answer; what showed them to someone else
+    twins: dict[str, Twin] = field(default_factory=dict)
+    twin_reads: int = 0  # reads and listings of a twin by its own user
+    twin_leaks: list[str] = field(default_factory=list)  # a twin shown to another user, or mixed up
 
     @property
     def accepted_ids(self) -> list[str]:
@@ -144,6 +166,7 @@ class History:
             task_id: Submission(**value) for task_id, value in document.get("submissions", {}).items()
         }
         history.observations = [Observation(**value) for value in document.get("observations", [])]
+        history.twins = {answer: Twin(**value) for answer, value in document.get("twins", {}).items()}
         history.clients = [
             ClientHistory(**{**value, "frames": [Frame(**f) for f in value.get("frames", [])]})
             for value in document.get("clients", [])
@@ -166,6 +189,8 @@ class History:
             "auth",
             "users",
             "cross_reads",
+            "twin_reads",
+            "twin_leaks",
         ):
             if name in document:
                 setattr(history, name, document[name])

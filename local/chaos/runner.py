@@ -61,7 +61,7 @@ from websockets.exceptions import WebSocketException
 from local.auth import AuthError, load_issuer
 from local.aws_json import AwsJsonClient
 from local.chaos.checker import Report, check
-from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission
+from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission, Twin
 from local.faults import (
     CONSUMED_LOG,
     EFFECTS_LOG,
@@ -103,6 +103,9 @@ class ChaosConfig:
     lost_response_rate: float = 0.05  # the client ignores this fraction of 202s, as after a timeout
     mutant: str | None = None
     resume: bool = True  # reconnecting clients resume from their last cursor (False: the mutant check)
+    # Stages with authorizers: this fraction of the tasks gets a twin, another user's task under the
+    # same taskId (ids are per owner), held to isolation (history.Twin)
+    twin_rate: float = 0.1
     time_scale: float = 0.01
     drain_timeout: float = 420.0
     frame_grace: float = 30.0
@@ -197,6 +200,7 @@ def _observation(
             started=started,
             ended=ended,
             user=user,
+            answer=body.get("answer") if isinstance(body.get("answer"), str) else None,
         )
     except (TypeError, ValueError):
         return None
@@ -410,8 +414,22 @@ class ChaosRun:
     def record(self, observation: Observation | None) -> None:
         if observation is None:
             return
+        if self._twin_seen(observation.answer, observation.user, observation.source):
+            self.history.twin_reads += observation.user == self.history.twins[observation.answer or ""].user
+            return
         self.history.observations.append(observation)
         self._note(observation.task_id, observation.version, observation.status)
+
+    def _twin_seen(self, answer: str | None, user: str | None, where: str) -> bool:
+        """True if `answer` is a twin's (Twin), kept apart from the run's task of the same id: seen
+        by anyone but its own user, it is a leak."""
+        twin = self.history.twins.get(answer or "")
+        if twin is None:
+            return False
+        if user != twin.user:
+            leak = f"{where} with the token of {user} showed {twin.user}'s {twin.task_id}"
+            self.history.twin_leaks.append(leak)
+        return True
 
     def on_message(self, client: ClientHistory, message: str | bytes) -> None:
         try:
@@ -439,6 +457,10 @@ class ChaosRun:
             return
         if not client.resume_pending:
             self._take_cursor(client, frame.get("cursor"))
+        answer = frame.get("answer") if isinstance(frame.get("answer"), str) else None
+        if self._twin_seen(answer, client.user, f"a frame to {client.name}"):
+            client.twin_frames += client.user == self.history.twins[answer or ""].user
+            return
         try:
             record = Frame(
                 task_id=frame["taskId"],
@@ -446,6 +468,7 @@ class ChaosRun:
                 version=int(frame.get("version") or 0),
                 retries=int(frame.get("retries") or 0),
                 received=time.time(),
+                answer=answer,
             )
         except (TypeError, ValueError):
             return
@@ -514,6 +537,26 @@ class ChaosRun:
             await asyncio.sleep(delay + self.rng.random() * delay)
             delay = min(1.0, delay * 2)
 
+    async def _submit_twin(self, twin: Twin) -> None:
+        """POST the twin as its user: a 202 of their own task, whoever holds the id."""
+        body = {"taskId": twin.task_id, "answer": twin.answer, "status": "pending", "retries": 0}
+        delay = 0.1
+        while not self.stopping.is_set():
+            status, answer, _, _, _ = await self._request(
+                "POST", self.stack.http_url + "/tasks", body, self.config.post_timeout, twin.user
+            )
+            twin.outcomes.append("timeout" if status is None else str(status))
+            if status in (200, 202):
+                twin.accepted = True
+                shown = answer.get("answer") if isinstance(answer, dict) else None
+                if shown != twin.answer:
+                    self.history.twin_leaks.append(f"POST of {twin.user}'s {twin.task_id} answered {shown!r}")
+                return
+            if status is not None and status not in RETRYABLE_STATUSES:
+                return
+            await asyncio.sleep(delay + self.rng.random() * delay)
+            delay = min(1.0, delay * 2)
+
     async def _get_task(self, task_id: str, attempts: int = 1) -> tuple[int | None, Any]:
         """The task as its owner reads it."""
         user = self._owner(task_id)
@@ -539,9 +582,11 @@ class ChaosRun:
             "GET", f"{self.stack.http_url}/tasks/{task_id}", timeout=15, user=reader
         )
         outcome = "timeout" if status is None else str(status)
+        observation = _observation(body, "get", started, ended, reader) if status == 200 else None
+        if observation is not None and observation.answer in self.history.twins:
+            outcome = "200 (the reader's own task under that id)"
         self.history.cross_reads[outcome] = self.history.cross_reads.get(outcome, 0) + 1
-        if status == 200:
-            self.record(_observation(body, "get", started, ended, reader))
+        self.record(observation)
 
     async def list_all(self) -> list[dict[str, Any]] | None:
         """Every task of every user (each listing with its user's token), following the Link
@@ -568,7 +613,11 @@ class ChaosRun:
             else:
                 return None
             for item in body:
-                self.record(_observation(item, "list", started, ended, user))
+                observation = _observation(item, "list", started, ended, user)
+                if observation is not None and observation.answer in self.history.twins:
+                    self.record(observation)  # a twin: its own user's, or a leak
+                    continue
+                self.record(observation)
                 if isinstance(item, dict) and isinstance(item.get("taskId"), str):
                     self.history.listed.add(item["taskId"])
                     tasks.append(item)
@@ -754,6 +803,26 @@ class ChaosRun:
 
     # --- the run -------------------------------------------------------------------------------
 
+    def _plan(self, count: int) -> list[str]:
+        """The run's submissions (round-robin over the users), and their twins; returns the ids."""
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        users = self._users()
+        for index, task_id in enumerate(ids):
+            body = {
+                "taskId": task_id,
+                "answer": f"chaos answer {index}",
+                "status": "pending",
+                "retries": 0,
+            }
+            user = users[index % len(users)]  # round-robin: each user submits every n-th task
+            self.history.submissions[task_id] = Submission(task_id, body, user=user)
+            others = [u for u in users if u is not None and u != user]  # none without authorizers
+            if others and self.rng.random() < self.config.twin_rate:
+                other = self.rng.choice(others)
+                twin = Twin(task_id, other, f"twin answer {index} of {other}")
+                self.history.twins[twin.answer] = twin
+        return ids
+
     async def run(self) -> History:
         config = self.config
         self.authenticate()
@@ -768,17 +837,7 @@ class ChaosRun:
             of_users = f" of {len(self.history.users)} users" if self.history.auth else ""
             self.echo(f"{len(self.history.clients)} WebSocket clients{of_users} ({stay} stay connected)")
 
-            ids = [str(uuid.uuid4()) for _ in range(config.tasks)]
-            users = self._users()
-            for index, task_id in enumerate(ids):
-                body = {
-                    "taskId": task_id,
-                    "answer": f"chaos answer {index}",
-                    "status": "pending",
-                    "retries": 0,
-                }
-                user = users[index % len(users)]  # round-robin: each user submits every n-th task
-                self.history.submissions[task_id] = Submission(task_id, body, user=user)
+            ids = self._plan(config.tasks)
             loop = asyncio.get_running_loop()
             main = asyncio.current_task()
             assert main is not None
@@ -793,9 +852,13 @@ class ChaosRun:
             ]
             semaphore = asyncio.Semaphore(config.concurrency)
 
+            twins = {twin.task_id: twin for twin in self.history.twins.values()}
+
             async def submit(task_id: str) -> None:
                 async with semaphore:
                     await self._submit(self.history.submissions[task_id])
+                    if task_id in twins:  # another user takes the same id: their own task
+                        await self._submit_twin(twins[task_id])
 
             await asyncio.gather(*(submit(task_id) for task_id in ids))
             self.echo(
@@ -884,7 +947,19 @@ class ChaosRun:
                 status, body = await self._get_task(task_id, attempts=30)
                 self.history.final[task_id] = body if status == 200 else None
 
+        async def final_twin(twin: Twin) -> None:
+            async with semaphore:
+                for _ in range(30):
+                    status, body, _, _, _ = await self._request(
+                        "GET", f"{self.stack.http_url}/tasks/{twin.task_id}", timeout=15, user=twin.user
+                    )
+                    if status in (200, 404):
+                        twin.final = body if status == 200 and isinstance(body, dict) else None
+                        return
+                    await asyncio.sleep(0.2)
+
         await asyncio.gather(*(final(task_id) for task_id in self.accepted))
+        await asyncio.gather(*(final_twin(twin) for twin in self.history.twins.values() if twin.accepted))
         self.history.queue_depth, self.history.dlq_depth = await self.depths()
 
 
@@ -910,14 +985,22 @@ def created_during(history: History, start: float, until: float) -> list[str]:
 
 def collect_files(history: History, fault_dir: Path) -> None:
     """Add what the stack and its workers recorded in the fault directory."""
+    # The twins' own processing (another user's task under a run task's id) is not the run's task's
+    twins = {(twin.user, twin.task_id) for twin in history.twins.values()}
+
+    def of_run(record: dict[str, Any]) -> bool:
+        return (record.get("owner"), str(record.get("taskId"))) not in twins
+
     records, _ = read_json_lines(fault_dir / EFFECTS_LOG)
-    history.steps = [r for r in records if r.get("event") == "step"]
-    history.effects = [r for r in records if r.get("event") == "effect"]
+    history.steps = [r for r in records if r.get("event") == "step" and of_run(r)]
+    history.effects = [r for r in records if r.get("event") == "effect" and of_run(r)]
     faults, _ = read_json_lines(fault_dir / FAULTS_LOG)
     for record in read_json_lines(fault_dir / CONSUMED_LOG)[0]:
         with contextlib.suppress(ValueError):
             body = json.loads(str(record.get("body")))
-            history.dlq_consumed.append(body if isinstance(body, dict) else {"body": record.get("body")})
+            body = body if isinstance(body, dict) else {"body": record.get("body")}
+            if of_run(body):
+                history.dlq_consumed.append(body)
     # the counters of each stack of the run (stats.<n>.json: one killed mid-run)
     every_stats = []
     for path in sorted(fault_dir.glob("stats*.json")):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from local.chaos.checker import check
-from local.chaos.history import ClientHistory, Frame, History, Observation, Submission
-from local.chaos.runner import ChaosConfig
+from local.chaos.history import ClientHistory, Frame, History, Observation, Submission, Twin
+from local.chaos.runner import ChaosConfig, ChaosRun
 
 SUCCEEDS = "task-ok"
 FAILS = "task-err"
@@ -458,3 +458,76 @@ def test_without_users_the_runner_keeps_its_six_clients_three_of_which_stay():
         ("churn-5", None, False),
     ]
     assert ChaosConfig(clients=2, stay=5).client_plan([]) == [("stay-0", None, True), ("stay-1", None, True)]
+
+
+# --- reused ids (twins): another user's task under the same taskId ----------------------------
+
+
+def with_twin(history: History, *, read_back: str | None = "twin answer 1 of bob") -> History:
+    """Bob also submitted a task under Alice's SUCCEEDS id, and read it back at the end."""
+    twin = Twin(SUCCEEDS, BOB, "twin answer 1 of bob", outcomes=["202"], accepted=True)
+    twin.final = {"taskId": SUCCEEDS, "answer": read_back, "status": "success"}
+    history.twins[twin.answer] = twin
+    history.twin_reads = 4
+    return history
+
+
+def test_a_reused_id_seen_only_by_its_owner_passes_and_is_counted():
+    report = check(with_twin(authenticated_history()))
+
+    assert report.ok, report.lines()
+    assert (report.twins, report.twins_accepted, report.twin_reads) == (1, 1, 4)
+    assert "twin leaks       0        ok   (1 ids reused by another user, 1 accepted" in "\n".join(
+        report.lines()
+    )
+
+
+def test_a_twin_shown_to_another_user_fails_the_run():
+    history = with_twin(authenticated_history())
+    history.twin_leaks.append(f"a frame to stay-0:alice with the token of {ALICE} showed {BOB}'s {SUCCEEDS}")
+
+    report = check(history)
+
+    assert not report.ok
+    assert report.violations["twin leaks"] == 1
+    assert "  twin leak: a frame to stay-0:alice" in "\n".join(report.lines())
+
+
+@pytest.mark.parametrize("read_back", ["chaos answer 1", None], ids=["the other task", "nothing"])
+def test_a_twin_read_back_as_anything_but_itself_fails_the_run(read_back):
+    report = check(with_twin(authenticated_history(), read_back=read_back))
+
+    assert report.violations["twin leaks"] == 1
+    assert f"{BOB}'s {SUCCEEDS} read back as" in report.twin_leaks[0]
+
+
+def test_the_runner_tells_a_twins_frames_and_reads_apart_by_answer(tmp_path):
+    # Given a run where Bob reused Alice's id
+    run = ChaosRun(ChaosConfig(tasks=1), stack=None, fault_dir=tmp_path, echo=print)  # type: ignore[arg-type]
+    run.history.auth, run.history.users = True, [ALICE, BOB]
+    run.history.submissions[SUCCEEDS] = Submission(SUCCEEDS, {"taskId": SUCCEEDS}, ["202"], 100.0, user=ALICE)
+    with_twin(run.history).twin_reads = 0
+    alice = ClientHistory("stay-0:alice", stays=True, user=ALICE)
+    bob = ClientHistory("stay-1:bob", stays=True, user=BOB)
+    run.history.clients = [alice, bob]
+    run.received = [set(), set()]
+
+    def task_frame(answer: str) -> str:
+        return json.dumps(
+            {"type": "task", "taskId": SUCCEEDS, "status": "pending", "version": 1, "answer": answer}
+        )
+
+    # When each gets the frame of their own task, and Alice a frame of Bob's
+    run.on_message(alice, task_frame("chaos answer 1"))
+    run.on_message(bob, task_frame("twin answer 1 of bob"))
+    run.on_message(alice, task_frame("twin answer 1 of bob"))
+    run.record(replace(get(SUCCEEDS, "pending", 1, 101.0), user=BOB, answer="twin answer 1 of bob"))
+
+    # Then Alice's task's frame is a run frame, Bob's twin frame and read are his own, and the
+    # twin frame Alice got is a leak
+    assert [f.answer for f in alice.frames] == ["chaos answer 1"]
+    assert (bob.frames, bob.twin_frames, run.history.twin_reads) == ([], 1, 1)
+    assert run.history.observations == []
+    assert run.history.twin_leaks == [
+        f"a frame to stay-0:alice with the token of {ALICE} showed {BOB}'s {SUCCEEDS}"
+    ]
