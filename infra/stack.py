@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.auth import Auth
 from infra.config import StageConfig
 from infra.connection_table import ConnectionTable
+from infra.data_key import DataKey
 from infra.http_api import HttpApi
 from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list
 from infra.monitoring import Monitoring
@@ -34,9 +35,12 @@ class TaskBackendStack(Stack):
         self.stage = stage
 
         defaults = LambdaDefaults(self, "LambdaDefaults", stage=stage)
-        self.task_table = TaskTable(self, "TaskTable", stage=stage)
-        self.connection_table = ConnectionTable(self, "ConnectionTable", stage=stage)
-        self.task_queue = TaskQueue(self, "TaskQueue", stage=stage)
+        # The task data's own KMS key, on stages with `customer_managed_keys` (infra/data_key.py).
+        self.data_key = DataKey(self, "DataKey", stage=stage) if stage.customer_managed_keys else None
+        key = self.data_key.key if self.data_key else None
+        self.task_table = TaskTable(self, "TaskTable", stage=stage, key=key)
+        self.connection_table = ConnectionTable(self, "ConnectionTable", stage=stage, key=key)
+        self.task_queue = TaskQueue(self, "TaskQueue", stage=stage, key=key)
         self.pipeline = TaskPipeline(
             self,
             "TaskPipeline",
