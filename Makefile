@@ -94,8 +94,9 @@ checkov: synth $(CHECKOV_VENV)/.installed ## checkov on every synthesized templa
 typecheck: install ## mypy on lambdas/ and local/
 	$(VENV)/bin/mypy
 
-test: synth ## synth every stage, cfn-lint the templates, lint + typecheck, run every test
+test: synth $(CHECKOV_VENV)/.installed ## synth every stage, cfn-lint + checkov the templates, lint + typecheck, every test
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
+	$(CHECKOV_RUN) -f $(CDK_OUT)/*.template.json
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

@@ -1,13 +1,15 @@
-"""TaskBackendStack: composes the constructs of one stage; owns tags, cdk-nag acknowledgments, outputs."""
+"""TaskBackendStack: composes the constructs of one stage; owns tags, cdk-nag and checkov acknowledgments,
+outputs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import Aspects, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.auth import Auth
+from infra.checkov_skips import AcceptedCheckovFindings
 from infra.config import StageConfig
 from infra.connection_table import ConnectionTable
 from infra.data_key import DataKey
@@ -94,6 +96,12 @@ class TaskBackendStack(Stack):
             connection_table=self.connection_table.table,
             auth=self.auth,
         )
+
+        # checkov findings this app accepts, written onto their resources at synth (infra/checkov_skips.py).
+        self.checkov_skips = AcceptedCheckovFindings(
+            stage=stage, connection_table=self.connection_table.table
+        )
+        Aspects.of(self).add(self.checkov_skips)
 
         Tags.of(self).add("Project", PROJECT)
         Tags.of(self).add("Stage", stage.name)
