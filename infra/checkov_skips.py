@@ -94,20 +94,18 @@ CONNECTION_TABLE_WITHOUT_PITR = Skip(
 
 @jsii.implements(IAspect)
 class AcceptedCheckovFindings:
-    """Writes the skips onto the L1 resources they answer, by resource type (and for PITR, the one
-    table). `applied` lists (construct path, skip) for the tests."""
+    """Writes the skips onto the L1 resources they answer, by resource type and stage setting (and for
+    PITR, the one table). CDK visits each construct once per aspect."""
 
     def __init__(self, *, stage: StageConfig, connection_table: dynamodb.Table) -> None:
         self._stage = stage
         self._connection_table_path = connection_table.node.default_child.node.path  # type: ignore[union-attr]
-        self.applied: list[tuple[str, Skip]] = []
 
     def visit(self, node: IConstruct) -> None:
         if isinstance(node, CfnResource):
             skips = self._skips(node)
             if skips:
                 _add_skips(node, skips)
-                self.applied.extend((node.node.path, skip) for skip in skips)
 
     def _skips(self, resource: CfnResource) -> list[Skip]:
         own_keys = self._stage.customer_managed_keys
