@@ -1,6 +1,6 @@
 # The project's interface: CI and humans call the same targets.
 #   make dev    install what is missing, synthesize, run the whole backend on 127.0.0.1
-#   make test   install what is missing, synth every stage, cfn-lint, pytest
+#   make test   install what is missing, synth every stage, cfn-lint, checkov, pytest
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -24,7 +24,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 # Synth, tests and the local stack never need real AWS credentials.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install synth lint typecheck test dev deploy redrive migrate-keys bench chaos openapi clean
+.PHONY: help install synth lint checkov typecheck test dev deploy redrive migrate-keys bench chaos openapi clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -43,6 +43,14 @@ $(JWT_LAYER)/.installed: infra/layers/jwt-requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile --no-deps --only-binary=:all: \
 		--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --implementation cp \
 		--python-version 3.14 --target $(JWT_LAYER)/python -r infra/layers/jwt-requirements.txt
+	@touch $@
+
+# checkov has a tool environment of its own: its pins (boto3 among them) clash with requirements-dev.txt.
+# Installed by the first `make checkov` / `make test` only (about 50 s), like the project's venv.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -75,11 +83,20 @@ lint: install ## ruff and cfn-lint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
 
+# checkov on the synthesized templates only (not the assets in cdk.out/): 0 failed checks, or make fails.
+# What this app accepts is acknowledged on each resource (infra/checkov_skips.py), never here.
+# No call home: no platform download (--skip-download, BC_SKIP_MAPPING) and no version check.
+CHECKOV_RUN = CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov \
+	--framework cloudformation --skip-download --compact --quiet
+checkov: synth $(CHECKOV_VENV)/.installed ## checkov on every synthesized template (fails on any failed check)
+	$(CHECKOV_RUN) -f $(CDK_OUT)/*.template.json
+
 typecheck: install ## mypy on lambdas/ and local/
 	$(VENV)/bin/mypy
 
-test: synth ## synth every stage, cfn-lint the templates, lint + typecheck, run every test
+test: synth $(CHECKOV_VENV)/.installed ## synth every stage, cfn-lint + checkov the templates, lint + typecheck, every test
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
+	$(CHECKOV_RUN) -f $(CDK_OUT)/*.template.json
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

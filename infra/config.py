@@ -114,6 +114,11 @@ class StageConfig(BaseModel):
     # Operations.
     log_retention_days: int = 14
     removal_policy: Literal["destroy", "retain"] = "destroy"
+    # Encryption at rest of the task data (both tables, their streams, both queues): true uses one
+    # customer managed KMS key of the stage's own (rotated, removed with the stage's removal_policy,
+    # infra/data_key.py); false the AWS managed key of DynamoDB and SQS-managed SSE. The key costs
+    # about 1 USD a month plus KMS requests (docs/decisions.md).
+    customer_managed_keys: bool = False
     connection_ttl_seconds: int = Field(default=2 * 3600 + 600, ge=60)  # API GW max 2 h + margin
     # WebSocket access logs need the account-level API Gateway CloudWatch role (set once per account and
     # region, outside this app); turn them off for an account that does not have it.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.data_key import table_encryption
 from infra.retention import removal_policy
 from taskflow import table_schema
 
@@ -19,7 +21,9 @@ class ConnectionTable(Construct):
     instead (taskflow.services.task_notifier).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, stage: StageConfig, key: kms.IKey | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
         # No point-in-time recovery: connections are ephemeral (a client reconnects).
         self.table = dynamodb.Table(
@@ -34,7 +38,7 @@ class ConnectionTable(Construct):
             ),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=table_schema.CONNECTION_TTL_ATTRIBUTE,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            **table_encryption(key),
             removal_policy=removal_policy(stage),
         )
         if stage.uses_jwt:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
+from infra.data_key import allow_table
 from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list, flag
 from infra.retention import log_group
 from taskflow import auth_contract, env_vars, table_schema
@@ -76,26 +76,21 @@ class HttpApi(Construct):
                 **auth_env,
             },
         )
-        self.handler.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                # BatchGetItem: a listing page reads its tasks after the keys-only ByCreated Queries.
-                actions=[
-                    "dynamodb:PutItem",
-                    "dynamodb:GetItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:BatchGetItem",
-                ],
-                resources=[task_table.table_arn],
-            )
+        allow_table(
+            self.handler.role,
+            task_table,
+            # BatchGetItem: a listing page reads its tasks after the keys-only ByCreated Queries.
+            ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"],
+            [task_table.table_arn],
         )
         # Listing queries the list indexes, named one by one (no index/* wildcard). With auth, the
         # caller's scope is in every key condition (TaskRepository.list_page).
         list_indexes = (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
-        self.handler.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:Query"],
-                resources=[f"{task_table.table_arn}/index/{index}" for index in list_indexes],
-            )
+        allow_table(
+            self.handler.role,
+            task_table,
+            ["dynamodb:Query"],
+            [f"{task_table.table_arn}/index/{index}" for index in list_indexes],
         )
 
         self.api = apigwv2.HttpApi(

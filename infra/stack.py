@@ -1,15 +1,18 @@
-"""TaskBackendStack: composes the constructs of one stage; owns tags, cdk-nag acknowledgments, outputs."""
+"""TaskBackendStack: composes the constructs of one stage; owns tags, cdk-nag and checkov acknowledgments,
+outputs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import Aspects, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.auth import Auth
+from infra.checkov_skips import AcceptedCheckovFindings
 from infra.config import StageConfig
 from infra.connection_table import ConnectionTable
+from infra.data_key import DataKey
 from infra.http_api import HttpApi
 from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list
 from infra.monitoring import Monitoring
@@ -34,9 +37,12 @@ class TaskBackendStack(Stack):
         self.stage = stage
 
         defaults = LambdaDefaults(self, "LambdaDefaults", stage=stage)
-        self.task_table = TaskTable(self, "TaskTable", stage=stage)
-        self.connection_table = ConnectionTable(self, "ConnectionTable", stage=stage)
-        self.task_queue = TaskQueue(self, "TaskQueue", stage=stage)
+        # The task data's own KMS key, on stages with `customer_managed_keys` (infra/data_key.py).
+        self.data_key = DataKey(self, "DataKey", stage=stage) if stage.customer_managed_keys else None
+        key = self.data_key.key if self.data_key else None
+        self.task_table = TaskTable(self, "TaskTable", stage=stage, key=key)
+        self.connection_table = ConnectionTable(self, "ConnectionTable", stage=stage, key=key)
+        self.task_queue = TaskQueue(self, "TaskQueue", stage=stage, key=key)
         self.pipeline = TaskPipeline(
             self,
             "TaskPipeline",
@@ -90,6 +96,12 @@ class TaskBackendStack(Stack):
             connection_table=self.connection_table.table,
             auth=self.auth,
         )
+
+        # checkov findings this app accepts, written onto their resources at synth (infra/checkov_skips.py).
+        self.checkov_skips = AcceptedCheckovFindings(
+            stage=stage, connection_table=self.connection_table.table
+        )
+        Aspects.of(self).add(self.checkov_skips)
 
         Tags.of(self).add("Project", PROJECT)
         Tags.of(self).add("Stage", stage.name)

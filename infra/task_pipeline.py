@@ -11,6 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
+from infra.data_key import allow_send, allow_table
 from infra.lambda_function import (
     LambdaDefaults,
     TaskFunction,
@@ -88,7 +89,7 @@ class TaskPipeline(Construct):
         # CDK's max_record_age only takes 60 s..7 days; -1 (unlimited) is set on the L1 mapping.
         enqueue_mapping = only_event_source_mapping(self.enqueue.function)
         enqueue_mapping.add_property_override("MaximumRecordAgeInSeconds", ENQUEUE_MAX_RECORD_AGE_SECONDS)
-        queue.grant_send_messages(self.enqueue.role)
+        allow_send(self.enqueue.role, queue)
 
         self.processor = TaskFunction(
             self,
@@ -120,10 +121,11 @@ class TaskPipeline(Construct):
                 max_concurrency=stage.processor_max_concurrency,
             )
         )
-        self.processor.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[task_table.table_arn]
-            )
+        allow_table(
+            self.processor.role,
+            task_table,
+            ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            [task_table.table_arn],
         )
         # The handler sets the backoff itself (the event source grant includes it too).
         self.processor.role.add_to_principal_policy(
@@ -145,6 +147,4 @@ class TaskPipeline(Construct):
         self.dlq_consumer.function.add_event_source(
             sources.SqsEventSource(dlq, batch_size=stage.dlq_batch_size, report_batch_item_failures=True)
         )
-        self.dlq_consumer.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[task_table.table_arn])
-        )
+        allow_table(self.dlq_consumer.role, task_table, ["dynamodb:UpdateItem"], [task_table.table_arn])

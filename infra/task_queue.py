@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import DLQ_RETENTION_SECONDS, TASK_QUEUE_RETENTION_SECONDS, StageConfig
+from infra.data_key import queue_encryption
 
 
 class TaskQueue(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, stage: StageConfig, key: kms.IKey | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
         # Both queues are consumed by functions whose timeout is processor_timeout_seconds; AWS
         # guidance for SQS event sources is a visibility timeout of at least 6 x that.
@@ -20,7 +24,7 @@ class TaskQueue(Construct):
             "DeadLetterQueue",
             retention_period=Duration.seconds(DLQ_RETENTION_SECONDS),
             visibility_timeout=visibility_timeout,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            **queue_encryption(key),
             enforce_ssl=True,
         )
         self.queue = sqs.Queue(
@@ -28,7 +32,7 @@ class TaskQueue(Construct):
             "Default",
             retention_period=Duration.seconds(TASK_QUEUE_RETENTION_SECONDS),
             visibility_timeout=visibility_timeout,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            **queue_encryption(key),
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=stage.max_receive_count, queue=self.dead_letter_queue

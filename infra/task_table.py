@@ -4,9 +4,11 @@ stream drives everything downstream (enqueue, notify)."""
 from __future__ import annotations
 
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.data_key import table_encryption
 from infra.retention import removal_policy
 from taskflow import table_schema
 
@@ -21,7 +23,9 @@ class TaskTable(Construct):
     sparse: only finished tasks are in it. A lease claim or release changes no index key.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, stage: StageConfig, key: kms.IKey | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
         # Plain AWS::DynamoDB::Table (not TableV2's GlobalTable): single region, and its properties
         # map one to one onto CreateTable, which the local stack replays.
@@ -31,7 +35,7 @@ class TaskTable(Construct):
             partition_key=dynamodb.Attribute(name=table_schema.TASK_PK, type=_STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            **table_encryption(key),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
+from infra.data_key import allow_table
 from infra.lambda_function import LambdaDefaults, TaskFunction, stream_batching_window
 from infra.retention import log_group
 from taskflow import auth_contract, env_vars, table_schema
@@ -179,13 +180,11 @@ class WebSocketApi(Construct):
         )
         if auth:
             # A task's owner's connections, from the owner index: no Scan on this stage.
-            self.notifier.role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["dynamodb:Query"],
-                    resources=[
-                        f"{connection_table.table_arn}/index/{table_schema.CONNECTIONS_BY_OWNER_INDEX}"
-                    ],
-                )
+            allow_table(
+                self.notifier.role,
+                connection_table,
+                ["dynamodb:Query"],
+                [f"{connection_table.table_arn}/index/{table_schema.CONNECTIONS_BY_OWNER_INDEX}"],
             )
             _allow(self.notifier, connection_table, "dynamodb:DeleteItem")
         else:
@@ -204,14 +203,14 @@ class WebSocketApi(Construct):
             **auth_env,
         }.items():
             self.default.function.add_environment(name, value)
-        self.default.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:Query"],
-                resources=[
-                    f"{task_table.table_arn}/index/{index}"
-                    for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
-                ],
-            )
+        allow_table(
+            self.default.role,
+            task_table,
+            ["dynamodb:Query"],
+            [
+                f"{task_table.table_arn}/index/{index}"
+                for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
+            ],
         )
         _allow(self.default, task_table, "dynamodb:BatchGetItem")
         self._allow_posts(self.default)
@@ -237,6 +236,4 @@ class WebSocketApi(Construct):
 
 
 def _allow(function: TaskFunction, table: dynamodb.Table, *actions: str) -> None:
-    function.role.add_to_principal_policy(
-        iam.PolicyStatement(actions=list(actions), resources=[table.table_arn])
-    )
+    allow_table(function.role, table, actions, [table.table_arn])

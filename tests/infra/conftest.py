@@ -89,6 +89,22 @@ def jwt_issuer_ids(jwt_issuer_template: Template) -> StackIds:
     return stack_ids(jwt_issuer_template)
 
 
+# dev with the task data encrypted under a key of its own, as prod is (an `auth: none` stage with it).
+@pytest.fixture(scope="module")
+def dev_cmk_stage(dev_stage: StageConfig) -> StageConfig:
+    return changed(dev_stage, customer_managed_keys=True)
+
+
+@pytest.fixture(scope="module")
+def dev_cmk_template(dev_cmk_stage: StageConfig) -> Template:
+    return synth(dev_cmk_stage)
+
+
+@pytest.fixture(scope="module")
+def dev_cmk_ids(dev_cmk_template: Template) -> StackIds:
+    return stack_ids(dev_cmk_template)
+
+
 # prod as it was before authentication existed: the template of an `auth: none` stage must not change.
 @pytest.fixture(scope="module")
 def prod_auth_none_stage(prod_stage: StageConfig) -> StageConfig:

@@ -174,6 +174,8 @@ class StackIds:
     websocket_api: str
     websocket_stage: str
     http_stage: str
+    # The stage's customer managed key of the task data (`customer_managed_keys`), or None.
+    data_key: str | None
 
 
 def stack_ids(template: Template) -> StackIds:
@@ -186,6 +188,7 @@ def stack_ids(template: Template) -> StackIds:
     http_api = only({aid: a for aid, a in apis.items() if a["Properties"]["ProtocolType"] == "HTTP"})
     ws_api = only({aid: a for aid, a in apis.items() if a["Properties"]["ProtocolType"] == "WEBSOCKET"})
     stages = resources(template, "AWS::ApiGatewayV2::Stage")
+    table_key = tables[by_key[table_schema.TASK_PK]]["Properties"]["SSESpecification"].get("KMSMasterKeyId")
     return StackIds(
         task_table=by_key[table_schema.TASK_PK],
         connection_table=by_key[table_schema.CONNECTION_PK],
@@ -197,4 +200,5 @@ def stack_ids(template: Template) -> StackIds:
         websocket_stage=only(
             {sid: s for sid, s in stages.items() if s["Properties"]["ApiId"] == ref(ws_api)}
         ),
+        data_key=table_key["Fn::GetAtt"][0] if table_key else None,
     )

@@ -23,6 +23,12 @@ from taskflow import table_schema
 
 LOGS_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 STREAM_READ = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+# With a customer managed key (`customer_managed_keys`): what DynamoDB and SQS call on the key on the
+# caller's behalf. Table readers and stream readers decrypt the table key; table writers also encrypt;
+# the queue's producer generates data keys. Never a wildcard action.
+KEY_READ = ("kms:Decrypt", "kms:DescribeKey")
+KEY_WRITE = (*KEY_READ, "kms:Encrypt", "kms:GenerateDataKey")
+KEY_SEND = ("kms:GenerateDataKey", "kms:Decrypt")
 QUEUE_CONSUME = (
     "sqs:ChangeMessageVisibility",
     "sqs:DeleteMessage",
@@ -43,6 +49,30 @@ def _index(table_arn: dict[str, Any], index: str) -> dict[str, Any]:
 
 def _expected(template, ids, construct_id: str, *, owner_scoped: bool = False) -> set[tuple[str, str]]:
     """`owner_scoped`: a stage with `auth: jwt` (callers see their own tasks and frames only)."""
+    return _expected_without_key(template, ids, construct_id, owner_scoped=owner_scoped) | _expected_key_use(
+        ids, construct_id
+    )
+
+
+def _expected_key_use(ids, construct_id: str) -> set[tuple[str, str]]:
+    """The KMS actions on the stage's data key, if it has one (none on the AWS managed keys)."""
+    if ids.data_key is None:
+        return set()
+    actions = {
+        "HttpApiFunction": KEY_WRITE,
+        "EnqueueFunction": (*KEY_READ, *KEY_SEND),  # reads the table's stream, sends to the queue
+        "ProcessorFunction": KEY_WRITE,  # consumes the queue (decrypt), writes the task table
+        "DlqConsumerFunction": KEY_WRITE,
+        "NotifierFunction": KEY_WRITE,  # reads the stream, deletes gone connections
+        "WsConnectFunction": KEY_WRITE,
+        "WsDisconnectFunction": KEY_WRITE,
+        "WsDefaultFunction": KEY_READ,  # a resume reads the caller's tasks
+        "WsAuthorizerFunction": (),
+    }[construct_id]
+    return _allow(tuple(actions), arn(ids.data_key))
+
+
+def _expected_without_key(template, ids, construct_id: str, *, owner_scoped: bool) -> set[tuple[str, str]]:
     fn = function_id(template, construct_id)
     own_logs = _allow(LOGS_WRITE, arn(_log_group_of(template, fn)))
     task_table = arn(ids.task_table)
@@ -121,14 +151,16 @@ def _log_group_of(template, fn_id: str) -> str:
 
 
 # Every function of each stage: dev has `auth: none`, prod `auth: jwt` (a created user pool), and the
-# jwt stage with an external issuer; the last two share the owner-scoped grants.
-STAGES = ["dev", "prod", "jwt_issuer"]
+# jwt stage with an external issuer; the last two share the owner-scoped grants. dev_cmk: dev with
+# `customer_managed_keys` (as prod), for the key grants of the `auth: none` functions.
+STAGES = ["dev", "prod", "jwt_issuer", "dev_cmk"]
 STAGE_FUNCTIONS = [
     (stage_name, construct_id)
     for stage_name, handlers in (
         ("dev", HANDLERS),
         ("prod", handlers_of(cdk_json_stages()["prod"])),
         ("jwt_issuer", ALL_HANDLERS),
+        ("dev_cmk", HANDLERS),
     )
     for construct_id in sorted(handlers)
 ]
@@ -187,16 +219,17 @@ def _account_root() -> dict[str, Any]:
 
 @pytest.mark.parametrize("stage_name", ["dev", "prod"])
 def test_resource_policies_allow_only_this_account_and_cloudwatch_alarms(request, stage_name):
-    # Queues, the alarm topic and its key: every Allow names this account or the CloudWatch alarms
-    # service; the only "*" principals are in Deny statements (TLS enforcement).
+    # Queues, the alarm topic and its key, the data key (prod): every Allow names this account or the
+    # CloudWatch alarms service; the only "*" principals are in Deny statements (TLS enforcement).
     template = request.getfixturevalue(f"{stage_name}_template")
+    ids = request.getfixturevalue(f"{stage_name}_ids")
     documents = [
         *(p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::SQS::QueuePolicy").values()),
         *(p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::SNS::TopicPolicy").values()),
         *(k["Properties"]["KeyPolicy"] for k in resources(template, "AWS::KMS::Key").values()),
     ]
 
-    assert len(documents) == 2 + 1 + 1
+    assert len(documents) == 2 + 1 + 1 + (ids.data_key is not None)
     for document in documents:
         for statement in document["Statement"]:
             if statement["Effect"] == "Deny":

@@ -38,6 +38,7 @@ STAGE_VARIANTS = {
     "dev-without-websocket-access-logs": {"websocket_access_logs": False},
     "prod-with-alarm-email": {"alarm_email": "ops@example.com"},
     "prod-with-auth-none": {"auth": "none"},
+    "dev-with-customer-managed-keys": {"customer_managed_keys": True},
     "dev-with-jwt-user-pool": {"auth": "jwt"},
     "dev-with-jwt-issuer": {"auth": "jwt", "jwt_issuer": EXTERNAL_ISSUER, "jwt_audience": EXTERNAL_AUDIENCE},
 }
