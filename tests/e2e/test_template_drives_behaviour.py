@@ -17,14 +17,14 @@ from local.launcher import LocalStackProcess
 pytestmark = pytest.mark.e2e
 
 ONE_ATTEMPT = "e2e-once"  # max_receive_count 1: no retries
-SHORT_TIMEOUT = "e2e-timeout"  # processor_timeout_seconds 1, so a hang is cut after a second
+SHORT_TIMEOUT = "e2e-timeout"  # processor_timeout_seconds 2: a hang is cut after 2 s (1 s: flaky under load)
 
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_variants(
         tmp_path_factory.mktemp("cdk.variants"),
-        {ONE_ATTEMPT: {"max_receive_count": 1}, SHORT_TIMEOUT: {"processor_timeout_seconds": 1}},
+        {ONE_ATTEMPT: {"max_receive_count": 1}, SHORT_TIMEOUT: {"processor_timeout_seconds": 2}},
     )
 
 
@@ -67,7 +67,7 @@ def test_a_function_timeout_makes_the_message_come_back(variants):
             final = frames.final(task_id)
         finally:
             frames.close()
-        # the first delivery hung past the template's 1 s timeout and was killed; SQS
+        # the first delivery hung past the template's 2 s timeout and was killed; SQS
         # redelivered the message after its visibility timeout and the second attempt worked
         assert (final["status"], final["retries"]) == ("success", 1)
         wait_for(lambda: "timeout" in stack.text() and "ProcessorFunction" in stack.text())
