@@ -26,6 +26,8 @@ OWNER_CONTEXT_KEY: Final = "owner"
 # Key of the token's expiry (`exp`, epoch seconds) in the same context: the connection ends with its
 # token (taskflow.services.task_notifier, handlers.ws_default).
 TOKEN_EXPIRY_CONTEXT_KEY: Final = "tokenExpiresAt"  # noqa: S105 - a key name, not a secret
+# Far above any real token (Cognito's are ~1 KB); bounds the work spent on garbage.
+MAX_TOKEN_LENGTH: Final = 16 * 1024
 # RSA algorithms, like API Gateway's JWT authorizer accepts.
 TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
 

@@ -414,22 +414,21 @@ class ChaosRun:
     def record(self, observation: Observation | None) -> None:
         if observation is None:
             return
-        if self._twin_seen(observation.answer, observation.user, observation.source):
-            self.history.twin_reads += observation.user == self.history.twins[observation.answer or ""].user
+        twin = self._twin_of(observation.answer, observation.user, observation.source)
+        if twin is not None:
+            self.history.twin_reads += observation.user == twin.user
             return
         self.history.observations.append(observation)
         self._note(observation.task_id, observation.version, observation.status)
 
-    def _twin_seen(self, answer: str | None, user: str | None, where: str) -> bool:
-        """True if `answer` is a twin's (Twin), kept apart from the run's task of the same id: seen
-        by anyone but its own user, it is a leak."""
+    def _twin_of(self, answer: str | None, user: str | None, where: str) -> Twin | None:
+        """The twin (Twin) whose answer this is, kept apart from the run's task of the same id, or
+        None; seen by anyone but its own user, it is a leak."""
         twin = self.history.twins.get(answer or "")
-        if twin is None:
-            return False
-        if user != twin.user:
+        if twin is not None and user != twin.user:
             leak = f"{where} with the token of {user} showed {twin.user}'s {twin.task_id}"
             self.history.twin_leaks.append(leak)
-        return True
+        return twin
 
     def on_message(self, client: ClientHistory, message: str | bytes) -> None:
         try:
@@ -458,8 +457,9 @@ class ChaosRun:
         if not client.resume_pending:
             self._take_cursor(client, frame.get("cursor"))
         answer = frame.get("answer") if isinstance(frame.get("answer"), str) else None
-        if self._twin_seen(answer, client.user, f"a frame to {client.name}"):
-            client.twin_frames += client.user == self.history.twins[answer or ""].user
+        twin = self._twin_of(answer, client.user, f"a frame to {client.name}")
+        if twin is not None:
+            client.twin_frames += client.user == twin.user
             return
         try:
             record = Frame(

@@ -23,12 +23,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from taskflow.auth_contract import OWNER_CLAIM, TOKEN_HEADER
+from taskflow.auth_contract import MAX_TOKEN_LENGTH, OWNER_CLAIM, TOKEN_HEADER
 from taskflow.domain.owners import owner_or_none
 from taskflow.errors import UnauthenticatedError
 
 _BEARER = "bearer "
-MAX_TOKEN_CHARACTERS = 16 * 1024  # as the WebSocket authorizer (taskflow.services.token_verifier)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -39,7 +38,7 @@ def _token_claim(headers: Mapping[str, Any], name: str) -> object:
     """Claim `name` as the token in the Authorization header states it (JSON type kept), or None.
     Only read: API Gateway's authorizer verified this token before the function ran."""
     header = next((v for k, v in headers.items() if k.lower() == TOKEN_HEADER.lower()), None)
-    if not isinstance(header, str) or len(header) > MAX_TOKEN_CHARACTERS:
+    if not isinstance(header, str) or len(header) > len(_BEARER) + MAX_TOKEN_LENGTH:
         return None
     token = header[len(_BEARER) :] if header[: len(_BEARER)].lower() == _BEARER else header
     parts = token.strip().split(".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Final, Protocol
 
 from taskflow.clients import aws
@@ -23,6 +24,14 @@ class FramePoster(Protocol):
     def post(self, connection_id: str, data: bytes) -> None: ...
 
     def close(self, connection_id: str) -> None: ...
+
+
+def close_with(poster: FramePoster, connection_id: str, last_frame: bytes) -> None:
+    """Send the connection its last frame (one already gone is fine), then close it. Other
+    failures propagate."""
+    with contextlib.suppress(ConnectionGoneError):
+        poster.post(connection_id, last_frame)
+    poster.close(connection_id)
 
 
 class ConnectionsClient:

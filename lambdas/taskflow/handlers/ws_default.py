@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.auth_contract import AUTH_JWT, authorized_owner, authorized_token_expiry
-from taskflow.clients.connections_client import ConnectionGoneError
+from taskflow.clients.connections_client import close_with
 from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, error, expired, request_of, too_large
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
@@ -68,13 +67,11 @@ def _expired_token(request_context: dict[str, Any]) -> int | None:
 
 def _close_expired(connection_id: str, expires_at: int) -> None:
     """Tell the client why, then close the connection ($disconnect removes its row)."""
-    frames = poster.get()
     try:
-        with contextlib.suppress(ConnectionGoneError):
-            frames.post(connection_id, json.dumps(expired(expires_at)).encode())
-        frames.close(connection_id)
+        close_with(poster.get(), connection_id, json.dumps(expired(expires_at)).encode())
     except Exception as failure:  # the notifier closes it at its owner's next change, or the TTL
         logger.warning("could not close an expired connection", extra={"error": repr(failure)})
+        return
     logger.info("connection closed: its token expired", extra={"connection_id": connection_id})
 
 

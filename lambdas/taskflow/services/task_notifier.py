@@ -25,7 +25,6 @@ them by taskId).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from taskflow import table_schema
-from taskflow.clients.connections_client import ConnectionGoneError, FramePoster
+from taskflow.clients.connections_client import ConnectionGoneError, FramePoster, close_with
 from taskflow.domain.client_frames import expired
 from taskflow.domain.notifications import encode_frame, is_visible_change, task_frame
 from taskflow.domain.owners import owner_or_none
@@ -206,9 +205,7 @@ class TaskNotifier:
         gets no task frame."""
         connection_id = connection.connection_id
         try:
-            with contextlib.suppress(ConnectionGoneError):
-                self._poster.post(connection_id, encode_frame(expired(connection.token_expires_at)))
-            self._poster.close(connection_id)
+            close_with(self._poster, connection_id, encode_frame(expired(connection.token_expires_at)))
             self._connections.remove(connection_id)
         except Exception as error:
             logger.warning(

@@ -28,12 +28,10 @@ from typing import Any, Final
 
 import jwt
 
-from taskflow.auth_contract import OWNER_CLAIM, TOKEN_ALGORITHMS
+from taskflow.auth_contract import MAX_TOKEN_LENGTH, OWNER_CLAIM, TOKEN_ALGORITHMS
 from taskflow.clients.oidc_keys import SigningKeys, UnknownSigningKeyError
 from taskflow.domain.owners import owner_or_none
 
-# Far above any real token (Cognito's are ~1 KB); bounds the work spent on garbage.
-MAX_TOKEN_LENGTH: Final = 16 * 1024
 REQUIRED_CLAIMS: Final = ("exp", "iss", OWNER_CLAIM)
 DATE_CLAIMS: Final = ("exp", "nbf", "iat")
 
