@@ -41,9 +41,8 @@ class ConnectionsClient:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("apigatewaymanagementapi", endpoint_url=self.endpoint_url)
-        return self._client
+        # aws.client caches it per endpoint
+        return self._client or aws.client("apigatewaymanagementapi", endpoint_url=self.endpoint_url)
 
     def post(self, connection_id: str, data: bytes) -> None:
         """Send one frame. Raises ConnectionGoneError on 410; other errors propagate."""

@@ -26,9 +26,7 @@ class QueueClient:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("sqs")
-        return self._client
+        return self._client or aws.client("sqs")  # aws.client caches it
 
     def send_messages(self, bodies: Sequence[str]) -> list[int]:
         """Send `bodies` with SendMessageBatch (chunks of 10). Returns the indexes (into `bodies`)

@@ -31,9 +31,7 @@ class ConnectionRepository:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
+        return self._client or aws.client("dynamodb")  # aws.client caches it
 
     def add(
         self,
