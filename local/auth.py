@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.state_file import StateFileError, running_stack_state
+
+# Tokens are checked by the Lambda code's verifier (lambdas/taskflow, one for the local stack and
+# AWS). local/ may import it, never the other way round; `python -m local` puts only the
+# repository root on sys.path.
+LAMBDA_CODE = str(Path(__file__).resolve().parents[1] / "lambdas")
+if LAMBDA_CODE not in sys.path:
+    sys.path.append(LAMBDA_CODE)
+
+from taskflow.services.token_verifier import TokenVerifier  # noqa: E402 - needs LAMBDA_CODE on sys.path
 
 KEY_FILE = "signing-key.pem"  # under <state-dir>/auth/
 SIGNING_ALGORITHM = "RS256"
@@ -223,22 +233,15 @@ class LocalIssuer:
             headers={"kid": self.kid, "typ": "JWT"},
         )
 
+    def verifier(self, audience: Sequence[str] | None = None) -> TokenVerifier:
+        """The verifier of this issuer's tokens for `audience` (default: its own audiences)."""
+        audiences = self.audience if audience is None else audience
+        return TokenVerifier.from_jwks(self.jwks(), issuer=self.url, audiences=audiences)
+
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a token this issuer signed, checked: signature, iss, exp/nbf/iat, and
-        `aud` (or `client_id` when there is no `aud`) against the accepted audiences."""
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            self.key.public_key,
-            algorithms=[SIGNING_ALGORITHM],
-            issuer=self.url,
-            options={"verify_aud": False, "require": ["exp", "iss", "sub"]},
-        )
-        if self.audience:
-            audience = claims.get("aud", claims.get("client_id"))
-            values = audience if isinstance(audience, list) else [audience]
-            if not any(value in self.audience for value in values):
-                raise jwt.InvalidAudienceError("the token does not have a valid audience")
-        return claims
+        """The claims of a token this issuer signed, checked as the authorizers check them
+        (signature, iss, exp/nbf/iat, `aud` or else `client_id`); jwt.InvalidTokenError otherwise."""
+        return self.verifier().claims(token)
 
     def subject_of(self, token: str) -> str:
         """The `sub` of a token this issuer signed (signature checked, lifetime not)."""

@@ -22,10 +22,7 @@ def issuer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def validator(issuer):
     return JwtValidator(
-        ISSUER,
-        [AUDIENCE, "client-2"],
-        {issuer.kid: issuer.key.public_key},
-        IdentitySource.parse("$request.header.Authorization"),
+        issuer.verifier([AUDIENCE, "client-2"]), IdentitySource.parse("$request.header.Authorization")
     )
 
 
@@ -161,12 +158,7 @@ def test_routes_with_scopes_need_one_of_them(issuer, validator):
 
 
 def test_a_query_string_identity_source(issuer):
-    validator = JwtValidator(
-        ISSUER,
-        [AUDIENCE],
-        {issuer.kid: issuer.key.public_key},
-        IdentitySource.parse("$request.querystring.auth"),
-    )
+    validator = JwtValidator(issuer.verifier([AUDIENCE]), IdentitySource.parse("$request.querystring.auth"))
     token = signed(issuer, claims(issuer))
     assert validator.authorize({}, {"auth": token}, now=NOW)["jwt"]["claims"]["sub"] == "alice"
     with pytest.raises(JwtRejected):
