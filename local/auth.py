@@ -23,7 +23,6 @@ template has authorizers.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -39,6 +38,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from jwt.utils import base64url_encode
 
 from local.state_file import StateFileError, running_stack_state
 
@@ -64,19 +65,11 @@ class AuthError(Exception):
     """No running stack with a local issuer, or an unusable key file."""
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
-
-
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638: SHA-256 over the required members (e, kty, n), sorted, no whitespace."""
     required = {name: jwk[name] for name in ("e", "kty", "n")}
     canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
+    return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -92,14 +85,13 @@ class SigningKey:
 
     @property
     def kid(self) -> str:
-        return jwk_thumbprint(self.public_jwk_members())
+        return jwk_thumbprint(RSAAlgorithm.to_jwk(self.public_key, as_dict=True))
 
-    def public_jwk_members(self) -> dict[str, str]:
-        numbers = self.public_key.public_numbers()
-        return {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
-
-    def public_jwk(self) -> dict[str, str]:
-        return {**self.public_jwk_members(), "kid": self.kid, "use": "sig", "alg": SIGNING_ALGORITHM}
+    def public_jwk(self) -> dict[str, Any]:
+        """As Cognito publishes its keys: `use`, without the `key_ops` PyJWT adds (RFC 7517 4.3)."""
+        jwk = RSAAlgorithm.to_jwk(self.public_key, as_dict=True)
+        jwk.pop("key_ops", None)
+        return {**jwk, "kid": jwk_thumbprint(jwk), "use": "sig", "alg": SIGNING_ALGORITHM}
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> SigningKey:
