@@ -51,10 +51,10 @@ class JwtRejected(Exception):
         """The www-authenticate header value."""
         if self.description is None:
             return "Bearer"
-        return (
-            f'Bearer scope="{" ".join(scopes)}" error="{self.error}" '
-            f'error_description="{self.description.replace(chr(34), chr(39))}"'
-        )
+        # The description may quote the token's header (its alg): no quote or control character
+        # of it may reach the header, where a line break would make aiohttp drop the connection.
+        description = "".join(c if c.isprintable() and c != '"' else "'" for c in self.description)
+        return f'Bearer scope="{" ".join(scopes)}" error="{self.error}" error_description="{description}"'
 
 
 @dataclass(frozen=True)

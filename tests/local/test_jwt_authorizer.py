@@ -1,5 +1,6 @@
 """The HTTP API's JWT authorizer: which tokens API Gateway lets through, and what the function sees."""
 
+import base64
 import time
 
 import jwt
@@ -101,6 +102,18 @@ def test_bad_tokens_are_refused_with_401(issuer, validator, other_key, case):
 )
 def test_the_challenge_says_why(issuer, validator, other_key, case, description):
     assert description in refusal(validator, REFUSED[case](issuer, other_key)).challenge()
+
+
+def test_a_line_break_in_the_tokens_header_does_not_reach_the_challenge(issuer, validator):
+    # Given an unsigned token whose alg holds a line break (anyone can make one)
+    header = base64.urlsafe_b64encode(b'{"alg":"HS\\r\\nX-Evil: 1"}').rstrip(b"=").decode()
+
+    # When it is refused
+    challenge = refusal(validator, f"Bearer {header}.e30.c2ln").challenge()
+
+    # Then the challenge names the alg on one line (aiohttp would drop the connection otherwise)
+    assert challenge.isprintable()
+    assert "signing method HS''X-Evil: 1 is invalid" in challenge
 
 
 ACCEPTED = {
