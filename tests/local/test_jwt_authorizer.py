@@ -67,6 +67,9 @@ REFUSED = {
     "expired": lambda i, k: "Bearer " + signed(i, claims(i, exp=NOW - 1)),
     "expires now": lambda i, k: "Bearer " + signed(i, claims(i, exp=NOW)),
     "no exp": lambda i, k: "Bearer " + signed(i, claims(i, exp=None)),
+    "exp not finite": lambda i, k: "Bearer " + signed(i, claims(i, exp=float("inf"))),
+    "exp a numeric string": lambda i, k: "Bearer " + signed(i, claims(i, exp=str(NOW + 60))),
+    "aud list holding a number": lambda i, k: "Bearer " + signed(i, claims(i, aud=[AUDIENCE, 5])),
     "nbf in the future": lambda i, k: "Bearer " + signed(i, claims(i, nbf=NOW + 60)),
     "iat in the future": lambda i, k: "Bearer " + signed(i, claims(i, iat=NOW + 60)),
     "alg none": lambda i, k: (

@@ -1,30 +1,23 @@
-"""TokenVerifier: a JWT -> its claims (or its owner and expiry), verified the way API Gateway's HTTP JWT
-authorizer verifies it, so that one token opens both APIs of a stage with `auth: jwt`.
-
-The project's one verifier: the WebSocket $connect authorizer uses it with the issuer's keys found
-by OIDC discovery (taskflow.clients.oidc_keys); the local stack uses it with the JWK set of its own
-issuer (`TokenVerifier.from_jwks`) for its HTTP API's JWT authorizer and its token issuer.
+"""TokenVerifier: a JWT -> its claims, or its owner and expiry, checked the way API Gateway's HTTP JWT
+authorizer checks it, so that one token opens both APIs of a stage with `auth: jwt`. The one verifier:
+the $connect authorizer's (keys by OIDC discovery, taskflow.clients.oidc_keys), and the local stack's
+HTTP JWT authorizer's and issuer's (their JWK set given: `from_jwks`).
 
 The checks (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-jwt-authorizer.html):
 
-* at most MAX_TOKEN_LENGTH characters; header: `alg` one of TOKEN_ALGORITHMS (RSA), a `kid` the
-  issuer publishes;
-* signature: valid for that key (PyJWT);
-* `iss`: exactly the configured issuer;
-* `aud` (a string or a list of strings) holds one of the configured audiences; a token without `aud`
-  must have a `client_id` that is one of them (Cognito access tokens). When both are present `aud`
-  decides, as API Gateway does;
-* `exp`: present and in the future; `nbf` and `iat`, when present, not in the future (no leeway);
-  each a JSON number (PyJWT alone would also take a numeric string such as "1700000000"). These are
-  checked here rather than by PyJWT, which cannot be given the time to check at.
+* at most MAX_TOKEN_LENGTH characters; `alg` one of TOKEN_ALGORITHMS (RSA); a `kid` the issuer
+  publishes; a valid signature (PyJWT);
+* `iss` exactly the issuer; `aud` (a string or a list of strings) holds one of the audiences or, only
+  when there is no `aud`, `client_id` is one (Cognito access tokens);
+* `exp` present and in the future; `nbf` and `iat`, when present, not in the future (no leeway); each
+  a JSON number (PyJWT would take "1700000000"). Checked here: PyJWT cannot be told the time.
 
-`claims()` raises PyJWT's own errors (jwt.InvalidTokenError and its subclasses), each saying why in
-words fit for a 401's error_description. `verify()` also requires a usable owner in `sub`
-(taskflow.domain.owners) and raises TokenRejectedError (its `reason` is for logs and never holds the
-token). The issuer's keys being unreachable is not the token's fault: that DependencyUnavailableError
-propagates unchanged.
+`claims()` raises PyJWT's own errors (jwt.InvalidTokenError), worded for a 401's error_description.
+`verify()` also requires a usable owner in `sub` (taskflow.domain.owners) and raises TokenRejectedError
+(its `reason` is for logs and never holds the token). The issuer's keys being unreachable is not the
+token's fault: that DependencyUnavailableError propagates unchanged.
 
-Used only by the $connect authorizer: this module imports PyJWT, which only that function has.
+Of the functions only the $connect authorizer imports this module: PyJWT is in its layer only.
 """
 
 from __future__ import annotations
