@@ -23,11 +23,11 @@ template has authorizers.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -38,8 +38,19 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from jwt.utils import base64url_encode
 
 from local.state_file import StateFileError, running_stack_state
+
+# Tokens are checked by the Lambda code's verifier (lambdas/taskflow, one for the local stack and
+# AWS). local/ may import it, never the other way round; `python -m local` puts only the
+# repository root on sys.path.
+LAMBDA_CODE = str(Path(__file__).resolve().parents[1] / "lambdas")
+if LAMBDA_CODE not in sys.path:
+    sys.path.append(LAMBDA_CODE)
+
+from taskflow.services.token_verifier import TokenVerifier  # noqa: E402 - needs LAMBDA_CODE on sys.path
 
 KEY_FILE = "signing-key.pem"  # under <state-dir>/auth/
 SIGNING_ALGORITHM = "RS256"
@@ -54,19 +65,11 @@ class AuthError(Exception):
     """No running stack with a local issuer, or an unusable key file."""
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
-
-
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638: SHA-256 over the required members (e, kty, n), sorted, no whitespace."""
     required = {name: jwk[name] for name in ("e", "kty", "n")}
     canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
+    return base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,13 @@ class SigningKey:
 
     @property
     def kid(self) -> str:
-        return jwk_thumbprint(self.public_jwk_members())
+        return jwk_thumbprint(RSAAlgorithm.to_jwk(self.public_key, as_dict=True))
 
-    def public_jwk_members(self) -> dict[str, str]:
-        numbers = self.public_key.public_numbers()
-        return {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
-
-    def public_jwk(self) -> dict[str, str]:
-        return {**self.public_jwk_members(), "kid": self.kid, "use": "sig", "alg": SIGNING_ALGORITHM}
+    def public_jwk(self) -> dict[str, Any]:
+        """As Cognito publishes its keys: `use`, without the `key_ops` PyJWT adds (RFC 7517 4.3)."""
+        jwk = RSAAlgorithm.to_jwk(self.public_key, as_dict=True)
+        jwk.pop("key_ops", None)
+        return {**jwk, "kid": jwk_thumbprint(jwk), "use": "sig", "alg": SIGNING_ALGORITHM}
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> SigningKey:
@@ -223,22 +225,15 @@ class LocalIssuer:
             headers={"kid": self.kid, "typ": "JWT"},
         )
 
+    def verifier(self, audience: Sequence[str] | None = None) -> TokenVerifier:
+        """The verifier of this issuer's tokens for `audience` (default: its own audiences)."""
+        audiences = self.audience if audience is None else audience
+        return TokenVerifier.from_jwks(self.jwks(), issuer=self.url, audiences=audiences)
+
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a token this issuer signed, checked: signature, iss, exp/nbf/iat, and
-        `aud` (or `client_id` when there is no `aud`) against the accepted audiences."""
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            self.key.public_key,
-            algorithms=[SIGNING_ALGORITHM],
-            issuer=self.url,
-            options={"verify_aud": False, "require": ["exp", "iss", "sub"]},
-        )
-        if self.audience:
-            audience = claims.get("aud", claims.get("client_id"))
-            values = audience if isinstance(audience, list) else [audience]
-            if not any(value in self.audience for value in values):
-                raise jwt.InvalidAudienceError("the token does not have a valid audience")
-        return claims
+        """The claims of a token this issuer signed, checked as the authorizers check them
+        (signature, iss, exp/nbf/iat, `aud` or else `client_id`); jwt.InvalidTokenError otherwise."""
+        return self.verifier().claims(token)
 
     def subject_of(self, token: str) -> str:
         """The `sub` of a token this issuer signed (signature checked, lifetime not)."""

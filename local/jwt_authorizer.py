@@ -1,15 +1,13 @@
-"""An HTTP API JWT authorizer, checking tokens the way API Gateway documents it.
+"""An HTTP API JWT authorizer, as API Gateway runs one, around the Lambda code's token verifier.
 
 For a route with a JWT authorizer, before the function runs:
 
 1. the identity source (`$request.header.Authorization`, or another header or query parameter)
    must be present, else 401; a `Bearer ` prefix is optional;
-2. the token must be a well-formed JWS whose header names an RSA algorithm (RS256/384/512)
-   and a `kid` in the issuer's JWKS, and whose signature that key verifies;
-3. `iss` must equal the authorizer's issuer; `aud` (a string or a list), or `client_id` when
-   there is no `aud`, must be one of its audiences; `exp` must be in the future; `nbf` and
-   `iat`, when present, must not be;
-4. with AuthorizationScopes on the route, the token's `scope` (or `scp`) must hold one of them,
+2. the token must pass taskflow.services.token_verifier.TokenVerifier, the checks the WebSocket
+   $connect authorizer makes (RS256/384/512 signature by a key of the issuer's JWKS, `iss`, `aud` or
+   else `client_id`, `exp`, `nbf`, `iat`), else 401 saying why;
+3. with AuthorizationScopes on the route, the token's `scope` (or `scp`) must hold one of them,
    else 403.
 
 A refusal is 401 `{"message":"Unauthorized"}` (403 `{"message":"Forbidden"}` for scopes) with a
@@ -19,23 +17,21 @@ Accepted, the function's event carries `requestContext.authorizer.jwt`: the clai
 (numbers in decimal, lists as `[a b]`, as API Gateway flattens them) and the token's scopes
 when the route asks for scopes (else null).
 
-The keys are the local issuer's (local/auth.py): the gateway runs in the same process as the
-issuer, so it reads the JWKS it serves instead of fetching it.
+The keys are the local issuer's (local/auth.py, `LocalIssuer.verifier`): the gateway runs in the
+same process as the issuer, so the verifier holds the JWKS it serves instead of fetching it.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
+if TYPE_CHECKING:  # local/auth.py puts the Lambda code on sys.path and builds the verifier
+    from taskflow.services.token_verifier import TokenVerifier
 
 
 class JwtRejected(Exception):
@@ -55,10 +51,10 @@ class JwtRejected(Exception):
         """The www-authenticate header value."""
         if self.description is None:
             return "Bearer"
-        return (
-            f'Bearer scope="{" ".join(scopes)}" error="{self.error}" '
-            f'error_description="{self.description.replace(chr(34), chr(39))}"'
-        )
+        # The description may quote the token's header (its alg): no quote or control character
+        # of it may reach the header, where a line break would make aiohttp drop the connection.
+        description = "".join(c if c.isprintable() and c != '"' else "'" for c in self.description)
+        return f'Bearer scope="{" ".join(scopes)}" error="{self.error}" error_description="{description}"'
 
 
 @dataclass(frozen=True)
@@ -92,19 +88,15 @@ class IdentitySource:
 
 
 class JwtValidator:
-    """One JWT authorizer: its issuer, audiences and the issuer's keys (kid -> public key)."""
+    """One JWT authorizer: the verifier of its issuer and audiences, and where it finds the token."""
 
-    def __init__(
-        self,
-        issuer: str,
-        audience: Sequence[str],
-        keys: Mapping[str, rsa.RSAPublicKey],
-        identity_source: IdentitySource,
-    ) -> None:
-        self.issuer = issuer
-        self.audience = tuple(audience)
-        self.keys = dict(keys)
+    def __init__(self, verifier: TokenVerifier, identity_source: IdentitySource) -> None:
+        self.verifier = verifier
         self.identity_source = identity_source
+
+    @property
+    def issuer(self) -> str:
+        return self.verifier.issuer
 
     def authorize(
         self,
@@ -132,69 +124,9 @@ class JwtValidator:
     def validate(self, token: str, now: float | None = None) -> dict[str, Any]:
         """The token's claims when it is valid for this authorizer; raises JwtRejected."""
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise JwtRejected("the token is not a valid JWT") from None
-        algorithm = header.get("alg")
-        if algorithm not in RSA_ALGORITHMS:
-            raise JwtRejected(f"signing method {algorithm} is invalid (RS256, RS384 or RS512)")
-        key = self.keys.get(str(header.get("kid")))
-        if key is None:
-            raise JwtRejected("the token's kid is not in the issuer's JWKS")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[algorithm],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                    "require": [],
-                },
-            )
-        except jwt.InvalidSignatureError:
-            raise JwtRejected("the token's signature is invalid") from None
-        except jwt.PyJWTError as error:
-            raise JwtRejected(f"the token is not a valid JWT ({error})") from None
-        self._check_claims(claims, time.time() if now is None else now)
-        return claims
-
-    def _check_claims(self, claims: dict[str, Any], now: float) -> None:
-        if claims.get("iss") != self.issuer:
-            raise JwtRejected("the token does not have a valid issuer")
-        # API Gateway evaluates aud when present, client_id only when there is no aud.
-        if "aud" in claims:
-            audience = claims["aud"]
-            values = audience if isinstance(audience, list) else [audience]
-        else:
-            values = [claims.get("client_id")]
-        if not any(isinstance(value, str) and value in self.audience for value in values):
-            raise JwtRejected("the token does not have a valid audience")
-        expires = _number(claims, "exp")
-        if expires is None:
-            raise JwtRejected("the token has no valid exp claim")
-        if expires <= now:
-            raise JwtRejected("the token has expired")
-        not_before = _number(claims, "nbf")
-        if not_before is not None and not_before > now:
-            raise JwtRejected("the token is not valid yet (nbf)")
-        issued_at = _number(claims, "iat")
-        if issued_at is not None and issued_at > now:
-            raise JwtRejected("the token was issued in the future (iat)")
-
-
-def _number(claims: Mapping[str, Any], name: str) -> float | None:
-    if name not in claims:
-        return None
-    value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise JwtRejected(f"the token's {name} claim is not a number")
-    return float(value)
+            return self.verifier.claims(token, now=now)
+        except jwt.InvalidTokenError as error:
+            raise JwtRejected(str(error)) from None
 
 
 def token_scopes(claims: Mapping[str, Any]) -> list[str]:

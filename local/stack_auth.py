@@ -162,8 +162,7 @@ def build_stack_auth(
                 )
         source = IdentitySource.parse(spec.identity_source)
         assert source is not None  # the model keeps only parsable identity sources
-        keys = {key.kid: key.public_key}
-        auth.validators[spec.logical_id] = JwtValidator(local.url, audience, keys, source)
+        auth.validators[spec.logical_id] = JwtValidator(local.verifier(audience), source)
         model.note(
             FindingKind.SATISFIED,
             subject,

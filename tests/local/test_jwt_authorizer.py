@@ -1,5 +1,6 @@
 """The HTTP API's JWT authorizer: which tokens API Gateway lets through, and what the function sees."""
 
+import base64
 import time
 
 import jwt
@@ -22,10 +23,7 @@ def issuer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def validator(issuer):
     return JwtValidator(
-        ISSUER,
-        [AUDIENCE, "client-2"],
-        {issuer.kid: issuer.key.public_key},
-        IdentitySource.parse("$request.header.Authorization"),
+        issuer.verifier([AUDIENCE, "client-2"]), IdentitySource.parse("$request.header.Authorization")
     )
 
 
@@ -69,6 +67,9 @@ REFUSED = {
     "expired": lambda i, k: "Bearer " + signed(i, claims(i, exp=NOW - 1)),
     "expires now": lambda i, k: "Bearer " + signed(i, claims(i, exp=NOW)),
     "no exp": lambda i, k: "Bearer " + signed(i, claims(i, exp=None)),
+    "exp not finite": lambda i, k: "Bearer " + signed(i, claims(i, exp=float("inf"))),
+    "exp a numeric string": lambda i, k: "Bearer " + signed(i, claims(i, exp=str(NOW + 60))),
+    "aud list holding a number": lambda i, k: "Bearer " + signed(i, claims(i, aud=[AUDIENCE, 5])),
     "nbf in the future": lambda i, k: "Bearer " + signed(i, claims(i, nbf=NOW + 60)),
     "iat in the future": lambda i, k: "Bearer " + signed(i, claims(i, iat=NOW + 60)),
     "alg none": lambda i, k: (
@@ -104,6 +105,18 @@ def test_bad_tokens_are_refused_with_401(issuer, validator, other_key, case):
 )
 def test_the_challenge_says_why(issuer, validator, other_key, case, description):
     assert description in refusal(validator, REFUSED[case](issuer, other_key)).challenge()
+
+
+def test_a_line_break_in_the_tokens_header_does_not_reach_the_challenge(issuer, validator):
+    # Given an unsigned token whose alg holds a line break (anyone can make one)
+    header = base64.urlsafe_b64encode(b'{"alg":"HS\\r\\nX-Evil: 1"}').rstrip(b"=").decode()
+
+    # When it is refused
+    challenge = refusal(validator, f"Bearer {header}.e30.c2ln").challenge()
+
+    # Then the challenge names the alg on one line (aiohttp would drop the connection otherwise)
+    assert challenge.isprintable()
+    assert "signing method HS''X-Evil: 1 is invalid" in challenge
 
 
 ACCEPTED = {
@@ -161,12 +174,7 @@ def test_routes_with_scopes_need_one_of_them(issuer, validator):
 
 
 def test_a_query_string_identity_source(issuer):
-    validator = JwtValidator(
-        ISSUER,
-        [AUDIENCE],
-        {issuer.kid: issuer.key.public_key},
-        IdentitySource.parse("$request.querystring.auth"),
-    )
+    validator = JwtValidator(issuer.verifier([AUDIENCE]), IdentitySource.parse("$request.querystring.auth"))
     token = signed(issuer, claims(issuer))
     assert validator.authorize({}, {"auth": token}, now=NOW)["jwt"]["claims"]["sub"] == "alice"
     with pytest.raises(JwtRejected):
