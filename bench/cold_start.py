@@ -332,18 +332,12 @@ FIRST_CHECK: Final = "ws_authorizer + 1st token"
 # from the JWK set, signature, claims), with the key given instead of fetched (the two requests
 # to the issuer are network time, not measurable here).
 _FIRST_TOKEN_CHECK: Final = """\
-import json as _json, os as _os, jwt as _jwt
+import json as _json, os as _os
 from taskflow.services.token_verifier import TokenVerifier as _TokenVerifier
 
-class _GivenKeys:
-    def __init__(self, jwk):
-        self.jwk = jwk
-    def signing_key(self, kid):
-        return _jwt.PyJWK(self.jwk)
-
 _settings = _module.load_settings(_module.WsAuthorizerSettings)
-_verifier = _TokenVerifier(_GivenKeys(_json.loads(_os.environ["BENCH_JWK"])),
-                           issuer=_settings.jwt_issuer, audiences=_settings.jwt_audience)
+_verifier = _TokenVerifier.from_jwks({"keys": [_json.loads(_os.environ["BENCH_JWK"])]},
+                                     issuer=_settings.jwt_issuer, audiences=_settings.jwt_audience)
 assert _verifier.owner_of(_os.environ["BENCH_TOKEN"]) == "bench-user"
 """
 
