@@ -13,11 +13,15 @@ user fields stay None and `History.auth` is False.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 TERMINAL = frozenset({"success", "error"})
+# History fields that from_json builds itself; every other one is read back as it was saved
+_PARSED_FIELDS = frozenset(
+    {"requested", "submissions", "observations", "twins", "clients", "listed", "outage"}
+)
 
 
 @dataclass(frozen=True)
@@ -171,27 +175,7 @@ class History:
             ClientHistory(**{**value, "frames": [Frame(**f) for f in value.get("frames", [])]})
             for value in document.get("clients", [])
         ]
-        for name in (
-            "final",
-            "final_list",
-            "effects",
-            "steps",
-            "dlq_consumed",
-            "queue_depth",
-            "dlq_depth",
-            "injected",
-            "started",
-            "drained",
-            "drain_timed_out",
-            "created_during_outage",
-            "restarts",
-            "notes",
-            "auth",
-            "users",
-            "cross_reads",
-            "twin_reads",
-            "twin_leaks",
-        ):
+        for name in {item.name for item in fields(cls)} - _PARSED_FIELDS:
             if name in document:
                 setattr(history, name, document[name])
         history.listed = set(document.get("listed", []))
