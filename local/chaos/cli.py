@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import asdict
@@ -39,13 +40,10 @@ own user's tasks) and foreign reads 0 (no HTTP read shows another user's task). 
 def _moment(value: str) -> float | None:
     if value.lower() in ("none", "off"):
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected seconds after the first POST, or none") from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError("expected seconds after the first POST, or none")
-    return seconds
+    with contextlib.suppress(ValueError):
+        if not (seconds := float(value)) < 0:
+            return seconds
+    raise argparse.ArgumentTypeError("expected seconds after the first POST, or none")
 
 
 def _outage(value: str) -> tuple[float, float] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 TERMINAL = frozenset({"success", "error"})
+LOST_RESPONSE = "response lost"  # a Submission outcome: a 202 the client ignored, as after a timeout
 # History fields that from_json builds itself; every other one is read back as it was saved
 _PARSED_FIELDS = frozenset(
     {"requested", "submissions", "observations", "twins", "clients", "listed", "outage"}
