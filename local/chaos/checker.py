@@ -152,53 +152,41 @@ def check_regressions(history: History, report: Report) -> None:
         if body:
             seen[task_id].append((int(body.get("version", 0)), str(body.get("status")), "final GET"))
     for task_id in sorted(seen):
-        found = real_time_regressions(task_id, observations.get(task_id, []))
-        found = found or version_order_regressions(task_id, seen[task_id])
+        found = real_time_regression(task_id, observations.get(task_id, []))
+        found = found or version_order_regression(task_id, seen[task_id])
         body = history.final.get(task_id)
         highest = max(version for version, _, _ in seen[task_id])
         if not found and body and int(body.get("version", 0)) < highest:
             detail = f"final read is version {body.get('version')} but version {highest} was seen"
-            found = [Violation("regression", task_id, detail)]
-        report.regressions.extend(found)
+            found = Violation("regression", task_id, detail)
+        if found:
+            report.regressions.append(found)
 
 
-def _rank(status: str) -> int:
-    return 1 if status in TERMINAL else 0
-
-
-def real_time_regressions(task_id: str, observations: list[Observation]) -> list[Violation]:
-    """HTTP observations in real-time order (see the module docstring)."""
-    found: list[Violation] = []
-    ordered = sorted(observations, key=lambda o: o.started)
+def real_time_regression(task_id: str, observations: list[Observation]) -> Violation | None:
+    """HTTP observations in real-time order (see the module docstring): the first example."""
     by_end = sorted(observations, key=lambda o: o.ended)
-    for later in ordered:
+    for later in sorted(observations, key=lambda o: o.started):
         for earlier in by_end:
             if earlier.ended >= later.started:
                 break
             problem = _backwards(earlier, later)
             if problem:
-                found.append(
-                    Violation(
-                        "regression",
-                        task_id,
-                        f"{problem}: {earlier.source} {earlier.status} v{earlier.version} (done at "
-                        f"{earlier.ended:.3f}) then {later.source} {later.status} v{later.version} "
-                        f"(asked at {later.started:.3f})",
-                    )
+                return Violation(
+                    "regression",
+                    task_id,
+                    f"{problem}: {earlier.source} {earlier.status} v{earlier.version} (done at "
+                    f"{earlier.ended:.3f}) then {later.source} {later.status} v{later.version} "
+                    f"(asked at {later.started:.3f})",
                 )
-                return found  # one example per task is enough
-    return found
+    return None
 
 
 def _backwards(earlier: Observation, later: Observation) -> str | None:
-    if later.run < earlier.run:
-        return "run went backwards"
-    if later.run > earlier.run:
-        return None
-    if _rank(earlier.status) > _rank(later.status):
-        return f"{earlier.status} then {later.status}"
-    if earlier.status in TERMINAL and later.status in TERMINAL and earlier.status != later.status:
-        return f"{earlier.status} then {later.status}"
+    if later.run != earlier.run:
+        return "run went backwards" if later.run < earlier.run else None
+    if earlier.status in TERMINAL and later.status != earlier.status:
+        return f"{earlier.status} then {later.status}"  # back to pending, or the other terminal status
     if (
         earlier.source in _STRONG_SOURCES
         and later.source in _STRONG_SOURCES
@@ -208,7 +196,7 @@ def _backwards(earlier: Observation, later: Observation) -> str | None:
     return None
 
 
-def version_order_regressions(task_id: str, seen: list[tuple[int, str, str]]) -> list[Violation]:
+def version_order_regression(task_id: str, seen: list[tuple[int, str, str]]) -> Violation | None:
     """(version, status, where) from every source; see the module docstring."""
     statuses: dict[int, set[str]] = defaultdict(set)
     where: dict[tuple[int, str], str] = {}
@@ -218,24 +206,20 @@ def version_order_regressions(task_id: str, seen: list[tuple[int, str, str]]) ->
     for version in sorted(statuses):
         if len(statuses[version]) > 1:
             shown = ", ".join(f"{s} ({where[(version, s)]})" for s in sorted(statuses[version]))
-            return [Violation("regression", task_id, f"version {version} seen as {shown}")]
+            return Violation("regression", task_id, f"version {version} seen as {shown}")
     terminal: tuple[int, str] | None = None
     for version in sorted(statuses):
         (status,) = statuses[version]
         if terminal is None:
-            if status in TERMINAL:
-                terminal = (version, status)
-            continue
-        if status != terminal[1]:
-            return [
-                Violation(
-                    "regression",
-                    task_id,
-                    f"{terminal[1]} at version {terminal[0]} ({where[terminal]}) then {status} at version "
-                    f"{version} ({where[(version, status)]})",
-                )
-            ]
-    return []
+            terminal = (version, status) if status in TERMINAL else None
+        elif status != terminal[1]:
+            return Violation(
+                "regression",
+                task_id,
+                f"{terminal[1]} at version {terminal[0]} ({where[terminal]}) then {status} at version "
+                f"{version} ({where[(version, status)]})",
+            )
+    return None
 
 
 def check_frames(history: History, report: Report, accepted: list[str], final_status: dict[str, Any]) -> None:
