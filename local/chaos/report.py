@@ -86,7 +86,7 @@ class Report:
     @property
     def violations(self) -> dict[str, int]:
         """Each invariant and how many times it was violated (all must be 0)."""
-        return {
+        counts = {
             "lost": len(self.lost),
             "duplicated effects": len(self.duplicated_effects),
             "regressions": len(self.regression_tasks),
@@ -99,16 +99,14 @@ class Report:
             "rejected submissions": len(self.rejected),
             "stayed clients dropped": len(self.dropped_clients),
             "queues not empty": int(bool(self.queue_depth)) + int(bool(self.dlq_depth)),
-            **(
-                {
-                    "foreign frames": len(self.foreign_frames),
-                    "foreign reads": len(self.foreign_reads),
-                    "twin leaks": len(self.twin_leaks),
-                }
-                if self.auth
-                else {}
-            ),
         }
+        if self.auth:
+            counts |= {
+                "foreign frames": len(self.foreign_frames),
+                "foreign reads": len(self.foreign_reads),
+                "twin leaks": len(self.twin_leaks),
+            }
+        return counts
 
     @property
     def ok(self) -> bool:

@@ -16,11 +16,12 @@ Results go to `<run dir>`: history.json, report.json, stack.log and the function
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,6 @@ class ChaosConfig:
     poll_pause: float = 0.05
     list_interval: float = 5.0
     progress_interval: float = 3.0
-    stack_arguments: list[str] = field(default_factory=list)  # extra `python -m local` options
 
     def client_plan(self, users: list[str]) -> list[tuple[str, str | None, bool]]:
         """(name, user, stays) of each WebSocket client. Without users (no authorizers): 6 clients,
@@ -123,23 +123,22 @@ class ChaosRun:
             frontend = Frontend(
                 config, session, self.stack, self.recorder, self.tokens, self.rng, self.echo, self.stopping
             )
-            background: list[asyncio.Task[None]] = []
-            clients = self._start_clients(background)
-            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in clients)), 120)
+            clients = self._clients()
+            background = [asyncio.create_task(c.stay() if c.history.stays else c.churn()) for c in clients]
+            await asyncio.wait_for(asyncio.gather(*(client.connected.wait() for client in clients)), 120)
             stay = sum(1 for client in history.clients if client.stays)
             of_users = f" of {len(history.users)} users" if history.auth else ""
             self.echo(f"{len(history.clients)} WebSocket clients{of_users} ({stay} stay connected)")
 
             ids = self._plan(config.tasks, frontend.users())
-            loop = asyncio.get_running_loop()
             main = asyncio.current_task()
             assert main is not None
-            progress = loop.create_task(self._progress(main))
-            pollers = [loop.create_task(frontend.poll_tasks()) for _ in range(config.get_pollers)]
-            pollers.append(loop.create_task(frontend.poll_lists()))
+            progress = asyncio.create_task(self._progress(main))
+            pollers = [asyncio.create_task(frontend.poll_tasks()) for _ in range(config.get_pollers)]
+            pollers.append(asyncio.create_task(frontend.poll_lists()))
             history.started = time.time()
             faults = [
-                loop.create_task(fault(history.started))
+                asyncio.create_task(fault(history.started))
                 for fault in (self.stack.sqs_outage, self.stack.kill_stack, self.stack.kill_emulator)
             ]
             semaphore = asyncio.Semaphore(config.concurrency)
@@ -189,26 +188,18 @@ class ChaosRun:
         self.history.users = users
         self.echo(f"authorizers: {count} users with tokens from the local issuer {issuer.url}")
 
-    def _start_clients(self, background: list[asyncio.Task[None]]) -> list[asyncio.Event]:
-        """Start the WebSocket clients; each event is set once its client is connected (at once for
-        the churning ones)."""
-        loop = asyncio.get_running_loop()
-        events = []
+    def _clients(self) -> list[WsClient]:
+        clients = []
         for name, user, stays in self.config.client_plan(self.history.users):
             history = ClientHistory(name=name, stays=stays, user=user)
             self.history.clients.append(history)
             token = self.tokens.get(user) if user is not None else None
             url = f"{self.stack.ws_url}?{urlencode({'token': token})}" if token else self.stack.ws_url
             rng = random.Random(self.rng.random())
-            client = WsClient(history, url, rng, self.recorder, self.stack, self.stopping, self.config.resume)
-            event = asyncio.Event()
-            if stays:
-                background.append(loop.create_task(client.stay(event)))
-            else:
-                event.set()
-                background.append(loop.create_task(client.churn()))
-            events.append(event)
-        return events
+            clients.append(
+                WsClient(history, url, rng, self.recorder, self.stack, self.stopping, self.config.resume)
+            )
+        return clients
 
     def _plan(self, count: int, users: list[str | None]) -> list[str]:
         """The run's submissions (round-robin over the users), and their twins; returns the ids."""
@@ -292,33 +283,22 @@ class ChaosRun:
         self.history.queue_depth, self.history.dlq_depth = await self.stack.depths()
 
 
-def created_at(task: dict[str, Any] | None) -> float | None:
-    """The server's createdAt of a task body, in epoch seconds."""
-    text = (task or {}).get("createdAt")
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def created_during(history: History, start: float, until: float) -> list[str]:
-    """The accepted tasks the server created between `start` and `until` (epoch seconds)."""
-    return [
-        task_id
-        for task_id in history.accepted_ids
-        if (moment := created_at(history.final.get(task_id))) is not None and start <= moment <= until
-    ]
-
-
-def default_run_dir() -> Path:
-    return REPO_ROOT / ".local-state" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+    """The accepted tasks the server created (createdAt) between `start` and `until`, epoch seconds."""
+    during = []
+    for task_id in history.accepted_ids:
+        created = (history.final.get(task_id) or {}).get("createdAt")
+        with contextlib.suppress(ValueError):
+            if isinstance(created, str) and start <= datetime.fromisoformat(created).timestamp() <= until:
+                during.append(task_id)
+    return during
 
 
 def run_chaos(config: ChaosConfig, echo: Echo = print) -> ChaosResult:
     """Start the stack, run, stop it, check. Blocking."""
-    run_dir = (config.run_dir or default_run_dir()).resolve()
+    run_dir = (
+        config.run_dir or REPO_ROOT / ".local-state" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+    ).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     history = History(requested=config.tasks)
     stack = ChaosStack(config, run_dir, history, echo)

@@ -62,7 +62,7 @@ def stack_arguments(config: ChaosConfig, run_dir: Path) -> list[str]:
             arguments.append(option)
         elif value is not None:
             arguments += [option, str(value)]
-    return arguments + list(config.stack_arguments)
+    return arguments
 
 
 class ChaosStack:
@@ -267,11 +267,9 @@ class ChaosStack:
             history.injected["AWS errors after a write"] = after_write
         if fired["mutant"]:
             history.injected["MUTANT writes"] = fired["mutant"]
-        exits = Counter[str]()
-        for stats in every_stats:
-            exits.update(stats.get("workerExits", {}))
-        if +exits:
-            history.notes.append(f"worker exits seen by the runtime: {dict(+exits)}")
+        exits = sum((Counter(stats.get("workerExits", {})) for stats in every_stats), Counter[str]())
+        if exits:
+            history.notes.append(f"worker exits seen by the runtime: {dict(exits)}")
         skipped = [line for line in self.output().splitlines() if "SKIPPED" in line]
         if skipped:
             history.notes.append(f"{len(skipped)} stream batches skipped: {skipped[:3]}")

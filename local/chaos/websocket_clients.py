@@ -12,7 +12,7 @@ import contextlib
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -31,6 +31,7 @@ class WsClient:
     stack: ChaosStack  # `killing`: a lost connection is the runner's kill, not a drop
     stopping: asyncio.Event  # the end of the run
     resume: bool  # False: the --no-resume mutant
+    connected: asyncio.Event = field(default_factory=asyncio.Event)  # a churning client's: at once
 
     async def _connect(self, final: bool = False) -> ClientConnection | None:
         deadline = time.time() + 30
@@ -67,9 +68,9 @@ class WsClient:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
 
-    async def stay(self, connected: asyncio.Event) -> None:
+    async def stay(self) -> None:
         connection = await self._connect()
-        connected.set()
+        self.connected.set()
         while connection is not None:
             reader = asyncio.ensure_future(self._read(connection))
             stopping = asyncio.ensure_future(self.stopping.wait())
@@ -87,6 +88,7 @@ class WsClient:
                 await self._resume(connection)
 
     async def churn(self) -> None:
+        self.connected.set()
         while not self.stopping.is_set():
             connection = await self._connect()
             if connection is None:
