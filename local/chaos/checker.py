@@ -1,4 +1,4 @@
-"""The chaos checker: a run's history in, the figures and the invariant violations out.
+"""The chaos checker: a run's history in, the figures and the invariant violations out (report.py).
 
 Definitions (every one is an invariant: a non-zero count fails the run):
 
@@ -26,40 +26,33 @@ Definitions (every one is an invariant: a non-zero count fails the run):
   on the final attempt, or a duplicate copy failed its final attempt while the other copy
   succeeded): the consumer acknowledges them without effect, as it must.
 * missed final frames: for every client that stayed connected from before the first submission
-  to the end, the accepted tasks for which it never received a frame with the final status. On
-  a stage with authorizers, a client is held to the tasks of its own user only (the notifier
-  pushes a task's frames to its owner's connections): every client of a user that stayed
-  connected must get the final frame of every task of that user.
-* missed final frames (reconnecting clients): for every client that drops and reconnects (and
-  resumes from the cursor of the last frame it saw, `{"action": "resume"}`), the tasks accepted
-  after its first cursor for which it never received a frame with the final status, live or
-  replayed. This includes the clients meant to stay that the stack kill cut off: they came back
-  and resumed too. A client told to `resync` (it would list again) is not held to it; they are
-  counted.
+  to the end, the accepted tasks (with authorizers, of its own user: the notifier pushes a
+  task's frames to its owner's connections) whose final status no frame it received showed.
+* missed final frames (reconnecting clients): the same, live or replayed, for every client that
+  dropped and came back (resuming from the cursor of the last frame it saw, `{"action":
+  "resume"}`; the clients meant to stay that the stack kill cut off too), over the tasks
+  accepted after its first cursor. A client told to `resync` (it would list again) is not held
+  to it, only counted.
 * rejected: submissions that never got a 202 (a 4xx other than 429, or given up).
 
 Isolation, on stages with authorizers (`History.auth`; each task is owned by the user who
 submitted it):
 
-* foreign frames: frames a WebSocket client received of a task its user does not own (another
-  user's, or one nobody in the run submitted). Every frame of every client counts, whether it
-  stayed connected or churned.
-* foreign reads: HTTP observations (GET /tasks/{id}, GET /tasks pages, POST answers) made with
-  one user's token that show a task that user does not own. The runner also reads tasks with
-  another user's token now and then: those must be 404s (`History.cross_reads`); a 200 shows up
-  here, as the reader's observation of a task it does not own.
-* reused ids (twins): a share of the tasks gets a twin, another user's task submitted under the
-  same taskId (`History.twins`; its answer tells it apart). Each must be a 202 of its own user's
-  task, read back by that user with its own answer, and shown to nobody else (frame, listing, GET
-  or POST answer): every such sight, or a twin read back as the other task, is a violation
-  ("twin leaks"). The reads as another user of an id that user also holds must show their own
+* foreign frames: frames any WebSocket client, staying or churning, received of a task its user
+  does not own (another user's, or one nobody in the run submitted).
+* foreign reads: HTTP observations made with one user's token that show a task that user does
+  not own. The runner's reads with another user's token (`History.cross_reads`) must be 404s;
+  a 200 shows up here.
+* twin leaks: a share of the tasks gets a twin, another user's task submitted under the same
+  taskId (`History.twins`; its answer tells it apart). Each must be a 202 of its own user's
+  task, read back by that user with its own answer, and shown to nobody else (frame, listing,
+  GET or POST answer); a read as another user of an id that user also holds must show their own
   task, never the other's.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
 
 from local.chaos.history import TERMINAL, ClientHistory, History, Observation
 from local.chaos.report import Report, Violation
@@ -70,23 +63,13 @@ _STRONG_SOURCES = frozenset({"get", "post"})
 def check(history: History) -> Report:
     """The figures and the violations of every invariant (the module docstring), one family at a time."""
     report = Report(requested=history.requested)
-    accepted = history.accepted_ids
-    report.accepted = len(accepted)
     report.post_attempts = sum(len(s.outcomes) for s in history.submissions.values())
     report.post_retries = sum(max(0, len(s.outcomes) - 1) for s in history.submissions.values())
     report.rejected = sorted(task_id for task_id, s in history.submissions.items() if not s.accepted)
-    accepted_set = set(accepted)
-    final_status = {
-        task_id: (body or {}).get("status")
-        for task_id, body in history.final.items()
-        if task_id in accepted_set
-    }
-    report.success = sum(1 for status in final_status.values() if status == "success")
-    report.error = sum(1 for status in final_status.values() if status == "error")
-    check_outcomes(history, report, accepted, final_status)
-    check_effects(history, report, final_status)
+    check_outcomes(history, report)
+    check_effects(history, report)
     check_regressions(history, report)
-    check_frames(history, report, accepted, final_status)
+    check_frames(history, report)
     if history.auth:
         check_isolation(history, report)
     report.wall_seconds = max(0.0, history.drained - history.started)
@@ -98,10 +81,12 @@ def check(history: History) -> Report:
     return report
 
 
-def check_outcomes(
-    history: History, report: Report, accepted: list[str], final_status: dict[str, Any]
-) -> None:
-    """Lost, the DLQ against the error count, unexpected and listed twice."""
+def check_outcomes(history: History, report: Report) -> None:
+    """Success and error, lost, the DLQ against the error count, unexpected and listed twice."""
+    accepted, final_status = history.accepted_ids, history.final_status
+    report.accepted = len(accepted)
+    report.success = sum(1 for status in final_status.values() if status == "success")
+    report.error = sum(1 for status in final_status.values() if status == "error")
     consumed = Counter(str(body.get("taskId")) for body in history.dlq_consumed)
     report.dlq_consumed_messages = sum(consumed.values())
     error_tasks = {t for t, s in final_status.items() if s == "error"}
@@ -118,7 +103,7 @@ def check_outcomes(
     report.listed_twice = sorted(t for t, n in Counter(history.final_list).items() if n > 1)
 
 
-def check_effects(history: History, report: Report, final_status: dict[str, Any]) -> None:
+def check_effects(history: History, report: Report) -> None:
     """Duplicated effects: the most effects of one run of a task."""
     effects = Counter((str(e.get("taskId")), e.get("run")) for e in history.effects)
     report.effects = sum(effects.values())
@@ -127,7 +112,7 @@ def check_effects(history: History, report: Report, final_status: dict[str, Any]
         per_task[task_id] = max(per_task[task_id], count)
     report.duplicated_effects = {task_id: count for task_id, count in sorted(per_task.items()) if count > 1}
     report.successes_without_effect = sorted(
-        t for t, status in final_status.items() if status == "success" and per_task[t] == 0
+        t for t, status in history.final_status.items() if status == "success" and per_task[t] == 0
     )
     report.attempts = len(history.steps)
     report.failed_attempts = sum(1 for step in history.steps if not step.get("ok"))
@@ -164,7 +149,7 @@ def check_regressions(history: History, report: Report) -> None:
 
 
 def real_time_regression(task_id: str, observations: list[Observation]) -> Violation | None:
-    """HTTP observations in real-time order (see the module docstring): the first example."""
+    """The first regression in real-time order of the HTTP observations (the module docstring)."""
     by_end = sorted(observations, key=lambda o: o.ended)
     for later in sorted(observations, key=lambda o: o.started):
         for earlier in by_end:
@@ -197,7 +182,7 @@ def _backwards(earlier: Observation, later: Observation) -> str | None:
 
 
 def version_order_regression(task_id: str, seen: list[tuple[int, str, str]]) -> Violation | None:
-    """(version, status, where) from every source; see the module docstring."""
+    """The first regression in version order of (version, status, where) from every source."""
     statuses: dict[int, set[str]] = defaultdict(set)
     where: dict[tuple[int, str], str] = {}
     for version, status, source in seen:
@@ -222,7 +207,7 @@ def version_order_regression(task_id: str, seen: list[tuple[int, str, str]]) -> 
     return None
 
 
-def check_frames(history: History, report: Report, accepted: list[str], final_status: dict[str, Any]) -> None:
+def check_frames(history: History, report: Report) -> None:
     """The final frames of the clients that stayed connected, and of those that dropped and came
     back (received live or replayed by a resume, for the tasks accepted after their first cursor)."""
     for client in history.clients:
@@ -231,7 +216,7 @@ def check_frames(history: History, report: Report, accepted: list[str], final_st
         report.killed_clients += int(client.stays and client.killed > 0)
         if client.stayed:
             report.stayed_clients += 1
-            missed = _missed_final_frames(history, client, accepted, final_status, after=None)
+            missed = _missed_final_frames(history, client)
             if missed:
                 report.missed_final_frames[client.name] = missed
         elif client.first_cursor_at is None:
@@ -242,27 +227,19 @@ def check_frames(history: History, report: Report, accepted: list[str], final_st
             report.reconnecting_clients += 1
             report.resumes += client.resumes
             report.resume_seconds.extend(client.resume_seconds)
-            missed = _missed_final_frames(
-                history, client, accepted, final_status, after=client.first_cursor_at
-            )
+            missed = _missed_final_frames(history, client, after=client.first_cursor_at)
             if missed:
                 report.missed_final_frames_reconnecting[client.name] = missed
 
 
-def _missed_final_frames(
-    history: History,
-    client: ClientHistory,
-    accepted: list[str],
-    final_status: dict[str, Any],
-    after: float | None,
-) -> list[str]:
+def _missed_final_frames(history: History, client: ClientHistory, after: float | None = None) -> list[str]:
     """The accepted tasks (of the client's user, with authorizers; accepted after `after`, if given)
     whose final status the client never received a frame of."""
-    owners = history.owners
+    owners, final_status = history.owners, history.final_status
     received = {(frame.task_id, frame.status) for frame in client.frames}
     return [
         task_id
-        for task_id in accepted
+        for task_id in history.accepted_ids
         if (not history.auth or owners.get(task_id) == client.user)
         and (after is None or (history.submissions[task_id].accepted_at or 0.0) > after)
         and final_status.get(task_id) in TERMINAL

@@ -152,6 +152,14 @@ class History:
         return [task_id for task_id, s in self.submissions.items() if s.accepted]
 
     @property
+    def final_status(self) -> dict[str, Any]:
+        """accepted task id -> the status its final GET showed (None: 404)."""
+        accepted = set(self.accepted_ids)
+        return {
+            task_id: (body or {}).get("status") for task_id, body in self.final.items() if task_id in accepted
+        }
+
+    @property
     def owners(self) -> dict[str, str | None]:
         """task id -> the user who submitted it (None on stages without authorizers)."""
         return {task_id: s.user for task_id, s in self.submissions.items()}

@@ -82,23 +82,16 @@ class Recorder:
             frame = json.loads(message)
         except ValueError:
             frame = None
-        if (
-            isinstance(frame, dict)
-            and client.resume_pending
-            and frame.get("type") in ("resumed", "resync", "error")
-        ):
-            client.resumes += frame["type"] == "resumed"
-            client.resyncs += frame["type"] == "resync"
-            client.resume_errors += frame["type"] == "error"
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if client.resume_pending and kind in ("resumed", "resync", "error"):
+            client.resumes += kind == "resumed"
+            client.resyncs += kind == "resync"
+            client.resume_errors += kind == "error"
             client.resume_pending = False
             if client.resume_sent_at is not None:
                 client.resume_seconds.append(round(time.time() - client.resume_sent_at, 3))
             self._take_cursor(client, frame.get("cursor"))
-        if (
-            not isinstance(frame, dict)
-            or frame.get("type") != "task"
-            or not isinstance(frame.get("taskId"), str)
-        ):
+        if kind != "task" or not isinstance(frame.get("taskId"), str):
             client.other_frames += 1  # pong, error frames, resume answers
             return
         if not client.resume_pending:
