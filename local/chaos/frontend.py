@@ -87,8 +87,6 @@ class Frontend:
             parsed = text
         return status, parsed, headers, started, time.time()
 
-    # --- submissions -------------------------------------------------------------------------
-
     async def _post(
         self, body: dict[str, Any], user: str | None, outcomes: list[str], lose: bool
     ) -> tuple[int | None, Any, float, float]:
@@ -131,8 +129,6 @@ class Frontend:
             if shown != twin.answer:
                 self.history.twin_leaks.append(f"POST of {twin.user}'s {twin.task_id} answered {shown!r}")
 
-    # --- reads -------------------------------------------------------------------------------
-
     async def get_task(
         self, task_id: str, attempts: int = 1, twin: Twin | None = None
     ) -> tuple[int | None, Any]:
@@ -167,37 +163,27 @@ class Frontend:
         header; None if a page kept failing."""
         tasks: list[dict[str, Any]] = []
         for user in self.users():
-            listing = await self._list(user)
-            if listing is None:
-                return None
-            tasks += listing
+            target: str | None = f"/tasks?limit={LIST_PAGE_SIZE}"
+            while target is not None:
+                for _ in range(20):
+                    status, body, headers, started, ended = await self.request(
+                        "GET", target, timeout=30, user=user
+                    )
+                    if status == 200 and isinstance(body, list):
+                        break
+                    await asyncio.sleep(0.2)
+                else:
+                    return None
+                for item in body:
+                    observation = observation_of(item, "list", started, ended, user)
+                    self.recorder.record(observation)
+                    if observation is not None and observation.answer in self.history.twins:
+                        continue  # a twin: its own user's, or a leak
+                    if isinstance(item, dict) and isinstance(item.get("taskId"), str):
+                        self.history.listed.add(item["taskId"])
+                        tasks.append(item)
+                target = next_link(headers.get("link"))
         return tasks
-
-    async def _list(self, user: str | None) -> list[dict[str, Any]] | None:
-        tasks: list[dict[str, Any]] = []
-        target: str | None = f"/tasks?limit={LIST_PAGE_SIZE}"
-        while target is not None:
-            for _ in range(20):
-                status, body, headers, started, ended = await self.request(
-                    "GET", target, timeout=30, user=user
-                )
-                if status == 200 and isinstance(body, list):
-                    break
-                await asyncio.sleep(0.2)
-            else:
-                return None
-            for item in body:
-                observation = observation_of(item, "list", started, ended, user)
-                self.recorder.record(observation)
-                if observation is not None and observation.answer in self.history.twins:
-                    continue  # a twin: its own user's, or a leak
-                if isinstance(item, dict) and isinstance(item.get("taskId"), str):
-                    self.history.listed.add(item["taskId"])
-                    tasks.append(item)
-            target = next_link(headers.get("link"))
-        return tasks
-
-    # --- the pollers ----------------------------------------------------------------------------
 
     async def poll_tasks(self) -> None:
         accepted = self.recorder.accepted

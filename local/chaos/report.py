@@ -136,12 +136,7 @@ class Report:
 
     def lines(self, details: int = 5) -> list[str]:
         """The printed summary: figures, then the first `details` examples of each violation."""
-
         v = self.violations
-        dlq = (
-            f"{self.dlq_consumed_tasks} tasks ({self.dlq_consumed_messages} messages, "
-            f"{len(self.dlq_stale)} stale for tasks that had succeeded)"
-        )
         reconnecting = v["missed final frames (reconnecting clients)"]
         lines = [
             f"tasks            {self.accepted} accepted of {self.requested} "
@@ -152,7 +147,8 @@ class Report:
             f"regressions      {len(self.regression_tasks):<8} {_mark(v['regressions'])}",
             f"unexpected       {len(self.unexpected):<8} {_mark(len(self.unexpected))}"
             f"   (listed twice: {len(self.listed_twice)})",
-            f"DLQ consumed     {dlq}",
+            f"DLQ consumed     {self.dlq_consumed_tasks} tasks ({self.dlq_consumed_messages} messages, "
+            f"{len(self.dlq_stale)} stale for tasks that had succeeded)",
             f"error count      {self.error:<8} DLQ consumed = error count: "
             f"{'NO' if self.dlq_missing else 'yes'}",
             f"missed final frames {v['missed final frames']:<5} {_mark(v['missed final frames'])}"
@@ -183,20 +179,16 @@ class Report:
         ]
         if self.created_during_outage:
             lines.append(f"SQS outage       {self.created_during_outage} tasks created while SQS was down")
+        effects = [f"{task_id} x{count}" for task_id, count in self.duplicated_effects.items()]
+        missed = [(f"missed final frame: client {c}: ", ids) for c, ids in self.missed_final_frames.items()]
         examples = [
             ("lost: ", self.lost),
-            (
-                "duplicated effect: ",
-                [f"{task_id} x{count}" for task_id, count in self.duplicated_effects.items()],
-            ),
+            ("duplicated effect: ", effects),
             ("regression: ", [f"{r.task_id}: {r.detail}" for r in self.regressions]),
             ("unexpected: ", self.unexpected),
             ("listed twice: ", self.listed_twice),
             ("DLQ message never consumed for error task ", self.dlq_missing),
-            *(
-                (f"missed final frame: client {client}: ", ids)
-                for client, ids in self.missed_final_frames.items()
-            ),
+            *missed,
             ("foreign frame: ", [f"{f.task_id}: {f.detail}" for f in self.foreign_frames]),
             ("foreign read: ", [f"{r.task_id}: {r.detail}" for r in self.foreign_reads]),
             ("twin leak: ", self.twin_leaks),

@@ -1,8 +1,5 @@
-"""The chaos run, phase by phase: start the local stack with faults; connect the WebSocket clients
-(those that stay, before the first submission); submit the tasks while polling and listing them,
-as the SQS outage and the two kills fire; drain (every accepted task terminal and both queues
-empty, or the deadline), then wait a little for the last frames; read every task once more; stop
-the stack, read its files, and check the history.
+"""The chaos run: its settings (ChaosConfig) and its phases (ChaosRun.run), from the stack's start
+to the checked history (run_chaos).
 
 Stages with authorizers (`auth: jwt`) are told by the running stack's state file (its `auth`
 block, under the run's own `--state-dir`): the runner mints a token for each of `users` users

@@ -109,8 +109,6 @@ class ChaosStack:
             return None
         return f"the local stack exited (status {process.returncode}) in the middle of the run"
 
-    # --- its queues (in the embedded AWS) -----------------------------------------------------
-
     async def find_queues(self, session: aiohttp.ClientSession) -> None:
         """Find TaskQueue (the queue with a redrive policy) and its DLQ in the embedded AWS."""
         self._session = session
@@ -143,8 +141,6 @@ class ChaosStack:
         records, self._faults_offset = read_json_lines(self.fault_dir / FAULTS_LOG, self._faults_offset)
         self._fault_counts.update(str(record.get("fault")) for record in records)
         return dict(self._fault_counts)
-
-    # --- the faults dealt from outside ---------------------------------------------------------
 
     async def sqs_outage(self, first_post: float) -> None:
         if self.config.sqs_outage is None:
@@ -189,10 +185,7 @@ class ChaosStack:
             self.process = new
             assert self._session is not None
             await self.find_queues(self._session)
-            self.history.restarts.append({"what": "stack", "killed": killed, "back": time.time()})
-            self.echo(
-                f"the whole stack killed (SIGKILL) and started again: back after {time.time() - killed:.1f} s"
-            )
+            self._back("stack", killed, "the whole stack killed (SIGKILL) and started again: back after")
 
     async def kill_emulator(self, first_post: float) -> None:
         """kill -9 of the embedded AWS alone; the stack must restart it (its new pid shows that)."""
@@ -212,12 +205,11 @@ class ChaosStack:
                 if time.time() - killed > 30:
                     self.history.notes.append("the embedded AWS was not restarted within 30 s")
                     return
-            self.history.restarts.append({"what": "emulator", "killed": killed, "back": time.time()})
-            self.echo(
-                f"the embedded AWS killed (SIGKILL): the stack restarted it in {time.time() - killed:.1f} s"
-            )
+            self._back("emulator", killed, "the embedded AWS killed (SIGKILL): the stack restarted it in")
 
-    # --- what it recorded ------------------------------------------------------------------------
+    def _back(self, what: str, killed: float, told: str) -> None:
+        self.history.restarts.append({"what": what, "killed": killed, "back": time.time()})
+        self.echo(f"{told} {time.time() - killed:.1f} s")
 
     def collect(self) -> None:
         """Add what the stack and its workers recorded in the fault directory and printed."""
