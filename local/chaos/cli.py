@@ -36,6 +36,14 @@ own user's tasks) and foreign reads 0 (no HTTP read shows another user's task). 
 <run dir>/report.json, history.json, stack.log, logs/, state/. See docs/local-stack.md.
 """
 
+AT_LEAST = {
+    "concurrency": 1,
+    "clients": 1,
+    "stay": 0,
+    "users": 1,
+    "max_concurrency": 1,
+}  # clamped, not refused
+
 
 def _moment(value: str) -> float | None:
     if value.lower() in ("none", "off"):
@@ -132,13 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     settings = vars(build_parser().parse_args(argv))
     quiet = settings.pop("quiet")
-    for name, least in (
-        ("concurrency", 1),
-        ("clients", 1),
-        ("stay", 0),
-        ("users", 1),
-        ("max_concurrency", 1),
-    ):
+    for name, least in AT_LEAST.items():
         if settings[name] is not None:
             settings[name] = max(least, settings[name])
     config = ChaosConfig(**settings)
@@ -153,11 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print("=" * 78)
-    for line in result.report.lines():
-        print(line)
-    for note in result.history.notes:
-        print(f"note             {note}")
+    notes = [f"note             {note}" for note in result.history.notes]
+    print("\n".join(["=" * 78, *result.report.lines(), *notes]))
     print(f"total time       {time.time() - started:.1f} s (stack start and stop included)")
     print(f"results          {result.run_dir}")
     return 0 if result.report.ok else 1
