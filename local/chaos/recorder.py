@@ -52,6 +52,9 @@ class Recorder:
     def terminal_count(self) -> int:
         return sum(1 for task_id in self.accepted if self.is_terminal(task_id))
 
+    def all_terminal(self) -> bool:
+        return self.terminal_count() == len(self.accepted)
+
     def frames_complete(self) -> bool:
         """Every client that stayed has a frame of the newest status seen of each accepted task (of
         its own user's, with authorizers)."""

@@ -239,13 +239,12 @@ class ChaosRun:
     async def _drain(self, frontend: Frontend) -> None:
         recorder = self.recorder
         deadline = time.time() + self.config.drain_timeout
-        while True:
-            if recorder.terminal_count() == len(recorder.accepted):
-                queue, dlq = await self.stack.depths()
-                if queue == 0 and dlq == 0:
-                    listing = await frontend.list_all()
-                    if listing is not None and recorder.terminal_count() == len(recorder.accepted):
-                        break
+        while not (
+            recorder.all_terminal()
+            and await self.stack.depths() == (0, 0)
+            and await frontend.list_all() is not None
+            and recorder.all_terminal()
+        ):
             if time.time() > deadline:
                 self.history.drain_timed_out = True
                 self.echo("drain deadline reached")
