@@ -13,11 +13,16 @@ user fields stay None and `History.auth` is False.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 TERMINAL = frozenset({"success", "error"})
+LOST_RESPONSE = "response lost"  # a Submission outcome: a 202 the client ignored, as after a timeout
+# History fields that from_json builds itself; every other one is read back as it was saved
+_PARSED_FIELDS = frozenset(
+    {"requested", "submissions", "observations", "twins", "clients", "listed", "outage"}
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,14 @@ class History:
         return [task_id for task_id, s in self.submissions.items() if s.accepted]
 
     @property
+    def final_status(self) -> dict[str, Any]:
+        """accepted task id -> the status its final GET showed (None: 404)."""
+        accepted = set(self.accepted_ids)
+        return {
+            task_id: (body or {}).get("status") for task_id, body in self.final.items() if task_id in accepted
+        }
+
+    @property
     def owners(self) -> dict[str, str | None]:
         """task id -> the user who submitted it (None on stages without authorizers)."""
         return {task_id: s.user for task_id, s in self.submissions.items()}
@@ -171,27 +184,7 @@ class History:
             ClientHistory(**{**value, "frames": [Frame(**f) for f in value.get("frames", [])]})
             for value in document.get("clients", [])
         ]
-        for name in (
-            "final",
-            "final_list",
-            "effects",
-            "steps",
-            "dlq_consumed",
-            "queue_depth",
-            "dlq_depth",
-            "injected",
-            "started",
-            "drained",
-            "drain_timed_out",
-            "created_during_outage",
-            "restarts",
-            "notes",
-            "auth",
-            "users",
-            "cross_reads",
-            "twin_reads",
-            "twin_leaks",
-        ):
+        for name in {item.name for item in fields(cls)} - _PARSED_FIELDS:
             if name in document:
                 setattr(history, name, document[name])
         history.listed = set(document.get("listed", []))

@@ -10,7 +10,8 @@ import pytest
 
 from local.chaos.checker import check
 from local.chaos.history import ClientHistory, Frame, History, Observation, Submission, Twin
-from local.chaos.runner import ChaosConfig, ChaosRun
+from local.chaos.recorder import Recorder
+from local.chaos.runner import ChaosConfig
 
 SUCCEEDS = "task-ok"
 FAILS = "task-err"
@@ -82,7 +83,7 @@ def test_a_clean_history_passes_with_its_figures():
     assert report.ok, report.lines()
     assert set(report.violations.values()) == {0}
     assert (report.accepted, report.success, report.error) == (2, 1, 1)
-    assert (report.dlq_consumed_tasks, report.dlq_matches_errors) == (1, True)
+    assert (report.dlq_consumed_tasks, report.dlq_missing) == (1, [])
     assert (report.attempts, report.failed_attempts, report.effects) == (5, 4, 1)
     assert (report.post_attempts, report.post_retries) == (4, 2)
     assert report.stayed_clients == 1
@@ -114,7 +115,7 @@ def test_an_error_task_whose_dlq_message_was_not_consumed_is_lost_and_breaks_the
 
     assert report.lost == [FAILS]
     assert report.dlq_missing == [FAILS]
-    assert not report.dlq_matches_errors
+    assert report.dlq_missing
     assert "DLQ consumed = error count: NO" in "\n".join(report.lines())
 
 
@@ -501,16 +502,15 @@ def test_a_twin_read_back_as_anything_but_itself_fails_the_run(read_back):
     assert f"{BOB}'s {SUCCEEDS} read back as" in report.twin_leaks[0]
 
 
-def test_the_runner_tells_a_twins_frames_and_reads_apart_by_answer(tmp_path):
+def test_the_recorder_tells_a_twins_frames_and_reads_apart_by_answer():
     # Given a run where Bob reused Alice's id
-    run = ChaosRun(ChaosConfig(tasks=1), stack=None, fault_dir=tmp_path, echo=print)  # type: ignore[arg-type]
-    run.history.auth, run.history.users = True, [ALICE, BOB]
-    run.history.submissions[SUCCEEDS] = Submission(SUCCEEDS, {"taskId": SUCCEEDS}, ["202"], 100.0, user=ALICE)
-    with_twin(run.history).twin_reads = 0
+    history = History(requested=1, auth=True, users=[ALICE, BOB])
+    history.submissions[SUCCEEDS] = Submission(SUCCEEDS, {"taskId": SUCCEEDS}, ["202"], 100.0, user=ALICE)
+    with_twin(history).twin_reads = 0
     alice = ClientHistory("stay-0:alice", stays=True, user=ALICE)
     bob = ClientHistory("stay-1:bob", stays=True, user=BOB)
-    run.history.clients = [alice, bob]
-    run.received = [set(), set()]
+    history.clients = [alice, bob]
+    recorder = Recorder(history)
 
     def task_frame(answer: str) -> str:
         return json.dumps(
@@ -518,16 +518,16 @@ def test_the_runner_tells_a_twins_frames_and_reads_apart_by_answer(tmp_path):
         )
 
     # When each gets the frame of their own task, and Alice a frame of Bob's
-    run.on_message(alice, task_frame("chaos answer 1"))
-    run.on_message(bob, task_frame("twin answer 1 of bob"))
-    run.on_message(alice, task_frame("twin answer 1 of bob"))
-    run.record(replace(get(SUCCEEDS, "pending", 1, 101.0), user=BOB, answer="twin answer 1 of bob"))
+    recorder.on_message(alice, task_frame("chaos answer 1"))
+    recorder.on_message(bob, task_frame("twin answer 1 of bob"))
+    recorder.on_message(alice, task_frame("twin answer 1 of bob"))
+    recorder.record(replace(get(SUCCEEDS, "pending", 1, 101.0), user=BOB, answer="twin answer 1 of bob"))
 
     # Then Alice's task's frame is a run frame, Bob's twin frame and read are his own, and the
     # twin frame Alice got is a leak
     assert [f.answer for f in alice.frames] == ["chaos answer 1"]
-    assert (bob.frames, bob.twin_frames, run.history.twin_reads) == ([], 1, 1)
-    assert run.history.observations == []
-    assert run.history.twin_leaks == [
+    assert (bob.frames, bob.twin_frames, history.twin_reads) == ([], 1, 1)
+    assert history.observations == []
+    assert history.twin_leaks == [
         f"a frame to stay-0:alice with the token of {ALICE} showed {BOB}'s {SUCCEEDS}"
     ]
