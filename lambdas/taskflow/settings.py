@@ -7,6 +7,11 @@ its first invocation instead of running with a hidden default.
 
 Formats (set by infra/): booleans "true"/"false", lists comma-separated, numbers decimal strings.
 
+Settings check form and presence, not ranges: a number is a number, a list has its items, a URL is
+one. The limits of a stage value (failure rate 0..1, backoff at most 900 s, ...) are checked once,
+at synth, by the stage config (infra/config.py) that produced the variable (docs/decisions.md,
+"Ranges only at synth"); a second copy here would only drift from it.
+
 Optional variables: a few variables may be absent, and their absence has one documented meaning,
 given as the field's default (`field(default=..., metadata=from_env(..., optional=True))`). This is
 not a hidden default: a value that is present is still validated (an invalid one raises
@@ -41,9 +46,6 @@ from taskflow.observability import metrics
 
 # Key of a field's metadata holding its Variable.
 _VARIABLE: Final = "variable"
-
-# SQS visibility timeouts are at most 12 hours.
-_MAX_BACKOFF_SECONDS: Final = 43_200
 
 
 class SettingsError(RuntimeError):
@@ -112,39 +114,21 @@ def _parse_optional_int(value: str) -> int | None:
     return _parse_int(value)
 
 
-def _int_between(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        number = _parse_int(value)
-        if number < low or (high is not None and number > high):
-            raise ValueError(f"must be {_range_text(low, high)}")
-        return number
-
-    return parse
-
-
-def _float_between(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if not low <= number <= high:  # also refuses nan
-            raise ValueError(f"must be {_range_text(low, high)}")
-        return number
-
-    return parse
-
-
-def _range_text(low: float, high: float | None) -> str:
-    return f"at least {low}" if high is None else f"between {low} and {high}"
+def _parse_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not math.isfinite(number):
+        raise ValueError("expected a number")
+    return number
 
 
 def _origins(value: str) -> tuple[str, ...]:
+    # The HTTP API's CORS configuration needs one origin at least (taskflow.api.app.cors_config).
     origins = _parse_comma_list(value)
     if not origins:
         raise ValueError("expected at least one origin")
-    if "*" in origins:
-        raise ValueError("'*' is not allowed: list the origins explicitly")
     return origins
 
 
@@ -198,7 +182,7 @@ class FunctionSettings:
 @dataclass(frozen=True)
 class HttpApiSettings(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
     cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
     cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
@@ -213,26 +197,22 @@ class EnqueueSettings(FunctionSettings):
 @dataclass(frozen=True)
 class ProcessorSettings(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
     task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
-    failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _float_between(0.0, 1.0)))
+    failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _parse_float))
     # "" means "seed from the OS" (a different sequence per cold start).
     failure_seed: int | None = field(metadata=from_env(env_vars.FAILURE_SEED, _parse_optional_int))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
-    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
-    backoff_base_seconds: int = field(
-        metadata=from_env(env_vars.BACKOFF_BASE_SECONDS, _int_between(0, _MAX_BACKOFF_SECONDS))
-    )
-    backoff_cap_seconds: int = field(
-        metadata=from_env(env_vars.BACKOFF_CAP_SECONDS, _int_between(0, _MAX_BACKOFF_SECONDS))
-    )
+    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _parse_int))
+    backoff_base_seconds: int = field(metadata=from_env(env_vars.BACKOFF_BASE_SECONDS, _parse_int))
+    backoff_cap_seconds: int = field(metadata=from_env(env_vars.BACKOFF_CAP_SECONDS, _parse_int))
 
 
 @dataclass(frozen=True)
 class DlqConsumerSettings(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
-    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
+    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _parse_int))
 
 
 @dataclass(frozen=True)
@@ -245,7 +225,7 @@ class NotifierSettings(FunctionSettings):
 @dataclass(frozen=True)
 class WsConnectSettings(FunctionSettings):
     connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
-    connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _int_between(60)))
+    connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _parse_int))
     auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
@@ -254,10 +234,10 @@ class WsDefaultSettings(FunctionSettings):
     """The $default route: ping, and resume (a replay of the task changes a connection missed)."""
 
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
-    resume_max_changes: int = field(metadata=from_env(env_vars.RESUME_MAX_CHANGES, _int_between(1)))
-    resume_window_seconds: int = field(metadata=from_env(env_vars.RESUME_WINDOW_SECONDS, _int_between(1)))
+    resume_max_changes: int = field(metadata=from_env(env_vars.RESUME_MAX_CHANGES, _parse_int))
+    resume_window_seconds: int = field(metadata=from_env(env_vars.RESUME_WINDOW_SECONDS, _parse_int))
     auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
