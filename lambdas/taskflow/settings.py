@@ -20,8 +20,9 @@ absent means "none". infra/ sets it only on stages with `auth: jwt`, so that a s
 `auth: none` keeps exactly the template (and functions) it had before authentication existed:
 adding AUTH_MODE=none to every function would change every none stage's template and redeploy
 every function for no change in behaviour. The flip side: on a jwt stage, every function whose
-settings read AUTH_MODE (HttpApiSettings, NotifierSettings, WsConnectSettings) must get
-AUTH_MODE=jwt, since its absence there would mean "no isolation"; infra/ sets it and asserts it.
+settings read AUTH_MODE (the `_OwnerScoped` ones: HttpApiSettings, NotifierSettings,
+WsConnectSettings, WsDefaultSettings) must get AUTH_MODE=jwt, since its absence there would mean
+"no isolation"; infra/ sets it and asserts it.
 
 The classes are frozen stdlib dataclasses, each field naming its variable and its parser
 (`field(metadata=from_env(...))`), not pydantic models: most functions never build a Task model,
@@ -97,12 +98,8 @@ def _parse_int(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        pass
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected an integer") from None
-    if not math.isfinite(number) or not number.is_integer():
+        number = _finite(value, "expected an integer")
+    if not number.is_integer():
         raise ValueError("expected an integer")
     return int(number)
 
@@ -115,21 +112,29 @@ def _parse_optional_int(value: str) -> int | None:
 
 
 def _parse_float(value: str) -> float:
+    return _finite(value, "expected a number")
+
+
+def _finite(value: str, problem: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise ValueError("expected a number") from None
+        raise ValueError(problem) from None
     if not math.isfinite(number):
-        raise ValueError("expected a number")
+        raise ValueError(problem)
     return number
 
 
-def _origins(value: str) -> tuple[str, ...]:
-    # The HTTP API's CORS configuration needs one origin at least (taskflow.api.app.cors_config).
-    origins = _parse_comma_list(value)
-    if not origins:
-        raise ValueError("expected at least one origin")
-    return origins
+def _items(what: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of one `what` at least (the code that reads it takes the first)."""
+
+    def parse(value: str) -> tuple[str, ...]:
+        items = _parse_comma_list(value)
+        if not items:
+            raise ValueError(f"expected at least one {what}")
+        return items
+
+    return parse
 
 
 def _callback_url(value: str) -> str:
@@ -157,47 +162,52 @@ def _issuer_url(value: str) -> str:
     return value
 
 
-def _audiences(value: str) -> tuple[str, ...]:
-    audiences = _parse_comma_list(value)
-    if not audiences:
-        raise ValueError("expected at least one audience")
-    return audiences
-
-
 # ----------------------------------------------------------------------------- settings
 
 
-# AUTH_MODE, read by the functions that scope by owner; absent (meaning "none") on `auth: none`
-# stages (see the module docstring).
-_AUTH_MODE_VARIABLE: Final = from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FunctionSettings:
-    """Variables every function gets."""
+    """Variables every function gets. The classes below are keyword-only, so the groups of
+    variables several functions share are declared once and combined by inheritance."""
 
     stage: str = field(metadata=from_env(env_vars.STAGE))
 
 
-@dataclass(frozen=True)
-class HttpApiSettings(FunctionSettings):
+@dataclass(frozen=True, kw_only=True)
+class _TaskTable(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
     task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
-    cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ConnectionTable(FunctionSettings):
+    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _OwnerScoped(FunctionSettings):
+    """The functions that scope by owner read AUTH_MODE; absent (meaning "none") on `auth: none`
+    stages (see the module docstring)."""
+
+    auth_mode: AuthMode = field(
+        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpApiSettings(_TaskTable, _OwnerScoped):
+    cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _items("origin")))
     cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnqueueSettings(FunctionSettings):
     task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
 
 
-@dataclass(frozen=True)
-class ProcessorSettings(FunctionSettings):
-    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
+@dataclass(frozen=True, kw_only=True)
+class ProcessorSettings(_TaskTable):
     task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
     failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _parse_float))
     # "" means "seed from the OS" (a different sequence per cold start).
@@ -208,50 +218,41 @@ class ProcessorSettings(FunctionSettings):
     backoff_cap_seconds: int = field(metadata=from_env(env_vars.BACKOFF_CAP_SECONDS, _parse_int))
 
 
-@dataclass(frozen=True)
-class DlqConsumerSettings(FunctionSettings):
-    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
+@dataclass(frozen=True, kw_only=True)
+class DlqConsumerSettings(_TaskTable):
     max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _parse_int))
 
 
-@dataclass(frozen=True)
-class NotifierSettings(FunctionSettings):
-    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+@dataclass(frozen=True, kw_only=True)
+class NotifierSettings(_ConnectionTable, _OwnerScoped):
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
-@dataclass(frozen=True)
-class WsConnectSettings(FunctionSettings):
-    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+@dataclass(frozen=True, kw_only=True)
+class WsConnectSettings(_ConnectionTable, _OwnerScoped):
     connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _parse_int))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
-@dataclass(frozen=True)
-class WsDefaultSettings(FunctionSettings):
+@dataclass(frozen=True, kw_only=True)
+class WsDefaultSettings(_TaskTable, _OwnerScoped):
     """The $default route: ping, and resume (a replay of the task changes a connection missed)."""
 
-    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
     resume_max_changes: int = field(metadata=from_env(env_vars.RESUME_MAX_CHANGES, _parse_int))
     resume_window_seconds: int = field(metadata=from_env(env_vars.RESUME_WINDOW_SECONDS, _parse_int))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
-@dataclass(frozen=True)
-class WsDisconnectSettings(FunctionSettings):
-    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+@dataclass(frozen=True, kw_only=True)
+class WsDisconnectSettings(_ConnectionTable):
+    """$disconnect: deletes the connection's row."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WsAuthorizerSettings(FunctionSettings):
     """The WebSocket $connect authorizer (stages with `auth: jwt` only)."""
 
     jwt_issuer: str = field(metadata=from_env(env_vars.JWT_ISSUER, _issuer_url))
-    jwt_audience: tuple[str, ...] = field(metadata=from_env(env_vars.JWT_AUDIENCE, _audiences))
+    jwt_audience: tuple[str, ...] = field(metadata=from_env(env_vars.JWT_AUDIENCE, _items("audience")))
 
 
 SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
