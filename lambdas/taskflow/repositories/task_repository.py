@@ -74,6 +74,7 @@ _NAMES: Final = {
     "#finishedAt": table_schema.TASKS_BY_FINISHED_SK,
 }
 _LEASE: Final = ["#leaseOwner", "#leaseExpiresAt", "#leaseState"]
+_HELD: Final = "#leaseOwner = :holder"  # the caller's message holds the lease
 
 
 class ClaimOutcome(Enum):
@@ -112,6 +113,15 @@ class DeadLettered:
     task_id: str
     retries: int
     error_message: str | None
+
+
+@dataclass(frozen=True)
+class _Write:
+    """What `_update` did: applied, with the new item; or refused, with the current item (None:
+    no such task)."""
+
+    applied: bool
+    item: dict[str, Any] | None
 
 
 class TaskRepository:
@@ -309,7 +319,7 @@ class TaskRepository:
                     TableName=self.table_name,
                     Item=serialize(item),
                     ConditionExpression="attribute_not_exists(#pk)",
-                    ExpressionAttributeNames=_names("#pk"),
+                    ExpressionAttributeNames={"#pk": table_schema.TASK_PK},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
         except ConditionFailedError as refused:
@@ -324,22 +334,21 @@ class TaskRepository:
     def retry(self, task_id: str, *, owner: str | None = None) -> Task:
         """error -> pending for a new run (run + 1, retries 0, errorMessage removed); the task
         leaves ByFinished. Raises TaskNotFoundError or InvalidTransitionError."""
-        try:
-            attributes = self._transition(
-                task_id,
-                owner,
-                RETRIED,
-                set_clauses=["#run = #run + :one", "#retries = :zero"],
-                remove=["#errorMessage", *_LEASE, "#finishedKey", "#finishedAt"],
-                values={":zero": 0},
-            )
-        except ConditionFailedError as refused:
-            if refused.item is None:
-                raise TaskNotFoundError(task_id) from None
+        write = self._update(
+            task_id,
+            owner,
+            transition=RETRIED,
+            set_clauses=["#run = #run + :one", "#retries = :zero"],
+            remove=["#errorMessage"],
+            values={":zero": 0},
+        )
+        if write.item is None:
+            raise TaskNotFoundError(task_id)
+        if not write.applied:
             raise InvalidTransitionError(
-                task_id, str(refused.item.get("status")), "retry", RETRIED.source.value
-            ) from None
-        return Task.from_item(attributes)
+                task_id, str(write.item.get("status")), "retry", RETRIED.source.value
+            )
+        return Task.from_item(write.item)
 
     def claim(
         self, task_id: str, run: int, holder: str, lease_seconds: int, *, owner: str | None = None
@@ -351,63 +360,47 @@ class TaskRepository:
         attempt or an invocation that could not complete). A live lease that is running is never
         shared, not even with another delivery of the same message: SQS can deliver one message
         twice at once (same MessageId), and both must not run the step."""
-        now = int(self._clock().timestamp())
-        try:
-            attributes = self._update(
-                task_id,
-                owner,
-                set_clauses=[
-                    "#leaseOwner = :holder",
-                    "#leaseExpiresAt = :until",
-                    "#leaseState = :running",
-                    "#version = #version + :one",
-                ],
-                condition=(
-                    "#status = :pending AND #run = :run AND (attribute_not_exists(#leaseOwner)"
-                    " OR #leaseExpiresAt < :now OR (#leaseOwner = :holder AND #leaseState <> :running))"
-                ),
-                values={
-                    ":holder": holder,
-                    ":until": now + lease_seconds,
-                    ":now": now,
-                    ":one": 1,
-                    ":pending": TaskStatus.PENDING.value,
-                    ":run": run,
-                    ":running": table_schema.LEASE_RUNNING,
-                },
-            )
-        except ConditionFailedError as refused:
-            if refused.item is None:
-                return Claim(ClaimOutcome.NOT_FOUND, None)
-            found = Task.from_item(refused.item)
-            if found.status != TaskStatus.PENDING or found.run != run:
-                return Claim(ClaimOutcome.STALE, found)
-            return Claim(ClaimOutcome.LEASED, found)
-        return Claim(ClaimOutcome.CLAIMED, Task.from_item(attributes))
+        now = self._epoch()
+        write = self._update(
+            task_id,
+            owner,
+            run=run,
+            set_clauses=["#leaseOwner = :holder", "#leaseExpiresAt = :until", "#leaseState = :running"],
+            condition=(
+                "(attribute_not_exists(#leaseOwner) OR #leaseExpiresAt < :now"
+                " OR (#leaseOwner = :holder AND #leaseState <> :running))"
+            ),
+            values={
+                ":holder": holder,
+                ":until": now + lease_seconds,
+                ":now": now,
+                ":running": table_schema.LEASE_RUNNING,
+            },
+        )
+        if write.item is None:
+            return Claim(ClaimOutcome.NOT_FOUND, None)
+        found = Task.from_item(write.item)
+        if write.applied:
+            return Claim(ClaimOutcome.CLAIMED, found)
+        if found.status != TaskStatus.PENDING or found.run != run:
+            return Claim(ClaimOutcome.STALE, found)
+        return Claim(ClaimOutcome.LEASED, found)
 
     def record_success(
         self, task_id: str, run: int, holder: str, retries: int, *, owner: str | None = None
     ) -> bool:
         """pending -> success, if `holder` still holds the lease (the task enters ByFinished).
         False: the lease was lost."""
-        try:
-            self._transition(
-                task_id,
-                owner,
-                SUCCEEDED,
-                set_clauses=["#retries = :retries", *self._finished_clauses()],
-                remove=["#errorMessage", *_LEASE],
-                values={
-                    ":retries": retries,
-                    ":run": run,
-                    ":holder": holder,
-                    ":finishedKey": self._finished_key(task_id, owner, TaskStatus.SUCCESS),
-                },
-                extra_condition="#run = :run AND #leaseOwner = :holder",
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update(
+            task_id,
+            owner,
+            transition=SUCCEEDED,
+            run=run,
+            condition=_HELD,
+            set_clauses=["#retries = :retries"],
+            remove=["#errorMessage"],
+            values={":retries": retries, ":holder": holder},
+        ).applied
 
     def release(
         self, task_id: str, run: int, holder: str, hold_seconds: int, *, owner: str | None = None
@@ -415,32 +408,19 @@ class TaskRepository:
         """`holder`'s running lease becomes released for `hold_seconds`, so its own redelivery can
         reclaim it at once (after an invocation that could not complete, e.g. a claim whose
         response was lost). False if `holder` holds no running lease on this run."""
-        now = int(self._clock().timestamp())
-        try:
-            self._update(
-                task_id,
-                owner,
-                set_clauses=[
-                    "#leaseState = :released",
-                    "#leaseExpiresAt = :hold",
-                    "#version = #version + :one",
-                ],
-                condition=(
-                    "#status = :pending AND #run = :run AND #leaseOwner = :holder AND #leaseState = :running"
-                ),
-                values={
-                    ":released": table_schema.LEASE_RELEASED,
-                    ":running": table_schema.LEASE_RUNNING,
-                    ":hold": now + hold_seconds,
-                    ":one": 1,
-                    ":pending": TaskStatus.PENDING.value,
-                    ":run": run,
-                    ":holder": holder,
-                },
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update(
+            task_id,
+            owner,
+            run=run,
+            condition=f"{_HELD} AND #leaseState = :running",
+            set_clauses=["#leaseState = :released", "#leaseExpiresAt = :hold"],
+            values={
+                ":released": table_schema.LEASE_RELEASED,
+                ":running": table_schema.LEASE_RUNNING,
+                ":hold": self._epoch() + hold_seconds,
+                ":holder": holder,
+            },
+        ).applied
 
     def record_failure(
         self,
@@ -457,106 +437,52 @@ class TaskRepository:
         holds the lease. The lease is kept for `hold_seconds` more (the backoff plus one
         invocation), so a duplicate message cannot run the step while this one backs off.
         False: the lease was lost."""
-        now = int(self._clock().timestamp())
-        try:
-            self._transition(
-                task_id,
-                owner,
-                ATTEMPT_FAILED,
-                set_clauses=[
-                    "#retries = :retries",
-                    "#errorMessage = :message",
-                    "#leaseExpiresAt = :hold",
-                    "#leaseState = :backingOff",
-                ],
-                values={
-                    ":retries": retries,
-                    ":message": error_message,
-                    ":hold": now + hold_seconds,
-                    ":backingOff": table_schema.LEASE_BACKING_OFF,
-                    ":run": run,
-                    ":holder": holder,
-                },
-                extra_condition="#run = :run AND #leaseOwner = :holder",
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update(
+            task_id,
+            owner,
+            transition=ATTEMPT_FAILED,
+            run=run,
+            condition=_HELD,
+            set_clauses=[
+                "#retries = :retries",
+                "#errorMessage = :message",
+                "#leaseExpiresAt = :hold",
+                "#leaseState = :backingOff",
+            ],
+            values={
+                ":retries": retries,
+                ":message": error_message,
+                ":hold": self._epoch() + hold_seconds,
+                ":backingOff": table_schema.LEASE_BACKING_OFF,
+                ":holder": holder,
+            },
+        ).applied
 
     def mark_dead_lettered(
         self, task_id: str, run: int, default_error: str, *, owner: str | None = None
     ) -> DeadLettered | None:
         """pending -> error for a message SQS dead-lettered, keeping the last attempt's error (the
         task enters ByFinished). None if the task is absent, finished, or in another run."""
-        try:
-            attributes = self._transition(
-                task_id,
-                owner,
-                DEAD_LETTERED,
-                set_clauses=[
-                    "#errorMessage = if_not_exists(#errorMessage, :default)",
-                    *self._finished_clauses(),
-                ],
-                remove=_LEASE,
-                values={
-                    ":default": default_error,
-                    ":run": run,
-                    ":finishedKey": self._finished_key(task_id, owner, TaskStatus.ERROR),
-                },
-                extra_condition="#run = :run",
-            )
-        except ConditionFailedError:
+        write = self._update(
+            task_id,
+            owner,
+            transition=DEAD_LETTERED,
+            run=run,
+            set_clauses=["#errorMessage = if_not_exists(#errorMessage, :default)"],
+            values={":default": default_error},
+        )
+        if not write.applied or write.item is None:
             return None
         return DeadLettered(
-            task_id=task_id,
-            retries=int(attributes["retries"]),
-            error_message=attributes.get("errorMessage"),
+            task_id=task_id, retries=int(write.item["retries"]), error_message=write.item.get("errorMessage")
         )
 
     def _shard(self, task_id: str) -> int:
         return table_schema.shard_of(task_id, self._shards)
 
-    def _finished_key(self, task_id: str, owner: str | None, status: TaskStatus) -> str:
-        return table_schema.finished_key(table_schema.scope_of(owner), status.value, self._shard(task_id))
-
-    @staticmethod
-    def _finished_clauses() -> list[str]:
-        # finishedAt is the transition's own updatedAt (:now in _transition).
-        return ["#finishedKey = :finishedKey", "#finishedAt = :now"]
-
-    def _transition(
-        self,
-        task_id: str,
-        owner: str | None,
-        transition: Transition,
-        *,
-        set_clauses: list[str],
-        values: dict[str, Any],
-        remove: list[str] | None = None,
-        extra_condition: str | None = None,
-    ) -> dict[str, Any]:
-        """`_update` applying `transition`: the condition is its source status (plus
-        `extra_condition`); status, updatedAt and version are always written."""
-        condition = "#status = :source" + (f" AND {extra_condition}" if extra_condition else "")
-        return self._update(
-            task_id,
-            owner,
-            set_clauses=[
-                "#status = :target",
-                "#updatedAt = :now",
-                "#version = #version + :one",
-                *set_clauses,
-            ],
-            remove=remove,
-            condition=condition,
-            values={
-                ":source": transition.source.value,
-                ":target": transition.target.value,
-                ":now": utc_timestamp(self._clock()),
-                ":one": 1,
-                **values,
-            },
-        )
+    def _epoch(self) -> int:
+        """Now in whole epoch seconds: the unit of leaseExpiresAt."""
+        return int(self._clock().timestamp())
 
     def _update(
         self,
@@ -564,31 +490,61 @@ class TaskRepository:
         owner: str | None,
         *,
         set_clauses: list[str],
-        condition: str,
         values: dict[str, Any],
+        transition: Transition | None = None,
+        run: int | None = None,
+        condition: str | None = None,
         remove: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """The one UpdateItem builder: a conditional update of one task, returning the new item.
-        Raises ConditionFailedError (with the current item, None if absent) if refused."""
-        expression = "SET " + ", ".join(set_clauses) + (" REMOVE " + ", ".join(remove) if remove else "")
-        used = f"{expression} {condition}"
-        with translated_errors():
-            response = self.client.update_item(
-                TableName=self.table_name,
-                Key=_key(task_id, owner),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={name: attr for name, attr in _NAMES.items() if name in used},
-                ExpressionAttributeValues=serialize(values),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        return deserialize(response["Attributes"])
+    ) -> _Write:
+        """The one UpdateItem builder: a conditional update of one task that bumps its version.
+
+        The condition: the task is in the transition's source status (pending without one), in
+        `run` when given, and `condition`. A transition also writes status and updatedAt (:now);
+        one that changes the status ends the processing lease; one into a final status enters
+        ByFinished (finishedAt = updatedAt), one out of it leaves ByFinished."""
+        source = transition.source if transition else TaskStatus.PENDING
+        conditions, sets, removes = (
+            ["#status = :source"],
+            ["#version = #version + :one", *set_clauses],
+            remove or [],
+        )
+        values = {**values, ":source": source.value, ":one": 1}
+        if run is not None:
+            conditions.append("#run = :run")
+            values[":run"] = run
+        if condition:
+            conditions.append(condition)
+        if transition is not None:
+            sets = ["#status = :target", "#updatedAt = :now", *sets]
+            values.update({":target": transition.target.value, ":now": utc_timestamp(self._clock())})
+            if transition.target != source:
+                removes = [*removes, *_LEASE]
+            if transition.target in _FINISHED:
+                sets += ["#finishedKey = :finishedKey", "#finishedAt = :now"]
+                values[":finishedKey"] = table_schema.finished_key(
+                    table_schema.scope_of(owner), transition.target.value, self._shard(task_id)
+                )
+            if source in _FINISHED:
+                removes = [*removes, "#finishedKey", "#finishedAt"]
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        condition_expression = " AND ".join(conditions)
+        used = f"{expression} {condition_expression}"
+        try:
+            with translated_errors():
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key=_key(task_id, owner),
+                    UpdateExpression=expression,
+                    ConditionExpression=condition_expression,
+                    ExpressionAttributeNames={name: attr for name, attr in _NAMES.items() if name in used},
+                    ExpressionAttributeValues=serialize(values),
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ConditionFailedError as refused:
+            return _Write(applied=False, item=refused.item)
+        return _Write(applied=True, item=deserialize(response["Attributes"]))
 
 
 def _key(task_id: str, owner: str | None) -> dict[str, Any]:
     return serialize({table_schema.TASK_PK: table_schema.task_key(task_id, owner)})
-
-
-def _names(*placeholders: str) -> dict[str, str]:
-    return {placeholder: _NAMES[placeholder] for placeholder in placeholders}
