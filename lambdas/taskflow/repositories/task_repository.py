@@ -23,6 +23,7 @@ A listing resumes at a position (a sort value and a taskId, `page_key`), checked
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -174,20 +175,23 @@ class TaskRepository:
         """Up to `limit` of `owner`'s tasks (see the module docstring), after `start_key` (a
         `page_key()` of the last task of the previous page, or a page's `resume_key`). A start key
         of another listing or owner, or a damaged one, raises InvalidCursorError."""
-        scope = table_schema.scope_of(owner)
-        listing = status.value if status is not None else _ALL
+        scope, listing = table_schema.scope_of(owner), _listing(status)
         before = None
         if start_key is not None:
             before = index_pages.checked_position(start_key, listing=listing, scope=scope)
-        if status in _FINISHED:
-            partitions = [table_schema.finished_key(scope, listing, s) for s in range(self._shards)]
-            readers = self._open(index_pages.BY_FINISHED, partitions, wanted=limit, before=before)
-            tasks = [Task.from_item(item) for item in index_pages.take(index_pages.merged(readers), limit)]
-            return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
-        partitions = [table_schema.list_key(scope, s) for s in range(self._shards)]
-        wanted = limit if status is None else max(limit, self._max_filter_evaluated)
-        readers = self._open(index_pages.BY_CREATED, partitions, wanted=wanted, before=before)
+        finished = status in _FINISHED
+        readers = index_pages.open_readers(
+            self.client,
+            self.table_name,
+            index_pages.BY_FINISHED if finished else index_pages.BY_CREATED,
+            self._partitions(scope, status),
+            wanted=limit if status is None or finished else max(limit, self._max_filter_evaluated),
+            before=before,
+        )
         entries = index_pages.merged(readers)
+        if finished:
+            tasks = [Task.from_item(item) for item in index_pages.take(entries, limit)]
+            return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
         if status is None:
             tasks = self._batch_get(index_pages.take(entries, limit))
             return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
@@ -215,17 +219,12 @@ class TaskRepository:
                 return TaskPage(tasks=found, has_more=True, resume_key=resume)
         return TaskPage(tasks=found[:limit], has_more=True)
 
-    def _open(
-        self,
-        index: index_pages.ShardedIndex,
-        partitions: list[str],
-        *,
-        wanted: int,
-        before: tuple[str, str] | None,
-    ) -> list[index_pages.ShardReader]:
-        return index_pages.open_readers(
-            self.client, self.table_name, index, partitions, wanted=wanted, before=before
-        )
+    def _partitions(self, scope: str, status: TaskStatus | None) -> list[str]:
+        """The index partitions of `scope`'s listing: ByFinished's shards for a final status,
+        ByCreated's otherwise."""
+        if status in _FINISHED:
+            return [table_schema.finished_key(scope, status.value, s) for s in range(self._shards)]
+        return [table_schema.list_key(scope, s) for s in range(self._shards)]
 
     def changes_since(self, after: str, *, owner: str | None = None, limit: int) -> list[Task] | None:
         """`owner`'s tasks created or finished after `after` (a stored timestamp), as they are now,
@@ -233,23 +232,11 @@ class TaskRepository:
         Bounded: one Query per shard of ByCreated and of ByFinished's two statuses, each for at most
         limit + 1 entries, then one BatchGetItem for the created ones not among the finished."""
         scope = table_schema.scope_of(owner)
-        shards = range(self._shards)
-        created = index_pages.entries_after(
-            self.client,
-            self.table_name,
-            index_pages.BY_CREATED,
-            [table_schema.list_key(scope, s) for s in shards],
-            after=after,
-            limit=limit,
+        read = functools.partial(
+            index_pages.entries_after, self.client, self.table_name, after=after, limit=limit
         )
-        finished = index_pages.entries_after(
-            self.client,
-            self.table_name,
-            index_pages.BY_FINISHED,
-            [table_schema.finished_key(scope, status.value, s) for status in _FINISHED for s in shards],
-            after=after,
-            limit=limit,
-        )
+        created = read(index_pages.BY_CREATED, self._partitions(scope, None))
+        finished = read(index_pages.BY_FINISHED, [p for s in _FINISHED for p in self._partitions(scope, s)])
         if created is None or finished is None:
             return None
         tasks = {task.task_id: task for task in map(Task.from_item, finished)}
@@ -288,9 +275,8 @@ class TaskRepository:
     ) -> dict[str, str]:
         """The position to resume a listing after `task` (what `list_page` takes as `start_key`)."""
         at = task.finished_at if status in _FINISHED else task.created_at
-        listing = status.value if status is not None else _ALL
         return index_pages.position(
-            at or "", task.task_id, listing=listing, scope=table_schema.scope_of(owner)
+            at or "", task.task_id, listing=_listing(status), scope=table_schema.scope_of(owner)
         )
 
     # ----------------------------------------------------------------------------- writes
@@ -544,6 +530,11 @@ class TaskRepository:
         except ConditionFailedError as refused:
             return _Write(applied=False, item=refused.item)
         return _Write(applied=True, item=deserialize(response["Attributes"]))
+
+
+def _listing(status: TaskStatus | None) -> str:
+    """The listing a position belongs to: "all", or the status filtered on."""
+    return status.value if status is not None else _ALL
 
 
 def _key(task_id: str, owner: str | None) -> dict[str, Any]:
