@@ -489,11 +489,9 @@ class TaskRepository:
         one that changes the status ends the processing lease; one into a final status enters
         ByFinished (finishedAt = updatedAt), one out of it leaves ByFinished."""
         source = transition.source if transition else TaskStatus.PENDING
-        conditions, sets, removes = (
-            ["#status = :source"],
-            ["#version = #version + :one", *set_clauses],
-            remove or [],
-        )
+        conditions = ["#status = :source"]
+        sets = ["#version = #version + :one", *set_clauses]
+        removes = remove or []
         values = {**values, ":source": source.value, ":one": 1}
         if run is not None:
             conditions.append("#run = :run")
