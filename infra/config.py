@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from taskflow.auth_contract import AUTH_JWT, AUTH_NONE, TOKEN_HEADER, AuthMode
+from taskflow.domain.backoff import SQS_MAX_VISIBILITY_SECONDS
 
 # Official Powertools for AWS Lambda (Python) layer, resolved at deploy time from the public
 # SSM parameter Powertools publishes per version. Keep equal to requirements-dev.txt.
@@ -81,7 +82,7 @@ class StageConfig(BaseModel):
     allow_fault_injection: bool = False
     max_receive_count: int = Field(default=3, ge=1, le=1000)  # the retry budget, in SQS receives
     backoff_base_seconds: int = Field(default=2, ge=0, le=900)
-    backoff_cap_seconds: int = Field(default=300, ge=0, le=43_200)  # SQS allows at most 12 h
+    backoff_cap_seconds: int = Field(default=300, ge=0, le=SQS_MAX_VISIBILITY_SECONDS)
     processor_timeout_seconds: int = Field(default=30, ge=1, le=900)
     processor_batch_size: int = Field(default=10, ge=1, le=10)
     processor_max_concurrency: int = Field(default=10, ge=2, le=1000)

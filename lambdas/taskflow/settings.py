@@ -7,6 +7,11 @@ its first invocation instead of running with a hidden default.
 
 Formats (set by infra/): booleans "true"/"false", lists comma-separated, numbers decimal strings.
 
+Settings check form and presence, not ranges: a number is a number, a list has its items, a URL is
+one. The limits of a stage value (failure rate 0..1, backoff at most 900 s, ...) are checked once,
+at synth, by the stage config (infra/config.py) that produced the variable (docs/decisions.md,
+"Ranges only at synth"); a second copy here would only drift from it.
+
 Optional variables: a few variables may be absent, and their absence has one documented meaning,
 given as the field's default (`field(default=..., metadata=from_env(..., optional=True))`). This is
 not a hidden default: a value that is present is still validated (an invalid one raises
@@ -15,8 +20,9 @@ absent means "none". infra/ sets it only on stages with `auth: jwt`, so that a s
 `auth: none` keeps exactly the template (and functions) it had before authentication existed:
 adding AUTH_MODE=none to every function would change every none stage's template and redeploy
 every function for no change in behaviour. The flip side: on a jwt stage, every function whose
-settings read AUTH_MODE (HttpApiSettings, NotifierSettings, WsConnectSettings) must get
-AUTH_MODE=jwt, since its absence there would mean "no isolation"; infra/ sets it and asserts it.
+settings read AUTH_MODE (the `_OwnerScoped` ones: HttpApiSettings, NotifierSettings,
+WsConnectSettings, WsDefaultSettings) must get AUTH_MODE=jwt, since its absence there would mean
+"no isolation"; infra/ sets it and asserts it.
 
 The classes are frozen stdlib dataclasses, each field naming its variable and its parser
 (`field(metadata=from_env(...))`), not pydantic models: most functions never build a Task model,
@@ -41,9 +47,6 @@ from taskflow.observability import metrics
 
 # Key of a field's metadata holding its Variable.
 _VARIABLE: Final = "variable"
-
-# SQS visibility timeouts are at most 12 hours.
-_MAX_BACKOFF_SECONDS: Final = 43_200
 
 
 class SettingsError(RuntimeError):
@@ -95,12 +98,8 @@ def _parse_int(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        pass
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected an integer") from None
-    if not math.isfinite(number) or not number.is_integer():
+        number = _finite(value, "expected an integer")
+    if not number.is_integer():
         raise ValueError("expected an integer")
     return int(number)
 
@@ -112,40 +111,30 @@ def _parse_optional_int(value: str) -> int | None:
     return _parse_int(value)
 
 
-def _int_between(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        number = _parse_int(value)
-        if number < low or (high is not None and number > high):
-            raise ValueError(f"must be {_range_text(low, high)}")
-        return number
+def _parse_float(value: str) -> float:
+    return _finite(value, "expected a number")
+
+
+def _finite(value: str, problem: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(problem) from None
+    if not math.isfinite(number):
+        raise ValueError(problem)
+    return number
+
+
+def _items(what: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of one `what` at least (the code that reads it takes the first)."""
+
+    def parse(value: str) -> tuple[str, ...]:
+        items = _parse_comma_list(value)
+        if not items:
+            raise ValueError(f"expected at least one {what}")
+        return items
 
     return parse
-
-
-def _float_between(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if not low <= number <= high:  # also refuses nan
-            raise ValueError(f"must be {_range_text(low, high)}")
-        return number
-
-    return parse
-
-
-def _range_text(low: float, high: float | None) -> str:
-    return f"at least {low}" if high is None else f"between {low} and {high}"
-
-
-def _origins(value: str) -> tuple[str, ...]:
-    origins = _parse_comma_list(value)
-    if not origins:
-        raise ValueError("expected at least one origin")
-    if "*" in origins:
-        raise ValueError("'*' is not allowed: list the origins explicitly")
-    return origins
 
 
 def _callback_url(value: str) -> str:
@@ -173,105 +162,97 @@ def _issuer_url(value: str) -> str:
     return value
 
 
-def _audiences(value: str) -> tuple[str, ...]:
-    audiences = _parse_comma_list(value)
-    if not audiences:
-        raise ValueError("expected at least one audience")
-    return audiences
-
-
 # ----------------------------------------------------------------------------- settings
 
 
-# AUTH_MODE, read by the functions that scope by owner; absent (meaning "none") on `auth: none`
-# stages (see the module docstring).
-_AUTH_MODE_VARIABLE: Final = from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FunctionSettings:
-    """Variables every function gets."""
+    """Variables every function gets. The classes below are keyword-only, so the groups of
+    variables several functions share are declared once and combined by inheritance."""
 
     stage: str = field(metadata=from_env(env_vars.STAGE))
 
 
-@dataclass(frozen=True)
-class HttpApiSettings(FunctionSettings):
+@dataclass(frozen=True, kw_only=True)
+class _TaskTable(FunctionSettings):
     task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
-    cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _origins))
+    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _parse_int))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ConnectionTable(FunctionSettings):
+    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _OwnerScoped(FunctionSettings):
+    """The functions that scope by owner read AUTH_MODE; absent (meaning "none") on `auth: none`
+    stages (see the module docstring)."""
+
+    auth_mode: AuthMode = field(
+        default=AUTH_NONE, metadata=from_env(env_vars.AUTH_MODE, _auth_mode, optional=True)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpApiSettings(_TaskTable, _OwnerScoped):
+    cors_origins: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_ORIGINS, _items("origin")))
     cors_headers: tuple[str, ...] = field(metadata=from_env(env_vars.CORS_HEADERS, _parse_comma_list))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnqueueSettings(FunctionSettings):
     task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
 
 
-@dataclass(frozen=True)
-class ProcessorSettings(FunctionSettings):
-    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
+@dataclass(frozen=True, kw_only=True)
+class ProcessorSettings(_TaskTable):
     task_queue_url: str = field(metadata=from_env(env_vars.TASK_QUEUE_URL))
-    failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _float_between(0.0, 1.0)))
+    failure_rate: float = field(metadata=from_env(env_vars.FAILURE_RATE, _parse_float))
     # "" means "seed from the OS" (a different sequence per cold start).
     failure_seed: int | None = field(metadata=from_env(env_vars.FAILURE_SEED, _parse_optional_int))
     allow_fault_injection: bool = field(metadata=from_env(env_vars.ALLOW_FAULT_INJECTION, _parse_bool))
-    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
-    backoff_base_seconds: int = field(
-        metadata=from_env(env_vars.BACKOFF_BASE_SECONDS, _int_between(0, _MAX_BACKOFF_SECONDS))
-    )
-    backoff_cap_seconds: int = field(
-        metadata=from_env(env_vars.BACKOFF_CAP_SECONDS, _int_between(0, _MAX_BACKOFF_SECONDS))
-    )
+    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _parse_int))
+    backoff_base_seconds: int = field(metadata=from_env(env_vars.BACKOFF_BASE_SECONDS, _parse_int))
+    backoff_cap_seconds: int = field(metadata=from_env(env_vars.BACKOFF_CAP_SECONDS, _parse_int))
 
 
-@dataclass(frozen=True)
-class DlqConsumerSettings(FunctionSettings):
-    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
-    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _int_between(1)))
+@dataclass(frozen=True, kw_only=True)
+class DlqConsumerSettings(_TaskTable):
+    max_receive_count: int = field(metadata=from_env(env_vars.MAX_RECEIVE_COUNT, _parse_int))
 
 
-@dataclass(frozen=True)
-class NotifierSettings(FunctionSettings):
-    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+@dataclass(frozen=True, kw_only=True)
+class NotifierSettings(_ConnectionTable, _OwnerScoped):
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
 
 
-@dataclass(frozen=True)
-class WsConnectSettings(FunctionSettings):
-    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
-    connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _int_between(60)))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
+@dataclass(frozen=True, kw_only=True)
+class WsConnectSettings(_ConnectionTable, _OwnerScoped):
+    connection_ttl_seconds: int = field(metadata=from_env(env_vars.CONNECTION_TTL_SECONDS, _parse_int))
 
 
-@dataclass(frozen=True)
-class WsDefaultSettings(FunctionSettings):
+@dataclass(frozen=True, kw_only=True)
+class WsDefaultSettings(_TaskTable, _OwnerScoped):
     """The $default route: ping, and resume (a replay of the task changes a connection missed)."""
 
-    task_table_name: str = field(metadata=from_env(env_vars.TASK_TABLE_NAME))
-    task_list_shards: int = field(metadata=from_env(env_vars.TASK_LIST_SHARDS, _int_between(1)))
     websocket_callback_url: str = field(metadata=from_env(env_vars.WEBSOCKET_CALLBACK_URL, _callback_url))
-    resume_max_changes: int = field(metadata=from_env(env_vars.RESUME_MAX_CHANGES, _int_between(1)))
-    resume_window_seconds: int = field(metadata=from_env(env_vars.RESUME_WINDOW_SECONDS, _int_between(1)))
-    auth_mode: AuthMode = field(default=AUTH_NONE, metadata=_AUTH_MODE_VARIABLE)
+    resume_max_changes: int = field(metadata=from_env(env_vars.RESUME_MAX_CHANGES, _parse_int))
+    resume_window_seconds: int = field(metadata=from_env(env_vars.RESUME_WINDOW_SECONDS, _parse_int))
 
 
-@dataclass(frozen=True)
-class WsDisconnectSettings(FunctionSettings):
-    connection_table_name: str = field(metadata=from_env(env_vars.CONNECTION_TABLE_NAME))
+@dataclass(frozen=True, kw_only=True)
+class WsDisconnectSettings(_ConnectionTable):
+    """$disconnect: deletes the connection's row."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WsAuthorizerSettings(FunctionSettings):
     """The WebSocket $connect authorizer (stages with `auth: jwt` only)."""
 
     jwt_issuer: str = field(metadata=from_env(env_vars.JWT_ISSUER, _issuer_url))
-    jwt_audience: tuple[str, ...] = field(metadata=from_env(env_vars.JWT_AUDIENCE, _audiences))
+    jwt_audience: tuple[str, ...] = field(metadata=from_env(env_vars.JWT_AUDIENCE, _items("audience")))
 
 
 SettingsT = TypeVar("SettingsT", bound=FunctionSettings)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
-from template_queries import cdk_json_stages
+from template_queries import REPO_ROOT, cdk_json_stages
 
 from infra.config import StageConfigError, load_stages
 from taskflow.domain.backoff import retry_delay_seconds
@@ -73,6 +74,33 @@ def test_misspelled_setting_is_rejected_by_name():
 def test_out_of_range_batch_size_is_rejected():
     with pytest.raises(StageConfigError, match="processor_batch_size"):
         load_stages({"dev": {"processor_batch_size": 11}})
+
+
+# The stage values the functions read as numbers: the stage config is the one place that checks
+# their ranges (the functions' settings check only that a number is a number).
+@pytest.mark.parametrize(
+    ("setting", "value", "limit"),
+    [
+        ("backoff_base_seconds", 901, "less than or equal to 900"),
+        ("backoff_base_seconds", -1, "greater than or equal to 0"),
+        ("backoff_cap_seconds", 43_201, "less than or equal to 43200"),
+        ("failure_rate", 1.5, "less than or equal to 1"),
+        ("max_receive_count", 0, "greater than or equal to 1"),
+        ("task_list_shards", 0, "greater than or equal to 1"),
+        ("connection_ttl_seconds", 59, "greater than or equal to 60"),
+        ("resume_max_changes", 0, "greater than or equal to 1"),
+        ("resume_window_seconds", 59, "greater than or equal to 60"),
+    ],
+)
+def test_a_function_setting_out_of_range_fails_synth_naming_it(setting, value, limit):
+    # Given cdk.json's dev stage with one value out of its range: synth (app.py) loads the stages
+    # with load_stages before it builds any stack.
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["stages"]
+    context["dev"][setting] = value
+
+    expected = rf"stage 'dev' is invalid: {setting}: Input should be {limit}"
+    with pytest.raises(StageConfigError, match=expected):
+        load_stages(context)
 
 
 @pytest.mark.parametrize("context", [None, {}, ["dev"]])

@@ -43,7 +43,8 @@ BY_FINISHED: Final = ShardedIndex(
 
 
 class ShardReader:
-    """One index partition, read newest first a page at a time, strictly before a position."""
+    """One index partition, read a page at a time: newest first strictly before a position, or
+    (with `after`) oldest first after a sort value. The one place that Queries an index."""
 
     def __init__(
         self,
@@ -53,7 +54,8 @@ class ShardReader:
         partition: str,
         *,
         page_size: int,
-        before: tuple[str, str] | None,
+        before: tuple[str, str] | None = None,
+        after: str | None = None,
     ) -> None:
         self._client = client
         self._sort = index.sort
@@ -64,17 +66,21 @@ class ShardReader:
         if before is not None:
             names["#s"], values[":at"] = index.sort, before[0]
             condition += " AND #s <= :at"
+        if after is not None:
+            names["#s"], values[":after"] = index.sort, after
+            condition += " AND #s > :after"
         self._query: dict[str, Any] = {
             "TableName": table_name,
             "IndexName": index.name,
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": serialize(values),
-            "ScanIndexForward": False,
             "Limit": page_size,
         }
+        if after is None:
+            self._query["ScanIndexForward"] = False
         self._buffer: deque[dict[str, Any]] = deque()
-        self._more = True  # the partition may hold entries after those read
+        self.more = True  # the partition may hold entries after those read
 
     def fetch(self) -> None:
         """Read the partition's next page into the buffer."""
@@ -85,13 +91,13 @@ class ShardReader:
             # The key condition is `sort <= at`: drop the position's own entry and its ties before it.
             if self._before is None or (entry[self._sort], task_id_of(entry)) < self._before:
                 self._buffer.append(entry)
-        self._more = bool(response.get("LastEvaluatedKey"))
-        if self._more:
+        self.more = bool(response.get("LastEvaluatedKey"))
+        if self.more:
             self._query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def peek(self) -> tuple[str, str] | None:
         """(sort value, taskId) of the next entry, reading on as needed; None when done."""
-        while not self._buffer and self._more:
+        while not self._buffer and self.more:
             self.fetch()
         return (self._buffer[0][self._sort], task_id_of(self._buffer[0])) if self._buffer else None
 
@@ -99,9 +105,14 @@ class ShardReader:
         return self._buffer.popleft()
 
     @property
+    def buffered(self) -> list[dict[str, Any]]:
+        """The entries read and not taken yet."""
+        return list(self._buffer)
+
+    @property
     def left(self) -> bool:
         """The partition may hold entries not taken yet."""
-        return bool(self._buffer) or self._more
+        return bool(self._buffer) or self.more
 
 
 def open_readers(
@@ -115,10 +126,16 @@ def open_readers(
 ) -> list[ShardReader]:
     """A reader per partition, each with its first page read (in parallel) for `wanted` entries."""
     size = page_size(wanted, len(partitions))
-    readers = [
-        ShardReader(client, table_name, index, partition, page_size=size, before=before)
-        for partition in partitions
-    ]
+    return _first_pages(
+        [
+            ShardReader(client, table_name, index, partition, page_size=size, before=before)
+            for partition in partitions
+        ]
+    )
+
+
+def _first_pages(readers: list[ShardReader]) -> list[ShardReader]:
+    """The readers, each with its first page read: one Query per partition, in parallel."""
     if len(readers) == 1:
         readers[0].fetch()
         return readers
@@ -186,27 +203,14 @@ def entries_after(
     """Every entry of the partitions whose sort value is after `after`, oldest first; None when
     there are more than `limit` of them (one Query per partition, in parallel, each asked for
     limit + 1: the read is bounded whatever the gap holds)."""
-
-    def query(partition: str) -> tuple[list[dict[str, Any]], bool]:
-        with translated_errors():
-            response = client.query(
-                TableName=table_name,
-                IndexName=index.name,
-                KeyConditionExpression="#p = :p AND #s > :after",
-                ExpressionAttributeNames={"#p": index.partition, "#s": index.sort},
-                ExpressionAttributeValues=serialize({":p": partition, ":after": after}),
-                Limit=limit + 1,
-            )
-        # A LastEvaluatedKey means more than fit in this page (Limit, or 1 MB): too many either way.
-        return [deserialize(item) for item in response.get("Items", [])], bool(
-            response.get("LastEvaluatedKey")
-        )
-
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only listings use threads
-
-    with ThreadPoolExecutor(max_workers=len(partitions)) as pool:
-        pages = list(pool.map(query, partitions))
-    entries = [entry for items, _ in pages for entry in items]
-    if any(more for _, more in pages) or len(entries) > limit:
+    readers = _first_pages(
+        [
+            ShardReader(client, table_name, index, partition, page_size=limit + 1, after=after)
+            for partition in partitions
+        ]
+    )
+    entries = [entry for reader in readers for entry in reader.buffered]
+    # A partition with more to read held more than fit in its page (Limit, or 1 MB): too many either way.
+    if any(reader.more for reader in readers) or len(entries) > limit:
         return None
     return sorted(entries, key=lambda entry: (entry[index.sort], task_id_of(entry)))

@@ -23,10 +23,11 @@ A listing resumes at a position (a sort value and a taskId, `page_key`), checked
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from taskflow import table_schema
 from taskflow.clients import aws
@@ -74,6 +75,7 @@ _NAMES: Final = {
     "#finishedAt": table_schema.TASKS_BY_FINISHED_SK,
 }
 _LEASE: Final = ["#leaseOwner", "#leaseExpiresAt", "#leaseState"]
+_HELD: Final = "#leaseOwner = :holder"  # the caller's message holds the lease
 
 
 class ClaimOutcome(Enum):
@@ -112,6 +114,14 @@ class DeadLettered:
     task_id: str
     retries: int
     error_message: str | None
+
+
+class _Write(NamedTuple):
+    """What `_update` did: applied, with the new item; or refused, with the current item (None:
+    no such task). A NamedTuple: about a tenth of a dataclass's cost at import (cold start)."""
+
+    applied: bool
+    item: dict[str, Any] | None
 
 
 class TaskRepository:
@@ -164,20 +174,23 @@ class TaskRepository:
         """Up to `limit` of `owner`'s tasks (see the module docstring), after `start_key` (a
         `page_key()` of the last task of the previous page, or a page's `resume_key`). A start key
         of another listing or owner, or a damaged one, raises InvalidCursorError."""
-        scope = table_schema.scope_of(owner)
-        listing = status.value if status is not None else _ALL
+        scope, listing = table_schema.scope_of(owner), _listing(status)
         before = None
         if start_key is not None:
             before = index_pages.checked_position(start_key, listing=listing, scope=scope)
-        if status in _FINISHED:
-            partitions = [table_schema.finished_key(scope, listing, s) for s in range(self._shards)]
-            readers = self._open(index_pages.BY_FINISHED, partitions, wanted=limit, before=before)
-            tasks = [Task.from_item(item) for item in index_pages.take(index_pages.merged(readers), limit)]
-            return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
-        partitions = [table_schema.list_key(scope, s) for s in range(self._shards)]
-        wanted = limit if status is None else max(limit, self._max_filter_evaluated)
-        readers = self._open(index_pages.BY_CREATED, partitions, wanted=wanted, before=before)
+        finished = status in _FINISHED
+        readers = index_pages.open_readers(
+            self.client,
+            self.table_name,
+            index_pages.BY_FINISHED if finished else index_pages.BY_CREATED,
+            self._partitions(scope, status),
+            wanted=limit if status is None or finished else max(limit, self._max_filter_evaluated),
+            before=before,
+        )
         entries = index_pages.merged(readers)
+        if finished:
+            tasks = [Task.from_item(item) for item in index_pages.take(entries, limit)]
+            return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
         if status is None:
             tasks = self._batch_get(index_pages.take(entries, limit))
             return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
@@ -205,17 +218,12 @@ class TaskRepository:
                 return TaskPage(tasks=found, has_more=True, resume_key=resume)
         return TaskPage(tasks=found[:limit], has_more=True)
 
-    def _open(
-        self,
-        index: index_pages.ShardedIndex,
-        partitions: list[str],
-        *,
-        wanted: int,
-        before: tuple[str, str] | None,
-    ) -> list[index_pages.ShardReader]:
-        return index_pages.open_readers(
-            self.client, self.table_name, index, partitions, wanted=wanted, before=before
-        )
+    def _partitions(self, scope: str, status: TaskStatus | None) -> list[str]:
+        """The index partitions of `scope`'s listing: ByFinished's shards for a final status,
+        ByCreated's otherwise."""
+        if status in _FINISHED:
+            return [table_schema.finished_key(scope, status.value, s) for s in range(self._shards)]
+        return [table_schema.list_key(scope, s) for s in range(self._shards)]
 
     def changes_since(self, after: str, *, owner: str | None = None, limit: int) -> list[Task] | None:
         """`owner`'s tasks created or finished after `after` (a stored timestamp), as they are now,
@@ -223,23 +231,11 @@ class TaskRepository:
         Bounded: one Query per shard of ByCreated and of ByFinished's two statuses, each for at most
         limit + 1 entries, then one BatchGetItem for the created ones not among the finished."""
         scope = table_schema.scope_of(owner)
-        shards = range(self._shards)
-        created = index_pages.entries_after(
-            self.client,
-            self.table_name,
-            index_pages.BY_CREATED,
-            [table_schema.list_key(scope, s) for s in shards],
-            after=after,
-            limit=limit,
+        read = functools.partial(
+            index_pages.entries_after, self.client, self.table_name, after=after, limit=limit
         )
-        finished = index_pages.entries_after(
-            self.client,
-            self.table_name,
-            index_pages.BY_FINISHED,
-            [table_schema.finished_key(scope, status.value, s) for status in _FINISHED for s in shards],
-            after=after,
-            limit=limit,
-        )
+        created = read(index_pages.BY_CREATED, self._partitions(scope, None))
+        finished = read(index_pages.BY_FINISHED, [p for s in _FINISHED for p in self._partitions(scope, s)])
         if created is None or finished is None:
             return None
         tasks = {task.task_id: task for task in map(Task.from_item, finished)}
@@ -278,9 +274,8 @@ class TaskRepository:
     ) -> dict[str, str]:
         """The position to resume a listing after `task` (what `list_page` takes as `start_key`)."""
         at = task.finished_at if status in _FINISHED else task.created_at
-        listing = status.value if status is not None else _ALL
         return index_pages.position(
-            at or "", task.task_id, listing=listing, scope=table_schema.scope_of(owner)
+            at or "", task.task_id, listing=_listing(status), scope=table_schema.scope_of(owner)
         )
 
     # ----------------------------------------------------------------------------- writes
@@ -309,7 +304,7 @@ class TaskRepository:
                     TableName=self.table_name,
                     Item=serialize(item),
                     ConditionExpression="attribute_not_exists(#pk)",
-                    ExpressionAttributeNames=_names("#pk"),
+                    ExpressionAttributeNames={"#pk": table_schema.TASK_PK},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
         except ConditionFailedError as refused:
@@ -324,22 +319,21 @@ class TaskRepository:
     def retry(self, task_id: str, *, owner: str | None = None) -> Task:
         """error -> pending for a new run (run + 1, retries 0, errorMessage removed); the task
         leaves ByFinished. Raises TaskNotFoundError or InvalidTransitionError."""
-        try:
-            attributes = self._transition(
-                task_id,
-                owner,
-                RETRIED,
-                set_clauses=["#run = #run + :one", "#retries = :zero"],
-                remove=["#errorMessage", *_LEASE, "#finishedKey", "#finishedAt"],
-                values={":zero": 0},
-            )
-        except ConditionFailedError as refused:
-            if refused.item is None:
-                raise TaskNotFoundError(task_id) from None
+        write = self._update(
+            task_id,
+            owner,
+            transition=RETRIED,
+            set_clauses=["#run = #run + :one", "#retries = :zero"],
+            remove=["#errorMessage"],
+            values={":zero": 0},
+        )
+        if write.item is None:
+            raise TaskNotFoundError(task_id)
+        if not write.applied:
             raise InvalidTransitionError(
-                task_id, str(refused.item.get("status")), "retry", RETRIED.source.value
-            ) from None
-        return Task.from_item(attributes)
+                task_id, str(write.item.get("status")), "retry", RETRIED.source.value
+            )
+        return Task.from_item(write.item)
 
     def claim(
         self, task_id: str, run: int, holder: str, lease_seconds: int, *, owner: str | None = None
@@ -351,63 +345,47 @@ class TaskRepository:
         attempt or an invocation that could not complete). A live lease that is running is never
         shared, not even with another delivery of the same message: SQS can deliver one message
         twice at once (same MessageId), and both must not run the step."""
-        now = int(self._clock().timestamp())
-        try:
-            attributes = self._update(
-                task_id,
-                owner,
-                set_clauses=[
-                    "#leaseOwner = :holder",
-                    "#leaseExpiresAt = :until",
-                    "#leaseState = :running",
-                    "#version = #version + :one",
-                ],
-                condition=(
-                    "#status = :pending AND #run = :run AND (attribute_not_exists(#leaseOwner)"
-                    " OR #leaseExpiresAt < :now OR (#leaseOwner = :holder AND #leaseState <> :running))"
-                ),
-                values={
-                    ":holder": holder,
-                    ":until": now + lease_seconds,
-                    ":now": now,
-                    ":one": 1,
-                    ":pending": TaskStatus.PENDING.value,
-                    ":run": run,
-                    ":running": table_schema.LEASE_RUNNING,
-                },
-            )
-        except ConditionFailedError as refused:
-            if refused.item is None:
-                return Claim(ClaimOutcome.NOT_FOUND, None)
-            found = Task.from_item(refused.item)
-            if found.status != TaskStatus.PENDING or found.run != run:
-                return Claim(ClaimOutcome.STALE, found)
-            return Claim(ClaimOutcome.LEASED, found)
-        return Claim(ClaimOutcome.CLAIMED, Task.from_item(attributes))
+        now = self._epoch()
+        write = self._update(
+            task_id,
+            owner,
+            run=run,
+            set_clauses=["#leaseOwner = :holder", "#leaseExpiresAt = :until", "#leaseState = :running"],
+            condition=(
+                "(attribute_not_exists(#leaseOwner) OR #leaseExpiresAt < :now"
+                " OR (#leaseOwner = :holder AND #leaseState <> :running))"
+            ),
+            values={
+                ":holder": holder,
+                ":until": now + lease_seconds,
+                ":now": now,
+                ":running": table_schema.LEASE_RUNNING,
+            },
+        )
+        if write.item is None:
+            return Claim(ClaimOutcome.NOT_FOUND, None)
+        found = Task.from_item(write.item)
+        if write.applied:
+            return Claim(ClaimOutcome.CLAIMED, found)
+        if found.status != TaskStatus.PENDING or found.run != run:
+            return Claim(ClaimOutcome.STALE, found)
+        return Claim(ClaimOutcome.LEASED, found)
 
     def record_success(
         self, task_id: str, run: int, holder: str, retries: int, *, owner: str | None = None
     ) -> bool:
         """pending -> success, if `holder` still holds the lease (the task enters ByFinished).
         False: the lease was lost."""
-        try:
-            self._transition(
-                task_id,
-                owner,
-                SUCCEEDED,
-                set_clauses=["#retries = :retries", *self._finished_clauses()],
-                remove=["#errorMessage", *_LEASE],
-                values={
-                    ":retries": retries,
-                    ":run": run,
-                    ":holder": holder,
-                    ":finishedKey": self._finished_key(task_id, owner, TaskStatus.SUCCESS),
-                },
-                extra_condition="#run = :run AND #leaseOwner = :holder",
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update(
+            task_id,
+            owner,
+            transition=SUCCEEDED,
+            run=run,
+            condition=_HELD,
+            set_clauses=["#retries = :retries"],
+            remove=["#errorMessage"],
+            values={":retries": retries, ":holder": holder},
+        ).applied
 
     def release(
         self, task_id: str, run: int, holder: str, hold_seconds: int, *, owner: str | None = None
@@ -415,32 +393,19 @@ class TaskRepository:
         """`holder`'s running lease becomes released for `hold_seconds`, so its own redelivery can
         reclaim it at once (after an invocation that could not complete, e.g. a claim whose
         response was lost). False if `holder` holds no running lease on this run."""
-        now = int(self._clock().timestamp())
-        try:
-            self._update(
-                task_id,
-                owner,
-                set_clauses=[
-                    "#leaseState = :released",
-                    "#leaseExpiresAt = :hold",
-                    "#version = #version + :one",
-                ],
-                condition=(
-                    "#status = :pending AND #run = :run AND #leaseOwner = :holder AND #leaseState = :running"
-                ),
-                values={
-                    ":released": table_schema.LEASE_RELEASED,
-                    ":running": table_schema.LEASE_RUNNING,
-                    ":hold": now + hold_seconds,
-                    ":one": 1,
-                    ":pending": TaskStatus.PENDING.value,
-                    ":run": run,
-                    ":holder": holder,
-                },
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update(
+            task_id,
+            owner,
+            run=run,
+            condition=f"{_HELD} AND #leaseState = :running",
+            set_clauses=["#leaseState = :released", "#leaseExpiresAt = :hold"],
+            values={
+                ":released": table_schema.LEASE_RELEASED,
+                ":running": table_schema.LEASE_RUNNING,
+                ":hold": self._epoch() + hold_seconds,
+                ":holder": holder,
+            },
+        ).applied
 
     def record_failure(
         self,
@@ -457,106 +422,52 @@ class TaskRepository:
         holds the lease. The lease is kept for `hold_seconds` more (the backoff plus one
         invocation), so a duplicate message cannot run the step while this one backs off.
         False: the lease was lost."""
-        now = int(self._clock().timestamp())
-        try:
-            self._transition(
-                task_id,
-                owner,
-                ATTEMPT_FAILED,
-                set_clauses=[
-                    "#retries = :retries",
-                    "#errorMessage = :message",
-                    "#leaseExpiresAt = :hold",
-                    "#leaseState = :backingOff",
-                ],
-                values={
-                    ":retries": retries,
-                    ":message": error_message,
-                    ":hold": now + hold_seconds,
-                    ":backingOff": table_schema.LEASE_BACKING_OFF,
-                    ":run": run,
-                    ":holder": holder,
-                },
-                extra_condition="#run = :run AND #leaseOwner = :holder",
-            )
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update(
+            task_id,
+            owner,
+            transition=ATTEMPT_FAILED,
+            run=run,
+            condition=_HELD,
+            set_clauses=[
+                "#retries = :retries",
+                "#errorMessage = :message",
+                "#leaseExpiresAt = :hold",
+                "#leaseState = :backingOff",
+            ],
+            values={
+                ":retries": retries,
+                ":message": error_message,
+                ":hold": self._epoch() + hold_seconds,
+                ":backingOff": table_schema.LEASE_BACKING_OFF,
+                ":holder": holder,
+            },
+        ).applied
 
     def mark_dead_lettered(
         self, task_id: str, run: int, default_error: str, *, owner: str | None = None
     ) -> DeadLettered | None:
         """pending -> error for a message SQS dead-lettered, keeping the last attempt's error (the
         task enters ByFinished). None if the task is absent, finished, or in another run."""
-        try:
-            attributes = self._transition(
-                task_id,
-                owner,
-                DEAD_LETTERED,
-                set_clauses=[
-                    "#errorMessage = if_not_exists(#errorMessage, :default)",
-                    *self._finished_clauses(),
-                ],
-                remove=_LEASE,
-                values={
-                    ":default": default_error,
-                    ":run": run,
-                    ":finishedKey": self._finished_key(task_id, owner, TaskStatus.ERROR),
-                },
-                extra_condition="#run = :run",
-            )
-        except ConditionFailedError:
+        write = self._update(
+            task_id,
+            owner,
+            transition=DEAD_LETTERED,
+            run=run,
+            set_clauses=["#errorMessage = if_not_exists(#errorMessage, :default)"],
+            values={":default": default_error},
+        )
+        if not write.applied or write.item is None:
             return None
         return DeadLettered(
-            task_id=task_id,
-            retries=int(attributes["retries"]),
-            error_message=attributes.get("errorMessage"),
+            task_id=task_id, retries=int(write.item["retries"]), error_message=write.item.get("errorMessage")
         )
 
     def _shard(self, task_id: str) -> int:
         return table_schema.shard_of(task_id, self._shards)
 
-    def _finished_key(self, task_id: str, owner: str | None, status: TaskStatus) -> str:
-        return table_schema.finished_key(table_schema.scope_of(owner), status.value, self._shard(task_id))
-
-    @staticmethod
-    def _finished_clauses() -> list[str]:
-        # finishedAt is the transition's own updatedAt (:now in _transition).
-        return ["#finishedKey = :finishedKey", "#finishedAt = :now"]
-
-    def _transition(
-        self,
-        task_id: str,
-        owner: str | None,
-        transition: Transition,
-        *,
-        set_clauses: list[str],
-        values: dict[str, Any],
-        remove: list[str] | None = None,
-        extra_condition: str | None = None,
-    ) -> dict[str, Any]:
-        """`_update` applying `transition`: the condition is its source status (plus
-        `extra_condition`); status, updatedAt and version are always written."""
-        condition = "#status = :source" + (f" AND {extra_condition}" if extra_condition else "")
-        return self._update(
-            task_id,
-            owner,
-            set_clauses=[
-                "#status = :target",
-                "#updatedAt = :now",
-                "#version = #version + :one",
-                *set_clauses,
-            ],
-            remove=remove,
-            condition=condition,
-            values={
-                ":source": transition.source.value,
-                ":target": transition.target.value,
-                ":now": utc_timestamp(self._clock()),
-                ":one": 1,
-                **values,
-            },
-        )
+    def _epoch(self) -> int:
+        """Now in whole epoch seconds: the unit of leaseExpiresAt."""
+        return int(self._clock().timestamp())
 
     def _update(
         self,
@@ -564,31 +475,64 @@ class TaskRepository:
         owner: str | None,
         *,
         set_clauses: list[str],
-        condition: str,
         values: dict[str, Any],
+        transition: Transition | None = None,
+        run: int | None = None,
+        condition: str | None = None,
         remove: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """The one UpdateItem builder: a conditional update of one task, returning the new item.
-        Raises ConditionFailedError (with the current item, None if absent) if refused."""
-        expression = "SET " + ", ".join(set_clauses) + (" REMOVE " + ", ".join(remove) if remove else "")
-        used = f"{expression} {condition}"
-        with translated_errors():
-            response = self.client.update_item(
-                TableName=self.table_name,
-                Key=_key(task_id, owner),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={name: attr for name, attr in _NAMES.items() if name in used},
-                ExpressionAttributeValues=serialize(values),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        return deserialize(response["Attributes"])
+    ) -> _Write:
+        """The one UpdateItem builder: a conditional update of one task that bumps its version.
+
+        The condition: the task is in the transition's source status (pending without one), in
+        `run` when given, and `condition`. A transition also writes status and updatedAt (:now);
+        one that changes the status ends the processing lease; one into a final status enters
+        ByFinished (finishedAt = updatedAt), one out of it leaves ByFinished."""
+        source = transition.source if transition else TaskStatus.PENDING
+        conditions = ["#status = :source"]
+        sets = ["#version = #version + :one", *set_clauses]
+        removes = remove or []
+        values = {**values, ":source": source.value, ":one": 1}
+        if run is not None:
+            conditions.append("#run = :run")
+            values[":run"] = run
+        if condition:
+            conditions.append(condition)
+        if transition is not None:
+            sets = ["#status = :target", "#updatedAt = :now", *sets]
+            values.update({":target": transition.target.value, ":now": utc_timestamp(self._clock())})
+            if transition.target != source:
+                removes = [*removes, *_LEASE]
+            if transition.target in _FINISHED:
+                sets += ["#finishedKey = :finishedKey", "#finishedAt = :now"]
+                values[":finishedKey"] = table_schema.finished_key(
+                    table_schema.scope_of(owner), transition.target.value, self._shard(task_id)
+                )
+            if source in _FINISHED:
+                removes = [*removes, "#finishedKey", "#finishedAt"]
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        condition_expression = " AND ".join(conditions)
+        used = f"{expression} {condition_expression}"
+        try:
+            with translated_errors():
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key=_key(task_id, owner),
+                    UpdateExpression=expression,
+                    ConditionExpression=condition_expression,
+                    ExpressionAttributeNames={name: attr for name, attr in _NAMES.items() if name in used},
+                    ExpressionAttributeValues=serialize(values),
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ConditionFailedError as refused:
+            return _Write(applied=False, item=refused.item)
+        return _Write(applied=True, item=deserialize(response["Attributes"]))
+
+
+def _listing(status: TaskStatus | None) -> str:
+    """The listing a position belongs to: "all", or the status filtered on."""
+    return status.value if status is not None else _ALL
 
 
 def _key(task_id: str, owner: str | None) -> dict[str, Any]:
     return serialize({table_schema.TASK_PK: table_schema.task_key(task_id, owner)})
-
-
-def _names(*placeholders: str) -> dict[str, str]:
-    return {placeholder: _NAMES[placeholder] for placeholder in placeholders}
