@@ -15,7 +15,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Capture, Match, Matcher, Template
 
 from infra.config import StageConfig, load_stages
 from infra.stack import TaskBackendStack, stack_name_for
@@ -258,3 +258,29 @@ def has_environment(template: Template, construct_id: str, variables: dict[str, 
         "AWS::Lambda::Function",
         {"Handler": ALL_HANDLERS[construct_id], "Environment": {"Variables": Match.object_like(variables)}},
     )
+
+
+def has_api_stage(template: Template, api_id: str, stage_properties: dict[str, Any]) -> None:
+    """Assert the API has a stage with these properties."""
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {"ApiId": ref(api_id), **stage_properties})
+
+
+def throttling(rate: int, burst: int) -> Matcher:
+    """An API stage's DefaultRouteSettings: exactly this throttling, nothing else."""
+    return Match.object_equals({"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst})
+
+
+def has_json_access_logs(template: Template, api_id: str, fields: dict[str, str]) -> None:
+    """Assert the API's stage writes JSON access logs with these fields to a log group of the stack."""
+    log_group = Capture()
+    has_api_stage(
+        template,
+        api_id,
+        {
+            "AccessLogSettings": {
+                "DestinationArn": {"Fn::GetAtt": [log_group, "Arn"]},
+                "Format": Match.serialized_json(Match.object_like(fields)),
+            }
+        },
+    )
+    assert log_group.as_string() in template.find_resources("AWS::Logs::LogGroup")

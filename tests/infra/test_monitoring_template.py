@@ -57,6 +57,17 @@ def _math_metrics(alarm: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]
     return expression, {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
 
 
+def _metric_stat(
+    namespace: str, metric_name: str, dimensions: list[dict[str, Any]], stat: str, period: int
+) -> dict[str, Any]:
+    """A MetricStat of a metric math alarm, as the template declares it."""
+    return {
+        "Metric": {"Namespace": namespace, "MetricName": metric_name, "Dimensions": dimensions},
+        "Stat": stat,
+        "Period": period,
+    }
+
+
 def test_handlers_emit_the_metrics_the_dashboard_and_alarms_read():
     assert set(TASK_METRICS) | set(NOTIFICATION_METRICS) | set(AUTH_METRICS) == {
         name.value for name in MetricName
@@ -101,15 +112,12 @@ def test_dlq_alarm_fires_when_messages_stay_in_the_dlq_for_five_minutes(variant)
     alarm = _alarms(template)["DeadLetterQueueNotDrained"]
     expression, metrics = _math_metrics(alarm)
 
+    dlq = [{"Name": "QueueName", "Value": arn(ids.dlq, "QueueName")}]
     assert expression == "visible + inFlight"
-    assert {metric_id: stat["Metric"]["MetricName"] for metric_id, stat in metrics.items()} == {
-        "visible": "ApproximateNumberOfMessagesVisible",
-        "inFlight": "ApproximateNumberOfMessagesNotVisible",
+    assert metrics == {
+        "visible": _metric_stat("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq, "Maximum", 60),
+        "inFlight": _metric_stat("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", dlq, "Maximum", 60),
     }
-    for stat in metrics.values():
-        assert stat["Metric"]["Namespace"] == "AWS/SQS"
-        assert stat["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": arn(ids.dlq, "QueueName")}]
-        assert (stat["Stat"], stat["Period"]) == ("Maximum", 60)
     assert alarm["Threshold"] == 0
     assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 5
 
@@ -202,15 +210,12 @@ def test_http_5xx_alarm_is_a_share_of_this_apis_requests(variant):
     alarm = _alarms(template)["HttpApi5xxRate"]
     expression, metrics = _math_metrics(alarm)
 
+    api = [{"Name": "ApiId", "Value": ref(ids.http_api)}]
     assert expression == "100 * FILL(errors, 0) / requests"
-    assert {metric_id: stat["Metric"]["MetricName"] for metric_id, stat in metrics.items()} == {
-        "errors": "5xx",
-        "requests": "Count",
+    assert metrics == {
+        "errors": _metric_stat("AWS/ApiGateway", "5xx", api, "Sum", 300),
+        "requests": _metric_stat("AWS/ApiGateway", "Count", api, "Sum", 300),
     }
-    for stat in metrics.values():
-        assert stat["Metric"]["Namespace"] == "AWS/ApiGateway"
-        assert stat["Metric"]["Dimensions"] == [{"Name": "ApiId", "Value": ref(ids.http_api)}]
-        assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
     assert alarm["Threshold"] == stage.http_5xx_alarm_percent
 
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk.assertions import Capture, Match
+from aws_cdk.assertions import Match
 from template_queries import (
     function_id,
     function_ids,
+    has_api_stage,
     has_environment,
+    has_json_access_logs,
     integration_target,
     on_variants,
     ref,
-    resources,
     routes,
+    throttling,
 )
 
 API = "AWS::ApiGatewayV2::Api"
 ROUTE = "AWS::ApiGatewayV2::Route"
-STAGE = "AWS::ApiGatewayV2::Stage"
 LOG_GROUP = "AWS::Logs::LogGroup"
 ROUTE_FUNCTIONS = {
     "$connect": "WsConnectFunction",
@@ -74,47 +75,31 @@ def test_only_the_default_route_sends_the_handler_body_back(variant):
     ("variant", "rate", "burst"), [("dev", 50, 100), ("prod", 200, 400)], indirect=["variant"]
 )
 def test_stage_is_named_after_the_stage_auto_deploys_and_throttles(variant, rate, burst):
-    variant.template.has_resource_properties(
-        STAGE,
+    has_api_stage(
+        variant.template,
+        variant.ids.websocket_api,
         {
-            "ApiId": ref(variant.ids.websocket_api),
             "StageName": variant.stage.name,
             "AutoDeploy": True,
-            "DefaultRouteSettings": Match.object_equals(
-                {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
-            ),
+            "DefaultRouteSettings": throttling(rate, burst),
         },
     )
 
 
 @on_variants("dev")
 def test_stage_writes_json_access_logs(variant):
-    log_group = Capture()
-
-    variant.template.has_resource_properties(
-        STAGE,
-        {
-            "ApiId": ref(variant.ids.websocket_api),
-            "AccessLogSettings": {
-                "DestinationArn": {"Fn::GetAtt": [log_group, "Arn"]},
-                "Format": Match.serialized_json(
-                    Match.object_like(
-                        {"connectionId": "$context.connectionId", "eventType": "$context.eventType"}
-                    )
-                ),
-            },
-        },
+    has_json_access_logs(
+        variant.template,
+        variant.ids.websocket_api,
+        {"connectionId": "$context.connectionId", "eventType": "$context.eventType"},
     )
-    assert log_group.as_string() in resources(variant.template, LOG_GROUP)
 
 
 @on_variants("dev_without_websocket_access_logs")
 def test_access_logs_can_be_turned_off_for_accounts_without_the_api_gateway_logs_role(variant):
     template = variant.template
 
-    template.has_resource_properties(
-        STAGE, {"ApiId": ref(variant.ids.websocket_api), "AccessLogSettings": Match.absent()}
-    )
+    has_api_stage(template, variant.ids.websocket_api, {"AccessLogSettings": Match.absent()})
     # one log group per function, and the HTTP API stage's
     template.resource_count_is(LOG_GROUP, len(function_ids(template)) + 1)
 
