@@ -23,7 +23,7 @@ from template_queries import (
 from ops.stack_outputs import resolve_outputs
 
 # A stack of almost nothing: what the ops tools look for is its name.
-EMPTY_TEMPLATE = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
+STAND_IN_TEMPLATE = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -40,7 +40,9 @@ def test_each_stage_synthesizes_the_stack_the_ops_tools_look_up(variant, monkeyp
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
-        boto3.client("cloudformation").create_stack(StackName=stack.stack_name, TemplateBody=EMPTY_TEMPLATE)
+        boto3.client("cloudformation").create_stack(
+            StackName=stack.stack_name, TemplateBody=STAND_IN_TEMPLATE
+        )
 
         # When the ops tools (redrive, migrate-keys) look the stage up by its name
         found = resolve_outputs(variant.stage.name, "aws")
