@@ -1,4 +1,5 @@
-"""Reading a synthesized template: find resources by what they are, follow references.
+"""The stage variants the template tests read, synthesized once per session, and how to read a
+template: find resources by what they are, follow references.
 
 Logical ids carry hashes, so tests locate resources by their properties (a function by its
 handler, a table by its key) and compare references built from the ids found.
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk.assertions import Template
+import pytest
+from aws_cdk.assertions import Capture, Match, Matcher, Template
 
 from infra.config import StageConfig, load_stages
 from infra.stack import TaskBackendStack, stack_name_for
@@ -202,3 +204,83 @@ def stack_ids(template: Template) -> StackIds:
         ),
         data_key=table_key["Fn::GetAtt"][0] if table_key else None,
     )
+
+
+# Variant name -> (cdk.json stage it starts from, the settings it changes). Each differs from its
+# cdk.json stage in one concern, so a test of that concern compares the two.
+STAGE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # As deployed: dev has `auth: none`; prod `auth: jwt` with a created user pool, and its own data key.
+    "dev": ("dev", {}),
+    "prod": ("prod", {}),
+    # dev with `auth: jwt`: creating its Cognito user pool, or naming an external issuer.
+    "jwt_pool": ("dev", {"auth": "jwt"}),
+    "jwt_issuer": ("dev", {"auth": "jwt", "jwt_issuer": EXTERNAL_ISSUER, "jwt_audience": EXTERNAL_AUDIENCE}),
+    # dev with the task data encrypted under a key of its own, as prod is (an `auth: none` stage with it).
+    "dev_cmk": ("dev", {"customer_managed_keys": True}),
+    # prod as it was before authentication existed: the template of an `auth: none` stage must not change.
+    "prod_auth_none": ("prod", {"auth": "none"}),
+    # Settings that change which resources exist (and so what cdk-nag and checkov see).
+    "dev_without_websocket_access_logs": ("dev", {"websocket_access_logs": False}),
+    "prod_with_alarm_email": ("prod", {"alarm_email": "ops@example.com"}),
+    "prod_with_reserved_processor": ("prod", {"processor_reserved_concurrency": 100}),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A stage variant as the tests read it: its settings, its stack and the synthesized template."""
+
+    name: str
+    stage: StageConfig
+    stack: TaskBackendStack
+    template: Template
+    ids: StackIds
+
+
+@functools.cache
+def stage_variant(name: str) -> Variant:
+    """The stage variant of that name (STAGE_VARIANTS), synthesized once per session."""
+    base, settings = STAGE_VARIANTS[name]
+    stage = changed(cdk_json_stages()[base], **settings)
+    template = synth(stage)
+    return Variant(name, stage, build_stack(stage), template, stack_ids(template))
+
+
+def on_variants(*names: str) -> pytest.MarkDecorator:
+    """Run the test once per stage variant, each handing the test's `variant` fixture (conftest)."""
+    assert set(names) <= set(STAGE_VARIANTS), sorted(set(names) - set(STAGE_VARIANTS))
+    return pytest.mark.parametrize("variant", names, indirect=True)
+
+
+def has_environment(template: Template, construct_id: str, variables: dict[str, Any]) -> None:
+    """Assert the function's environment holds these variables (among others)."""
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": ALL_HANDLERS[construct_id], "Environment": {"Variables": Match.object_like(variables)}},
+    )
+
+
+def has_api_stage(template: Template, api_id: str, stage_properties: dict[str, Any]) -> None:
+    """Assert the API has a stage with these properties."""
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {"ApiId": ref(api_id), **stage_properties})
+
+
+def throttling(rate: int, burst: int) -> Matcher:
+    """An API stage's DefaultRouteSettings: exactly this throttling, nothing else."""
+    return Match.object_equals({"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst})
+
+
+def has_json_access_logs(template: Template, api_id: str, fields: dict[str, str]) -> None:
+    """Assert the API's stage writes JSON access logs with these fields to a log group of the stack."""
+    log_group = Capture()
+    has_api_stage(
+        template,
+        api_id,
+        {
+            "AccessLogSettings": {
+                "DestinationArn": {"Fn::GetAtt": [log_group, "Arn"]},
+                "Format": Match.serialized_json(Match.object_like(fields)),
+            }
+        },
+    )
+    assert log_group.as_string() in template.find_resources("AWS::Logs::LogGroup")

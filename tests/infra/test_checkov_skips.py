@@ -17,34 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Template
-from template_queries import REPO_ROOT, cdk_json_stages, changed, synth
+from template_queries import REPO_ROOT, on_variants, stage_variant
 
 from infra import checkov_skips
 from infra.checkov_skips import Skip
-from infra.config import StageConfig
 
 SKIPS = {name: value for name, value in vars(checkov_skips).items() if isinstance(value, Skip)}
 FUNCTION = "AWS::Lambda::Function"
-# Stages as deployed, plus the settings that change which skips apply.
-STAGE_VARIANTS = {
-    "dev": ("dev", {}),
-    "prod": ("prod", {}),
-    "dev-with-customer-managed-keys": ("dev", {"customer_managed_keys": True}),
-    "prod-with-reserved-processor": ("prod", {"processor_reserved_concurrency": 100}),
-}
+# Stages as deployed, plus the settings that change which skips apply (template_queries.STAGE_VARIANTS).
+VARIANTS = ("dev", "prod", "dev_cmk", "prod_with_reserved_processor")
 QUIET = ("--skip-download", "--output", "json")  # and no version check: see _failed_checks' env
 CHECKOV = Path(os.environ.get("CHECKOV", REPO_ROOT / ".venv-checkov" / "bin" / "checkov"))
 
 
-def _stage(variant: str) -> StageConfig:
-    base, settings = STAGE_VARIANTS[variant]
-    return changed(cdk_json_stages()[base], **settings)
-
-
-def _template(variant: str) -> dict[str, Any]:
-    template: Template = synth(_stage(variant))
-    return template.to_json()
+def _template(name: str) -> dict[str, Any]:
+    """The variant's template as JSON: a copy of its own, free to change."""
+    return stage_variant(name).template.to_json()
 
 
 def _skips_by_resource(template: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -93,17 +81,17 @@ def _connection_table(template: dict[str, Any]) -> str:
     return table
 
 
-@pytest.mark.parametrize("variant", sorted(STAGE_VARIANTS))
+@on_variants(*VARIANTS)
 def test_skips_are_exactly_the_accepted_findings_on_each_resource(variant):
-    template = _template(variant)
+    template = _template(variant.name)
 
     found = _skips_by_resource(template)
 
-    assert found == _expected_skips(template, own_keys=_stage(variant).customer_managed_keys)
+    assert found == _expected_skips(template, own_keys=variant.stage.customer_managed_keys)
 
 
 def test_a_reserved_processor_is_the_only_function_without_the_concurrency_skip():
-    template = _template("prod-with-reserved-processor")
+    template = _template("prod_with_reserved_processor")
     functions = {lid: r for lid, r in template["Resources"].items() if r["Type"] == FUNCTION}
 
     skips = _skips_by_resource(template)
@@ -135,9 +123,9 @@ def test_every_skip_is_a_row_of_the_security_doc():
         assert len(skip.reason) > 80, name
 
 
-@pytest.mark.parametrize("variant", sorted(STAGE_VARIANTS))
+@on_variants(*VARIANTS)
 def test_every_skip_in_a_template_is_on_a_resource_type_the_doc_names_for_it(variant):
-    template = _template(variant)
+    template = _template(variant.name)
     documented = {(check, kind) for check, kind in _doc_rows().values()}
 
     skipped = {
@@ -176,9 +164,9 @@ def test_every_skip_answers_a_real_checkov_finding(tmp_path):
     # the other variants only drop skips, which the exact test above covers: checkov costs ~2.5 s a
     # template),
     skipped: set[tuple[str, str, str]] = set()
-    for variant in ("dev", "prod"):
-        template = _template(variant)
-        file = f"{variant}-without-skips.template.json"
+    for name in ("dev", "prod"):
+        template = _template(name)
+        file = f"{name}-without-skips.template.json"
         for logical_id, skips in _skips_by_resource(template).items():
             resource = template["Resources"][logical_id]
             skipped |= {(file, f"{resource['Type']}.{logical_id}", check) for check in skips}

@@ -6,60 +6,70 @@ from __future__ import annotations
 
 import pytest
 from aws_cdk.assertions import Match
-from template_queries import arn, cdk_json_stages, only, properties, resources
+from template_queries import arn, on_variants, resources
+
+KEY = "AWS::KMS::Key"
 
 
-def test_cdk_json_prod_encrypts_its_task_data_with_its_own_key_and_dev_does_not():
-    stages = cdk_json_stages()
+@pytest.mark.parametrize(("variant", "own_key"), [("dev", False), ("prod", True)], indirect=["variant"])
+def test_cdk_json_prod_encrypts_its_task_data_with_its_own_key_and_dev_does_not(variant, own_key):
+    # The task table's SSE names the stage's data key on prod; dev's the AWS managed key (no key id).
+    assert (variant.ids.data_key is not None) is own_key
+    assert variant.stage.customer_managed_keys is own_key
 
-    assert stages["prod"].customer_managed_keys is True
-    assert stages["dev"].customer_managed_keys is False
 
+@on_variants("prod", "dev_cmk")
+def test_with_customer_managed_keys_both_tables_and_both_queues_use_the_stage_key(variant):
+    template, data_key = variant.template, variant.ids.data_key
 
-@pytest.mark.parametrize("stage_name", ["prod", "dev_cmk"])
-def test_with_customer_managed_keys_both_tables_and_both_queues_use_the_stage_key(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-
-    assert ids.data_key is not None
+    assert data_key is not None
+    template.resource_count_is("AWS::DynamoDB::Table", 2)
     template.resource_properties_count_is(
         "AWS::DynamoDB::Table",
-        {"SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": arn(ids.data_key)}},
+        {"SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": arn(data_key)}},
         2,
     )
+    template.resource_count_is("AWS::SQS::Queue", 2)
     template.resource_properties_count_is(
-        "AWS::SQS::Queue", {"KmsMasterKeyId": arn(ids.data_key), "SqsManagedSseEnabled": Match.absent()}, 2
-    )
-    assert (
-        len(resources(template, "AWS::DynamoDB::Table")) == len(resources(template, "AWS::SQS::Queue")) == 2
+        "AWS::SQS::Queue", {"KmsMasterKeyId": arn(data_key), "SqsManagedSseEnabled": Match.absent()}, 2
     )
 
 
-def test_prod_data_key_rotates_and_outlives_the_stack_like_the_tables(prod_template, prod_ids):
+@on_variants("prod")
+def test_prod_data_key_rotates_and_outlives_the_stack_like_the_tables(variant):
     # The tables are retained on prod: their data stays readable only while the key exists.
-    prod_template.has_resource(
-        "AWS::KMS::Key",
+    retained = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+
+    variant.template.has_resource(
+        KEY,
         {
             "Properties": {"EnableKeyRotation": True, "Description": Match.string_like_regexp("Task data")},
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
+            **retained,
         },
     )
-    assert prod_template.to_json()["Resources"][prod_ids.task_table]["DeletionPolicy"] == "Retain"
+    assert variant.ids.data_key in variant.template.find_resources(KEY, retained)
+    assert variant.ids.task_table in variant.template.find_resources("AWS::DynamoDB::Table", retained)
 
 
-def test_without_customer_managed_keys_the_only_key_is_the_alarm_topics(dev_template, dev_ids):
-    (key,) = resources(dev_template, "AWS::KMS::Key")
-    topic = only(resources(dev_template, "AWS::SNS::Topic"))
+@on_variants("dev")
+def test_without_customer_managed_keys_the_only_key_is_the_alarm_topics(variant):
+    template = variant.template
+    (key,) = resources(template, KEY)
 
-    assert dev_ids.data_key is None
-    assert properties(dev_template, topic)["KmsMasterKeyId"] == arn(key)
-    dev_template.has_resource_properties("AWS::DynamoDB::Table", {"SSESpecification": {"SSEEnabled": True}})
-    dev_template.resource_properties_count_is("AWS::SQS::Queue", {"SqsManagedSseEnabled": True}, 2)
+    assert variant.ids.data_key is None
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": arn(key)})
+    template.all_resources_properties(
+        "AWS::DynamoDB::Table", {"SSESpecification": Match.object_equals({"SSEEnabled": True})}
+    )
+    template.resource_count_is("AWS::SQS::Queue", 2)
+    template.all_resources_properties(
+        "AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "KmsMasterKeyId": Match.absent()}
+    )
 
 
-def test_no_role_may_use_a_key_without_customer_managed_keys(dev_template):
-    for policy in resources(dev_template, "AWS::IAM::Policy").values():
+@on_variants("dev")
+def test_no_role_may_use_a_key_without_customer_managed_keys(variant):
+    for policy in resources(variant.template, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not [action for action in actions if action.startswith("kms:")], statement

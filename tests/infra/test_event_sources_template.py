@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_cdk.assertions import Match
 from template_queries import (
+    ALL_HANDLERS,
     arn,
+    cdk_json_stages,
     changed,
     event_source_mapping,
     function_id,
-    function_ids,
+    on_variants,
     properties,
     ref,
-    resources,
     synth,
 )
 
@@ -22,100 +24,103 @@ from local.event_filter import matches  # what the local stack filters with
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
 QUEUE_CONSUMERS = ("ProcessorFunction", "DlqConsumerFunction")
+MAPPING = "AWS::Lambda::EventSourceMapping"
+FUNCTION = "AWS::Lambda::Function"
+RESERVED = {"ReservedConcurrentExecutions": Match.any_value()}
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_every_event_source_reports_batch_item_failures(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-
-    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
-    by_function = {m["Properties"]["FunctionName"]["Ref"]: m["Properties"] for m in mappings.values()}
-    ids = function_ids(template)
-
-    assert set(by_function) == {ids[name] for name in STREAM_CONSUMERS + QUEUE_CONSUMERS}
-    for mapping in by_function.values():
-        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+def _mapping_of(template, construct_id: str, **properties) -> None:
+    """Assert the mapping that invokes the function has these properties."""
+    template.has_resource_properties(
+        MAPPING, {"FunctionName": ref(function_id(template, construct_id)), **properties}
+    )
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_processor_consumes_the_task_queue_with_capped_concurrency(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+@on_variants("dev", "prod")
+def test_every_event_source_reports_batch_item_failures(variant):
+    # Each consumer is invoked by exactly one mapping, and there are no others.
+    template = variant.template
 
-    mapping = event_source_mapping(template, function_id(template, "ProcessorFunction"))
-
-    assert mapping["EventSourceArn"] == arn(ids.queue)
-    assert mapping["BatchSize"] == stage.processor_batch_size
-    assert mapping["ScalingConfig"] == {"MaximumConcurrency": stage.processor_max_concurrency}
-
-
-def test_dlq_consumer_consumes_the_dead_letter_queue(dev_template, dev_ids, dev_stage):
-    mapping = event_source_mapping(dev_template, function_id(dev_template, "DlqConsumerFunction"))
-
-    assert mapping["EventSourceArn"] == arn(dev_ids.dlq)
-    assert mapping["BatchSize"] == dev_stage.dlq_batch_size
+    template.resource_count_is(MAPPING, len(STREAM_CONSUMERS + QUEUE_CONSUMERS))
+    for construct_id in STREAM_CONSUMERS + QUEUE_CONSUMERS:
+        fn = ref(function_id(template, construct_id))
+        template.resource_properties_count_is(MAPPING, {"FunctionName": fn}, 1)
+    template.all_resources_properties(MAPPING, {"FunctionResponseTypes": ["ReportBatchItemFailures"]})
 
 
+@on_variants("dev", "prod")
+def test_processor_consumes_the_task_queue_with_capped_concurrency(variant):
+    _mapping_of(
+        variant.template,
+        "ProcessorFunction",
+        EventSourceArn=arn(variant.ids.queue),
+        BatchSize=variant.stage.processor_batch_size,
+        ScalingConfig=Match.object_equals({"MaximumConcurrency": variant.stage.processor_max_concurrency}),
+    )
+
+
+@on_variants("dev")
+def test_dlq_consumer_consumes_the_dead_letter_queue(variant):
+    _mapping_of(
+        variant.template,
+        "DlqConsumerFunction",
+        EventSourceArn=arn(variant.ids.dlq),
+        BatchSize=variant.stage.dlq_batch_size,
+    )
+
+
+@on_variants("dev")
 @pytest.mark.parametrize("construct_id", STREAM_CONSUMERS)
-def test_stream_consumers_read_the_task_stream_from_the_start_and_bisect_failures(
-    dev_template, dev_ids, dev_stage, construct_id
-):
-    mapping = event_source_mapping(dev_template, function_id(dev_template, construct_id))
+def test_stream_consumers_read_the_task_stream_from_the_start_and_bisect_failures(variant, construct_id):
     batch_size = {
-        "EnqueueFunction": dev_stage.enqueue_batch_size,
-        "NotifierFunction": dev_stage.notifier_batch_size,
+        "EnqueueFunction": variant.stage.enqueue_batch_size,
+        "NotifierFunction": variant.stage.notifier_batch_size,
     }[construct_id]
 
-    assert mapping["EventSourceArn"] == arn(dev_ids.task_table, "StreamArn")
-    assert mapping["StartingPosition"] == "TRIM_HORIZON"
-    assert mapping["BatchSize"] == batch_size
-    assert mapping["BisectBatchOnFunctionError"] is True
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    _mapping_of(
+        variant.template,
+        construct_id,
+        EventSourceArn=arn(variant.ids.task_table, "StreamArn"),
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=batch_size,
+        BisectBatchOnFunctionError=True,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_enqueue_never_drops_a_stream_record_while_sqs_is_down(request, stage_name):
+@on_variants("dev", "prod")
+def test_enqueue_never_drops_a_stream_record_while_sqs_is_down(variant):
     # Given SQS rejects every send, the enqueue mapping must keep the records until SQS is back:
     # unlimited retries and no age limit (a record only leaves with the stream's 24 h retention).
-    template = request.getfixturevalue(f"{stage_name}_template")
+    assert ENQUEUE_RETRY_ATTEMPTS == ENQUEUE_MAX_RECORD_AGE_SECONDS == -1  # -1: no limit
 
-    mapping = event_source_mapping(template, function_id(template, "EnqueueFunction"))
+    _mapping_of(
+        variant.template,
+        "EnqueueFunction",
+        MaximumRetryAttempts=ENQUEUE_RETRY_ATTEMPTS,
+        MaximumRecordAgeInSeconds=ENQUEUE_MAX_RECORD_AGE_SECONDS,
+    )
 
-    assert mapping["MaximumRetryAttempts"] == ENQUEUE_RETRY_ATTEMPTS == -1
-    assert mapping["MaximumRecordAgeInSeconds"] == ENQUEUE_MAX_RECORD_AGE_SECONDS == -1
 
-
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_notifier_retries_a_failed_push_a_bounded_number_of_times(request, stage_name):
+@on_variants("dev", "prod")
+def test_notifier_retries_a_failed_push_a_bounded_number_of_times(variant):
     # Losing a push is not losing a task: the notifier gives up after the stage's retry budget.
-    template = request.getfixturevalue(f"{stage_name}_template")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+    retry_attempts = variant.stage.notifier_retry_attempts
 
-    mapping = event_source_mapping(template, function_id(template, "NotifierFunction"))
-
-    assert mapping["MaximumRetryAttempts"] == stage.notifier_retry_attempts
-    assert 0 <= stage.notifier_retry_attempts <= 10_000
+    _mapping_of(variant.template, "NotifierFunction", MaximumRetryAttempts=retry_attempts)
+    assert 0 <= retry_attempts <= 10_000
 
 
-def test_changed_notifier_retry_budget_reaches_only_the_notifier(dev_stage):
-    template = synth(changed(dev_stage, notifier_retry_attempts=3))
+def test_changed_notifier_retry_budget_reaches_only_the_notifier():
+    template = synth(changed(cdk_json_stages()["dev"], notifier_retry_attempts=3))
 
-    notifier = event_source_mapping(template, function_id(template, "NotifierFunction"))
-    enqueue = event_source_mapping(template, function_id(template, "EnqueueFunction"))
-
-    assert notifier["MaximumRetryAttempts"] == 3
-    assert enqueue["MaximumRetryAttempts"] == -1
+    _mapping_of(template, "NotifierFunction", MaximumRetryAttempts=3)
+    _mapping_of(template, "EnqueueFunction", MaximumRetryAttempts=-1)
 
 
 def _patterns(template, function):
     mapping = event_source_mapping(template, function_id(template, function))
     return [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
-
-
-@pytest.fixture(scope="module")
-def enqueue_patterns(dev_template):
-    return _patterns(dev_template, "EnqueueFunction")
 
 
 def _task_image(status, lease_state=None, retries=0):
@@ -167,37 +172,44 @@ def _change(event_name, old=None, new=None):
         pytest.param(_change("MODIFY", _task_image("error"), _task_image("pending")), True, id="retried"),
     ],
 )
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_notifier_is_invoked_only_for_changes_a_client_can_see(request, stage_name, record, notified):
-    patterns = _patterns(request.getfixturevalue(f"{stage_name}_template"), "NotifierFunction")
+@on_variants("dev", "prod")
+def test_notifier_is_invoked_only_for_changes_a_client_can_see(variant, record, notified):
+    patterns = _patterns(variant.template, "NotifierFunction")
 
     assert any(matches(pattern, record) for pattern in patterns) is notified
 
 
-def test_stream_mappings_have_no_batching_window_unless_the_stage_sets_one(dev_template, dev_stage):
-    template = synth(changed(dev_stage, stream_batching_window_seconds=2))
+@on_variants("dev")
+def test_stream_mappings_have_no_batching_window_unless_the_stage_sets_one(variant):
+    template = synth(changed(variant.stage, stream_batching_window_seconds=2))
 
-    for function in STREAM_CONSUMERS:
-        assert "MaximumBatchingWindowInSeconds" not in event_source_mapping(
-            dev_template, function_id(dev_template, function)
-        )
-        assert (
-            event_source_mapping(template, function_id(template, function))["MaximumBatchingWindowInSeconds"]
-            == 2
-        )
+    for construct_id in STREAM_CONSUMERS:
+        _mapping_of(variant.template, construct_id, MaximumBatchingWindowInSeconds=Match.absent())
+        _mapping_of(template, construct_id, MaximumBatchingWindowInSeconds=2)
 
 
-def test_enqueue_filter_is_insert_or_error_to_pending(enqueue_patterns):
-    assert enqueue_patterns == [
-        {"eventName": ["INSERT"]},
-        {
-            "eventName": ["MODIFY"],
-            "dynamodb": {
-                "NewImage": {"status": {"S": ["pending"]}},
-                "OldImage": {"status": {"S": ["error"]}},
-            },
+@on_variants("dev")
+def test_enqueue_filter_is_insert_or_error_to_pending(variant):
+    _mapping_of(
+        variant.template,
+        "EnqueueFunction",
+        FilterCriteria={
+            "Filters": [
+                {"Pattern": Match.serialized_json({"eventName": ["INSERT"]})},
+                {
+                    "Pattern": Match.serialized_json(
+                        {
+                            "eventName": ["MODIFY"],
+                            "dynamodb": {
+                                "NewImage": {"status": {"S": ["pending"]}},
+                                "OldImage": {"status": {"S": ["error"]}},
+                            },
+                        }
+                    )
+                },
+            ]
         },
-    ]
+    )
 
 
 def _record(event_name, old_status=None, new_status=None):
@@ -220,25 +232,18 @@ def _record(event_name, old_status=None, new_status=None):
         pytest.param(_record("REMOVE", old_status="error"), False, id="deleted"),
     ],
 )
-def test_enqueue_filter_passes_only_new_and_retried_tasks(enqueue_patterns, record, enqueued):
-    assert any(matches(pattern, record) for pattern in enqueue_patterns) is enqueued
+@on_variants("dev")
+def test_enqueue_filter_passes_only_new_and_retried_tasks(variant, record, enqueued):
+    patterns = _patterns(variant.template, "EnqueueFunction")
+
+    assert any(matches(pattern, record) for pattern in patterns) is enqueued
 
 
-def test_mappings_belong_to_their_own_functions(dev_template):
-    # Each consumer is invoked by exactly one mapping.
-    for construct_id in STREAM_CONSUMERS + QUEUE_CONSUMERS:
-        fn = function_id(dev_template, construct_id)
-        found = dev_template.find_resources(
-            "AWS::Lambda::EventSourceMapping", {"Properties": {"FunctionName": ref(fn)}}
-        )
-        assert len(found) == 1, construct_id
-
-
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_processor_is_not_reserved_below_its_poller_concurrency(request, stage_name):
+@on_variants("dev", "prod")
+def test_processor_is_not_reserved_below_its_poller_concurrency(variant):
     # A throttled invocation hands its batch back to SQS, burning a receive of the retry budget; so a
     # reserved concurrency, if any, must be at least the ESM's maximum concurrency.
-    template = request.getfixturevalue(f"{stage_name}_template")
+    template = variant.template
     processor = function_id(template, "ProcessorFunction")
 
     max_concurrency = event_source_mapping(template, processor)["ScalingConfig"]["MaximumConcurrency"]
@@ -247,17 +252,18 @@ def test_processor_is_not_reserved_below_its_poller_concurrency(request, stage_n
     assert reserved is None or reserved >= max_concurrency
 
 
-def test_reserved_processor_concurrency_reaches_the_template_only_when_configured(dev_stage):
-    template = synth(changed(dev_stage, processor_max_concurrency=10, processor_reserved_concurrency=12))
-    processor = function_id(template, "ProcessorFunction")
+def test_reserved_processor_concurrency_reaches_the_template_only_when_configured():
+    stage = changed(cdk_json_stages()["dev"], processor_max_concurrency=10, processor_reserved_concurrency=12)
 
-    assert properties(template, processor)["ReservedConcurrentExecutions"] == 12
-    assert event_source_mapping(template, processor)["ScalingConfig"] == {"MaximumConcurrency": 10}
-    for fn in function_ids(template).values():
-        if fn != processor:
-            assert "ReservedConcurrentExecutions" not in properties(template, fn)
+    template = synth(stage)
+
+    template.resource_properties_count_is(FUNCTION, RESERVED, 1)
+    template.has_resource_properties(
+        FUNCTION, {"Handler": ALL_HANDLERS["ProcessorFunction"], "ReservedConcurrentExecutions": 12}
+    )
+    _mapping_of(template, "ProcessorFunction", ScalingConfig=Match.object_equals({"MaximumConcurrency": 10}))
 
 
-def test_no_function_reserves_concurrency_by_default(dev_template):
-    for fn in function_ids(dev_template).values():
-        assert "ReservedConcurrentExecutions" not in properties(dev_template, fn)
+@on_variants("dev")
+def test_no_function_reserves_concurrency_by_default(variant):
+    variant.template.resource_properties_count_is(FUNCTION, RESERVED, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match
 from template_queries import (
     ALL_HANDLERS,
     HANDLERS,
@@ -14,13 +15,17 @@ from template_queries import (
     function_id,
     function_ids,
     handlers_of,
+    on_variants,
     permissions,
+    ref,
     resources,
     role_id,
 )
 
 from taskflow import table_schema
 
+ROLE = "AWS::IAM::Role"
+PERMISSION = "AWS::Lambda::Permission"
 LOGS_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
 STREAM_READ = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 # With a customer managed key (`customer_managed_keys`): what DynamoDB and SQS call on the key on the
@@ -153,7 +158,7 @@ def _log_group_of(template, fn_id: str) -> str:
 # Every function of each stage: dev has `auth: none`, prod `auth: jwt` (a created user pool), and the
 # jwt stage with an external issuer; the last two share the owner-scoped grants. dev_cmk: dev with
 # `customer_managed_keys` (as prod), for the key grants of the `auth: none` functions.
-STAGES = ["dev", "prod", "jwt_issuer", "dev_cmk"]
+STAGES = ("dev", "prod", "jwt_issuer", "dev_cmk")
 STAGE_FUNCTIONS = [
     (stage_name, construct_id)
     for stage_name, handlers in (
@@ -166,45 +171,52 @@ STAGE_FUNCTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("stage_name", "construct_id"), STAGE_FUNCTIONS)
-def test_role_allows_exactly_what_the_function_uses(request, stage_name, construct_id):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+@pytest.mark.parametrize(("variant", "construct_id"), STAGE_FUNCTIONS, indirect=["variant"])
+def test_role_allows_exactly_what_the_function_uses(variant, construct_id):
+    template = variant.template
 
     granted = permissions(template, function_id(template, construct_id))
 
-    assert granted == _expected(template, ids, construct_id, owner_scoped=stage.auth == "jwt")
+    assert granted == _expected(template, variant.ids, construct_id, owner_scoped=variant.stage.uses_jwt)
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_each_function_has_its_own_role_and_no_other_roles_exist(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+@on_variants(*STAGES)
+def test_each_function_has_its_own_role_and_no_other_roles_exist(variant):
+    template = variant.template
 
     roles_by_function = {name: role_id(template, fn) for name, fn in function_ids(template).items()}
 
-    assert set(roles_by_function) == set(handlers_of(stage))
-    assert len(set(roles_by_function.values())) == len(handlers_of(stage))
-    assert set(resources(template, "AWS::IAM::Role")) == set(roles_by_function.values())
+    assert set(roles_by_function) == set(handlers_of(variant.stage))
+    assert len(set(roles_by_function.values())) == len(handlers_of(variant.stage))
+    assert set(resources(template, ROLE)) == set(roles_by_function.values())
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_roles_are_assumable_by_lambda_only_and_carry_no_managed_policies(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
+@on_variants(*STAGES)
+def test_roles_are_assumable_by_lambda_only_and_carry_no_managed_policies(variant):
+    variant.template.all_resources_properties(
+        ROLE,
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    Match.object_equals(
+                        {
+                            "Action": "sts:AssumeRole",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                        }
+                    )
+                ]
+            },
+            # No AWSLambdaBasicExecutionRole: its logs actions are on "*"; each role writes its own group.
+            "ManagedPolicyArns": Match.absent(),
+            "Policies": Match.absent(),
+        },
+    )
 
-    for role in resources(template, "AWS::IAM::Role").values():
-        assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
-            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
-        ]
-        # No AWSLambdaBasicExecutionRole: its logs actions are on "*"; each role writes its own group.
-        assert "ManagedPolicyArns" not in role["Properties"]
-        assert "Policies" not in role["Properties"]
 
-
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_wildcard_resource_is_only_the_stream_listing(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
+@on_variants(*STAGES)
+def test_wildcard_resource_is_only_the_stream_listing(variant):
+    template = variant.template
 
     for fn in function_ids(template).values():
         wildcard_actions = {action for action, target in permissions(template, fn) if target == '"*"'}
@@ -217,19 +229,18 @@ def _account_root() -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_resource_policies_allow_only_this_account_and_cloudwatch_alarms(request, stage_name):
+@on_variants("dev", "prod")
+def test_resource_policies_allow_only_this_account_and_cloudwatch_alarms(variant):
     # Queues, the alarm topic and its key, the data key (prod): every Allow names this account or the
     # CloudWatch alarms service; the only "*" principals are in Deny statements (TLS enforcement).
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
+    template = variant.template
     documents = [
         *(p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::SQS::QueuePolicy").values()),
         *(p["Properties"]["PolicyDocument"] for p in resources(template, "AWS::SNS::TopicPolicy").values()),
         *(k["Properties"]["KeyPolicy"] for k in resources(template, "AWS::KMS::Key").values()),
     ]
 
-    assert len(documents) == 2 + 1 + 1 + (ids.data_key is not None)
+    assert len(documents) == 2 + 1 + 1 + (variant.ids.data_key is not None)
     for document in documents:
         for statement in document["Statement"]:
             if statement["Effect"] == "Deny":
@@ -241,14 +252,13 @@ def test_resource_policies_allow_only_this_account_and_cloudwatch_alarms(request
             ), statement
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_only_this_stacks_apis_may_invoke_functions(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
+@on_variants(*STAGES)
+def test_only_this_stacks_apis_may_invoke_functions(variant):
+    template, ids = variant.template, variant.ids
 
-    for permission in resources(template, "AWS::Lambda::Permission").values():
-        props = permission["Properties"]
-        assert props["Action"] == "lambda:InvokeFunction"
-        assert props["Principal"] == "apigateway.amazonaws.com"
-        source_parts = props["SourceArn"]["Fn::Join"][1]
-        assert {"Ref": ids.http_api} in source_parts or {"Ref": ids.websocket_api} in source_parts
+    template.all_resources_properties(
+        PERMISSION, {"Action": "lambda:InvokeFunction", "Principal": "apigateway.amazonaws.com"}
+    )
+    for permission in resources(template, PERMISSION).values():
+        source_parts = permission["Properties"]["SourceArn"]["Fn::Join"][1]
+        assert ref(ids.http_api) in source_parts or ref(ids.websocket_api) in source_parts

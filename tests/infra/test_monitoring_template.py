@@ -7,13 +7,15 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Capture, Match
 from template_queries import (
     arn,
+    cdk_json_stages,
     changed,
     function_id,
-    handlers_of,
+    function_ids,
+    on_variants,
     only,
-    properties,
     ref,
     resources,
     synth,
@@ -24,7 +26,11 @@ from taskflow.metric_names import MetricName
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
 TOKEN_AUTHORIZER = "WsAuthorizerFunction"
-STAGES = ["dev", "prod"]
+STAGES = ("dev", "prod")
+ALARM = "AWS::CloudWatch::Alarm"
+TOPIC = "AWS::SNS::Topic"
+SUBSCRIPTION = "AWS::SNS::Subscription"
+DASHBOARD = "AWS::CloudWatch::Dashboard"
 
 
 def _topic(template) -> str:
@@ -51,17 +57,28 @@ def _math_metrics(alarm: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]
     return expression, {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
 
 
+def _metric_stat(
+    namespace: str, metric_name: str, dimensions: list[dict[str, Any]], stat: str, period: int
+) -> dict[str, Any]:
+    """A MetricStat of a metric math alarm, as the template declares it."""
+    return {
+        "Metric": {"Namespace": namespace, "MetricName": metric_name, "Dimensions": dimensions},
+        "Stat": stat,
+        "Period": period,
+    }
+
+
 def test_handlers_emit_the_metrics_the_dashboard_and_alarms_read():
     assert set(TASK_METRICS) | set(NOTIFICATION_METRICS) | set(AUTH_METRICS) == {
         name.value for name in MetricName
     }
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_stage_has_the_expected_alarms_all_notifying_the_topic_on_alarm_and_ok(request, stage_name):
+@on_variants(*STAGES)
+def test_stage_has_the_expected_alarms_all_notifying_the_topic_on_alarm_and_ok(variant):
     # Every function of the stage: on prod (`auth: jwt`) the WebSocket authorizer's too.
-    template = request.getfixturevalue(f"{stage_name}_template")
-    functions = handlers_of(request.getfixturevalue(f"{stage_name}_stage"))
+    template = variant.template
+    functions = function_ids(template)
     topic = ref(_topic(template))
 
     alarms = _alarms(template)
@@ -75,52 +92,53 @@ def test_stage_has_the_expected_alarms_all_notifying_the_topic_on_alarm_and_ok(r
         *(f"{name}Throttles" for name in functions),
         *(f"{name}IteratorAge" for name in STREAM_CONSUMERS),
     }
-    for name, alarm in alarms.items():
-        assert alarm["AlarmActions"] == [topic], name
-        assert alarm["OKActions"] == [topic], name
-        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", name
-        assert alarm["TreatMissingData"] == "notBreaching", name
-        assert "docs/operations.md#alarms" in alarm["AlarmDescription"], name
+    template.all_resources_properties(
+        ALARM,
+        {
+            "AlarmActions": [topic],
+            "OKActions": [topic],
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmDescription": Match.string_like_regexp(r"docs/operations\.md#alarms"),
+        },
+    )
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_dlq_alarm_fires_when_messages_stay_in_the_dlq_for_five_minutes(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
+@on_variants(*STAGES)
+def test_dlq_alarm_fires_when_messages_stay_in_the_dlq_for_five_minutes(variant):
+    template = variant.template
+    ids = variant.ids
 
     alarm = _alarms(template)["DeadLetterQueueNotDrained"]
     expression, metrics = _math_metrics(alarm)
 
+    dlq = [{"Name": "QueueName", "Value": arn(ids.dlq, "QueueName")}]
     assert expression == "visible + inFlight"
-    assert {metric_id: stat["Metric"]["MetricName"] for metric_id, stat in metrics.items()} == {
-        "visible": "ApproximateNumberOfMessagesVisible",
-        "inFlight": "ApproximateNumberOfMessagesNotVisible",
+    assert metrics == {
+        "visible": _metric_stat("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq, "Maximum", 60),
+        "inFlight": _metric_stat("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", dlq, "Maximum", 60),
     }
-    for stat in metrics.values():
-        assert stat["Metric"]["Namespace"] == "AWS/SQS"
-        assert stat["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": arn(ids.dlq, "QueueName")}]
-        assert (stat["Stat"], stat["Period"]) == ("Maximum", 60)
     assert alarm["Threshold"] == 0
     assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 5
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_dead_lettered_tasks_alarm_reads_the_handlers_metric_of_this_stage(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+@on_variants(*STAGES)
+def test_dead_lettered_tasks_alarm_reads_the_handlers_metric_of_this_stage(variant):
+    template = variant.template
+    stage = variant.stage
 
     alarm = _alarms(template)["TasksDeadLettered"]
 
     assert (alarm["Namespace"], alarm["MetricName"]) == ("TaskBackend", "TaskDeadLettered")
-    assert _dimensions(alarm) == {"service": "taskflow", "stage": stage_name}
+    assert _dimensions(alarm) == {"service": "taskflow", "stage": variant.stage.name}
     assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
     assert alarm["Threshold"] == stage.dead_letter_alarm_threshold
 
 
-@pytest.mark.parametrize(("stage_name", "threshold"), [("dev", 300), ("prod", 600)])
-def test_queue_backlog_alarm_watches_the_oldest_message_age(request, stage_name, threshold):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
+@pytest.mark.parametrize(("variant", "threshold"), [("dev", 300), ("prod", 600)], indirect=["variant"])
+def test_queue_backlog_alarm_watches_the_oldest_message_age(variant, threshold):
+    template = variant.template
+    ids = variant.ids
 
     alarm = _alarms(template)["TaskQueueBacklog"]
 
@@ -130,13 +148,13 @@ def test_queue_backlog_alarm_watches_the_oldest_message_age(request, stage_name,
     assert alarm["Threshold"] == threshold
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
+@on_variants(*STAGES)
 @pytest.mark.parametrize("metric_name", ["Errors", "Throttles"])
-def test_every_function_alarms_on_any_error_and_any_throttle(request, stage_name, metric_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
+def test_every_function_alarms_on_any_error_and_any_throttle(variant, metric_name):
+    template = variant.template
     alarms = _alarms(template)
 
-    for construct_id in handlers_of(request.getfixturevalue(f"{stage_name}_stage")):
+    for construct_id in function_ids(template):
         if (construct_id, metric_name) == (TOKEN_AUTHORIZER, "Errors"):
             continue  # refused tokens are not failures: see the test below
         alarm = alarms[f"{construct_id}{metric_name}"]
@@ -146,16 +164,17 @@ def test_every_function_alarms_on_any_error_and_any_throttle(request, stage_name
         assert alarm["Threshold"] == 0
 
 
-def test_token_authorizer_alarms_on_errors_other_than_refused_tokens(prod_template):
+@on_variants("prod")
+def test_token_authorizer_alarms_on_errors_other_than_refused_tokens(variant):
     # Given prod (`auth: jwt`): a refused token fails the authorizer's invocation on purpose (401)
-    alarm = _alarms(prod_template)[f"{TOKEN_AUTHORIZER}Errors"]
+    alarm = _alarms(variant.template)[f"{TOKEN_AUTHORIZER}Errors"]
 
     # Then its Errors alarm subtracts the refusals the handler counts, and fires on anything left
     expression, metrics = _math_metrics(alarm)
     assert expression == "FILL(errors, 0) - FILL(refused, 0)"
     assert metrics["errors"]["Metric"]["MetricName"] == "Errors"
     assert _dimensions(metrics["errors"]["Metric"]) == {
-        "FunctionName": ref(function_id(prod_template, TOKEN_AUTHORIZER))
+        "FunctionName": ref(function_id(variant.template, TOKEN_AUTHORIZER))
     }
     assert (metrics["refused"]["Metric"]["Namespace"], metrics["refused"]["Metric"]["MetricName"]) == (
         "TaskBackend",
@@ -166,11 +185,11 @@ def test_token_authorizer_alarms_on_errors_other_than_refused_tokens(prod_templa
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
+@on_variants(*STAGES)
 @pytest.mark.parametrize("construct_id", STREAM_CONSUMERS)
-def test_stream_consumers_alarm_when_they_fall_behind_the_table(request, stage_name, construct_id):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+def test_stream_consumers_alarm_when_they_fall_behind_the_table(variant, construct_id):
+    template = variant.template
+    stage = variant.stage
 
     alarm = _alarms(template)[f"{construct_id}IteratorAge"]
 
@@ -182,31 +201,28 @@ def test_stream_consumers_alarm_when_they_fall_behind_the_table(request, stage_n
     assert alarm["Threshold"] <= 12 * 3600 * 1000
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_http_5xx_alarm_is_a_share_of_this_apis_requests(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+@on_variants(*STAGES)
+def test_http_5xx_alarm_is_a_share_of_this_apis_requests(variant):
+    template = variant.template
+    ids = variant.ids
+    stage = variant.stage
 
     alarm = _alarms(template)["HttpApi5xxRate"]
     expression, metrics = _math_metrics(alarm)
 
+    api = [{"Name": "ApiId", "Value": ref(ids.http_api)}]
     assert expression == "100 * FILL(errors, 0) / requests"
-    assert {metric_id: stat["Metric"]["MetricName"] for metric_id, stat in metrics.items()} == {
-        "errors": "5xx",
-        "requests": "Count",
+    assert metrics == {
+        "errors": _metric_stat("AWS/ApiGateway", "5xx", api, "Sum", 300),
+        "requests": _metric_stat("AWS/ApiGateway", "Count", api, "Sum", 300),
     }
-    for stat in metrics.values():
-        assert stat["Metric"]["Namespace"] == "AWS/ApiGateway"
-        assert stat["Metric"]["Dimensions"] == [{"Name": "ApiId", "Value": ref(ids.http_api)}]
-        assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
     assert alarm["Threshold"] == stage.http_5xx_alarm_percent
 
 
-def test_changed_alarm_thresholds_reach_the_template(dev_stage):
+def test_changed_alarm_thresholds_reach_the_template():
     template = synth(
         changed(
-            dev_stage,
+            cdk_json_stages()["dev"],
             queue_age_alarm_seconds=900,
             stream_age_alarm_seconds=120,
             http_5xx_alarm_percent=5,
@@ -222,89 +238,117 @@ def test_changed_alarm_thresholds_reach_the_template(dev_stage):
     assert alarms["TasksDeadLettered"]["Threshold"] == 3
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    topic = properties(template, _topic(template))
+@on_variants(*STAGES)
+def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(variant):
+    template = variant.template
+    key = Capture()
+    template.has_resource_properties(TOPIC, {"KmsMasterKeyId": {"Fn::GetAtt": [key, "Arn"]}})
 
-    key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]
-    key = properties(template, key_id)
+    rotated_for_cloudwatch = template.find_resources(
+        "AWS::KMS::Key",
+        {
+            "Properties": {
+                "EnableKeyRotation": True,
+                # alias/aws/sns would not do: CloudWatch alarms cannot use the AWS managed key.
+                "KeyPolicy": {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_equals(
+                                {
+                                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                                    "Effect": "Allow",
+                                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                    "Resource": "*",
+                                    "Sid": "AllowCloudWatchAlarmsToUseTheKey",
+                                }
+                            )
+                        ]
+                    )
+                },
+            }
+        },
+    )
 
-    assert key["EnableKeyRotation"] is True
-    # alias/aws/sns would not do: CloudWatch alarms cannot use the AWS managed key.
-    assert {
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-        "Effect": "Allow",
-        "Principal": {"Service": "cloudwatch.amazonaws.com"},
-        "Resource": "*",
-        "Sid": "AllowCloudWatchAlarmsToUseTheKey",
-    } in key["KeyPolicy"]["Statement"]
-
-
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_alarm_topic_refuses_plain_http_and_admits_only_this_accounts_alarms(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    topic = _topic(template)
-
-    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
-
-    assert policy["Properties"]["Topics"] == [ref(topic)]
-    deny, allow = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert deny["Effect"] == "Deny"
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert (deny["Principal"], deny["Resource"]) == ("*", ref(topic))
-    assert allow["Effect"] == "Allow"
-    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    assert (allow["Action"], allow["Resource"]) == ("sns:Publish", ref(topic))
-    source = allow["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1]
-    assert source[-4:] == [{"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":alarm:*"]
+    assert key.as_string() in rotated_for_cloudwatch
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_no_email_subscription_unless_the_stage_names_an_address(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
+@on_variants(*STAGES)
+def test_alarm_topic_refuses_plain_http_and_admits_only_this_accounts_alarms(variant):
+    template = variant.template
+    topic = ref(_topic(template))
+    source = Capture()
 
-    assert stage.alarm_email is None
-    assert resources(template, "AWS::SNS::Subscription") == {}
+    template.resource_count_is("AWS::SNS::TopicPolicy", 1)
+    template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "Topics": [topic],
+            "PolicyDocument": {
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        "Principal": "*",
+                        "Resource": topic,
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                        "Action": "sns:Publish",
+                        "Resource": topic,
+                        "Condition": {"ArnLike": {"aws:SourceArn": {"Fn::Join": ["", source]}}},
+                    },
+                ]
+            },
+        },
+    )
+    assert source.as_array()[-4:] == [{"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":alarm:*"]
 
 
-def test_configured_alarm_email_subscribes_to_the_topic(prod_stage):
-    template = synth(changed(prod_stage, alarm_email="ops@example.com"))
+@on_variants(*STAGES)
+def test_no_email_subscription_unless_the_stage_names_an_address(variant):
+    assert variant.stage.alarm_email is None
+    variant.template.resource_count_is(SUBSCRIPTION, 0)
 
-    (subscription,) = resources(template, "AWS::SNS::Subscription").values()
 
-    assert subscription["Properties"] == {
-        "Protocol": "email",
-        "Endpoint": "ops@example.com",
-        "TopicArn": ref(_topic(template)),
-    }
+@on_variants("prod_with_alarm_email")
+def test_configured_alarm_email_subscribes_to_the_topic(variant):
+    template = variant.template
+
+    template.resource_count_is(SUBSCRIPTION, 1)
+    template.has_resource_properties(
+        SUBSCRIPTION,
+        Match.object_equals(
+            {"Protocol": "email", "Endpoint": variant.stage.alarm_email, "TopicArn": ref(_topic(template))}
+        ),
+    )
+    assert variant.stage.alarm_email == "ops@example.com"
 
 
 def _dashboard_body(template) -> str:
     """The dashboard body is an Fn::Join of literal JSON and references: stringify it to search."""
-    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    (dashboard,) = resources(template, DASHBOARD).values()
     return json.dumps(dashboard["Properties"]["DashboardBody"])
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_dashboard_shows_task_metrics_of_this_stage(request, stage_name):
-    body = _dashboard_body(request.getfixturevalue(f"{stage_name}_template"))
-    authenticated = request.getfixturevalue(f"{stage_name}_stage").auth == "jwt"
+@on_variants(*STAGES)
+def test_dashboard_shows_task_metrics_of_this_stage(variant):
+    body = _dashboard_body(variant.template)
+    authenticated = variant.stage.auth == "jwt"
 
     for metric in (*TASK_METRICS, *NOTIFICATION_METRICS, *AUTH_METRICS):
         shown = (
-            f'[\\"TaskBackend\\",\\"{metric}\\",\\"service\\",\\"taskflow\\",\\"stage\\",\\"{stage_name}\\"'
+            f'[\\"TaskBackend\\",\\"{metric}\\",\\"service\\",\\"taskflow\\",\\"stage\\",\\"{variant.stage.name}\\"'
             in body
         )
         # refused tokens exist only where there is an authorizer (prod: `auth: jwt`)
         assert shown == (authenticated or metric not in AUTH_METRICS), metric
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_dashboard_shows_queues_functions_and_http_api(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
+@on_variants(*STAGES)
+def test_dashboard_shows_queues_functions_and_http_api(variant):
+    template = variant.template
+    ids = variant.ids
     body = _dashboard_body(template)
 
     for metric in (
@@ -324,18 +368,16 @@ def test_dashboard_shows_queues_functions_and_http_api(request, stage_name):
         assert f'\\"{metric}\\"' in body, metric
     for queue in (ids.queue, ids.dlq):
         assert json.dumps(arn(queue, "QueueName")) in body
-    for construct_id in handlers_of(request.getfixturevalue(f"{stage_name}_stage")):
-        assert json.dumps(ref(function_id(template, construct_id))) in body, construct_id
+    for construct_id, fn in function_ids(template).items():
+        assert json.dumps(ref(fn)) in body, construct_id
     assert json.dumps(ref(ids.http_api)) in body
     assert '\\"alarms\\"' in body  # the alarm status widget
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_dashboard_is_named_after_the_stack_and_region(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-
-    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
-
-    assert dashboard["Properties"]["DashboardName"] == {
-        "Fn::Join": ["", [f"TaskBackend-{stage_name}-", {"Ref": "AWS::Region"}]]
-    }
+@on_variants(*STAGES)
+def test_dashboard_is_named_after_the_stack_and_region(variant):
+    variant.template.resource_count_is(DASHBOARD, 1)
+    variant.template.has_resource_properties(
+        DASHBOARD,
+        {"DashboardName": {"Fn::Join": ["", [f"{variant.stack.stack_name}-", {"Ref": "AWS::Region"}]]}},
+    )

@@ -16,13 +16,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
 from template_queries import (
-    EXTERNAL_AUDIENCE,
-    EXTERNAL_ISSUER,
     REPO_ROOT,
-    build_stack,
+    STAGE_VARIANTS,
+    Variant,
     cdk_json_stages,
-    changed,
-    synth,
+    on_variants,
+    stage_variant,
 )
 
 import infra.stack
@@ -30,29 +29,15 @@ from infra import nag_suppressions
 from infra.config import StageConfig
 from infra.stack import TaskBackendStack, stack_name_for
 
-# Stages as deployed (dev: `auth: none`, prod: `auth: jwt` with a created user pool), plus the settings
-# that change which resources exist.
-STAGE_VARIANTS = {
-    "dev": {},
-    "prod": {},
-    "dev-without-websocket-access-logs": {"websocket_access_logs": False},
-    "prod-with-alarm-email": {"alarm_email": "ops@example.com"},
-    "prod-with-auth-none": {"auth": "none"},
-    "dev-with-customer-managed-keys": {"customer_managed_keys": True},
-    "dev-with-jwt-user-pool": {"auth": "jwt"},
-    "dev-with-jwt-issuer": {"auth": "jwt", "jwt_issuer": EXTERNAL_ISSUER, "jwt_audience": EXTERNAL_AUDIENCE},
-}
-
-
-def _stage(variant: str) -> StageConfig:
-    return changed(cdk_json_stages()[variant.split("-", maxsplit=1)[0]], **STAGE_VARIANTS[variant])
+# Every stage variant (template_queries.STAGE_VARIANTS): the stages as deployed (dev: `auth: none`, prod:
+# `auth: jwt` with a created user pool), plus the settings that change which resources exist.
+EVERY_VARIANT = sorted(STAGE_VARIANTS)
 
 
 @functools.cache
-def _findings(variant: str) -> list[str]:
-    """Unacknowledged AwsSolutions findings of a stage, one line each: severity rule path."""
-    stack = build_stack(_stage(variant))
-    synth(_stage(variant))  # the template tests share this synthesis; nag sees the finished tree
+def _findings(name: str) -> list[str]:
+    """Unacknowledged AwsSolutions findings of a stage variant, one line each: severity rule path."""
+    stack = stage_variant(name).stack  # synthesized as the template tests see it: nag sees the finished tree
     report = AwsSolutionsChecks(verbose=True).validate_scope(stack)
     return [
         f"{violation.severity} {violation.rule_name} {resource.construct_path}"
@@ -61,18 +46,16 @@ def _findings(variant: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("variant", sorted(STAGE_VARIANTS))
+@on_variants(*EVERY_VARIANT)
 def test_stage_has_no_unacknowledged_nag_errors_or_warnings(variant):
-    findings = _findings(variant)
+    findings = _findings(variant.name)
 
     assert findings == [], "cdk-nag AwsSolutions findings:\n" + "\n".join(findings)
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "dev-with-jwt-issuer"])
+@on_variants("dev", "prod", "jwt_issuer")
 def test_stage_synthesizes_without_cdk_warnings_or_errors(variant):
-    stack = build_stack(_stage(variant))
-    synth(_stage(variant))
-    annotations = Annotations.from_stack(stack)
+    annotations = Annotations.from_stack(variant.stack)
 
     messages = [
         f"{m.id}: {m.entry.data}"
@@ -137,9 +120,9 @@ def _common_acknowledgments(stack: TaskBackendStack, stage: StageConfig) -> dict
     }
 
 
-def _expected_acknowledgments(variant: str, stack: TaskBackendStack) -> dict[str, set[str]]:
-    stage = _stage(variant)
-    expected = _common_acknowledgments(stack, stage)
+def _expected_acknowledgments(variant: Variant) -> dict[str, set[str]]:
+    stage = variant.stage
+    expected = _common_acknowledgments(variant.stack, stage)
     if stage.auth == "none":
         expected |= UNAUTHORIZED_ROUTES
     if stage.creates_user_pool:
@@ -149,7 +132,8 @@ def _expected_acknowledgments(variant: str, stack: TaskBackendStack) -> dict[str
 
 @pytest.mark.parametrize(
     ("variant", "public_routes", "user_pool"),
-    [("dev", True, False), ("prod", False, True), ("dev-with-jwt-issuer", False, False)],
+    [("dev", True, False), ("prod", False, True), ("jwt_issuer", False, False)],
+    indirect=["variant"],
 )
 def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(
     variant, public_routes, user_pool
@@ -157,19 +141,18 @@ def test_acknowledgments_are_exactly_the_accepted_findings_on_their_resources(
     # dev: `auth: none`, its routes are public. prod: `auth: jwt` with a created user pool (MFA optional,
     # Lite plan). With auth the routes are authorized: an APIG4 acknowledgment there would hide a route
     # that lost its authorizer.
-    stack = build_stack(_stage(variant))
+    acknowledged = _acknowledged(variant.stack)
 
-    acknowledged = _acknowledged(stack)
-
-    assert acknowledged == _expected_acknowledgments(variant, stack)
+    assert acknowledged == _expected_acknowledgments(variant)
     assert ("HttpApi/Default/GET--tasks/Resource" in acknowledged) is public_routes
     assert ("WebSocketApi/Default/$connect-Route/Resource" in acknowledged) is public_routes
     assert ("Auth/UserPool/Resource" in acknowledged) is user_pool
 
 
-def test_only_the_openapi_document_route_is_acknowledged_as_a_public_document():
+@on_variants("dev")
+def test_only_the_openapi_document_route_is_acknowledged_as_a_public_document(variant):
     # The five HTTP routes share the rule (APIG4) but not the reason: the document route has its own.
-    stack = build_stack(cdk_json_stages()["dev"])
+    stack = variant.stack
 
     reasons = {
         path.removeprefix(f"{stack.node.path}/"): suppression
@@ -184,21 +167,20 @@ def test_only_the_openapi_document_route_is_acknowledged_as_a_public_document():
     assert set(reasons.values()) == {nag_suppressions.HTTP_ROUTES_WITHOUT_AUTH}
 
 
-def test_websocket_stage_without_access_logs_is_acknowledged_only_when_configured_so():
-    stack = build_stack(_stage("dev-without-websocket-access-logs"))
-
-    acknowledged = _acknowledged(stack)
+@on_variants("dev_without_websocket_access_logs")
+def test_websocket_stage_without_access_logs_is_acknowledged_only_when_configured_so(variant):
+    acknowledged = _acknowledged(variant.stack)
 
     assert acknowledged["WebSocketApi/Stage/Resource"] == {"AwsSolutions-APIG1"}
-    assert "WebSocketApi/Stage/Resource" not in _acknowledged(build_stack(cdk_json_stages()["dev"]))
+    assert "WebSocketApi/Stage/Resource" not in _acknowledged(stage_variant("dev").stack)
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "dev-with-jwt-issuer"])
+@on_variants("dev", "prod", "jwt_issuer")
 def test_every_acknowledgment_answers_a_real_finding(monkeypatch, variant):
     # Given the same stage built without any acknowledgment, nag finds exactly what is acknowledged:
     # no acknowledgment is stale, and the pack does see these resources.
-    stage = _stage(variant)
-    acknowledged = build_stack(stage).nag_suppressions
+    stage = variant.stage
+    acknowledged = variant.stack.nag_suppressions
     monkeypatch.setattr(infra.stack, "acknowledge_accepted_findings", lambda **_: [])
     bare = TaskBackendStack(cdk.App(), stack_name_for(stage), stage=stage)
 
@@ -227,7 +209,7 @@ def test_an_acknowledgment_covers_only_its_own_finding():
     assert [(v.rule_name, [r.construct_path for r in v.violating_resources]) for v in report.violations] == [
         (
             "AwsSolutions-IAM5[Action::sqs:*]",
-            ["TaskBackend-dev/TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource"],
+            [f"{stack.node.path}/TaskPipeline/EnqueueFunction/Role/DefaultPolicy/Resource"],
         )
     ]
 

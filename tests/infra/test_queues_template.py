@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import pytest
-from template_queries import arn, function_id, properties, ref, resources
+from aws_cdk.assertions import Match
+from template_queries import arn, function_id, on_variants, properties, ref, stage_variant
 
-from infra.config import DLQ_RETENTION_SECONDS, TASK_QUEUE_RETENTION_SECONDS
+from infra.config import TASK_QUEUE_RETENTION_SECONDS
 
-
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_queue_dead_letters_after_the_stage_retry_budget(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-    stage = request.getfixturevalue(f"{stage_name}_stage")
-
-    queue = properties(template, ids.queue)
-
-    assert queue["RedrivePolicy"] == {
-        "deadLetterTargetArn": arn(ids.dlq),
-        "maxReceiveCount": stage.max_receive_count,
-    }
+QUEUE = "AWS::SQS::Queue"
 
 
-def test_cdk_json_retry_budgets_differ_per_stage(dev_stage, prod_stage):
-    # Makes the parametrized redrive test above meaningful: the two stages assert different values.
-    assert dev_stage.max_receive_count != prod_stage.max_receive_count
+@on_variants("dev", "prod")
+def test_queue_dead_letters_after_the_stage_retry_budget(variant):
+    variant.template.has_resource_properties(
+        QUEUE,
+        {
+            "RedrivePolicy": Match.object_equals(
+                {
+                    "deadLetterTargetArn": arn(variant.ids.dlq),
+                    "maxReceiveCount": variant.stage.max_receive_count,
+                }
+            )
+        },
+    )
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod"])
-def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(request, stage_name):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
+def _retry_budget(name: str) -> int:
+    variant = stage_variant(name)
+    return properties(variant.template, variant.ids.queue)["RedrivePolicy"]["maxReceiveCount"]
+
+
+def test_cdk_json_retry_budgets_differ_per_stage():
+    # Makes the parametrized redrive test above meaningful: the two stages' queues differ in it.
+    assert _retry_budget("dev") != _retry_budget("prod")
+
+
+@on_variants("dev", "prod")
+def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(variant):
+    template, ids = variant.template, variant.ids
 
     processor_timeout = properties(template, function_id(template, "ProcessorFunction"))["Timeout"]
     dlq_consumer_timeout = properties(template, function_id(template, "DlqConsumerFunction"))["Timeout"]
@@ -39,31 +47,44 @@ def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(request, 
     assert properties(template, ids.dlq)["VisibilityTimeout"] >= 6 * dlq_consumer_timeout
 
 
-def test_dlq_keeps_messages_14_days_longer_than_the_queue(dev_template, dev_ids):
+@on_variants("dev")
+def test_dlq_keeps_messages_14_days_longer_than_the_queue(variant):
     # A dead-lettered message keeps its original enqueue time, so the DLQ must outlast the queue.
-    assert (
-        properties(dev_template, dev_ids.dlq)["MessageRetentionPeriod"] == DLQ_RETENTION_SECONDS == 14 * 86400
+    queue = properties(variant.template, variant.ids.queue)["MessageRetentionPeriod"]
+    dlq = properties(variant.template, variant.ids.dlq)["MessageRetentionPeriod"]
+
+    assert dlq == 14 * 86400
+    assert queue == TASK_QUEUE_RETENTION_SECONDS  # what the stage config checks the retry budget against
+    assert queue < dlq
+
+
+@on_variants("dev")
+def test_both_queues_use_sqs_managed_encryption(variant):
+    variant.template.resource_count_is(QUEUE, 2)
+    variant.template.resource_properties_count_is(QUEUE, {"SqsManagedSseEnabled": True}, 2)
+
+
+@on_variants("dev")
+@pytest.mark.parametrize("queue", ["queue", "dlq"])
+def test_both_queues_refuse_requests_without_tls(variant, queue):
+    queue_id = getattr(variant.ids, queue)
+
+    variant.template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [ref(queue_id)],
+            "PolicyDocument": {
+                "Statement": [
+                    Match.object_equals(
+                        {
+                            "Action": "sqs:*",
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            "Effect": "Deny",
+                            "Principal": {"AWS": "*"},
+                            "Resource": arn(queue_id),
+                        }
+                    )
+                ]
+            },
+        },
     )
-    assert properties(dev_template, dev_ids.queue)["MessageRetentionPeriod"] == TASK_QUEUE_RETENTION_SECONDS
-    assert TASK_QUEUE_RETENTION_SECONDS < DLQ_RETENTION_SECONDS
-
-
-def test_both_queues_use_sqs_managed_encryption(dev_template, dev_ids):
-    for queue_id in (dev_ids.queue, dev_ids.dlq):
-        assert properties(dev_template, queue_id)["SqsManagedSseEnabled"] is True
-
-
-def test_both_queues_refuse_requests_without_tls(dev_template, dev_ids):
-    policies = resources(dev_template, "AWS::SQS::QueuePolicy").values()
-
-    for queue_id in (dev_ids.queue, dev_ids.dlq):
-        (policy,) = [p["Properties"] for p in policies if p["Properties"]["Queues"] == [ref(queue_id)]]
-        assert policy["PolicyDocument"]["Statement"] == [
-            {
-                "Action": "sqs:*",
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                "Effect": "Deny",
-                "Principal": {"AWS": "*"},
-                "Resource": arn(queue_id),
-            }
-        ]

@@ -1,30 +1,61 @@
-"""The stack: outputs, tags, environment-agnostic, and stage values that reach the template."""
+"""The stack: its name, outputs, tags, environment-agnostic, and stage values that reach the template."""
 
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
+import boto3
+from aws_cdk.assertions import Match
+from moto import mock_aws
 from template_queries import (
+    cdk_json_stages,
     changed,
-    environment,
     function_id,
+    has_environment,
+    on_variants,
     only,
-    properties,
     ref,
     resources,
-    stack_ids,
     synth,
 )
 
-from infra.stack import TaskBackendStack, stack_name_for
+from ops.stack_outputs import resolve_outputs
+
+# A stack of almost nothing: what the ops tools look for is its name.
+STAND_IN_TEMPLATE = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
-def test_stack_name_carries_the_stage(dev_stage, prod_stage):
-    assert stack_name_for(dev_stage) == "TaskBackend-dev"
-    assert stack_name_for(prod_stage) == "TaskBackend-prod"
+@on_variants("dev", "prod")
+def test_each_stage_synthesizes_the_stack_the_ops_tools_look_up(variant, monkeypatch):
+    # Given the stack of the cloud assembly `cdk deploy` reads, deployed (to moto) under its name
+    (stack,) = variant.stack.node.root.synth().stacks
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        boto3.client("cloudformation").create_stack(
+            StackName=stack.stack_name, TemplateBody=STAND_IN_TEMPLATE
+        )
+
+        # When the ops tools (redrive, migrate-keys) look the stage up by its name
+        found = resolve_outputs(variant.stage.name, "aws")
+
+    # Then they find that stack, whose name carries the stage
+    assert found.stack_name == stack.stack_name
+    assert stack.stack_name.endswith(f"-{variant.stage.name}")
 
 
-def test_outputs_publish_urls_and_resource_names(dev_template, dev_ids):
-    outputs = dev_template.to_json()["Outputs"]
+@on_variants("dev")
+def test_outputs_publish_urls_and_resource_names(variant):
+    template, ids = variant.template, variant.ids
+    outputs = template.find_outputs("*")
 
     def url(scheme, api_id, path):
         return {
@@ -43,18 +74,22 @@ def test_outputs_publish_urls_and_resource_names(dev_template, dev_ids):
         }
 
     assert {name: output["Value"] for name, output in outputs.items()} == {
-        "HttpApiUrl": url("https", dev_ids.http_api, "/"),
-        "WebSocketUrl": url("wss", dev_ids.websocket_api, "/dev"),
-        "TaskTableName": ref(dev_ids.task_table),
-        "ConnectionTableName": ref(dev_ids.connection_table),
-        "TaskQueueUrl": ref(dev_ids.queue),
-        "TaskDlqUrl": ref(dev_ids.dlq),
-        "AlarmTopicArn": ref(only(resources(dev_template, "AWS::SNS::Topic"))),
-        "DashboardName": ref(only(resources(dev_template, "AWS::CloudWatch::Dashboard"))),
+        "HttpApiUrl": url("https", ids.http_api, "/"),
+        "WebSocketUrl": url("wss", ids.websocket_api, f"/{variant.stage.name}"),
+        "TaskTableName": ref(ids.task_table),
+        "ConnectionTableName": ref(ids.connection_table),
+        "TaskQueueUrl": ref(ids.queue),
+        "TaskDlqUrl": ref(ids.dlq),
+        "AlarmTopicArn": ref(only(resources(template, "AWS::SNS::Topic"))),
+        "DashboardName": ref(only(resources(template, "AWS::CloudWatch::Dashboard"))),
     }
 
 
-def test_taggable_resources_carry_project_and_stage(prod_template):
+@on_variants("prod")
+def test_taggable_resources_carry_project_and_stage(variant):
+    template = variant.template
+    tags = {"Project": "TaskBackend", "Stage": "prod"}
+
     for resource_type in (
         "AWS::DynamoDB::Table",
         "AWS::SQS::Queue",
@@ -64,47 +99,47 @@ def test_taggable_resources_carry_project_and_stage(prod_template):
         "AWS::KMS::Key",
         "AWS::CloudWatch::Alarm",
     ):
-        for resource in resources(prod_template, resource_type).values():
-            tags = {tag["Key"]: tag["Value"] for tag in resource["Properties"]["Tags"]}
-            assert tags == {"Project": "TaskBackend", "Stage": "prod"}
-    for api in resources(prod_template, "AWS::ApiGatewayV2::Api").values():
-        assert api["Properties"]["Tags"] == {"Project": "TaskBackend", "Stage": "prod"}
-    (user_pool,) = resources(prod_template, "AWS::Cognito::UserPool").values()  # prod: auth jwt
-    assert user_pool["Properties"]["UserPoolTags"] == {"Project": "TaskBackend", "Stage": "prod"}
+        assert resources(template, resource_type), resource_type
+        template.all_resources_properties(
+            resource_type, {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}
+        )
+    # The APIs and the user pool (prod has `auth: jwt`) take tags as a map.
+    template.all_resources_properties("AWS::ApiGatewayV2::Api", {"Tags": Match.object_equals(tags)})
+    template.resource_count_is("AWS::Cognito::UserPool", 1)
+    template.has_resource_properties("AWS::Cognito::UserPool", {"UserPoolTags": Match.object_equals(tags)})
 
 
-def test_stack_is_environment_agnostic(dev_stage):
-    stack = TaskBackendStack(cdk.App(), "Agnostic", stage=dev_stage)
-
-    assert cdk.Token.is_unresolved(stack.account)
-    assert cdk.Token.is_unresolved(stack.region)
-
-
-def test_changed_cors_origin_and_retry_budget_reach_the_template(dev_stage):
-    stage = changed(dev_stage, cors_origins="https://staging.example.com", max_receive_count=7)
-
-    template = synth(stage)
-    ids = stack_ids(template)
-
-    assert properties(template, ids.http_api)["CorsConfiguration"]["AllowOrigins"] == [
-        "https://staging.example.com"
-    ]
-    assert properties(template, ids.queue)["RedrivePolicy"]["maxReceiveCount"] == 7
-    http_env = environment(template, function_id(template, "HttpApiFunction"))
-    assert http_env["CORS_ORIGINS"] == "https://staging.example.com"
-    for construct_id in ("ProcessorFunction", "DlqConsumerFunction"):
-        assert environment(template, function_id(template, construct_id))["MAX_RECEIVE_COUNT"] == "7"
+@on_variants("dev")
+def test_stack_is_environment_agnostic(variant):
+    assert cdk.Token.is_unresolved(variant.stack.account)
+    assert cdk.Token.is_unresolved(variant.stack.region)
 
 
-def test_changed_backoff_and_batch_sizes_reach_the_template(dev_stage):
-    stage = changed(dev_stage, backoff_base_seconds=1, backoff_cap_seconds=30, processor_batch_size=5)
+def test_changed_cors_origin_and_retry_budget_reach_the_template():
+    stage = changed(cdk_json_stages()["dev"], cors_origins="https://staging.example.com", max_receive_count=7)
 
     template = synth(stage)
 
-    processor = function_id(template, "ProcessorFunction")
-    assert environment(template, processor)["BACKOFF_BASE_SECONDS"] == "1"
-    assert environment(template, processor)["BACKOFF_CAP_SECONDS"] == "30"
-    mapping = template.find_resources(
-        "AWS::Lambda::EventSourceMapping", {"Properties": {"FunctionName": ref(processor)}}
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api",
+        {"ProtocolType": "HTTP", "CorsConfiguration": {"AllowOrigins": ["https://staging.example.com"]}},
     )
-    assert [m["Properties"]["BatchSize"] for m in mapping.values()] == [5]
+    template.has_resource_properties("AWS::SQS::Queue", {"RedrivePolicy": {"maxReceiveCount": 7}})
+    has_environment(template, "HttpApiFunction", {"CORS_ORIGINS": "https://staging.example.com"})
+    for construct_id in ("ProcessorFunction", "DlqConsumerFunction"):
+        has_environment(template, construct_id, {"MAX_RECEIVE_COUNT": "7"})
+
+
+def test_changed_backoff_and_batch_sizes_reach_the_template():
+    stage = changed(
+        cdk_json_stages()["dev"], backoff_base_seconds=1, backoff_cap_seconds=30, processor_batch_size=5
+    )
+
+    template = synth(stage)
+
+    has_environment(template, "ProcessorFunction", {"BACKOFF_BASE_SECONDS": "1", "BACKOFF_CAP_SECONDS": "30"})
+    template.resource_properties_count_is(
+        "AWS::Lambda::EventSourceMapping",
+        {"FunctionName": ref(function_id(template, "ProcessorFunction")), "BatchSize": 5},
+        1,
+    )

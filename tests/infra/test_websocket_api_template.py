@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from aws_cdk.assertions import Match
 from template_queries import (
-    changed,
     function_id,
+    function_ids,
+    has_api_stage,
+    has_environment,
+    has_json_access_logs,
     integration_target,
-    properties,
+    on_variants,
     ref,
-    resources,
     routes,
-    synth,
+    throttling,
 )
 
+API = "AWS::ApiGatewayV2::Api"
+ROUTE = "AWS::ApiGatewayV2::Route"
+LOG_GROUP = "AWS::Logs::LogGroup"
 ROUTE_FUNCTIONS = {
     "$connect": "WsConnectFunction",
     "$disconnect": "WsDisconnectFunction",
@@ -23,83 +27,102 @@ ROUTE_FUNCTIONS = {
 }
 
 
-def test_each_route_reaches_its_function(dev_template, dev_ids):
-    api_routes = routes(dev_template, dev_ids.websocket_api)
+@on_variants("dev")
+def test_each_route_reaches_its_function(variant):
+    template = variant.template
+    api_routes = routes(template, variant.ids.websocket_api)
 
     assert set(api_routes) == set(ROUTE_FUNCTIONS)
     for route_key, construct_id in ROUTE_FUNCTIONS.items():
-        target = integration_target(dev_template, api_routes[route_key])
-        assert target == function_id(dev_template, construct_id), route_key
+        target = integration_target(template, api_routes[route_key])
+        assert target == function_id(template, construct_id), route_key
 
 
-def test_api_selects_routes_by_the_action_field(dev_template, dev_ids):
-    api = properties(dev_template, dev_ids.websocket_api)
-
-    assert api["ProtocolType"] == "WEBSOCKET"
-    assert api["RouteSelectionExpression"] == "$request.body.action"
-    assert api["Name"] == "TaskBackend-dev-WebSocketApi"
-
-
-def test_only_the_default_route_sends_the_handler_body_back(dev_template, dev_ids):
-    api_routes = routes(dev_template, dev_ids.websocket_api)
-    route_responses = resources(dev_template, "AWS::ApiGatewayV2::RouteResponse")
-
-    (response,) = route_responses.values()
-    route_id = response["Properties"]["RouteId"]["Ref"]
-    assert properties(dev_template, route_id)["RouteKey"] == "$default"
-    assert response["Properties"]["RouteResponseKey"] == "$default"
-    assert api_routes["$default"]["RouteResponseSelectionExpression"] == "$default"
-    assert "RouteResponseSelectionExpression" not in api_routes["$connect"]
-
-
-@pytest.mark.parametrize(("stage_name", "rate", "burst"), [("dev", 50, 100), ("prod", 200, 400)])
-def test_stage_is_named_after_the_stage_auto_deploys_and_throttles(request, stage_name, rate, burst):
-    template = request.getfixturevalue(f"{stage_name}_template")
-    ids = request.getfixturevalue(f"{stage_name}_ids")
-
-    stage = properties(template, ids.websocket_stage)
-
-    assert stage["StageName"] == stage_name
-    assert stage["AutoDeploy"] is True
-    assert stage["DefaultRouteSettings"] == {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
-
-
-def test_stage_writes_json_access_logs(dev_template, dev_ids):
-    settings = properties(dev_template, dev_ids.websocket_stage)["AccessLogSettings"]
-
-    assert dev_template.to_json()["Resources"][settings["DestinationArn"]["Fn::GetAtt"][0]]["Type"] == (
-        "AWS::Logs::LogGroup"
+@on_variants("dev")
+def test_api_selects_routes_by_the_action_field(variant):
+    variant.template.has_resource_properties(
+        API,
+        {
+            "ProtocolType": "WEBSOCKET",
+            "RouteSelectionExpression": "$request.body.action",
+            "Name": f"{variant.stack.stack_name}-WebSocketApi",
+        },
     )
-    fields = json.loads(settings["Format"])
-    assert fields["connectionId"] == "$context.connectionId"
-    assert fields["eventType"] == "$context.eventType"
 
 
-def test_access_logs_can_be_turned_off_for_accounts_without_the_api_gateway_logs_role(dev_stage):
-    template = synth(changed(dev_stage, websocket_access_logs=False))
+@on_variants("dev")
+def test_only_the_default_route_sends_the_handler_body_back(variant):
+    template, websocket_api = variant.template, ref(variant.ids.websocket_api)
+    default_route = template.get_resource_id(
+        ROUTE, {"Properties": {"ApiId": websocket_api, "RouteKey": "$default"}}
+    )
 
-    stages = resources(template, "AWS::ApiGatewayV2::Stage").values()
-    ws_stage = next(s["Properties"] for s in stages if s["Properties"]["StageName"] == "dev")
-    assert "AccessLogSettings" not in ws_stage
-    assert len(resources(template, "AWS::Logs::LogGroup")) == 8 + 1
+    template.resource_count_is("AWS::ApiGatewayV2::RouteResponse", 1)
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::RouteResponse", {"RouteId": ref(default_route), "RouteResponseKey": "$default"}
+    )
+    template.has_resource_properties(
+        ROUTE,
+        {"ApiId": websocket_api, "RouteKey": "$default", "RouteResponseSelectionExpression": "$default"},
+    )
+    template.has_resource_properties(
+        ROUTE,
+        {"ApiId": websocket_api, "RouteKey": "$connect", "RouteResponseSelectionExpression": Match.absent()},
+    )
 
 
-def test_notifier_posts_to_this_stage_callback_url(dev_template, dev_ids):
-    notifier = function_id(dev_template, "NotifierFunction")
+@pytest.mark.parametrize(
+    ("variant", "rate", "burst"), [("dev", 50, 100), ("prod", 200, 400)], indirect=["variant"]
+)
+def test_stage_is_named_after_the_stage_auto_deploys_and_throttles(variant, rate, burst):
+    has_api_stage(
+        variant.template,
+        variant.ids.websocket_api,
+        {
+            "StageName": variant.stage.name,
+            "AutoDeploy": True,
+            "DefaultRouteSettings": throttling(rate, burst),
+        },
+    )
 
-    callback_url = properties(dev_template, notifier)["Environment"]["Variables"]["WEBSOCKET_CALLBACK_URL"]
 
-    assert callback_url == {
-        "Fn::Join": [
-            "",
-            [
-                "https://",
-                ref(dev_ids.websocket_api),
-                ".execute-api.",
-                ref("AWS::Region"),
-                ".",
-                ref("AWS::URLSuffix"),
-                "/dev",
-            ],
-        ]
-    }
+@on_variants("dev")
+def test_stage_writes_json_access_logs(variant):
+    has_json_access_logs(
+        variant.template,
+        variant.ids.websocket_api,
+        {"connectionId": "$context.connectionId", "eventType": "$context.eventType"},
+    )
+
+
+@on_variants("dev_without_websocket_access_logs")
+def test_access_logs_can_be_turned_off_for_accounts_without_the_api_gateway_logs_role(variant):
+    template = variant.template
+
+    has_api_stage(template, variant.ids.websocket_api, {"AccessLogSettings": Match.absent()})
+    # one log group per function, and the HTTP API stage's
+    template.resource_count_is(LOG_GROUP, len(function_ids(template)) + 1)
+
+
+@on_variants("dev")
+def test_notifier_posts_to_this_stage_callback_url(variant):
+    has_environment(
+        variant.template,
+        "NotifierFunction",
+        {
+            "WEBSOCKET_CALLBACK_URL": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "https://",
+                        ref(variant.ids.websocket_api),
+                        ".execute-api.",
+                        ref("AWS::Region"),
+                        ".",
+                        ref("AWS::URLSuffix"),
+                        f"/{variant.stage.name}",
+                    ],
+                ]
+            }
+        },
+    )

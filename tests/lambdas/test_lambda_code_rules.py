@@ -14,6 +14,7 @@ from taskflow import env_vars
 
 LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
 PACKAGE = LAMBDAS / "taskflow"
+# Every handler module (tests/infra/test_functions_template.py: each one is a function of a cdk.json stage).
 HANDLERS = sorted(path.stem for path in (PACKAGE / "handlers").glob("*.py") if path.stem != "__init__")
 AWS_SDK = ("boto3", "botocore")
 
@@ -30,20 +31,6 @@ def _imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules.add(node.module)
     return modules
-
-
-def test_every_function_of_the_template_has_a_handler_module() -> None:
-    assert HANDLERS == [
-        "dlq_consumer",
-        "enqueue",
-        "http_api",
-        "notifier",
-        "processor",
-        "ws_authorizer",
-        "ws_connect",
-        "ws_default",
-        "ws_disconnect",
-    ]
 
 
 def test_only_repositories_and_clients_use_the_aws_sdk() -> None:

@@ -1,6 +1,7 @@
 """The notifier on a stage with `auth: jwt`: each task change goes to its owner's connections only,
-found with one Query of the ConnectionTable's ByOwner index per owner (never a Scan), with the same
-failure semantics as the broadcast (see taskflow.services.task_notifier)."""
+found with one Query of the ConnectionTable's ByOwner index per owner (never a Scan). What it shares
+with the broadcast of `auth: none` stages (gone and failing connections, one read per batch and owner,
+paging, the handler built from the environment) is tested on both in test_notifier_handler.py."""
 
 from __future__ import annotations
 
@@ -11,18 +12,12 @@ from typing import Any
 
 import pytest
 from lambda_support import (
-    REGION,
     Aws,
-    DynamoDBCalls,
     FakeConnections,
     FakeLambdaContext,
-    connection_ids,
     put_connection,
 )
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core import DEFAULT_ACCOUNT_ID as ACCOUNT_ID
 
-from taskflow.clients import aws
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import new_task
 from taskflow.handlers import notifier
@@ -100,69 +95,6 @@ def test_frames_never_carry_the_owner(
     assert ALICE not in json.dumps(frame)
 
 
-def test_connections_are_queried_once_per_distinct_owner_and_never_scanned(
-    pushed: FakeConnections, owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
-) -> None:
-    # Given three changes of Alice and one of Bob in one batch
-    put_connection(owner_scoped_aws, "alice-1", ALICE)
-    put_connection(owner_scoped_aws, "bob-1", BOB)
-    stream = owner_scoped_aws.stream_reader()
-    create_tasks(owner_scoped_aws, ("a1", ALICE), ("a2", ALICE), ("b1", BOB), ("a3", ALICE))
-    event = stream.read()
-    calls = DynamoDBCalls(owner_scoped_aws.dynamodb)
-
-    # When the notifier pushes them
-    notifier.handler(event, lambda_context)
-
-    # Then it read the ConnectionTable with one Query per owner, and no Scan
-    assert calls.count("Query") == 2
-    assert calls.count("Scan") == 0
-    assert frames_of(pushed, "alice-1") == ["a1", "a2", "a3"]
-
-
-def test_owner_without_connections_costs_one_query_and_is_not_a_failure(
-    pushed: FakeConnections, owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
-) -> None:
-    put_connection(owner_scoped_aws, "bob-1", BOB)
-    stream = owner_scoped_aws.stream_reader()
-    create_tasks(owner_scoped_aws, ("a1", ALICE))
-    event = stream.read()
-    calls = DynamoDBCalls(owner_scoped_aws.dynamodb)
-
-    response = notifier.handler(event, lambda_context)
-
-    assert response == {"batchItemFailures": []}
-    assert calls.operations == ["Query"]
-    assert pushed.frames == {}
-
-
-def test_an_owners_connections_are_read_across_query_pages(owner_scoped_aws: Aws) -> None:
-    # Given 30 connections of Alice and 5 of Bob, and a client whose Query pages hold 7 items
-    for index in range(30):
-        put_connection(owner_scoped_aws, f"alice-{index:02d}", ALICE)
-    for index in range(5):
-        put_connection(owner_scoped_aws, f"bob-{index}", BOB)
-
-    class SmallPages:
-        def __init__(self, client: Any) -> None:
-            self._client = client
-            self.queries = 0
-
-        def query(self, **kwargs: Any) -> Any:
-            self.queries += 1
-            return self._client.query(Limit=7, **kwargs)
-
-    client = SmallPages(owner_scoped_aws.dynamodb)
-
-    # When Alice's connection ids are read
-    found = ConnectionRepository(owner_scoped_aws.connection_table, client=client).of_owner(ALICE)
-    ids = [connection.connection_id for connection in found]
-
-    # Then all of them, and only hers, came back over several pages
-    assert sorted(ids) == [f"alice-{index:02d}" for index in range(30)]
-    assert client.queries >= 5
-
-
 def test_change_without_an_owner_is_pushed_to_nobody_and_logged(
     pushed: FakeConnections,
     owner_scoped_aws: Aws,
@@ -183,25 +115,6 @@ def test_change_without_an_owner_is_pushed_to_nobody_and_logged(
     assert frames_of(pushed, "alice-1") == ["a1"]
     assert "nobody" not in pushed.frames
     assert "task change without an owner pushed to nobody" in caplog.messages
-
-
-def test_failing_connection_fails_from_its_record_on_without_holding_up_other_owners(
-    pushed: FakeConnections, owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
-) -> None:
-    # Given a working connection of Alice and a broken one of Bob
-    put_connection(owner_scoped_aws, "alice-1", ALICE)
-    put_connection(owner_scoped_aws, "bob-broken", BOB)
-    pushed.failing.add("bob-broken")
-    stream = owner_scoped_aws.stream_reader()
-    create_tasks(owner_scoped_aws, ("a1", ALICE), ("b1", BOB), ("a2", ALICE), ("b2", BOB))
-    event = stream.read()
-
-    # When the notifier pushes the batch
-    response = notifier.handler(event, lambda_context)
-
-    # Then Alice got all her frames, and the batch fails from Bob's first record (index 1) on
-    assert frames_of(pushed, "alice-1") == ["a1", "a2"]
-    assert failed(response) == sequence_numbers(event)[1:]
 
 
 def test_lowest_failed_record_across_owners_decides_the_partial_batch_response(
@@ -229,23 +142,6 @@ def test_lowest_failed_record_across_owners_decides_the_partial_batch_response(
     # Then the response starts at the lowest failed record (Alice's, index 2), not Bob's (3)
     assert frames_of(pushed, "bob-flaky") == ["b1", "b2"]
     assert failed(response) == sequence_numbers(event)[2:]
-
-
-def test_gone_connection_of_an_owner_is_deleted_and_not_a_failure(
-    pushed: FakeConnections, owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
-) -> None:
-    put_connection(owner_scoped_aws, "alice-1", ALICE)
-    put_connection(owner_scoped_aws, "alice-gone", ALICE)
-    put_connection(owner_scoped_aws, "bob-1", BOB)
-    pushed.gone.add("alice-gone")
-    stream = owner_scoped_aws.stream_reader()
-    create_tasks(owner_scoped_aws, ("a1", ALICE))
-
-    response = notifier.handler(stream.read(), lambda_context)
-
-    assert response == {"batchItemFailures": []}
-    assert connection_ids(owner_scoped_aws) == {"alice-1", "bob-1"}
-    assert frames_of(pushed, "alice-1") == ["a1"]
 
 
 def test_an_owner_whose_connections_cannot_be_read_fails_from_their_first_record(
@@ -305,22 +201,3 @@ def test_logs_say_how_many_owners_and_connections_were_targeted(
 
     [summary] = [record.__dict__ for record in caplog.records if record.getMessage() == "notifications sent"]
     assert (summary["owners"], summary["connections"], summary["frames"]) == (2, 3, 2)
-
-
-def test_handler_built_from_a_jwt_stages_environment_pushes_to_the_owner_only(
-    jwt_env: dict[str, str], owner_scoped_aws: Aws, lambda_context: FakeLambdaContext
-) -> None:
-    # No fake: the notifier is built from AUTH_MODE=jwt and posts through moto's @connections.
-    put_connection(owner_scoped_aws, "alice-1", ALICE)
-    put_connection(owner_scoped_aws, "bob-1", BOB)
-    stream = owner_scoped_aws.stream_reader()
-    create_tasks(owner_scoped_aws, ("a1", ALICE))
-    calls = DynamoDBCalls(aws.client("dynamodb"))  # the client the handler's repository uses
-
-    response = notifier.handler(stream.read(), lambda_context)
-
-    received = apigatewaymanagementapi_backends[ACCOUNT_ID][REGION].connections
-    assert response == {"batchItemFailures": []}
-    assert json.loads(received["alice-1"].data)["taskId"] == "a1"
-    assert "bob-1" not in received
-    assert (calls.count("Query"), calls.count("Scan")) == (1, 0)

@@ -331,14 +331,19 @@ def test_only_pending_tasks_unchanged_for_long_enough_are_enqueued_again(stage: 
 # --------------------------------------------------------------------------- the whole command
 
 
-def test_redrive_moves_dead_letters_reruns_errors_and_requeues_stale_tasks(
-    stage: Stage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Given a dead letter, tasks in error of two owners and a stale pending task
+def needing_every_step(stage: Stage) -> None:
+    """A dead letter (carol's "late"), alice's and bob's task "t1" in error, carol's "stuck" pending."""
     stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId":"late","run":1,"owner":"carol"}')
     dead_letter(stage, "t1", "alice")
     dead_letter(stage, "t1", "bob")
     submit(stage, "stuck", "carol")
+
+
+def test_redrive_moves_dead_letters_reruns_errors_and_requeues_stale_tasks(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a dead letter, tasks in error of two owners and a stale pending task
+    needing_every_step(stage)
 
     # When the stage is redriven
     exit_code = run_cli(stage, monkeypatch, "--pending-older-than", "60")
@@ -357,11 +362,8 @@ def test_redrive_moves_dead_letters_reruns_errors_and_requeues_stale_tasks(
 def test_dry_run_changes_nothing(
     stage: Stage, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given a dead letter, tasks in error and a stale pending task
-    stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId":"late","run":1}')
-    dead_letter(stage, "t1", "alice")
-    dead_letter(stage, "t1", "bob")
-    submit(stage, "stuck", "carol")
+    # Given a dead letter, tasks in error of two owners and a stale pending task
+    needing_every_step(stage)
     before = {(t, o): stage.task(t, o) for t, o in (("t1", "alice"), ("t1", "bob"), ("stuck", "carol"))}
 
     # When a dry run looks at everything
