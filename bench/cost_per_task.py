@@ -77,11 +77,11 @@ import websockets
 
 from local.chaos.history import TERMINAL
 from local.dynamodb_capacity import item_size, read_units_for, write_units_for
-from local.intrinsics import PseudoParameters
 from local.launcher import LocalStackProcess
 from local.request_meter import METER_PATH
-from local.stack_model import build_stack_model
-from local.template import find_stack
+from local.template.cdk_out import find_stack
+from local.template.intrinsics import PseudoParameters
+from local.template.model import build_stack_model
 
 # --------------------------------------------------------------------------- prices
 

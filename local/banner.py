@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local.report import FindingKind, render_findings
-from local.stack_model import HttpRouteSpec, StackModel
+from local.template.model import HttpRouteSpec, StackModel
+from local.template.report import FindingKind, render_findings
 
 if TYPE_CHECKING:
     from local.stack import LocalStack

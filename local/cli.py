@@ -15,7 +15,7 @@ from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, pa
 from local.processes import die_with_parent
 from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
 from local.state_store import StateError
-from local.template import TemplateError, find_stack, load_stack
+from local.template.cdk_out import TemplateError, find_stack, load_stack
 
 DESCRIPTION = """\
 Run the whole serverless backend of a synthesized CDK stack on this machine: an embedded AWS

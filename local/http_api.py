@@ -29,7 +29,7 @@ from local import cors
 from local.console import Console
 from local.http_routes import RouteMatch, RouteTable
 from local.lambda_runtime import InvocationResult
-from local.stack_model import HttpApiSpec, HttpRouteSpec
+from local.template.model import HttpApiSpec, HttpRouteSpec
 
 if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it loads PyJWT)
     from local.jwt_authorizer import JwtValidator

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from local.stack_model import LocalValues, QueueSpec, StackModel, TableSpec
+from local.template.model import LocalValues, QueueSpec, StackModel, TableSpec
 
 
 def scale_seconds(value: str | int, time_scale: float) -> str:

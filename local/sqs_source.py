@@ -35,7 +35,7 @@ from local.console import Console
 from local.event_filter import matches_any, sqs_filter_view
 from local.faults import Dice, SqsMappingStats
 from local.lambda_runtime import InvocationResult
-from local.stack_model import EventSourceMappingSpec
+from local.template.model import EventSourceMappingSpec
 
 Invoke = Callable[[Any], Awaitable[InvocationResult]]
 LONG_POLL_SECONDS = 20

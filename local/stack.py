@@ -34,12 +34,16 @@ from local.faults import (
     write_sqs_outage,
 )
 from local.http_api import HttpApiServer
-from local.intrinsics import IntrinsicError, PseudoParameters
 from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
 from local.provision import setup_requests
-from local.report import FindingKind
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
-from local.stack_model import (
+from local.stack_state import StackState
+from local.state_file import state_file_path
+from local.state_store import StateLock, state_paths
+from local.stream_source import StreamPoller, StreamSource
+from local.template.cdk_out import SynthesizedStack
+from local.template.intrinsics import IntrinsicError, PseudoParameters
+from local.template.model import (
     ISSUERS_PATH,
     FunctionSpec,
     LocalValues,
@@ -49,11 +53,7 @@ from local.stack_model import (
     layer_packages,
     layer_summary,
 )
-from local.stack_state import StackState
-from local.state_file import state_file_path
-from local.state_store import StateLock, state_paths
-from local.stream_source import StreamPoller, StreamSource
-from local.template import SynthesizedStack
+from local.template.report import FindingKind
 from local.ttl_sweeper import TtlSweeper, TtlTable
 from local.websocket_api import WebSocketApiServer
 

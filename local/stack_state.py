@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.stack_model import StackModel
 from local.state_store import (
     StateError,
     StateLock,
@@ -30,6 +29,7 @@ from local.state_store import (
     sequence_key,
     state_paths,
 )
+from local.template.model import StackModel
 
 START_OF_STREAM = sequence_key(0)  # a checkpoint before every record (TRIM_HORIZON)
 SAVE_INTERVAL_SECONDS = 1.0

@@ -30,8 +30,8 @@ from local.batch_results import evaluate_batch, stream_retry_position
 from local.console import Console
 from local.event_filter import matches_any
 from local.lambda_runtime import InvocationResult
-from local.stack_model import EventSourceMappingSpec
 from local.state_store import sequence_key
+from local.template.model import EventSourceMappingSpec
 
 Invoke = Callable[[Any], Awaitable[InvocationResult]]
 IDLE_POLL_SECONDS = 0.1  # Lambda polls each shard 4 times a second; locally a little faster

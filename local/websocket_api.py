@@ -49,7 +49,7 @@ from local.console import Console
 from local.faults import Dice, StackFaultCounters
 from local.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
 from local.lambda_runtime import InvocationResult
-from local.stack_model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
+from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 
 Invoke = Callable[[str, Any], Awaitable[InvocationResult]]
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway: 128 KB per message (32 KB frames)

@@ -7,11 +7,11 @@ import jwt
 import pytest
 from local_support import FIXTURE_ASSEMBLY
 
-from local.intrinsics import PseudoParameters
 from local.jwt_authorizer import JwtRejected
-from local.report import FindingKind, render_findings
 from local.stack_auth import build_stack_auth
-from local.stack_model import (
+from local.template.cdk_out import find_stack
+from local.template.intrinsics import PseudoParameters
+from local.template.model import (
     JwtAuthorizerSpec,
     LocalValues,
     RequestAuthorizerSpec,
@@ -20,7 +20,7 @@ from local.stack_model import (
     layer_packages,
     layer_summary,
 )
-from local.template import find_stack
+from local.template.report import FindingKind, render_findings
 
 BASE = "http://127.0.0.1:4000/_local/issuers"
 

@@ -22,7 +22,6 @@ import pytest
 from botocore.config import Config
 from local_support import FIXTURE_ASSEMBLY, REPO_ROOT
 
-from local.stack_model import build_stack_model
 from local.stack_state import START_OF_STREAM, StackState
 from local.state_store import (
     FORMAT_VERSION,
@@ -32,7 +31,8 @@ from local.state_store import (
     sequence_key,
     state_paths,
 )
-from local.template import find_stack
+from local.template.cdk_out import find_stack
+from local.template.model import build_stack_model
 
 STACK = "Durable-test"
 TABLE, QUEUE, DLQ = "Durable-test-Items", "Durable-test-Work", "Durable-test-Dead"

@@ -17,8 +17,8 @@ from local.aws_json import AwsJsonClient
 from local.console import Console
 from local.lambda_runtime import InvocationResult
 from local.sqs_source import SqsPoller, SqsSource
-from local.stack_model import EventSourceMappingSpec
 from local.stream_source import StreamPoller, StreamSource
+from local.template.model import EventSourceMappingSpec
 from local.ttl_sweeper import TtlSweeper, TtlTable
 
 REGION = "us-east-1"

@@ -34,7 +34,7 @@ from local.faults import (
 )
 from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
-from local.stack_model import EventSourceMappingSpec, WebSocketApiSpec
+from local.template.model import EventSourceMappingSpec, WebSocketApiSpec
 from local.websocket_api import WebSocketApiServer
 
 REGION = "us-east-1"

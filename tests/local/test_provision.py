@@ -11,8 +11,8 @@ from local.provision import (
     queues_in_creation_order,
     scale_seconds,
 )
-from local.stack_model import LocalValues, build_stack_model
-from local.template import find_stack
+from local.template.cdk_out import find_stack
+from local.template.model import LocalValues, build_stack_model
 
 
 @pytest.fixture(scope="module")

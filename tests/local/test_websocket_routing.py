@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.stack_model import WebSocketRouteSpec
+from local.template.model import WebSocketRouteSpec
 from local.websocket_api import new_connection_id, route_response_body, select_route
 
 ROUTES = {

@@ -23,8 +23,8 @@ from typing import Any
 
 from local.cors import CorsConfig
 from local.event_filter import FilterPatternError, parse_patterns
-from local.intrinsics import IntrinsicError, PseudoParameters, Resolver, referenced_logical_ids
-from local.report import Finding, FindingKind
+from local.template.intrinsics import IntrinsicError, PseudoParameters, Resolver, referenced_logical_ids
+from local.template.report import Finding, FindingKind
 
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
 QUEUE_TYPE = "AWS::SQS::Queue"
