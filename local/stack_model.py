@@ -1,0 +1,5 @@
+"""Moved to local/template/; this name stays until local/stack_auth.py moves (issue 16)."""
+
+from local.template.model import ISSUERS_PATH, LocalValues, StackModel
+
+__all__ = ["ISSUERS_PATH", "LocalValues", "StackModel"]
