@@ -26,7 +26,7 @@ What is counted (per task that succeeded: totals / successes; the cost of the ta
 * Lambda invocations and handler milliseconds per function (the stack's stats file; billed per
   invocation rounded up to 1 ms, at the template's MemorySize), and API Gateway HTTP requests
   (= HttpApiFunction invocations: every POST /tasks reaches it).
-* WebSocket messages: the @connections POSTs delivered (local/websocket_api.py).
+* WebSocket messages: the @connections POSTs delivered (local/gateways/websocket_api.py).
 
 The original app is a model, not a run (see ORIGINAL below): per task PutItem + SendMessage on
 submit; one processor invocation per message (batch size 1: one ReceiveMessage amortised per

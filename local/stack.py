@@ -33,7 +33,8 @@ from local.faults import (
     write_json_atomically,
     write_sqs_outage,
 )
-from local.http_api import HttpApiServer
+from local.gateways.http_api import HttpApiServer
+from local.gateways.websocket_api import WebSocketApiServer
 from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
 from local.provision import setup_requests
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
@@ -55,7 +56,6 @@ from local.template.model import (
 )
 from local.template.report import FindingKind
 from local.ttl_sweeper import TtlSweeper, TtlTable
-from local.websocket_api import WebSocketApiServer
 
 if TYPE_CHECKING:  # local.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
     from local.stack_auth import StackAuth

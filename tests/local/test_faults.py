@@ -32,10 +32,10 @@ from local.faults import (
     read_json_lines,
     write_sqs_outage,
 )
+from local.gateways.websocket_api import WebSocketApiServer
 from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
 from local.template.model import EventSourceMappingSpec, WebSocketApiSpec
-from local.websocket_api import WebSocketApiServer
 
 REGION = "us-east-1"
 INJECTED_BEFORE_SEND = {

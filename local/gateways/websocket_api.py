@@ -2,7 +2,7 @@
 
 * `ws://127.0.0.1:PORT/<stage>` (or `/`): the handshake runs the `$connect` route; a non-2xx
   statusCode, an error or a timeout rejects the connection (with that status, or 500).
-* With a Lambda REQUEST authorizer on `$connect` (local/lambda_authorizer.py), the handshake
+* With a Lambda REQUEST authorizer on `$connect` (local/gateways/lambda_authorizer.py), the handshake
   first needs the identity sources (else 401, no call), then the authorizer function's Allow
   (401 for "Unauthorized", 403 for a Deny, 500 for an error); its principalId and context
   reach every event of the connection as `requestContext.authorizer`.
@@ -47,7 +47,7 @@ from aiohttp import WSMsgType, web
 
 from local.console import Console
 from local.faults import Dice, StackFaultCounters
-from local.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
+from local.gateways.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
 from local.lambda_runtime import InvocationResult
 from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 

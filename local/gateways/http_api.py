@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from local import cors
 from local.console import Console
-from local.http_routes import RouteMatch, RouteTable
+from local.gateways import cors
+from local.gateways.http_routes import RouteMatch, RouteTable
 from local.lambda_runtime import InvocationResult
 from local.template.model import HttpApiSpec, HttpRouteSpec
 
