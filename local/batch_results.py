@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from local.console import Console
 from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
-from local.processes import die_with_parent
+from local.runtime.processes import die_with_parent
 from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
 from local.state_store import StateError
 from local.template.cdk_out import TemplateError, find_stack, load_stack

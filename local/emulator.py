@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from local.console import Console
-from local.processes import kill_process_group
+from local.runtime.processes import kill_process_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 60.0  # the first start (imports on a loaded laptop)

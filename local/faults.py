@@ -3,7 +3,7 @@ run records in the fault directory (`--fault-dir`, read by `python -m local.chao
 
 Where each fault lives:
 
-* in the function workers (local/fault_hooks.py, installed by local/lambda_bootstrap.py):
+* in the function workers (local/fault_hooks.py, installed by local/runtime/bootstrap.py):
   - `--fault-aws-error-rate P`: botocore hooks fail a fraction P of the functions' DynamoDB and
     SQS calls: three quarters of them before the request is sent (a synthetic 500
     InternalServerError, 400 ThrottlingException or, for DynamoDB, 400

@@ -40,8 +40,8 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client
 
 from local import moto_patches
-from local.processes import die_with_parent
 from local.request_meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
+from local.runtime.processes import die_with_parent
 from local.state_store import StateError, StateStore
 
 

@@ -34,7 +34,7 @@ from local.batch_results import evaluate_batch
 from local.console import Console
 from local.event_filter import matches_any, sqs_filter_view
 from local.faults import Dice, SqsMappingStats
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 from local.template.model import EventSourceMappingSpec
 
 Invoke = Callable[[Any], Awaitable[InvocationResult]]

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from local.aws_json import AwsJsonClient, EmulatorRestarting
 from local.banner import package_version, print_banner
-from local.code_reload import CodeWatcher
 from local.console import Console
 from local.emulator import Emulator, EmulatorConfig, EmulatorError
 from local.faults import (
@@ -35,8 +34,9 @@ from local.faults import (
 )
 from local.gateways.http_api import HttpApiServer
 from local.gateways.websocket_api import WebSocketApiServer
-from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
 from local.provision import setup_requests
+from local.runtime.code_reload import CodeWatcher
+from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
 from local.stack_state import StackState
 from local.state_file import state_file_path
@@ -103,7 +103,7 @@ class Options:
     # connections across restarts (local/state_store.py); False: in memory only, as on the old stack.
     durable: bool = True
     fresh: bool = False  # remove the stack's state first
-    # Source folders whose edits reach the functions without a restart (local/code_reload.py).
+    # Source folders whose edits reach the functions without a restart (local/runtime/code_reload.py).
     watch: list[Path] = field(default_factory=list)
 
 

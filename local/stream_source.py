@@ -29,7 +29,7 @@ from local.aws_json import AwsJsonClient, EmulatorRestarting
 from local.batch_results import evaluate_batch, stream_retry_position
 from local.console import Console
 from local.event_filter import matches_any
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 from local.state_store import sequence_key
 from local.template.model import EventSourceMappingSpec
 

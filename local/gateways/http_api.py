@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 from local.console import Console
 from local.gateways import cors
 from local.gateways.http_routes import RouteMatch, RouteTable
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 from local.template.model import HttpApiSpec, HttpRouteSpec
 
 if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it loads PyJWT)

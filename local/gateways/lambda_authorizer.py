@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 
 INVOKE_ACTION = "execute-api:Invoke"
 

@@ -48,7 +48,7 @@ from aiohttp import WSMsgType, web
 from local.console import Console
 from local.faults import Dice, StackFaultCounters
 from local.gateways.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 
 Invoke = Callable[[str, Any], Awaitable[InvocationResult]]

@@ -15,7 +15,7 @@ import boto3
 
 from local.aws_json import AwsJsonClient
 from local.console import Console
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 from local.sqs_source import SqsPoller, SqsSource
 from local.stream_source import StreamPoller, StreamSource
 from local.template.model import EventSourceMappingSpec

@@ -33,7 +33,7 @@ from local.faults import (
     write_sqs_outage,
 )
 from local.gateways.websocket_api import WebSocketApiServer
-from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
+from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
 from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
 from local.template.model import EventSourceMappingSpec, WebSocketApiSpec
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from local_support import FIXTURE_ASSEMBLY
 
-from local.lambda_bootstrap import scaled_seconds
-from local.lambda_runtime import FunctionPool, RuntimeFunction
+from local.runtime.bootstrap import scaled_seconds
+from local.runtime.pool import FunctionPool, RuntimeFunction
 
 CODE = (FIXTURE_ASSEMBLY / "functions").resolve()
 

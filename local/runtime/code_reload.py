@@ -13,7 +13,7 @@ imported). The folders are polled (every 0.25 s; a few dozen files, no watcher l
    on it (one per function is started right away), busy workers finish their invocation on the
    old one. A function whose first worker on the new code fails its cold start (an ImportError,
    an exception at import) says so and goes back to the previous code until the files change
-   again (local/lambda_runtime.py).
+   again (local/runtime/pool.py).
 
 State, queues, tables and open WebSocket connections are untouched: only workers are replaced.
 """
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local.console import Console
-from local.lambda_runtime import FunctionPool
+from local.runtime.pool import FunctionPool
 
 POLL_SECONDS = 0.25
 _BYTECODE = (".pyc", ".pyo")

@@ -1,6 +1,6 @@
 """The runtime inside one function worker process (the local stand-in for Lambda's runtime).
 
-Started by local.lambda_runtime as `python -P local/lambda_bootstrap.py --response-fd N ...`
+Started by local.runtime.pool as `python -P local/runtime/bootstrap.py --response-fd N ...`
 in the function's asset folder, with the function's environment (PYTHONPATH = the asset).
 It imports the handler once (the cold start), then serves invocations: one JSON request a
 line on stdin, one JSON response a line on the response pipe. stdout and stderr are the
@@ -85,7 +85,7 @@ def _elapsed_ms(began: float) -> float:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this worker when the local stack dies (same as local/processes.py)."""
+    """SIGKILL this worker when the local stack dies (same as local/runtime/processes.py)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != parent_pid:
@@ -133,7 +133,8 @@ def install_time_scale(scale: float) -> None:
 
 def _load_fault_hooks(config_json: str) -> Any:
     """local/fault_hooks.py, loaded by path under a private name (see the module docstring)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fault_hooks.py")
+    local_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(local_dir, "fault_hooks.py")
     spec = importlib.util.spec_from_file_location("_local_fault_hooks", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

@@ -1,11 +1,11 @@
 """Functions as warm worker processes: the local Lambda service.
 
-Each function gets a pool of worker processes (local/lambda_bootstrap.py run by the venv's
+Each function gets a pool of worker processes (local/runtime/bootstrap.py run by the venv's
 Python in the function's asset folder, with the function's environment). A worker imports
 the handler once and then serves invocations one at a time, like a Lambda execution
 environment. The pool grows on demand up to its concurrency limit; extra invocations wait.
 
-A pool can move to other code (local/code_reload.py): after `switch_code` new workers start on
+A pool can move to other code (local/runtime/code_reload.py): after `switch_code` new workers start on
 it and workers on the old code are retired as soon as they are idle. If the first cold start on
 the new code fails (an ImportError, an exception at import), the pool goes back to the code it
 ran before, says why (`notice`), and the invocation that found out runs on that code.
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from local.processes import kill_process_group
+from local.runtime.processes import kill_process_group
 
-BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 INIT_TIMEOUT_SECONDS = 60.0  # Lambda allows 10 s; a loaded 2-core laptop importing pydantic needs more
 _MAX_LINE = 64 * 1024 * 1024
 

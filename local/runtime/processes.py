@@ -5,7 +5,7 @@ terminal reaches only the parent, which then stops the children in order. Each c
 asks Linux (PR_SET_PDEATHSIG) to SIGKILL it when its parent dies, first thing at start, and
 exits at once if the parent is already gone; so a parent killed without cleaning up leaves
 nothing behind. (Done in the child rather than in a preexec_fn, which is unsafe in a process
-with threads.) lambda_bootstrap.py has its own copy: it may import nothing from local/.
+with threads.) bootstrap.py has its own copy: it may import nothing from local/.
 """
 
 from __future__ import annotations
