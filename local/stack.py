@@ -37,11 +37,12 @@ from local.gateways.websocket_api import WebSocketApiServer
 from local.provision import setup_requests
 from local.runtime.code_reload import CodeWatcher
 from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
-from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
+from local.sources.sqs import DuplicateDeliveries, SqsPoller, SqsSource
+from local.sources.streams import StreamPoller, StreamSource
+from local.sources.ttl_sweeper import TtlSweeper, TtlTable
 from local.stack_state import StackState
 from local.state_file import state_file_path
 from local.state_store import StateLock, state_paths
-from local.stream_source import StreamPoller, StreamSource
 from local.template.cdk_out import SynthesizedStack
 from local.template.intrinsics import IntrinsicError, PseudoParameters
 from local.template.model import (
@@ -55,7 +56,6 @@ from local.template.model import (
     layer_summary,
 )
 from local.template.report import FindingKind
-from local.ttl_sweeper import TtlSweeper, TtlTable
 
 if TYPE_CHECKING:  # local.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
     from local.stack_auth import StackAuth

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.event_filter import FilterPatternError, parse_patterns
 from local.gateways.cors import CorsConfig
+from local.sources.event_filter import FilterPatternError, parse_patterns
 from local.template.intrinsics import IntrinsicError, PseudoParameters, Resolver, referenced_logical_ids
 from local.template.report import Finding, FindingKind
 

@@ -16,10 +16,10 @@ import boto3
 from local.aws_json import AwsJsonClient
 from local.console import Console
 from local.runtime.pool import InvocationResult
-from local.sqs_source import SqsPoller, SqsSource
-from local.stream_source import StreamPoller, StreamSource
+from local.sources.sqs import SqsPoller, SqsSource
+from local.sources.streams import StreamPoller, StreamSource
+from local.sources.ttl_sweeper import TtlSweeper, TtlTable
 from local.template.model import EventSourceMappingSpec
-from local.ttl_sweeper import TtlSweeper, TtlTable
 
 REGION = "us-east-1"
 

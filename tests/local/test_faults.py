@@ -34,7 +34,7 @@ from local.faults import (
 )
 from local.gateways.websocket_api import WebSocketApiServer
 from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
-from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
+from local.sources.sqs import DuplicateDeliveries, SqsPoller, SqsSource
 from local.template.model import EventSourceMappingSpec, WebSocketApiSpec
 
 REGION = "us-east-1"

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
-from local.batch_results import evaluate_batch
 from local.console import Console
-from local.event_filter import matches_any, sqs_filter_view
 from local.faults import Dice, SqsMappingStats
 from local.runtime.pool import InvocationResult
+from local.sources.batch_results import evaluate_batch
+from local.sources.event_filter import matches_any, sqs_filter_view
 from local.template.model import EventSourceMappingSpec
 
 Invoke = Callable[[Any], Awaitable[InvocationResult]]

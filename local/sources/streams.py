@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from local.aws_json import AwsJsonClient, EmulatorRestarting
-from local.batch_results import evaluate_batch, stream_retry_position
 from local.console import Console
-from local.event_filter import matches_any
 from local.runtime.pool import InvocationResult
+from local.sources.batch_results import evaluate_batch, stream_retry_position
+from local.sources.event_filter import matches_any
 from local.state_store import sequence_key
 from local.template.model import EventSourceMappingSpec
 
