@@ -13,7 +13,7 @@ the units handed over until then are on disk (a group commit, see Journal):
   after the write, under the DynamoDB lock; `items_written` adds those images, and a hook on
   moto's StreamShard.add adds each new stream record, to the request's unit, which is handed to
   the writer while the lock is still held (so in the order the writes happened).
-* SQS: local/moto_patches.py tells the journal about every message it adds, receives, moves,
+* SQS: local/emulator/patches.py tells the journal about every message it adds, receives, moves,
   re-times or deletes (`changed` / `removed`), under the queue's lock; the state gets a version
   number there. Units of concurrent requests may reach the writer in any order: a message's row
   only takes a newer version, and a deleted message leaves a tombstone until the next restore.
@@ -43,7 +43,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import StreamShard
 from moto.sqs import models as sqs_models
 
-from local import moto_patches
+from local.emulator import patches
 from local.state_store import StateStore, sequence_key
 
 Key = tuple[str, str]  # (table name, canonical JSON of the key), as local/request_meter.py names items
@@ -54,7 +54,7 @@ def _encode(value: Any) -> Any:
         return {"$base64": base64.b64encode(value).decode()}
     if isinstance(value, set):
         return sorted(value)
-    return moto_patches.json_default(value)
+    return patches.json_default(value)
 
 
 def _decode(value: dict[str, Any]) -> Any:
@@ -178,7 +178,7 @@ class Journal:
         with self._current() as unit:
             unit.records.append((table, record_key, _dumps(record)))
 
-    # --- SQS (moto_patches' message observer) ---------------------------------------------
+    # --- SQS (the message observer of local/emulator/patches.py) -------------------------
 
     def changed(self, queue: Any, message: Any) -> None:
         state = {name: value for name, value in vars(message).items() if not name.startswith("_local")}
@@ -312,7 +312,7 @@ def _restore_messages(store: StateStore, region: str, notes: list[str]) -> dict[
             queue._messages = messages
             queue.pending_messages.clear()
             queue.pending_messages.update(in_flight)
-            moto_patches.index_receipt_handles(queue)
+            patches.index_receipt_handles(queue)
         counts[name] = {"messages": len(messages), "inFlight": len(in_flight)}
     return counts
 
@@ -328,4 +328,4 @@ def install(journal: Journal) -> None:
             journal.stream_record(self.table.name, record.to_json())
 
     StreamShard.add = add  # type: ignore[method-assign]
-    moto_patches.observe_messages(journal)
+    patches.observe_messages(journal)

@@ -1,6 +1,6 @@
 """Counts every request the embedded AWS (moto) serves, by caller, service and operation.
 
-A WSGI middleware in front of moto's server app (installed by local/moto_process.py). Per
+A WSGI middleware in front of moto's server app (installed by local/emulator/server.py). Per
 request it records:
 
 * the service and operation: from `X-Amz-Target` (`DynamoDB_20120810.PutItem`,
@@ -9,7 +9,7 @@ request it records:
 * the resource: the table (`TableName`), the queue (last segment of `QueueUrl`) or the stream's
   table (`StreamArn`), when the request names one;
 * the caller: the local stack's own calls carry `X-Local-Caller` (`esm-sqs/<Function>`,
-  `esm-stream/<Function>`, `ttl-sweeper`, `depth-monitor`, `provision`; see local/aws_json.py);
+  `esm-stream/<Function>`, `ttl-sweeper`, `depth-monitor`, `provision`; see local/emulator/aws_json.py);
   a function's boto3 calls carry `app/<Function>` in their User-Agent (the stack sets
   `AWS_SDK_UA_APP_ID` in each function's environment); anything else is `sdk` (boto3 without an
   app id) or `other`;
@@ -17,7 +17,7 @@ request it records:
 * SQS billed requests: every 64 KB of payload (the larger of request and response) is one;
 * DynamoDB capacity, as DynamoDB bills it (local/dynamodb_capacity.py), since moto's own
   ConsumedCapacity is a constant. Writes: the items before and after the request are read from
-  moto's tables while holding the DynamoDB lock of local/moto_patches.py around the request (so
+  moto's tables while holding the DynamoDB lock of local/emulator/patches.py around the request (so
   no other write interleaves), which gives the table units and, for every index, whether its
   entry was put, deleted, moved (key change: delete + put) or updated. Reads: GetItem and
   BatchGetItem size the stored item; Query and Scan size each item read by looking it up by the
@@ -452,11 +452,11 @@ class MotoItemStore:
         from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415 - moto only in its own process
         from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
 
-        from local import moto_patches  # noqa: PLC0415
+        from local.emulator import patches  # noqa: PLC0415
 
         self._backends = dynamodb_backends
         self._account = account_id or DEFAULT_ACCOUNT_ID
-        self._lock = moto_patches.dynamodb_lock()
+        self._lock = patches.dynamodb_lock()
         self._shapes: dict[tuple[int, int], TableShape] = {}
 
     def lock(self) -> AbstractContextManager[Any]:

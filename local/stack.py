@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 from aiohttp import web
 
-from local.aws_json import AwsJsonClient, EmulatorRestarting
 from local.banner import package_version, print_banner
 from local.console import Console
-from local.emulator import Emulator, EmulatorConfig, EmulatorError
+from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
+from local.emulator.provision import setup_requests
+from local.emulator.supervisor import Emulator, EmulatorConfig, EmulatorError
 from local.faults import (
     CONSUMED_LOG,
     STATS_FILE,
@@ -34,7 +35,6 @@ from local.faults import (
 )
 from local.gateways.http_api import HttpApiServer
 from local.gateways.websocket_api import WebSocketApiServer
-from local.provision import setup_requests
 from local.runtime.code_reload import CodeWatcher
 from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
 from local.sources.sqs import DuplicateDeliveries, SqsPoller, SqsSource

@@ -59,9 +59,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from local.auth import AuthError, load_issuer
-from local.aws_json import AwsJsonClient
 from local.chaos.checker import Report, check
 from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission, Twin
+from local.emulator.aws_json import AwsJsonClient
 from local.faults import (
     CONSUMED_LOG,
     EFFECTS_LOG,

@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from local.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.console import Console
+from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.faults import Dice, SqsMappingStats
 from local.runtime.pool import InvocationResult
 from local.sources.batch_results import evaluate_batch

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from local.aws_json import AwsJsonClient, EmulatorRestarting
 from local.console import Console
+from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
 from local.runtime.pool import InvocationResult
 from local.sources.batch_results import evaluate_batch, stream_retry_position
 from local.sources.event_filter import matches_any

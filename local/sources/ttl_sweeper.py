@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from local.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.console import Console
+from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 
 SWEEP_INTERVAL_SECONDS = 5.0
 

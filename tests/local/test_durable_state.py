@@ -65,7 +65,7 @@ SETUP = [
 
 
 class Emulator:
-    """local.moto_process on a state file, as the local stack starts it."""
+    """local.emulator.server on a state file, as the local stack starts it."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -74,7 +74,7 @@ class Emulator:
         setup.write_text(json.dumps(SETUP))
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "local.moto_process", "--port", "0", "--setup", str(setup)),
+                *(sys.executable, "-m", "local.emulator.server", "--port", "0", "--setup", str(setup)),
                 *("--state", str(self.state), "--stack", STACK, "--parent-pid", str(os.getpid())),
             ],
             cwd=REPO_ROOT,

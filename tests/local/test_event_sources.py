@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import boto3
 
-from local.aws_json import AwsJsonClient
 from local.console import Console
+from local.emulator.aws_json import AwsJsonClient
 from local.runtime.pool import InvocationResult
 from local.sources.sqs import SqsPoller, SqsSource
 from local.sources.streams import StreamPoller, StreamSource

@@ -21,8 +21,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from local.aws_json import AwsJsonClient
 from local.console import Console
+from local.emulator.aws_json import AwsJsonClient
 from local.fault_hooks import WorkerFaults
 from local.faults import (
     FaultOptions,

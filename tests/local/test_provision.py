@@ -5,7 +5,7 @@ import json
 import pytest
 from local_support import FIXTURE_ASSEMBLY
 
-from local.provision import (
+from local.emulator.provision import (
     create_queue_request,
     create_table_request,
     queues_in_creation_order,

@@ -18,8 +18,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.aws_json import AwsJsonClient
 from local.dynamodb_capacity import IndexShape, TableShape
+from local.emulator.aws_json import AwsJsonClient
 from local.request_meter import (
     CALLER_HEADER,
     METER_PATH,

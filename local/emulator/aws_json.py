@@ -34,7 +34,7 @@ class EmulatorRestarting(Exception):
 
 
 class AwsJsonClient:
-    """`available` (local/emulator.py's `up`): set while the embedded AWS runs; calls made while it
+    """`available` (local/emulator/supervisor.py's `up`): set while the embedded AWS runs; calls made while it
     restarts wait for it, and a call it drops raises EmulatorRestarting (not worth a warning)."""
 
     def __init__(

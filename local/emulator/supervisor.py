@@ -1,4 +1,4 @@
-"""The embedded AWS (local/moto_process.py) as a supervised child of the local stack.
+"""The embedded AWS (local/emulator/server.py) as a supervised child of the local stack.
 
 `start()` launches it with the template's provisioning requests and, for a durable stack, the
 state file; it answers once the port is open on a provisioned, restored emulator. If the process
@@ -27,7 +27,7 @@ from typing import Any
 from local.console import Console
 from local.runtime.processes import kill_process_group
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 60.0  # the first start (imports on a loaded laptop)
 # A restart: the emulator's imports and the restore, on a machine that may be busy with the stack's
 # own workers (a chaos run's load on 2 cores took over 4 s). A crash loop or an in-memory stack
@@ -109,7 +109,7 @@ class Emulator:
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "local.moto_process",
+            "local.emulator.server",
             *arguments,
             "--parent-pid",
             str(os.getpid()),

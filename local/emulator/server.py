@@ -1,7 +1,7 @@
-"""Entry point of the embedded-AWS process: `python -m local.moto_process --port 0`.
+"""Entry point of the embedded-AWS process: `python -m local.emulator.server --port 0`.
 
 Runs moto's threaded WSGI server (its own process, so its CPU work does not share the local
-stack's GIL) with the patches of local.moto_patches. Before it listens it
+stack's GIL) with the patches of local.emulator.patches. Before it listens it
 
 1. provisions what `--setup FILE` lists (the template's CreateTable, UpdateTimeToLive and
    CreateQueue requests, written by local/stack.py), through its own WSGI app;
@@ -39,7 +39,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
-from local import moto_patches
+from local.emulator import patches
 from local.request_meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
 from local.runtime.processes import die_with_parent
 from local.state_store import StateError, StateStore
@@ -74,7 +74,7 @@ def stream_arns(region: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.moto_process")
+    parser = argparse.ArgumentParser(prog="python -m local.emulator.server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--region", default="us-east-1")
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent(args.parent_pid)
 
     if not args.no_patches:
-        moto_patches.install()
+        patches.install()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     app = RequestMeterMiddleware(DomainDispatcherApplication(create_backend_app), store=MotoItemStore())

@@ -182,7 +182,7 @@ def install() -> None:
         return
     if moto.__version__ != PATCHED_MOTO_VERSION:
         raise RuntimeError(
-            f"local/moto_patches.py was written against moto {PATCHED_MOTO_VERSION}, found "
+            f"local/emulator/patches.py was written against moto {PATCHED_MOTO_VERSION}, found "
             f"{moto.__version__}: re-check moto/sqs/models.py before changing the pin"
         )
     _patch_sqs()

@@ -1,4 +1,4 @@
-"""The requests that create the template's tables and queues in moto (local/moto_process.py
+"""The requests that create the template's tables and queues in moto (local/emulator/server.py
 applies them before it listens, on every start and restart)."""
 
 from __future__ import annotations
