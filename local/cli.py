@@ -14,7 +14,7 @@ from local.console import Console
 from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
 from local.runtime.processes import die_with_parent
 from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
-from local.state_store import StateError
+from local.state.store import StateError
 from local.template.cdk_out import TemplateError, find_stack, load_stack
 
 DESCRIPTION = """\

@@ -77,7 +77,7 @@ _SET_TYPES: Final = frozenset({"SS", "NS", "BS"})
 
 DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
 # Writes whose items are read before and after (for the capacity, and for the journal of the
-# durable state, local/moto_state.py); PartiQL writes name no keys and are neither.
+# durable state, local/state/moto_state.py); PartiQL writes name no keys and are neither.
 ITEM_WRITES: Final = DYNAMODB_WRITES | {"TransactWriteItems"}
 DYNAMODB_READS: Final = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
 DYNAMODB_UNCOSTED: Final = frozenset(
@@ -562,7 +562,7 @@ class _Exchange:
 
 
 class Journal(Protocol):
-    """Where the durable state records a request's changes (local/moto_state.py)."""
+    """Where the durable state records a request's changes (local/state/moto_state.py)."""
 
     def unit(self) -> AbstractContextManager[Any]: ...
 

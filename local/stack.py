@@ -40,9 +40,9 @@ from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
 from local.sources.sqs import DuplicateDeliveries, SqsPoller, SqsSource
 from local.sources.streams import StreamPoller, StreamSource
 from local.sources.ttl_sweeper import TtlSweeper, TtlTable
-from local.stack_state import StackState
-from local.state_file import state_file_path
-from local.state_store import StateLock, state_paths
+from local.state.running_stack import state_file_path
+from local.state.stack_state import StackState
+from local.state.store import StateLock, state_paths
 from local.template.cdk_out import SynthesizedStack
 from local.template.intrinsics import IntrinsicError, PseudoParameters
 from local.template.model import (
@@ -100,7 +100,7 @@ class Options:
     # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.
     dev_token_lifetime: float = DEV_TOKEN_LIFETIME_SECONDS
     # <state_dir>/stacks/<stack>/state.sqlite keeps tables, queues, stream checkpoints and open
-    # connections across restarts (local/state_store.py); False: in memory only, as on the old stack.
+    # connections across restarts (local/state/store.py); False: in memory only, as on the old stack.
     durable: bool = True
     fresh: bool = False  # remove the stack's state first
     # Source folders whose edits reach the functions without a restart (local/runtime/code_reload.py).

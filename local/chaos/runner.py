@@ -71,7 +71,7 @@ from local.faults import (
     write_sqs_outage,
 )
 from local.launcher import REPO_ROOT, LocalStackProcess
-from local.state_file import StateFileError, running_stack_state
+from local.state.running_stack import StateFileError, running_stack_state
 
 Echo = Callable[[str], None]
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -46,7 +46,7 @@ And it removes costs that grow with the work done rather than the work asked:
   before a restart) is an ExpiredIteratorException, as on AWS, not a KeyError.
 
 Every change to a queue's messages is told, under the queue's lock, to the observer that
-`observe_messages` installs (local/moto_state.py journals them for the durable state).
+`observe_messages` installs (local/state/moto_state.py journals them for the durable state).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def json_default(value: Any) -> Any:
 
 
 class MessageObserver(Protocol):
-    """Told of every change to a queue's messages, under the queue's lock (local/moto_state.py)."""
+    """Told of every change to a queue's messages, under the queue's lock (local/state/moto_state.py)."""
 
     def changed(self, queue: Any, message: Any) -> None: ...
 

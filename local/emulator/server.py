@@ -6,7 +6,7 @@ stack's GIL) with the patches of local.emulator.patches. Before it listens it
 1. provisions what `--setup FILE` lists (the template's CreateTable, UpdateTimeToLive and
    CreateQueue requests, written by local/stack.py), through its own WSGI app;
 2. with `--state FILE`, loads the durable state into those tables and queues and from then on
-   journals every change to it (local/moto_state.py);
+   journals every change to it (local/state/moto_state.py);
 
 so an open port means a provisioned, restored emulator: a restart after a crash is the same
 start. It then prints one line, `MOTO_READY <port> <json>` (the JSON: the stream ARNs by
@@ -42,7 +42,7 @@ from werkzeug.test import Client
 from local.emulator import patches
 from local.request_meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
 from local.runtime.processes import die_with_parent
-from local.state_store import StateError, StateStore
+from local.state.store import StateError, StateStore
 
 
 class SetupError(Exception):
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--setup", type=Path, help="JSON list of provisioning requests to apply first")
-    parser.add_argument("--state", type=Path, help="the durable state file (local/state_store.py)")
+    parser.add_argument("--state", type=Path, help="the durable state file (local/state/store.py)")
     parser.add_argument("--stack", default="", help="with --state: the stack the state belongs to")
     parser.add_argument("--no-patches", action="store_true", help="run moto as shipped (benchmarks only)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process dies")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.setup is not None:
             provision(app, json.loads(args.setup.read_text()), args.region)
         if args.state is not None:
-            from local import moto_state  # noqa: PLC0415 - only with durable state
+            from local.state import moto_state  # noqa: PLC0415 - only with durable state
 
             store = StateStore.open(args.state, args.stack, durable=True)
             ready["restored"] = moto_state.restore(store, args.region).to_json()

@@ -21,7 +21,7 @@
 * Local fault (`--fault-push-failure-rate P`, local/faults.py): a fraction P of the POSTs to a
   live connection answer 500 InternalServerErrorException, half of them without sending the
   frame and half after sending it (so a retry delivers it twice).
-* With a `connection_log` (a durable stack, local/stack_state.py) each connection is recorded
+* With a `connection_log` (a durable stack, local/state/stack_state.py) each connection is recorded
   before `$connect` runs and forgotten after its `$disconnect`; `disconnect_previous` gives the
   connections a stack that died still had their `$disconnect`, as API Gateway would have.
 * `posts` counts the @connections POSTs by what came of them (`delivered`, `gone`, `tooLarge`,

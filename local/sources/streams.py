@@ -12,7 +12,7 @@ batches of records, one batch at a time per shard (order kept), as Lambda does:
   line is printed; -1 (the default) retries until MaximumRecordAgeInSeconds;
 * MaximumRecordAgeInSeconds: older records are skipped (and said so).
 
-With `checkpoints` (a durable stack, local/stack_state.py) the mapping saves the sequence number of
+With `checkpoints` (a durable stack, local/state/stack_state.py) the mapping saves the sequence number of
 the last record it finished after each batch and starts after it, like Lambda's own checkpoint:
 after a restart of the stack, or of the embedded AWS (which forgets every shard iterator).
 """
@@ -30,7 +30,7 @@ from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
 from local.runtime.pool import InvocationResult
 from local.sources.batch_results import evaluate_batch, stream_retry_position
 from local.sources.event_filter import matches_any
-from local.state_store import sequence_key
+from local.state.store import sequence_key
 from local.template.model import EventSourceMappingSpec
 
 Invoke = Callable[[Any], Awaitable[InvocationResult]]
@@ -51,7 +51,7 @@ class StreamSource:
 
 class Checkpoints(Protocol):
     def checkpoint(self, mapping: str, table: str, starting_position: str) -> str:
-        """The sequence key (local/state_store.py) of the last record the mapping finished."""
+        """The sequence key (local/state/store.py) of the last record the mapping finished."""
         ...
 
     def save_checkpoint(self, mapping: str, table: str, sequence: str) -> None: ...

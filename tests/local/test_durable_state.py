@@ -1,4 +1,4 @@
-"""The durable state (local/state_store.py, local/moto_state.py): the embedded AWS started on a
+"""The durable state (local/state/store.py, local/state/moto_state.py): the embedded AWS started on a
 state file keeps, across kill -9, every item, stream record and message it acknowledged, with
 receive counts, visibility, receipt handles and sequence numbers; damaged or foreign state files
 are refused with a clear message and left untouched."""
@@ -22,8 +22,8 @@ import pytest
 from botocore.config import Config
 from local_support import FIXTURE_ASSEMBLY, REPO_ROOT
 
-from local.stack_state import START_OF_STREAM, StackState
-from local.state_store import (
+from local.state.stack_state import START_OF_STREAM, StackState
+from local.state.store import (
     FORMAT_VERSION,
     StateError,
     StateStore,

@@ -1,6 +1,6 @@
 """The embedded AWS's durable state, inside the moto process: restore it, then journal every change.
 
-`restore(store, region)` loads what local/state_store.py holds into moto's freshly provisioned
+`restore(store, region)` loads what local/state/store.py holds into moto's freshly provisioned
 tables and queues: items, the stream records some mapping has not finished yet (with their
 sequence numbers and the stream's label, so stream ARNs and checkpoints stay valid), and every
 message with its receive count, visibility, receipt handles and queue (a message that had moved
@@ -44,7 +44,7 @@ from moto.dynamodb.models.table import StreamShard
 from moto.sqs import models as sqs_models
 
 from local.emulator import patches
-from local.state_store import StateStore, sequence_key
+from local.state.store import StateStore, sequence_key
 
 Key = tuple[str, str]  # (table name, canonical JSON of the key), as local/request_meter.py names items
 

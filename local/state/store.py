@@ -2,7 +2,7 @@
 
 Two processes write it, each its own tables (SQLite's WAL mode lets them share the file):
 
-* the embedded AWS (local/moto_state.py): table items, stream records, queue messages and each
+* the embedded AWS (local/state/moto_state.py): table items, stream records, queue messages and each
   table's key schema and stream label. Every change is committed with an fsync before the
   response that made or exposed it leaves (`synchronous=FULL`): what got a 202 is on disk.
 * the stack (local/stack.py): the stream mappings' checkpoints and the open WebSocket
@@ -90,7 +90,7 @@ def _way_out(path: Path) -> str:
 def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
     """The key schemas of the tables (name -> key schema) in this stack's state at `path`, or None
     if there is none; StateError if it is damaged, of another format version, not ours, or another
-    stack's. Changes nothing on disk (the tables rows are in the main file: local/moto_state.py
+    stack's. Changes nothing on disk (the tables rows are in the main file: local/state/moto_state.py
     checkpoints the WAL after writing them)."""
     if not path.exists():
         return None

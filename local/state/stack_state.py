@@ -1,4 +1,4 @@
-"""The local stack's own part of the durable state (local/state_store.py): what the Lambda service
+"""The local stack's own part of the durable state (local/state/store.py): what the Lambda service
 and API Gateway would keep on AWS.
 
 * one running stack per state (a lock), `--fresh` (the state removed first), and the checks
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.state_store import (
+from local.state.store import (
     StateError,
     StateLock,
     StatePaths,
