@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from local.console import Console
-from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
+from local.faults.injection import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
 from local.runtime.processes import die_with_parent
 from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
 from local.state.store import StateError
@@ -39,7 +39,7 @@ Fault injection (local only, for chaos runs; `python -m local.chaos` drives them
 history): any --fault-* option records the history in --fault-dir (effects.log: every run of the
 processing step and every success it committed; faults.log: each fault that fired; stats.json:
 the event source mappings' counters; control.json: the SQS outage window, which a runner may
-rewrite at run time). See docs/local-stack.md and local/faults.py.
+rewrite at run time). See docs/local-stack.md and local/faults/injection.py.
 """
 
 

@@ -21,7 +21,7 @@ from local.console import Console
 from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
 from local.emulator.provision import setup_requests
 from local.emulator.supervisor import Emulator, EmulatorConfig, EmulatorError
-from local.faults import (
+from local.faults.injection import (
     CONSUMED_LOG,
     STATS_FILE,
     Dice,
@@ -94,7 +94,7 @@ class Options:
     faults: list[Fault] = field(default_factory=list)
     chaos: FaultOptions = field(default_factory=FaultOptions)  # the --fault-* options
     moto_patches: bool = True  # False only to measure moto as shipped (bench/)
-    # The stack's counters (local/faults.py stats_document: invocations and handler ms per
+    # The stack's counters (local/faults/injection.py stats_document: invocations and handler ms per
     # function, @connections POSTs, SQS mappings), rewritten every second and at stop (bench/).
     stats_file: Path | None = None
     # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.
@@ -612,7 +612,7 @@ class LocalStack:
             )
         return await pool.invoke(event)
 
-    # --- chaos (local/faults.py) -------------------------------------------------------------
+    # --- chaos (local/faults/injection.py) -------------------------------------------------------------
 
     def _start_chaos(self) -> None:
         chaos = self.options.chaos

@@ -62,7 +62,7 @@ from local.auth import AuthError, load_issuer
 from local.chaos.checker import Report, check
 from local.chaos.history import TERMINAL, ClientHistory, Frame, History, Observation, Submission, Twin
 from local.emulator.aws_json import AwsJsonClient
-from local.faults import (
+from local.faults.injection import (
     CONSUMED_LOG,
     EFFECTS_LOG,
     FAULTS_LOG,

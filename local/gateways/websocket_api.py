@@ -18,7 +18,7 @@
 * `POST|GET|DELETE /<stage>/@connections/<id>`: boto3's apigatewaymanagementapi client with
   `endpoint_url="http://127.0.0.1:PORT/<stage>"` works against it; an unknown or closed
   connection is 410 GoneException.
-* Local fault (`--fault-push-failure-rate P`, local/faults.py): a fraction P of the POSTs to a
+* Local fault (`--fault-push-failure-rate P`, local/faults/injection.py): a fraction P of the POSTs to a
   live connection answer 500 InternalServerErrorException, half of them without sending the
   frame and half after sending it (so a retry delivers it twice).
 * With a `connection_log` (a durable stack, local/state/stack_state.py) each connection is recorded
@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from local.console import Console
-from local.faults import Dice, StackFaultCounters
+from local.faults.injection import Dice, StackFaultCounters
 from local.gateways.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
 from local.runtime.pool import InvocationResult
 from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec

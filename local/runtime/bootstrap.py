@@ -11,9 +11,9 @@ VisibilityTimeout of ChangeMessageVisibility(Batch) and ReceiveMessage, DelaySec
 SendMessage(Batch); non-zero values become max(1, ceil(value * S)) seconds (SQS counts whole
 seconds), zero stays zero.
 
-With `--faults JSON` (a chaos run, see local/faults.py), local/fault_hooks.py is loaded from its
-file path (not as a package: local/ stays off the handler's sys.path) and installs its botocore
-hooks before the handler is imported, then wraps the processing step once it is.
+With `--faults JSON` (a chaos run, see local/faults/injection.py), local/faults/worker_hooks.py is
+loaded from its file path (not as a package: local/ stays off the handler's sys.path) and installs
+its botocore hooks before the handler is imported, then wraps the processing step once it is.
 """
 
 from __future__ import annotations
@@ -132,9 +132,9 @@ def install_time_scale(scale: float) -> None:
 
 
 def _load_fault_hooks(config_json: str) -> Any:
-    """local/fault_hooks.py, loaded by path under a private name (see the module docstring)."""
+    """local/faults/worker_hooks.py, loaded by path under a private name (see the module docstring)."""
     local_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(local_dir, "fault_hooks.py")
+    path = os.path.join(local_dir, "faults", "worker_hooks.py")
     spec = importlib.util.spec_from_file_location("_local_fault_hooks", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

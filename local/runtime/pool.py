@@ -59,7 +59,7 @@ class RuntimeFunction:
     environment: dict[str, str]
     max_workers: int
     time_scale: float = 1.0
-    faults: str = ""  # local/faults.py: the worker's fault configuration (JSON), "" for none
+    faults: str = ""  # local/faults/injection.py: the worker's fault configuration (JSON), "" for none
 
     def with_code(self, code_dir: Path) -> RuntimeFunction:
         """The same function running the code in `code_dir` (environment values that named the

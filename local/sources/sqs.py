@@ -11,7 +11,7 @@ dead-lettering at maxReceiveCount stay the queue's (moto's). Per batch:
 Messages that match no FilterCriteria pattern are deleted without an invocation, as Lambda
 does. `pollers` batches run concurrently (ScalingConfig.MaximumConcurrency, capped locally).
 
-Local fault (`--fault-duplicate-rate P`, local/faults.py): each received message is, with
+Local fault (`--fault-duplicate-rate P`, local/faults/injection.py): each received message is, with
 probability P, delivered a second time in a separate invocation running concurrently with its
 batch, as SQS's at-least-once delivery can. That invocation deletes nothing: a second copy of a
 message has its own receipt handle, so its acknowledgement cannot remove the first copy.
@@ -31,7 +31,7 @@ from typing import Any
 
 from local.console import Console
 from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
-from local.faults import Dice, SqsMappingStats
+from local.faults.injection import Dice, SqsMappingStats
 from local.runtime.pool import InvocationResult
 from local.sources.batch_results import evaluate_batch
 from local.sources.event_filter import matches_any, sqs_filter_view

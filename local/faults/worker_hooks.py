@@ -1,6 +1,6 @@
-"""Fault hooks inside one function worker (see local/faults.py for the whole picture).
+"""Fault hooks inside one function worker (see local/faults/injection.py for the whole picture).
 
-Loaded by local/runtime/bootstrap.py from its file path (never as `local.fault_hooks`: the
+Loaded by local/runtime/bootstrap.py from its file path (never as `local.faults.worker_hooks`: the
 handler must not see local/ on sys.path), so it imports only the standard library and, once
 installed, botocore. The configuration is the JSON of FaultOptions.worker_config().
 

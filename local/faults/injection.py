@@ -3,7 +3,7 @@ run records in the fault directory (`--fault-dir`, read by `python -m local.chao
 
 Where each fault lives:
 
-* in the function workers (local/fault_hooks.py, installed by local/runtime/bootstrap.py):
+* in the function workers (local/faults/worker_hooks.py, installed by local/runtime/bootstrap.py):
   - `--fault-aws-error-rate P`: botocore hooks fail a fraction P of the functions' DynamoDB and
     SQS calls: three quarters of them before the request is sent (a synthetic 500
     InternalServerError, 400 ThrottlingException or, for DynamoDB, 400
@@ -61,7 +61,6 @@ FAULTS_LOG = "faults.log"
 CONSUMED_LOG = "consumed.log"
 CONTROL_FILE = "control.json"
 STATS_FILE = "stats.json"
-WORKER_HOOKS = Path(__file__).with_name("fault_hooks.py")
 # The instrumented processing step (the ONE function users replace; see lambdas/taskflow/domain).
 STEP = "taskflow.domain.processing:process_task"
 MUTANTS = ("unconditional-writes",)
@@ -119,7 +118,7 @@ class FaultOptions:
         return parts
 
     def worker_config(self, function_name: str) -> str:
-        """The JSON the bootstrap's --faults gets (local/fault_hooks.py reads it)."""
+        """The JSON the bootstrap's --faults gets (local/faults/worker_hooks.py reads it)."""
         assert self.directory is not None
         directory = self.directory.resolve()
         return json.dumps(
