@@ -15,14 +15,14 @@ What is counted (per task that succeeded: totals / successes; the cost of the ta
 `error` is carried by the others):
 
 * AWS API requests, by caller, service and operation: the embedded AWS's request meter
-  (`GET /_local/requests` on the moto port; local/request_meter.py). Callers: the functions'
+  (`GET /_local/requests` on the moto port; local/metering/meter.py). Callers: the functions'
   boto3 calls (`function:<Name>`), Lambda's SQS pollers (`esm-sqs/<Name>`, billed on AWS) and
   stream pollers (`esm-stream/<Name>`: GetRecords, GetShardIterator, DescribeStream, free when
   Lambda reads the stream). The stack's TTL sweeper (TTL deletes are free on AWS), depth monitor
   and provisioning are left out. SQS requests are billed per 64 KB chunk.
 * DynamoDB write and read request units, computed by the meter from the items before and after
   each write (table, plus each GSI the write touches: put, delete, or delete + put when an index
-  key changes) and from the items each read returns (local/dynamodb_capacity.py).
+  key changes) and from the items each read returns (local/metering/capacity.py).
 * Lambda invocations and handler milliseconds per function (the stack's stats file; billed per
   invocation rounded up to 1 ms, at the template's MemorySize), and API Gateway HTTP requests
   (= HttpApiFunction invocations: every POST /tasks reaches it).
@@ -76,9 +76,9 @@ import aiohttp
 import websockets
 
 from local.chaos.history import TERMINAL
-from local.dynamodb_capacity import item_size, read_units_for, write_units_for
 from local.launcher import LocalStackProcess
-from local.request_meter import METER_PATH
+from local.metering.capacity import item_size, read_units_for, write_units_for
+from local.metering.meter import METER_PATH
 from local.template.cdk_out import find_stack
 from local.template.intrinsics import PseudoParameters
 from local.template.model import build_stack_model

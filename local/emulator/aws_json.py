@@ -6,7 +6,7 @@ JSON protocol directly keeps the loop free and hands the stream records over exa
 are on the wire (which is the shape Lambda puts in its events). The handlers keep using boto3.
 
 Each component gets its own client (`with_caller`), whose requests carry `X-Local-Caller`, so the
-embedded AWS's request meter (local/request_meter.py) tells the stack's own calls (event source
+embedded AWS's request meter (local/metering/meter.py) tells the stack's own calls (event source
 mappings, TTL sweeper, depth monitor, provisioning) from the functions'.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from local.request_meter import json_protocol_headers
+from local.metering.meter import json_protocol_headers
 
 
 class AwsError(Exception):

@@ -172,7 +172,7 @@ def _handle_index(queue: Any) -> dict[str, Any]:
 
 def dynamodb_lock() -> threading.RLock:
     """The lock every DynamoDB and DynamoDB Streams request holds once the patches are installed
-    (local/request_meter.py holds it around a write to read the item before and after)."""
+    (local/metering/meter.py holds it around a write to read the item before and after)."""
     return _DYNAMODB_LOCK
 
 

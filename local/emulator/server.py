@@ -13,7 +13,7 @@ start. It then prints one line, `MOTO_READY <port> <json>` (the JSON: the stream
 table name, and with `--state` what was restored), or `MOTO_FAILED <json>` with a message and
 exits 2; and serves until stdin closes or it gets SIGTERM/SIGINT.
 
-Every request goes through local.request_meter's middleware, which counts it by caller,
+Every request goes through local.metering.meter's middleware, which counts it by caller,
 service and operation (with DynamoDB capacity units computed from the items):
 `GET /_local/requests` on this port returns the counters, `DELETE /_local/requests` returns
 and resets them.
@@ -40,7 +40,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client
 
 from local.emulator import patches
-from local.request_meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
+from local.metering.meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
 from local.runtime.processes import die_with_parent
 from local.state.store import StateError, StateStore
 

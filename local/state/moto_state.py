@@ -9,7 +9,7 @@ to the dead-letter queue is there again).
 `Journal` then records each change in the request's unit of work, and no response leaves before
 the units handed over until then are on disk (a group commit, see Journal):
 
-* DynamoDB: local/request_meter.py's middleware names the items a write touches and reads them
+* DynamoDB: local/metering/meter.py's middleware names the items a write touches and reads them
   after the write, under the DynamoDB lock; `items_written` adds those images, and a hook on
   moto's StreamShard.add adds each new stream record, to the request's unit, which is handed to
   the writer while the lock is still held (so in the order the writes happened).
@@ -46,7 +46,7 @@ from moto.sqs import models as sqs_models
 from local.emulator import patches
 from local.state.store import StateStore, sequence_key
 
-Key = tuple[str, str]  # (table name, canonical JSON of the key), as local/request_meter.py names items
+Key = tuple[str, str]  # (table name, canonical JSON of the key), as local/metering/meter.py names items
 
 
 def _encode(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The embedded AWS's request meter (local/request_meter.py): who called what, and what it cost."""
+"""The embedded AWS's request meter (local/metering/meter.py): who called what, and what it cost."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.dynamodb_capacity import IndexShape, TableShape
 from local.emulator.aws_json import AwsJsonClient
-from local.request_meter import (
+from local.metering.capacity import IndexShape, TableShape
+from local.metering.meter import (
     CALLER_HEADER,
     METER_PATH,
     RequestMeterMiddleware,

@@ -15,7 +15,7 @@ request it records:
   app id) or `other`;
 * errors (HTTP status >= 400) and, for DynamoDB, conditional-check failures;
 * SQS billed requests: every 64 KB of payload (the larger of request and response) is one;
-* DynamoDB capacity, as DynamoDB bills it (local/dynamodb_capacity.py), since moto's own
+* DynamoDB capacity, as DynamoDB bills it (local/metering/capacity.py), since moto's own
   ConsumedCapacity is a constant. Writes: the items before and after the request are read from
   moto's tables while holding the DynamoDB lock of local/emulator/patches.py around the request (so
   no other write interleaves), which gives the table units and, for every index, whether its
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
-from local.dynamodb_capacity import (
+from local.metering.capacity import (
     IndexShape,
     TableShape,
     index_entry,

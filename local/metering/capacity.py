@@ -1,6 +1,6 @@
 """DynamoDB item sizes and capacity units, computed the way DynamoDB bills them.
 
-moto reports a constant ConsumedCapacity, so the local request meter (local/request_meter.py)
+moto reports a constant ConsumedCapacity, so the local request meter (local/metering/meter.py)
 and bench/list_reads.py compute capacity from the items themselves (low-level JSON form,
 `{"S": ...}`, `{"M": {...}}`), following the DynamoDB Developer Guide:
 
