@@ -81,7 +81,7 @@ from local.metering.capacity import item_size, read_units_for, write_units_for
 from local.metering.meter import METER_PATH
 from local.template.cdk_out import find_stack
 from local.template.intrinsics import PseudoParameters
-from local.template.model import build_stack_model
+from local.template.reader import build_stack_model
 
 # --------------------------------------------------------------------------- prices
 

@@ -45,17 +45,10 @@ from local.state.stack_state import StackState
 from local.state.store import StateLock, state_paths
 from local.template.cdk_out import SynthesizedStack
 from local.template.intrinsics import IntrinsicError, PseudoParameters
-from local.template.model import (
-    ISSUERS_PATH,
-    FunctionSpec,
-    LocalValues,
-    StackModel,
-    build_stack_model,
-    check_resolvable,
-    layer_packages,
-    layer_summary,
-)
+from local.template.model import ISSUERS_PATH, FunctionSpec, StackModel
+from local.template.reader import build_stack_model, layer_packages, layer_summary
 from local.template.report import FindingKind
+from local.template.values import LocalValues, check_resolvable
 
 if TYPE_CHECKING:  # local.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
     from local.stack_auth import StackAuth

@@ -7,7 +7,8 @@ import json
 import math
 from typing import Any
 
-from local.template.model import LocalValues, QueueSpec, StackModel, TableSpec
+from local.template.model import QueueSpec, StackModel, TableSpec
+from local.template.values import LocalValues
 
 
 def scale_seconds(value: str | int, time_scale: float) -> str:

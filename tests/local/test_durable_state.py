@@ -32,7 +32,7 @@ from local.state.store import (
     state_paths,
 )
 from local.template.cdk_out import find_stack
-from local.template.model import build_stack_model
+from local.template.reader import build_stack_model
 
 STACK = "Durable-test"
 TABLE, QUEUE, DLQ = "Durable-test-Items", "Durable-test-Work", "Durable-test-Dead"

@@ -12,7 +12,8 @@ from local.emulator.provision import (
     scale_seconds,
 )
 from local.template.cdk_out import find_stack
-from local.template.model import LocalValues, build_stack_model
+from local.template.reader import build_stack_model
+from local.template.values import LocalValues
 
 
 @pytest.fixture(scope="module")
