@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from local.metering.meter import json_protocol_headers
+from local.metering.protocol import json_protocol_headers
 
 
 class AwsError(Exception):

@@ -40,7 +40,9 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client
 
 from local.emulator import patches
-from local.metering.meter import MotoItemStore, RequestMeterMiddleware, json_protocol_headers
+from local.metering.dynamodb_cost import MotoItemStore
+from local.metering.meter import RequestMeterMiddleware
+from local.metering.protocol import json_protocol_headers
 from local.runtime.processes import die_with_parent
 from local.state.store import StateError, StateStore
 

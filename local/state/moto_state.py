@@ -44,9 +44,8 @@ from moto.dynamodb.models.table import StreamShard
 from moto.sqs import models as sqs_models
 
 from local.emulator import patches
+from local.metering.dynamodb_cost import Key
 from local.state.store import StateStore, sequence_key
-
-Key = tuple[str, str]  # (table name, canonical JSON of the key), as local/metering/meter.py names items
 
 
 def _encode(value: Any) -> Any:

@@ -20,13 +20,8 @@ from botocore.exceptions import ClientError
 
 from local.emulator.aws_json import AwsJsonClient
 from local.metering.capacity import IndexShape, TableShape
-from local.metering.meter import (
-    CALLER_HEADER,
-    METER_PATH,
-    RequestMeterMiddleware,
-    caller_of,
-    classify,
-)
+from local.metering.meter import METER_PATH, RequestMeterMiddleware
+from local.metering.protocol import CALLER_HEADER, caller_of, classify
 
 REGION = "us-east-1"
 SCOPE = f"AWS4-HMAC-SHA256 Credential=AKID/20261126/{REGION}/%s/aws4_request, SignedHeaders=host, Signature=0"
