@@ -12,8 +12,9 @@ from pathlib import Path
 
 from local.console import Console
 from local.faults.injection import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
+from local.options import DEV_TOKEN_LIFETIME_SECONDS, Fault, Options
 from local.runtime.processes import die_with_parent
-from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
+from local.stack import LocalStack
 from local.state.store import StateError
 from local.template.cdk_out import TemplateError, find_stack, load_stack
 
