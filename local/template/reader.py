@@ -41,21 +41,18 @@ from local.template.report import FindingKind
 from local.template.values import physical_name
 
 # Resource types with no effect on how requests, messages and records flow on one machine.
+_IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 NO_BEHAVIOUR_TYPES = {
-    "AWS::IAM::Role": "IAM is not enforced locally",
-    "AWS::IAM::Policy": "IAM is not enforced locally",
-    "AWS::IAM::ManagedPolicy": "IAM is not enforced locally",
+    **dict.fromkeys(_IAM_TYPES, "IAM is not enforced locally"),
     "AWS::Lambda::Permission": "API Gateway may always invoke locally",
     "AWS::Logs::LogGroup": "function logs go to the local log folder",
     "AWS::SQS::QueuePolicy": "queue policies (e.g. deny non-TLS) are not enforced locally",
     "AWS::CDK::Metadata": "CDK analytics",
-    "AWS::CloudWatch::Alarm": "no metrics locally",
-    "AWS::CloudWatch::Dashboard": "no metrics locally",
+    **dict.fromkeys(("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"), "no metrics locally"),
     "AWS::ApiGatewayV2::Deployment": "routes are live at start",
     "AWS::SSM::Parameter": "not read by the local stack",
     "AWS::SNS::TopicPolicy": "topic policies are not enforced locally",
-    "AWS::KMS::Key": "nothing is encrypted locally",
-    "AWS::KMS::Alias": "nothing is encrypted locally",
+    **dict.fromkeys(("AWS::KMS::Key", "AWS::KMS::Alias"), "nothing is encrypted locally"),
     "AWS::Lambda::LayerVersionPermission": "layer permissions are not enforced locally",
 }
 
@@ -85,7 +82,7 @@ def build_stack_model(
     for logical_id, resource in resources.items():
         by_type.setdefault(str(resource.get("Type")), []).append(logical_id)
 
-    for logical_id in by_type.get("AWS::DynamoDB::Table", []) + by_type.get("AWS::DynamoDB::GlobalTable", []):
+    for logical_id in [lid for resource_type in TABLE_TYPES for lid in by_type.get(resource_type, [])]:
         _read_table(model, logical_id)
     for logical_id in by_type.get(QUEUE_TYPE, []):
         _read_queue(model, logical_id)
@@ -100,21 +97,9 @@ def build_stack_model(
     for logical_id in by_type.get(API_TYPE, []):
         read_api(model, logical_id)
 
-    handled = {
-        *TABLE_TYPES,
-        QUEUE_TYPE,
-        FUNCTION_TYPE,
-        MAPPING_TYPE,
-        API_TYPE,
-        ROUTE_TYPE,
-        INTEGRATION_TYPE,
-        STAGE_TYPE,
-        ROUTE_RESPONSE_TYPE,
-        AUTHORIZER_TYPE,
-        USER_POOL_TYPE,
-        USER_POOL_CLIENT_TYPE,
-        LAYER_VERSION_TYPE,
-    }
+    handled = {*TABLE_TYPES, QUEUE_TYPE, FUNCTION_TYPE, MAPPING_TYPE, LAYER_VERSION_TYPE, USER_POOL_TYPE}
+    handled |= {USER_POOL_CLIENT_TYPE, API_TYPE, ROUTE_TYPE, INTEGRATION_TYPE, STAGE_TYPE}
+    handled |= {ROUTE_RESPONSE_TYPE, AUTHORIZER_TYPE}
     alarm_topics = _alarm_only_topics(model, by_type.get("AWS::SNS::Topic", []))
     if alarm_topics:
         model.note(
@@ -157,13 +142,10 @@ def _alarm_only_topics(model: StackModel, topic_ids: list[str]) -> set[str]:
 
 # --- tables --------------------------------------------------------------------------------
 
+_CAPACITY_KEYS = ("BillingMode", "ProvisionedThroughput", "WriteProvisionedThroughputSettings")
+_CAPACITY_KEYS += ("WriteOnDemandThroughputSettings", "OnDemandThroughput", "WarmThroughput")
 _TABLE_NO_BEHAVIOUR = {
-    "BillingMode": "capacity mode (no throttling locally)",
-    "ProvisionedThroughput": "capacity mode (no throttling locally)",
-    "WriteProvisionedThroughputSettings": "capacity mode (no throttling locally)",
-    "WriteOnDemandThroughputSettings": "capacity mode (no throttling locally)",
-    "OnDemandThroughput": "capacity mode (no throttling locally)",
-    "WarmThroughput": "capacity mode (no throttling locally)",
+    **dict.fromkeys(_CAPACITY_KEYS, "capacity mode (no throttling locally)"),
     "SSESpecification": "encryption at rest",
     "PointInTimeRecoverySpecification": "point-in-time recovery",
     "DeletionProtectionEnabled": "deletion protection",
@@ -175,41 +157,50 @@ _TABLE_NO_BEHAVIOUR = {
 }
 
 
+def _name(model: StackModel, logical_id: str, given: Any, max_length: int, suffix: str = "") -> str:
+    """The name the template gives, or the deterministic physical name when it gives none."""
+    return (
+        given if isinstance(given, str) else physical_name(model.stack_name, logical_id, max_length, suffix)
+    )
+
+
+def _note_ignored(
+    model: StackModel, subject: str, properties: dict[str, Any], ignored: dict[str, str]
+) -> None:
+    """One finding for the properties with no effect locally (`ignored`: property -> what it is)."""
+    found = sorted({ignored[key] for key in properties if key in ignored})
+    if found:
+        model.note(FindingKind.NOT_EMULATED, subject, ", ".join(found))
+
+
+def _indexes(properties: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [
+        {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
+        for index in properties.get(key, [])
+    ]
+
+
 def _read_table(model: StackModel, logical_id: str) -> None:
     resource = model.resources[logical_id]
     properties = resource.get("Properties", {})
-    name = properties.get("TableName")
-    if not isinstance(name, str):
-        if name is not None:
-            model.note(
-                FindingKind.APPROXIMATED, model.display_name(logical_id), "computed TableName replaced"
-            )
-        name = physical_name(model.stack_name, logical_id, 255)
+    if properties.get("TableName") is not None and not isinstance(properties["TableName"], str):
+        model.note(FindingKind.APPROXIMATED, model.display_name(logical_id), "computed TableName replaced")
     stream = properties.get("StreamSpecification") or {}
     ttl = properties.get("TimeToLiveSpecification") or {}
-    gsis = []
-    for index in properties.get("GlobalSecondaryIndexes", []):
-        gsis.append({k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index})
-    lsis = [
-        {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
-        for index in properties.get("LocalSecondaryIndexes", [])
-    ]
     spec = TableSpec(
         logical_id=logical_id,
         display_name=model.display_name(logical_id),
-        name=name,
+        name=_name(model, logical_id, properties.get("TableName"), 255),
         resource_type=resource["Type"],
         key_schema=properties.get("KeySchema", []),
         attribute_definitions=properties.get("AttributeDefinitions", []),
-        global_secondary_indexes=gsis,
-        local_secondary_indexes=lsis,
+        global_secondary_indexes=_indexes(properties, "GlobalSecondaryIndexes"),
+        local_secondary_indexes=_indexes(properties, "LocalSecondaryIndexes"),
         stream_view_type=stream.get("StreamViewType"),
         ttl_attribute=ttl.get("AttributeName") if ttl.get("Enabled", True) and ttl else None,
     )
     model.tables[logical_id] = spec
-    ignored = sorted({_TABLE_NO_BEHAVIOUR[k] for k in properties if k in _TABLE_NO_BEHAVIOUR})
-    if ignored:
-        model.note(FindingKind.NOT_EMULATED, f"table {spec.display_name}", ", ".join(ignored))
+    _note_ignored(model, f"table {spec.display_name}", properties, _TABLE_NO_BEHAVIOUR)
     for key in ("KinesisStreamSpecification", "ImportSourceSpecification"):
         if key in properties:
             model.note(FindingKind.UNSUPPORTED, f"table {spec.display_name}", f"{key} is not emulated")
@@ -231,9 +222,9 @@ _QUEUE_ATTRIBUTES = (
     "FifoThroughputLimit",
 )
 _QUEUE_NO_BEHAVIOUR = {
-    "SqsManagedSseEnabled": "encryption (SSE)",
-    "KmsMasterKeyId": "encryption (SSE)",
-    "KmsDataKeyReusePeriodSeconds": "encryption (SSE)",
+    **dict.fromkeys(
+        ("SqsManagedSseEnabled", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds"), "encryption (SSE)"
+    ),
     "Tags": "tags",
     "RedriveAllowPolicy": "redrive allow policy",
 }
@@ -243,9 +234,6 @@ def _read_queue(model: StackModel, logical_id: str) -> None:
     resource = model.resources[logical_id]
     properties = resource.get("Properties", {})
     fifo = str(properties.get("FifoQueue", "false")).lower() == "true"
-    name = properties.get("QueueName")
-    if not isinstance(name, str):
-        name = physical_name(model.stack_name, logical_id, 80, ".fifo" if fifo else "")
     attributes = {
         key: str(value).lower() if isinstance(value, bool) else str(value)
         for key, value in properties.items()
@@ -267,15 +255,13 @@ def _read_queue(model: StackModel, logical_id: str) -> None:
     model.queues[logical_id] = QueueSpec(
         logical_id=logical_id,
         display_name=model.display_name(logical_id),
-        name=name,
+        name=_name(model, logical_id, properties.get("QueueName"), 80, ".fifo" if fifo else ""),
         fifo=fifo,
         attributes=attributes,
         dead_letter_target=target,
         max_receive_count=max_receive_count,
     )
-    ignored = sorted({_QUEUE_NO_BEHAVIOUR[k] for k in properties if k in _QUEUE_NO_BEHAVIOUR})
-    if ignored:
-        model.note(FindingKind.NOT_EMULATED, f"queue {model.display_name(logical_id)}", ", ".join(ignored))
+    _note_ignored(model, f"queue {model.display_name(logical_id)}", properties, _QUEUE_NO_BEHAVIOUR)
 
 
 def _mark_dead_letter_queues(model: StackModel) -> None:
@@ -294,9 +280,6 @@ def _read_function(model: StackModel, logical_id: str) -> None:
     properties = resource.get("Properties", {})
     metadata = resource.get("Metadata", {})
     shown = model.display_name(logical_id)
-    name = properties.get("FunctionName")
-    if not isinstance(name, str):
-        name = physical_name(model.stack_name, logical_id, 64)
     asset_dir: Path | None = None
     inline_code = None
     code = properties.get("Code", {})
@@ -325,7 +308,7 @@ def _read_function(model: StackModel, logical_id: str) -> None:
     spec = FunctionSpec(
         logical_id=logical_id,
         display_name=shown,
-        name=name,
+        name=_name(model, logical_id, properties.get("FunctionName"), 64),
         handler=str(properties.get("Handler", "")),
         runtime=runtime,
         timeout=int(properties.get("Timeout", DEFAULT_FUNCTION_TIMEOUT)),
@@ -416,11 +399,10 @@ def _read_layer(model: StackModel, logical_id: str) -> None:
         if asset_path
         else _staged_asset(model.cdk_out, properties.get("Content"))
     )
-    name = properties.get("LayerName")
     model.layers[logical_id] = LayerSpec(
         logical_id=logical_id,
         display_name=model.display_name(logical_id),
-        name=name if isinstance(name, str) else physical_name(model.stack_name, logical_id, 140),
+        name=_name(model, logical_id, properties.get("LayerName"), 140),
         asset_dir=asset_dir,
     )
 
@@ -466,32 +448,16 @@ def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[st
 
 # --- event source mappings -----------------------------------------------------------------
 
-_SQS_MAPPING_KEYS = {
-    "BatchSize",
-    "EventSourceArn",
-    "FunctionName",
-    "FunctionResponseTypes",
-    "MaximumBatchingWindowInSeconds",
-    "ScalingConfig",
-    "FilterCriteria",
-    "Enabled",
-    "Tags",
-}
-_STREAM_MAPPING_KEYS = {
-    "BatchSize",
-    "EventSourceArn",
-    "FunctionName",
-    "FunctionResponseTypes",
-    "MaximumBatchingWindowInSeconds",
-    "FilterCriteria",
-    "Enabled",
-    "Tags",
+# The properties each kind of mapping honours locally; any other is reported.
+_MAPPING_KEYS = {"BatchSize", "EventSourceArn", "FunctionName", "FunctionResponseTypes", "FilterCriteria"}
+_MAPPING_KEYS |= {"MaximumBatchingWindowInSeconds", "Enabled", "Tags"}
+_SQS_MAPPING_KEYS = _MAPPING_KEYS | {"ScalingConfig"}
+_STREAM_MAPPING_KEYS = _MAPPING_KEYS | {
     "StartingPosition",
     "MaximumRetryAttempts",
-    "BisectBatchOnFunctionError",
     "MaximumRecordAgeInSeconds",
-    "ParallelizationFactor",
 }
+_STREAM_MAPPING_KEYS |= {"BisectBatchOnFunctionError", "ParallelizationFactor"}
 
 
 def _read_mapping(model: StackModel, logical_id: str) -> None:
@@ -555,8 +521,6 @@ def _read_mapping(model: StackModel, logical_id: str) -> None:
     model.mappings.append(spec)
     if not spec.enabled:
         model.note(FindingKind.INFO, subject, "Enabled: false, so it does not run (as on AWS)")
-    if properties.get("Tags"):
-        pass  # tags change nothing
     for key in sorted(set(properties) - allowed):
         detail = {
             "DestinationConfig": "on-failure destination is not emulated: discarded records are only logged",
