@@ -35,8 +35,19 @@ def _children(model: StackModel, resource_type: str, api_id: str) -> list[str]:
     ]
 
 
-def _integration_function(model: StackModel, integration_id: str, subject: str) -> tuple[str | None, str]:
-    integration = model.resources.get(integration_id, {}).get("Properties", {})
+def _route_function(model: StackModel, route_id: str, subject: str, missing: str) -> tuple[str | None, str]:
+    """The function a route's integration invokes and its payload format version; None (reported,
+    `missing` when the route has no integration) if it invokes none of this template's."""
+    target = model.resources[route_id].get("Properties", {}).get("Target")
+    integrations = [
+        lid
+        for lid in referenced_logical_ids(target)
+        if model.resources.get(lid, {}).get("Type") == INTEGRATION_TYPE
+    ]
+    if not integrations:
+        model.note(FindingKind.UNSUPPORTED, subject, missing)
+        return None, "2.0"
+    integration = model.resources[integrations[0]].get("Properties", {})
     integration_type = integration.get("IntegrationType")
     version = str(integration.get("PayloadFormatVersion", "1.0"))
     if integration_type != "AWS_PROXY":
@@ -53,14 +64,6 @@ def _integration_function(model: StackModel, integration_id: str, subject: str) 
     return functions[0], version
 
 
-def _route_target(model: StackModel, route_id: str) -> str | None:
-    target = model.resources[route_id].get("Properties", {}).get("Target")
-    for lid in referenced_logical_ids(target):
-        if model.resources.get(lid, {}).get("Type") == INTEGRATION_TYPE:
-            return lid
-    return None
-
-
 def read_api(model: StackModel, logical_id: str) -> None:
     properties = model.resources[logical_id].get("Properties", {})
     protocol = properties.get("ProtocolType")
@@ -69,40 +72,22 @@ def read_api(model: StackModel, logical_id: str) -> None:
         model.note(FindingKind.UNSUPPORTED, f"API {shown}", f"ProtocolType {protocol!r} is not emulated")
         return
     stages = _children(model, STAGE_TYPE, logical_id)
-    stage_name = "$default"
+    stage: dict[str, Any] = {}  # the last one: the one served
     for stage_id in stages:
         stage = model.resources[stage_id].get("Properties", {})
-        stage_name = str(stage.get("StageName", "$default"))
         _note_stage(model, f"{'WebSocket' if protocol == 'WEBSOCKET' else 'HTTP'} API {shown} stage", stage)
+    stage_name = str(stage.get("StageName", "$default"))
     if len(stages) > 1:
         model.note(
             FindingKind.APPROXIMATED, f"API {shown}", f"{len(stages)} stages: only {stage_name!r} is served"
         )
     authorizers = _read_authorizers(model, logical_id, protocol)
-    api_id = api_id_for(model.stack_name, logical_id)
     if protocol == "HTTP":
-        _read_http_api(
-            model,
-            logical_id,
-            properties=properties,
-            api_id=api_id,
-            stage_name=stage_name,
-            authorizers=authorizers,
-        )
+        _read_http_api(model, logical_id, properties, stage_name, authorizers)
     else:
-        stage_variables = {}
-        for stage_id in stages[-1:]:
-            raw = model.resources[stage_id].get("Properties", {}).get("StageVariables") or {}
-            stage_variables = {str(k): str(v) for k, v in raw.items() if isinstance(v, str | int | float)}
-        _read_websocket_api(
-            model,
-            logical_id,
-            properties=properties,
-            api_id=api_id,
-            stage_name=stage_name,
-            authorizers=authorizers,
-            stage_variables=stage_variables,
-        )
+        raw = stage.get("StageVariables") or {}
+        variables = {str(k): str(v) for k, v in raw.items() if isinstance(v, str | int | float)}
+        _read_websocket_api(model, logical_id, properties, stage_name, authorizers, stage_variables=variables)
 
 
 def _note_stage(model: StackModel, subject: str, stage: dict[str, Any]) -> None:
@@ -264,9 +249,7 @@ def _route_auth(
 def _read_http_api(
     model: StackModel,
     logical_id: str,
-    *,
     properties: dict[str, Any],
-    api_id: str,
     stage_name: str,
     authorizers: Mapping[str, Authorizer],
 ) -> None:
@@ -277,16 +260,11 @@ def _read_http_api(
         route_key = str(route.get("RouteKey"))
         subject = f"HTTP API {shown} route {route_key}"
         authorizer, scopes = _route_auth(model, route, subject, authorizers)
-        integration_id = _route_target(model, route_id)
-        function_id, version = (None, "2.0")
-        if integration_id is None:
-            model.note(FindingKind.UNSUPPORTED, subject, "route has no integration: answers 404 as on AWS")
-        else:
-            function_id, version = _integration_function(model, integration_id, subject)
-            if function_id and version != "2.0":
-                model.note(
-                    FindingKind.UNSUPPORTED, subject, f"payload format {version}: local API speaks 2.0"
-                )
+        function_id, version = _route_function(
+            model, route_id, subject, "route has no integration: answers 404 as on AWS"
+        )
+        if function_id and version != "2.0":
+            model.note(FindingKind.UNSUPPORTED, subject, f"payload format {version}: local API speaks 2.0")
         routes.append(
             HttpRouteSpec(
                 route_key,
@@ -301,7 +279,7 @@ def _read_http_api(
         HttpApiSpec(
             logical_id=logical_id,
             display_name=shown,
-            api_id=api_id,
+            api_id=api_id_for(model.stack_name, logical_id),
             routes=routes,
             cors=CorsConfig.from_template(cors) if cors else None,
             stage_name=stage_name,
@@ -315,11 +293,10 @@ def _read_http_api(
 def _read_websocket_api(
     model: StackModel,
     logical_id: str,
-    *,
     properties: dict[str, Any],
-    api_id: str,
     stage_name: str,
     authorizers: Mapping[str, Authorizer],
+    *,
     stage_variables: dict[str, str],
 ) -> None:
     shown = model.display_name(logical_id)
@@ -348,12 +325,7 @@ def _read_websocket_api(
             model.note(FindingKind.UNSUPPORTED, subject, "AuthorizationScopes are not applied")
         if route.get("ApiKeyRequired"):
             model.note(FindingKind.UNSUPPORTED, subject, "ApiKeyRequired: API keys are not checked locally")
-        integration_id = _route_target(model, route_id)
-        function_id = None
-        if integration_id is None:
-            model.note(FindingKind.UNSUPPORTED, subject, "route has no integration")
-        else:
-            function_id, _ = _integration_function(model, integration_id, subject)
+        function_id, _ = _route_function(model, route_id, subject, "route has no integration")
         is_two_way = route_id in two_way or "RouteResponseSelectionExpression" in route
         routes[route_key] = WebSocketRouteSpec(
             route_key,
@@ -368,7 +340,7 @@ def _read_websocket_api(
         WebSocketApiSpec(
             logical_id=logical_id,
             display_name=shown,
-            api_id=api_id,
+            api_id=api_id_for(model.stack_name, logical_id),
             route_selection_expression=expression,
             routes=routes,
             stage_name=stage_name,

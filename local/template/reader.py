@@ -142,10 +142,13 @@ def _alarm_only_topics(model: StackModel, topic_ids: list[str]) -> set[str]:
 
 # --- tables --------------------------------------------------------------------------------
 
-_CAPACITY_KEYS = ("BillingMode", "ProvisionedThroughput", "WriteProvisionedThroughputSettings")
-_CAPACITY_KEYS += ("WriteOnDemandThroughputSettings", "OnDemandThroughput", "WarmThroughput")
 _TABLE_NO_BEHAVIOUR = {
-    **dict.fromkeys(_CAPACITY_KEYS, "capacity mode (no throttling locally)"),
+    "BillingMode": "capacity mode (no throttling locally)",
+    "ProvisionedThroughput": "capacity mode (no throttling locally)",
+    "WriteProvisionedThroughputSettings": "capacity mode (no throttling locally)",
+    "WriteOnDemandThroughputSettings": "capacity mode (no throttling locally)",
+    "OnDemandThroughput": "capacity mode (no throttling locally)",
+    "WarmThroughput": "capacity mode (no throttling locally)",
     "SSESpecification": "encryption at rest",
     "PointInTimeRecoverySpecification": "point-in-time recovery",
     "DeletionProtectionEnabled": "deletion protection",
