@@ -71,25 +71,6 @@ def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
     )
 
 
-def preflight_headers(config: CorsConfig, headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers of the 204 answer to a preflight request."""
-    origin = config.allowed_origin(_get(headers, "origin"))
-    if origin is None:
-        return {}
-    result = {"access-control-allow-origin": origin}
-    if config.allow_credentials:
-        result["access-control-allow-credentials"] = "true"
-    if config.allow_methods:
-        result["access-control-allow-methods"] = ",".join(config.allow_methods)
-    if config.allow_headers:
-        result["access-control-allow-headers"] = ",".join(config.allow_headers)
-    if config.expose_headers:
-        result["access-control-expose-headers"] = ",".join(config.expose_headers)
-    if config.max_age is not None:
-        result["access-control-max-age"] = str(config.max_age)
-    return result
-
-
 def response_headers(config: CorsConfig, headers: Mapping[str, str]) -> dict[str, str]:
     """CORS headers added to the response of a (non-preflight) request."""
     origin = config.allowed_origin(_get(headers, "origin"))
@@ -100,6 +81,20 @@ def response_headers(config: CorsConfig, headers: Mapping[str, str]) -> dict[str
         result["access-control-allow-credentials"] = "true"
     if config.expose_headers:
         result["access-control-expose-headers"] = ",".join(config.expose_headers)
+    return result
+
+
+def preflight_headers(config: CorsConfig, headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers of the 204 answer to a preflight request: the response headers and what may be asked."""
+    result = response_headers(config, headers)
+    if not result:
+        return {}
+    if config.allow_methods:
+        result["access-control-allow-methods"] = ",".join(config.allow_methods)
+    if config.allow_headers:
+        result["access-control-allow-headers"] = ",".join(config.allow_headers)
+    if config.max_age is not None:
+        result["access-control-max-age"] = str(config.max_age)
     return result
 
 
