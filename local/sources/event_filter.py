@@ -120,10 +120,8 @@ def _matcher_matches(matcher: Any, value: Any) -> bool:  # noqa: PLR0911 - one b
     if len(matcher) != 1:
         raise FilterPatternError(f"a matcher has exactly one operator: {matcher!r}")
     ((operator, operand),) = matcher.items()
-    if operator == "prefix":
-        return _prefix(operand, value)
-    if operator == "suffix":
-        return _suffix(operand, value)
+    if operator in ("prefix", "suffix"):
+        return _affix(operand, value, at_end=operator == "suffix")
     if operator == "equals-ignore-case":
         return isinstance(value, str) and isinstance(operand, str) and value.lower() == operand.lower()
     if operator == "anything-but":
@@ -145,28 +143,21 @@ def _equals(expected: Any, value: Any) -> bool:
     return bool(expected == value)
 
 
-def _prefix(operand: Any, value: Any) -> bool:
+def _affix(operand: Any, value: Any, *, at_end: bool) -> bool:
+    """`prefix` (or, `at_end`, `suffix`): a string operand, or {"equals-ignore-case": string}."""
     if not isinstance(value, str):
         return False
+    text, affix = value, str(operand)
     if isinstance(operand, Mapping) and "equals-ignore-case" in operand:
-        return value.lower().startswith(str(operand["equals-ignore-case"]).lower())
-    return value.startswith(str(operand))
-
-
-def _suffix(operand: Any, value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    if isinstance(operand, Mapping) and "equals-ignore-case" in operand:
-        return value.lower().endswith(str(operand["equals-ignore-case"]).lower())
-    return value.endswith(str(operand))
+        text, affix = value.lower(), str(operand["equals-ignore-case"]).lower()
+    return text.endswith(affix) if at_end else text.startswith(affix)
 
 
 def _anything_but(operand: Any, value: Any) -> bool:
     if isinstance(operand, Mapping):
-        if "prefix" in operand:
-            return isinstance(value, str) and not _prefix(operand["prefix"], value)
-        if "suffix" in operand:
-            return isinstance(value, str) and not _suffix(operand["suffix"], value)
+        for affix in ("prefix", "suffix"):
+            if affix in operand:
+                return isinstance(value, str) and not _affix(operand[affix], value, at_end=affix == "suffix")
         if "equals-ignore-case" in operand:
             options = operand["equals-ignore-case"]
             options = options if isinstance(options, list) else [options]
