@@ -116,6 +116,18 @@ class WorkerFaults:
         with self._rng_lock:
             return self._rng.choice(options)
 
+    def _effect(self, event: str, task_id: str, owner: Any, run: Any, attempt: int, **details: Any) -> None:
+        """A line of effects.log: a run of the processing step ("step") or a success it committed."""
+        record = {
+            "event": event,
+            "taskId": task_id,
+            "owner": owner,
+            "run": run,
+            "attempt": attempt,
+            **details,
+        }
+        self._effects.write({**record, "pid": os.getpid(), "at": time.time()})
+
     def fired(self, fault: str, **details: Any) -> None:
         self._faults.write({"fault": fault, "function": self.function, "at": time.time(), **details})
 
@@ -199,33 +211,10 @@ class WorkerFaults:
                     raise RuntimeError("injected failure: processing outage (local fault)")
                 result = original(task, attempt, *args, **kwargs)
             except BaseException as error:
-                faults._effects.write(
-                    {
-                        "event": "step",
-                        "taskId": task_id,
-                        "owner": owner,
-                        "run": run,
-                        "attempt": attempt,
-                        "ok": False,
-                        "error": str(error)[:200],
-                        "pid": os.getpid(),
-                        "at": time.time(),
-                    }
-                )
+                faults._effect("step", task_id, owner, run, attempt, ok=False, error=str(error)[:200])
                 faults._state.step = (task_id, run, attempt, False, owner)
                 raise
-            faults._effects.write(
-                {
-                    "event": "step",
-                    "taskId": task_id,
-                    "owner": owner,
-                    "run": run,
-                    "attempt": attempt,
-                    "ok": True,
-                    "pid": os.getpid(),
-                    "at": time.time(),
-                }
-            )
+            faults._effect("step", task_id, owner, run, attempt, ok=True)
             faults._state.step = (task_id, run, attempt, True, owner)
             return result
 
@@ -290,17 +279,7 @@ class WorkerFaults:
         if commit is not None and succeeded:
             task_id, run, attempt, step_ok, owner = commit
             if step_ok:
-                self._effects.write(
-                    {
-                        "event": "effect",
-                        "taskId": task_id,
-                        "owner": owner,
-                        "run": run,
-                        "attempt": attempt,
-                        "pid": os.getpid(),
-                        "at": time.time(),
-                    }
-                )
+                self._effect("effect", task_id, owner, run, attempt)
             if self._roll(self.kill_rate):
                 self.fired("worker-kill", taskId=task_id, attempt=attempt, afterSuccess=step_ok)
                 sys.stdout.flush()
