@@ -39,7 +39,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -143,15 +143,22 @@ def _subprotocol(payload: Any) -> str | None:
     return str(value) if value else None
 
 
-def _multi_values(request: web.Request) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """The request's headers and query parameters, each name with all its values."""
+def _multi_values(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Headers or query parameters as API Gateway's events give them: the last value of each name,
+    and all its values."""
     multi: dict[str, list[str]] = {}
-    for name, value in request.headers.items():
+    for name, value in pairs:
         multi.setdefault(name, []).append(value)
-    multi_query: dict[str, list[str]] = {}
-    for name, value in request.query.items():
-        multi_query.setdefault(name, []).append(value)
-    return multi, multi_query
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def _error_frame(connection: Connection, message: str, request_id: str) -> str:
+    return json.dumps({"message": message, "connectionId": connection.connection_id, "requestId": request_id})
+
+
+def _management_error(status: int, error_type: str, message: str | None) -> web.Response:
+    """An @connections error as API Gateway's management API answers it."""
+    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": error_type})
 
 
 def _iso(epoch: float) -> str:
@@ -301,9 +308,8 @@ class WebSocketApiServer:
     ) -> web.Response | None:
         """Run the $connect authorizer; the handshake's refusal, or None (connection.authorizer set)."""
         connection_id = connection.connection_id
-        multi, multi_query = _multi_values(request)
-        headers = {name: values[-1] for name, values in multi.items()}
-        query = {name: values[-1] for name, values in multi_query.items()}
+        headers, multi = _multi_values(request.headers.items())
+        query, multi_query = _multi_values(request.query.items())
         context = self._context(connection, "$connect", "CONNECT", str(uuid.uuid4()))
         stage_variables = self.api.stage_variables
         if identity_values(authorizer.identity_sources, headers, query, stage_variables, context) is None:
@@ -337,15 +343,16 @@ class WebSocketApiServer:
         return None
 
     def _connect_event(self, request: web.Request, connection: Connection) -> dict[str, Any]:
-        multi, multi_query = _multi_values(request)
+        headers, multi = _multi_values(request.headers.items())
+        query, multi_query = _multi_values(request.query.items())
         event: dict[str, Any] = {
-            "headers": {name: values[-1] for name, values in multi.items()},
+            "headers": headers,
             "multiValueHeaders": multi,
             "requestContext": self._context(connection, "$connect", "CONNECT", str(uuid.uuid4())),
             "isBase64Encoded": False,
         }
         if multi_query:
-            event["queryStringParameters"] = {name: values[-1] for name, values in multi_query.items()}
+            event["queryStringParameters"] = query
             event["multiValueQueryStringParameters"] = multi_query
         return event
 
@@ -382,12 +389,7 @@ class WebSocketApiServer:
             route_key = "$default"
         route = self.api.routes.get(route_key)
         if route is None or route.function_id is None:
-            error = {
-                "message": "Forbidden",
-                "connectionId": connection.connection_id,
-                "requestId": request_id,
-            }
-            await self._send_frame(connection, json.dumps(error))
+            await self._send_frame(connection, _error_frame(connection, "Forbidden", request_id))
             return
         context = self._context(connection, route_key, "MESSAGE", request_id)
         context["messageId"] = new_connection_id()
@@ -403,12 +405,7 @@ class WebSocketApiServer:
         if result is None:
             return
         if not result.ok:
-            error = {
-                "message": "Internal server error",
-                "connectionId": connection.connection_id,
-                "requestId": request_id,
-            }
-            await self._send_frame(connection, json.dumps(error))
+            await self._send_frame(connection, _error_frame(connection, "Internal server error", request_id))
             return
         if route.two_way:
             body = route_response_body(result.payload)
@@ -456,20 +453,6 @@ class WebSocketApiServer:
 
     # --- the @connections management API ---------------------------------------------------
 
-    def _injected_failure(self) -> web.Response:
-        return web.json_response(
-            {"message": "Internal server error (local fault)"},
-            status=500,
-            headers={"x-amzn-ErrorType": "InternalServerErrorException"},
-        )
-
-    def _gone(self) -> web.Response:
-        return web.json_response(
-            {"message": None},
-            status=410,
-            headers={"x-amzn-ErrorType": "GoneException"},
-        )
-
     def _lookup(self, request: web.Request) -> Connection | None:
         stage = request.match_info.get("stage")
         if stage is not None and stage != self.api.stage_name:
@@ -483,25 +466,24 @@ class WebSocketApiServer:
         """The @connections POSTs so far, by outcome, and the bytes posted."""
         return {**dict(self.posts), "total": sum(self.posts.values()), "bytes": self.posted_bytes}
 
+    def _injected_failure(self, when: str) -> web.Response:
+        self._counters.add(f"push-failure-{when}-send")
+        self.posts["injectedFailure"] += 1
+        return _management_error(500, "InternalServerErrorException", "Internal server error (local fault)")
+
     async def post_to_connection(self, request: web.Request) -> web.Response:
         connection = self._lookup(request)
         if connection is None:
             self.posts["gone"] += 1
-            return self._gone()
+            return _management_error(410, "GoneException", None)
         data = await request.read()
         self.posted_bytes += len(data)
         if len(data) > MAX_MESSAGE_BYTES:
             self.posts["tooLarge"] += 1
-            return web.json_response(
-                {"message": "Message too long"},
-                status=413,
-                headers={"x-amzn-ErrorType": "PayloadTooLargeException"},
-            )
+            return _management_error(413, "PayloadTooLargeException", "Message too long")
         fail = self._dice.roll(self._push_failure_rate)
         if fail and self._dice.roll(0.5):
-            self._counters.add("push-failure-before-send")
-            self.posts["injectedFailure"] += 1
-            return self._injected_failure()
+            return self._injected_failure("before")
         try:
             try:
                 await connection.socket.send_str(data.decode("utf-8"))
@@ -509,18 +491,16 @@ class WebSocketApiServer:
                 await connection.socket.send_bytes(data)
         except (ConnectionError, RuntimeError):
             self.posts["gone"] += 1
-            return self._gone()
+            return _management_error(410, "GoneException", None)
         if fail:
-            self._counters.add("push-failure-after-send")
-            self.posts["injectedFailure"] += 1
-            return self._injected_failure()
+            return self._injected_failure("after")
         self.posts["delivered"] += 1
         return web.Response(status=200)
 
     async def get_connection(self, request: web.Request) -> web.Response:
         connection = self._lookup(request)
         if connection is None:
-            return self._gone()
+            return _management_error(410, "GoneException", None)
         return web.json_response(
             {
                 "connectedAt": _iso(connection.connected_at),
@@ -532,6 +512,6 @@ class WebSocketApiServer:
     async def delete_connection(self, request: web.Request) -> web.Response:
         connection = self._lookup(request)
         if connection is None:
-            return self._gone()
+            return _management_error(410, "GoneException", None)
         await connection.socket.close(code=1000, message=b"")
         return web.Response(status=204)
