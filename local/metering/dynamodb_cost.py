@@ -156,6 +156,7 @@ def _query_units(
 class DynamoDbCost:
     table_write_units: float = 0.0
     index_write_units: dict[str, float] = field(default_factory=dict)
+    # (table or table/Index, partition key value) -> write units: what `bench scale` reads
     partition_write_units: dict[tuple[str, str], float] = field(default_factory=dict)
     read_units: float = 0.0
     unsized_items: int = 0

@@ -79,13 +79,7 @@ class Observation:
     error: bool = False
     condition_failed: bool = False
     billed_requests: int = 1
-    table_write_units: float = 0.0
-    index_write_units: Mapping[str, float] = field(default_factory=dict)
-    # (table or table/Index, partition key value) -> write units: what `bench scale` reads
-    partition_write_units: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    read_units: float = 0.0
-    unsized_items: int = 0
-    uncosted: bool = False
+    cost: DynamoDbCost = field(default_factory=DynamoDbCost)
 
 
 class RequestMeter:
@@ -100,6 +94,7 @@ class RequestMeter:
 
     def record(self, observation: Observation) -> None:
         key = (observation.caller, observation.service, observation.operation, observation.resource)
+        cost = observation.cost
         with self._lock:
             count = self._counts.get(key)
             if count is None:
@@ -108,13 +103,13 @@ class RequestMeter:
             count.errors += int(observation.error)
             count.condition_failed += int(observation.condition_failed)
             count.billed_requests += observation.billed_requests
-            count.write_units += observation.table_write_units + sum(observation.index_write_units.values())
-            for index, units in observation.index_write_units.items():
+            count.write_units += cost.table_write_units + sum(cost.index_write_units.values())
+            for index, units in cost.index_write_units.items():
                 count.index_write_units[index] = count.index_write_units.get(index, 0.0) + units
-            count.read_units += observation.read_units
-            count.unsized_items += observation.unsized_items
-            count.uncosted += int(observation.uncosted)
-            for (where, partition), units in observation.partition_write_units.items():
+            count.read_units += cost.read_units
+            count.unsized_items += cost.unsized_items
+            count.uncosted += int(cost.uncosted)
+            for (where, partition), units in cost.partition_write_units.items():
                 partitions = self._partitions.setdefault(where, {})
                 if partition in partitions or len(partitions) < MAX_PARTITIONS:
                     partitions[partition] = partitions.get(partition, 0.0) + units
@@ -294,12 +289,7 @@ class RequestMeterMiddleware:
                 billed_requests=(
                     sqs_billed_requests(len(exchange.body), len(exchange.response)) if service == "sqs" else 1
                 ),
-                table_write_units=cost.table_write_units,
-                index_write_units=cost.index_write_units,
-                partition_write_units=cost.partition_write_units,
-                read_units=cost.read_units,
-                unsized_items=cost.unsized_items,
-                uncosted=cost.uncosted,
+                cost=cost,
             )
         )
 
