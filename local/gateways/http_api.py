@@ -18,7 +18,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +28,12 @@ from multidict import CIMultiDict
 from local.console import Console
 from local.gateways import cors
 from local.gateways.http_routes import RouteMatch, RouteTable
-from local.runtime.pool import InvocationResult
+from local.runtime.pool import InvokeFunction
 from local.template.model import HttpApiSpec, HttpRouteSpec
 
 if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it loads PyJWT)
     from local.jwt_authorizer import JwtValidator
 
-Invoke = Callable[[str, Any], Awaitable[InvocationResult]]
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 _TEXT_TYPES = (
@@ -217,7 +216,7 @@ class HttpApiServer:
         self,
         api: HttpApiSpec,
         function_names: Mapping[str, str],
-        invoke: Invoke,
+        invoke: InvokeFunction,
         console: Console,
         account_id: str,
         *,

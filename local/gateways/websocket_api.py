@@ -39,7 +39,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,10 +48,9 @@ from aiohttp import WSMsgType, web
 from local.console import Console
 from local.faults.injection import Dice, StackFaultCounters
 from local.gateways.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
-from local.runtime.pool import InvocationResult
+from local.runtime.pool import InvocationResult, InvokeFunction
 from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 
-Invoke = Callable[[str, Any], Awaitable[InvocationResult]]
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway: 128 KB per message (32 KB frames)
 
 
@@ -174,7 +173,7 @@ class WebSocketApiServer:
         self,
         api: WebSocketApiSpec,
         function_names: Mapping[str, str],
-        invoke: Invoke,
+        invoke: InvokeFunction,
         console: Console,
         account_id: str,
         *,

@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -100,6 +100,10 @@ class InvocationResult:
         if len(message) > 160:
             message = message[:157] + "..."
         return f"{self.error.get('errorType', 'Error')}: {message}"
+
+
+Invoke = Callable[[Any], Awaitable[InvocationResult]]  # a function's pool.invoke
+InvokeFunction = Callable[[str, Any], Awaitable[InvocationResult]]  # the stack's invoke(function id, event)
 
 
 class WorkerDied(Exception):

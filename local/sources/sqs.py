@@ -25,19 +25,17 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from local.console import Console
 from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.faults.injection import Dice, SqsMappingStats
-from local.runtime.pool import InvocationResult
+from local.runtime.pool import Invoke
 from local.sources.batch_results import evaluate_batch
 from local.sources.event_filter import matches_any, sqs_filter_view
 from local.template.model import EventSourceMappingSpec
 
-Invoke = Callable[[Any], Awaitable[InvocationResult]]
 LONG_POLL_SECONDS = 20
 
 

@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from local.console import Console
 from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
-from local.runtime.pool import InvocationResult
+from local.runtime.pool import Invoke
 from local.sources.batch_results import evaluate_batch, stream_retry_position
 from local.sources.event_filter import matches_any
 from local.state.store import sequence_key
 from local.template.model import EventSourceMappingSpec
 
-Invoke = Callable[[Any], Awaitable[InvocationResult]]
 IDLE_POLL_SECONDS = 0.1  # Lambda polls each shard 4 times a second; locally a little faster
 RETRY_BACKOFF_BASE = 0.1
 RETRY_BACKOFF_CAP = 2.0
