@@ -299,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
         moto_port=args.moto_port,
         failure_rate=args.failure_rate,
         time_scale=args.time_scale,
-        quiet=args.quiet,
         max_concurrency=max(1, args.max_concurrency),
         region=args.region,
         log_dir=args.log_dir,

@@ -24,7 +24,6 @@ class Options:
     moto_port: int = 0
     failure_rate: float | None = None
     time_scale: float = 1.0
-    quiet: bool = False
     max_concurrency: int = 4
     region: str = "us-east-1"
     log_dir: Path = field(default_factory=lambda: Path(".local-state/logs"))

@@ -118,9 +118,6 @@ class CodeWatcher:
             f"{watched.folder} ({len(watched.pools)} functions)" for watched in self._sources if watched.pools
         ]
 
-    def unbound(self) -> list[Path]:
-        return [watched.folder for watched in self._sources if not watched.pools]
-
     def start(self) -> None:
         if any(watched.pools for watched in self._sources):
             self._task = asyncio.get_running_loop().create_task(self._run())
