@@ -1,49 +1,21 @@
 """Patches applied inside the moto server process (never in the handlers' processes).
 
-Why: moto 5.2.5's SQS costs grow with queue depth, so a burst of N tasks costs O(N^2):
+Why, and the measurements: docs/local-stack.md, "Why moto is patched". moto 5.2.5's SQS costs
+grow with queue depth (Queue.attributes computes every ApproximateNumberOf* count by a full scan,
+several times per received message; receive, delete and change-visibility scan every message),
+so a burst of N tasks costs O(N^2). The replacements keep the semantics (visibility, receive
+counts, DLQ redrive at maxReceiveCount, FIFO groups, deleting with an older receipt handle) and
+make each call O(messages inspected): a lazy attribute mapping, one pass per receive with one
+clock reading that long-polls on the queue's condition, receipt handles indexed per queue.
+Expired messages (older than MessageRetentionPeriod) are dropped, as SQS does.
 
-* ``Queue.attributes`` builds *every* attribute, including the three ``ApproximateNumberOf*``
-  counts, each a full scan of the queue calling ``time.time()`` twice per message. It is
-  called by ``send_message`` (for ``ContentBasedDeduplication``), by ``receive_message``
-  (through ``is_message_valid_based_on_retention_period``, three times per returned message)
-  and by ``get_queue_attributes`` (three times per requested name).
-* ``receive_message`` first materialises ``queue.messages`` (another full scan), and
-  ``delete_message`` / ``change_message_visibility`` scan every message, building a list of
-  all its receipt handles per message.
-
-With 1,000 messages one ReceiveMessage of 10 takes > 1 s. The replacements below keep the
-semantics (visibility, receive counts, DLQ redrive at maxReceiveCount, FIFO groups, deleting
-with an older receipt handle) and make each call O(messages inspected):
-
-* ``Queue.attributes`` returns a lazy read-only mapping: each value is computed only when
-  read, with the same rules as moto's property;
-* ``receive_message`` walks ``queue._messages`` once with one clock reading, stops as soon as
-  it has ``count`` messages, and long-polls on the queue's condition variable until the next
-  message becomes visible (instead of polling every second);
-* receipt handles are indexed per queue, so delete and change-visibility are dict lookups;
-* expired messages (older than MessageRetentionPeriod) are dropped, as SQS does; moto marked
-  them received and stopped the receive instead.
-
-It also serialises each queue's receive/delete/change-visibility on the queue's lock (moto
-does not, so two concurrent receives could deliver one message twice) and every DynamoDB and
-DynamoDB Streams request on one lock, so conditional writes are atomic and stream sequence
-numbers unique under the threaded server, as they are on AWS.
-
-And it removes costs that grow with the work done rather than the work asked:
-
-* to find the backend of a request, moto lists its own package folder (os.listdir + an isdir
-  per entry, ~150 system calls) and tries every service's URL regexes, twice per request and
-  under one global lock: the package does not change while the server runs, so both answers
-  are cached;
-* GetRecords went through moto's generic response serializer, a quarter of the server's CPU
-  with two stream mappings reading 100-record batches; the records are already in wire
-  shape, so they are written with json.dumps (timestamps as epoch seconds with milliseconds,
-  as the serializer writes them);
-* every shard iterator, message copy, stream record and item version was kept forever in
-  moto's model-instance registry (used only by its debug API) and every shard iterator in
-  the streams backend: the registry keeps none of these, and shard iterators older than the
-  last 10,000 are forgotten (AWS expires them after 15 minutes); a forgotten one (or one from
-  before a restart) is an ExpiredIteratorException, as on AWS, not a KeyError.
+Each queue's receive/delete/change-visibility holds the queue's lock (two concurrent receives
+could deliver one message twice) and every DynamoDB and Streams request one lock, so conditional
+writes are atomic and stream sequence numbers unique under the threaded server, as on AWS. Costs
+that grew with the work done go too: the backend lookup per request is cached; GetRecords is
+written with json.dumps (moto's serializer took a quarter of the CPU); moto's model registry
+keeps no messages, records, item versions or shard iterators, and the streams backend only the
+last 10,000 iterators (a forgotten one is an ExpiredIteratorException, as on AWS after 15 min).
 
 Every change to a queue's messages is told, under the queue's lock, to the observer that
 `observe_messages` installs (local/state/moto_state.py journals them for the durable state).

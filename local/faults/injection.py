@@ -1,33 +1,13 @@
 """Local-only fault injection, chosen per run (`python -m local --fault-*`), and the files a chaos
 run records in the fault directory (`--fault-dir`, read by `python -m local.chaos`).
 
-Where each fault lives:
+The faults, where each fires and the rates `make chaos` uses: docs/local-stack.md, "Fault
+injection and chaos runs". The stack injects duplicate SQS deliveries (local/sources/sqs.py) and
+@connections push failures (local/gateways/websocket_api.py); the function workers the rest
+(local/faults/worker_hooks.py, configured by FaultOptions.worker_config).
 
-* in the function workers (local/faults/worker_hooks.py, installed by local/runtime/bootstrap.py):
-  - `--fault-aws-error-rate P`: botocore hooks fail a fraction P of the functions' DynamoDB and
-    SQS calls: three quarters of them before the request is sent (a synthetic 500
-    InternalServerError, 400 ThrottlingException or, for DynamoDB, 400
-    ProvisionedThroughputExceededException; decided per HTTP attempt, so botocore's retries
-    absorb most), one quarter after a write was applied (the call raises a 500
-    InternalServerError that botocore does not retry: the caller cannot tell whether it worked);
-  - `--fault-kill-rate P`: after a commit write (the first UpdateItem on the task after the
-    processing step returned or raised) succeeded, the worker dies (`os._exit`) with probability
-    P; the runtime starts a new one and SQS redelivers the unacknowledged messages of the batch;
-  - SQS outage (`--fault-sqs-outage START:DURATION`, or `write_sqs_outage()` at run time):
-    SendMessage/SendMessageBatch from functions raise EndpointConnectionError while the control
-    file says SQS is down;
-  - `--fault-mutant unconditional-writes`: a deliberately broken processor whose UpdateItem
-    conditions always hold (to prove the chaos checker can fail);
-  - and whenever a fault directory is set, the processing step (STEP) is instrumented: every
-    execution, and every execution whose success commit succeeded (an "effect"), is appended
-    to `effects.log`;
-* in the local stack: `--fault-duplicate-rate P` (the SQS poller delivers a fraction P of the
-  messages it receives a second time, in a separate concurrent invocation; that invocation
-  never deletes anything, as a second copy of a message has its own receipt handle) and
-  `--fault-push-failure-rate P` (the @connections endpoint answers a fraction P of POSTs with
-  500, half of them after delivering the frame).
-
-Files in the fault directory (cleared when the stack starts):
+Files in the fault directory (cleared when a stack starts with a new state; a stack restored
+from its state, e.g. restarted in the middle of a chaos run, appends to them):
   effects.log   JSON lines from the workers: {"event": "step"|"effect", "taskId", "run", ...}
   faults.log    JSON lines, one per fault that fired in a worker: {"fault": ..., ...}
   control.json  {"sqsOutage": {"from": epoch, "until": epoch}, "processingOutage": {...}}
@@ -39,9 +19,6 @@ Files in the fault directory (cleared when the stack starts):
                 delivered, push failures, worker exits, skipped stream records, invocations and
                 handler ms per function, @connections POSTs), rewritten every second and at stop
                 (also written without faults to `--stats-file`)
-
-The fault directory is cleared when a stack starts with a new state; a stack restored from its
-state (a restart in the middle of a chaos run) appends to it.
 """
 
 from __future__ import annotations

@@ -234,31 +234,13 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
         context = LambdaContext(request_id, float(request["deadlineMs"]), args.function_arn)
         began, began_cpu = time.perf_counter(), time.process_time()
         try:
-            payload = handler(request["event"], context)
+            outcome = {"ok": True, "payload": handler(request["event"], context)}
         except Exception as error:
             sys.stderr.write(f"[ERROR] {type(error).__name__}: {error}\n{traceback.format_exc()}")
             sys.stderr.flush()
-            send(
-                {
-                    "type": "result",
-                    "id": request["id"],
-                    "ok": False,
-                    "error": _error(error),
-                    "durationMs": _elapsed_ms(began),
-                    **_usage(began_cpu),
-                }
-            )
-            continue
-        send(
-            {
-                "type": "result",
-                "id": request["id"],
-                "ok": True,
-                "payload": payload,
-                "durationMs": _elapsed_ms(began),
-                **_usage(began_cpu),
-            }
-        )
+            outcome = {"ok": False, "error": _error(error)}
+        timing = {"durationMs": _elapsed_ms(began), **_usage(began_cpu)}
+        send({"type": "result", "id": request["id"], **outcome, **timing})
     return 0
 
 
