@@ -1,22 +1,12 @@
 """Entry point of the embedded-AWS process: `python -m local.emulator.server --port 0`.
 
-Runs moto's threaded WSGI server (its own process, so its CPU work does not share the local
-stack's GIL) with the patches of local.emulator.patches. Before it listens it
-
-1. provisions what `--setup FILE` lists (the template's CreateTable, UpdateTimeToLive and
-   CreateQueue requests, written by local/stack.py), through its own WSGI app;
-2. with `--state FILE`, loads the durable state into those tables and queues and from then on
-   journals every change to it (local/state/moto_state.py);
-
-so an open port means a provisioned, restored emulator: a restart after a crash is the same
-start. It then prints one line, `MOTO_READY <port> <json>` (the JSON: the stream ARNs by
-table name, and with `--state` what was restored), or `MOTO_FAILED <json>` with a message and
-exits 2; and serves until stdin closes or it gets SIGTERM/SIGINT.
-
-Every request goes through local.metering.meter's middleware, which counts it by caller,
-service and operation (with DynamoDB capacity units computed from the items):
-`GET /_local/requests` on this port returns the counters, `DELETE /_local/requests` returns
-and resets them.
+moto's threaded WSGI server in its own process (its CPU work does not share the stack's GIL),
+patched (local/emulator/patches.py) and metered (local/metering/meter.py). Before it listens it
+provisions what `--setup FILE` lists (the template's tables and queues) and, with `--state FILE`,
+loads the durable state and journals every change from then on (local/state/moto_state.py): an
+open port means a provisioned, restored emulator, so a restart after a crash is the same start.
+It prints `MOTO_READY <port> <json>` (stream ARNs by table, what was restored) or
+`MOTO_FAILED <json>` and exits 2; it serves until stdin closes or SIGTERM/SIGINT.
 """
 
 from __future__ import annotations

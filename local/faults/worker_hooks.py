@@ -4,18 +4,12 @@ Loaded by local/runtime/bootstrap.py from its file path (never as `local.faults.
 handler must not see local/ on sys.path), so it imports only the standard library and, once
 installed, botocore. The configuration is the JSON of FaultOptions.worker_config().
 
-* botocore hooks, registered on every botocore Session created in the worker (the handlers'
-  lazily created clients included):
-  - before-send (each HTTP attempt of a DynamoDB or SQS call): the SQS outage (SendMessage,
-    SendMessageBatch raise EndpointConnectionError) and 3/4 of the injected API errors,
-    answered with a synthetic error response without sending anything;
-  - after-call (once per call, after botocore's retries): the other 1/4 of the injected errors,
-    on writes that succeeded (the caller sees a 500 InternalServerError although the write
-    was applied); the effect record and the worker kill after a commit write;
-  - before-parameter-build of DynamoDB UpdateItem: tags the commit (the first UpdateItem on the
-    task after the step ran, in the same thread) and applies the mutant.
-* the processing step (`module:function`, imported by the handler) is wrapped: each execution
-  is logged as a "step" line; its outcome is remembered (thread-local) for the commit.
+The botocore hooks are registered on every Session the worker creates (the handlers' lazy clients
+included): `before-send` fails each HTTP attempt (so botocore's retries absorb most) for the SQS
+outage and 3/4 of the API errors; `after-call`, once per call, raises the other 1/4 after a
+write succeeded and records the effect and the kill after a commit write; `before-parameter-build`
+of UpdateItem tags the commit (the first UpdateItem on the task after the step, same thread) and
+applies the mutant. The processing step is wrapped: each run is a "step" line.
 """
 
 from __future__ import annotations

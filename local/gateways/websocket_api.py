@@ -1,32 +1,19 @@
 """An API Gateway WebSocket API on 127.0.0.1, with its @connections management API.
 
-* `ws://127.0.0.1:PORT/<stage>` (or `/`): the handshake runs the `$connect` route; a non-2xx
-  statusCode, an error or a timeout rejects the connection (with that status, or 500).
-* With a Lambda REQUEST authorizer on `$connect` (local/gateways/lambda_authorizer.py), the handshake
-  first needs the identity sources (else 401, no call), then the authorizer function's Allow
-  (401 for "Unauthorized", 403 for a Deny, 500 for an error); its principalId and context
-  reach every event of the connection as `requestContext.authorizer`.
-* Each text or binary message is routed with the RouteSelectionExpression
-  (`$request.body.action`: the `action` field of a JSON body) to its route or `$default`;
-  for a two-way route (one with a RouteResponse) the `body` the function returns is sent
-  back as a frame. A failing function gets API Gateway's error frame
-  `{"message": "Internal server error", ...}`; no matching route, `{"message": "Forbidden", ...}`.
-* Messages over 128 KB close the connection with 1009 (message too big), as API Gateway does.
-* Closing (either side) runs `$disconnect`, best effort, as on AWS; so does a client that
-  drops during the handshake after `$connect` accepted it (every accepted `$connect` gets
-  exactly one `$disconnect`, or the function's connection records leak).
-* `POST|GET|DELETE /<stage>/@connections/<id>`: boto3's apigatewaymanagementapi client with
-  `endpoint_url="http://127.0.0.1:PORT/<stage>"` works against it; an unknown or closed
-  connection is 410 GoneException.
-* Local fault (`--fault-push-failure-rate P`, local/faults/injection.py): a fraction P of the POSTs to a
-  live connection answer 500 InternalServerErrorException, half of them without sending the
-  frame and half after sending it (so a retry delivers it twice).
-* With a `connection_log` (a durable stack, local/state/stack_state.py) each connection is recorded
-  before `$connect` runs and forgotten after its `$disconnect`; `disconnect_previous` gives the
-  connections a stack that died still had their `$disconnect`, as API Gateway would have.
-* `posts` counts the @connections POSTs by what came of them (`delivered`, `gone`, `tooLarge`,
-  `injectedFailure`) and `posted_bytes` the frames' bytes (API Gateway bills each 32 KB of a
-  message as one); the stack writes both to its stats file (`--stats-file`).
+What API Gateway does that it reproduces: docs/local-stack.md, "Gateway and Lambda behaviour
+reproduced". Beyond that list:
+
+* a client that drops during the handshake after `$connect` accepted it still gets its
+  `$disconnect`: every accepted `$connect` gets exactly one, or the function's records leak;
+* the `$connect` REQUEST authorizer (local/gateways/lambda_authorizer.py) runs first: missing
+  identity sources are a 401 without a call; its principalId and context reach every event of
+  the connection as `requestContext.authorizer`;
+* with a `connection_log` (a durable stack, local/state/stack_state.py) each connection is
+  recorded before `$connect` runs and forgotten after its `$disconnect`; `disconnect_previous`
+  pays the `$disconnect` a stack that died still owed;
+* `--fault-push-failure-rate P`: a fraction P of the POSTs to a live connection answer 500, half
+  without sending the frame and half after it (so a retry delivers it twice);
+* `posts` and `posted_bytes` count the @connections POSTs by outcome, for the stats file.
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """The runtime inside one function worker process (the local stand-in for Lambda's runtime).
 
-Started by local.runtime.pool as `python -P local/runtime/bootstrap.py --response-fd N ...`
-in the function's asset folder, with the function's environment (PYTHONPATH = the asset).
-It imports the handler once (the cold start), then serves invocations: one JSON request a
-line on stdin, one JSON response a line on the response pipe. stdout and stderr are the
-function's log. Standard library only, so the handler's imports are its own.
+Started by local/runtime/pool.py as `python -P local/runtime/bootstrap.py --response-fd N ...`
+in the function's asset folder, with the function's environment. It imports the handler once (the
+cold start), then serves one JSON request a line on stdin with one JSON response a line on the
+response pipe; stdout and stderr are the function's log. Standard library only, so the handler's
+imports are its own.
 
-With `--time-scale S` (not 1), a botocore hook scales the SQS times the function sets:
-VisibilityTimeout of ChangeMessageVisibility(Batch) and ReceiveMessage, DelaySeconds of
-SendMessage(Batch); non-zero values become max(1, ceil(value * S)) seconds (SQS counts whole
-seconds), zero stays zero.
-
-With `--faults JSON` (a chaos run, see local/faults/injection.py), local/faults/worker_hooks.py is
-loaded from its file path (not as a package: local/ stays off the handler's sys.path) and installs
-its botocore hooks before the handler is imported, then wraps the processing step once it is.
+`--time-scale S` scales the SQS times the function sets (VisibilityTimeout, DelaySeconds) with a
+botocore hook, as the stack scales the queues' own. `--faults JSON` loads
+local/faults/worker_hooks.py by path before the handler is imported.
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
-"""Hot reload: the functions run the source folders given with `--watch` (make dev: lambdas/), and
-an edit reaches their next invocation without a restart.
+"""Hot reload: the functions run the folders given with `--watch`, and an edit reaches their next
+invocation without a restart (what it looks like: docs/local-stack.md, "Code reload and synthesis").
 
-A function whose asset folder (cdk.out/asset.<hash>, a copy of its source made at synth) holds
-nothing a watched folder does not is bound to that folder. At start and after each change the
-folder is copied into a numbered snapshot under the stack's state folder, and the bound
-functions' workers run the snapshot (never the live folder, where a half-saved file could be
-imported). The folders are polled (every 0.25 s; a few dozen files, no watcher library):
-
-1. every changed Python file is compiled first: a syntax error is printed with its file, line
-   and caret, and the previous code keeps serving until the file is fixed;
-2. the bound functions move to the new snapshot at once: their next invocation starts a worker
-   on it (one per function is started right away), busy workers finish their invocation on the
-   old one. A function whose first worker on the new code fails its cold start (an ImportError,
-   an exception at import) says so and goes back to the previous code until the files change
-   again (local/runtime/pool.py).
-
-State, queues, tables and open WebSocket connections are untouched: only workers are replaced.
+A function whose asset folder (cdk.out/asset.<hash>) holds nothing a watched folder does not is
+bound to that folder. The folder is copied into a numbered snapshot under the stack's state
+folder at start and after each change, and the workers run the snapshot, never the live folder,
+where a half-saved file could be imported. Polling, not a watcher library: a few dozen files.
 """
 
 from __future__ import annotations

@@ -1,22 +1,15 @@
 """Functions as warm worker processes: the local Lambda service.
 
-Each function gets a pool of worker processes (local/runtime/bootstrap.py run by the venv's
-Python in the function's asset folder, with the function's environment). A worker imports
-the handler once and then serves invocations one at a time, like a Lambda execution
-environment. The pool grows on demand up to its concurrency limit; extra invocations wait.
+Each function gets a pool of workers (local/runtime/bootstrap.py in the function's asset folder,
+with its environment), each importing the handler once and serving one invocation at a time like
+a Lambda execution environment; the pool grows on demand up to its concurrency limit.
 
-A pool can move to other code (local/runtime/code_reload.py): after `switch_code` new workers start on
-it and workers on the old code are retired as soon as they are idle. If the first cold start on
-the new code fails (an ImportError, an exception at import), the pool goes back to the code it
-ran before, says why (`notice`), and the invocation that found out runs on that code.
-
-The template's Timeout is enforced by killing the worker's process group: the invocation
-fails with outcome "timeout" and a fresh worker replaces it (its cold start is not counted
-against the next invocation's timeout, as Lambda's init phase is not).
-
-Each pool counts its invocations (`stats`): by outcome, and the handler's milliseconds as the
-worker measured them (Lambda bills that duration, rounded up to the millisecond; a timeout
-counts its whole run). The stack writes them to its stats file (`--stats-file`).
+The template's Timeout is enforced by killing the worker's process group; a fresh worker replaces
+it, its cold start not counted against the next invocation's timeout (as Lambda's init is not).
+After `switch_code` (local/runtime/code_reload.py) new workers start on the new code and idle old
+ones retire; if the new code's first cold start fails, the pool goes back to the code it ran
+before and says why (`notice`). `stats` counts invocations by outcome and the handler's
+milliseconds as the worker measured them (what Lambda bills).
 """
 
 from __future__ import annotations

@@ -1,22 +1,14 @@
 """SQS event source mappings: Lambda's queue poller, run locally.
 
 Like Lambda, the poller only receives and deletes: visibility timeouts, receive counts and
-dead-lettering at maxReceiveCount stay the queue's (moto's). Per batch:
+dead-lettering at maxReceiveCount stay the queue's (moto's). A success deletes the batch; with
+ReportBatchItemFailures only the listed messages stay; an error, a timeout or a malformed failure
+list deletes nothing. Messages no FilterCriteria pattern matches are deleted uninvoked.
 
-* success -> every message is deleted;
-* ReportBatchItemFailures with failures -> only the listed messages stay (they come back when
-  their visibility timeout, possibly changed by the function, expires); all others are deleted;
-* error, timeout or a malformed failure list -> nothing is deleted: the whole batch comes back.
-
-Messages that match no FilterCriteria pattern are deleted without an invocation, as Lambda
-does. `pollers` batches run concurrently (ScalingConfig.MaximumConcurrency, capped locally).
-
-Local fault (`--fault-duplicate-rate P`, local/faults/injection.py): each received message is, with
-probability P, delivered a second time in a separate invocation running concurrently with its
-batch, as SQS's at-least-once delivery can. That invocation deletes nothing: a second copy of a
-message has its own receipt handle, so its acknowledgement cannot remove the first copy.
-`stats` counts what the mapping did (and, for a dead-letter queue in a chaos run, the bodies of
-the messages the function consumed).
+`--fault-duplicate-rate P` delivers each received message, with probability P, a second time in
+a separate invocation concurrent with its batch, as SQS's at-least-once delivery can. That
+invocation deletes nothing: a second copy has its own receipt handle, so its acknowledgement
+cannot remove the first copy.
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """DynamoDB stream event source mappings: Lambda's stream poller, run locally.
 
-Reads the table's stream through moto's dynamodbstreams API and invokes the function with
-batches of records, one batch at a time per shard (order kept), as Lambda does:
+One batch at a time per shard (order kept), read through moto's dynamodbstreams API, with
+Lambda's rules for FilterCriteria, ReportBatchItemFailures (retry from the lowest failed
+SequenceNumber), BisectBatchOnFunctionError, MaximumRetryAttempts (-1: until the records are
+MaximumRecordAgeInSeconds old) and MaximumRecordAgeInSeconds; a record given up on is skipped
+with a loud line.
 
-* FilterCriteria: records matching no pattern are skipped (they count as processed);
-* ReportBatchItemFailures: the batch is retried from the lowest failed SequenceNumber
-  (the records before it are checkpointed);
-* an error, a timeout or a malformed failure list fails the whole batch; with
-  BisectBatchOnFunctionError the batch is split in two and each half retried on its own;
-* MaximumRetryAttempts: when retries are exhausted the failed records are skipped and a loud
-  line is printed; -1 (the default) retries until MaximumRecordAgeInSeconds;
-* MaximumRecordAgeInSeconds: older records are skipped (and said so).
-
-With `checkpoints` (a durable stack, local/state/stack_state.py) the mapping saves the sequence number of
-the last record it finished after each batch and starts after it, like Lambda's own checkpoint:
-after a restart of the stack, or of the embedded AWS (which forgets every shard iterator).
+With `checkpoints` (a durable stack, local/state/stack_state.py) the mapping saves the sequence
+number of the last record it finished after each batch and starts after it, like Lambda's own
+checkpoint: after a restart of the stack, or of the embedded AWS (which forgets every iterator).
 """
 
 from __future__ import annotations
