@@ -44,7 +44,6 @@ from local.template.cdk_out import SynthesizedStack
 from local.template.intrinsics import IntrinsicError, PseudoParameters
 from local.template.model import ISSUERS_PATH, StackModel
 from local.template.reader import build_stack_model
-from local.template.report import FindingKind
 from local.template.values import LocalValues, check_resolvable
 
 if TYPE_CHECKING:  # local.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
@@ -221,9 +220,7 @@ class LocalStack:
             )
             await self._serve(self.http_server.application(issuer_routes), http_socket)
             for extra in model.http_apis[1:]:
-                model.note(
-                    FindingKind.UNSUPPORTED, f"HTTP API {extra.display_name}", "only one HTTP API is served"
-                )
+                model.unsupported(f"HTTP API {extra.display_name}", "only one HTTP API is served")
         if ws_socket is not None:
             self.ws_server = WebSocketApiServer(
                 model.websocket_apis[0],
@@ -243,9 +240,7 @@ class LocalStack:
                 self.closed_connections = len(previous)
             await self._serve(self.ws_server.application([] if http_socket else issuer_routes), ws_socket)
             for other in model.websocket_apis[1:]:
-                model.note(
-                    FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
-                )
+                model.unsupported(f"WebSocket API {other.display_name}", "only one is served")
 
     def _fail(self, reason: str) -> None:
         """A part the stack cannot run without is gone for good: stop, and say why."""

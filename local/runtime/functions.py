@@ -188,15 +188,12 @@ def _layer_asset_packages(model: StackModel, layer: str, packages: list[tuple[st
         installed = package_version(name)
         shown.append(f"{name} {installed}")
         if installed == "not installed":
-            model.note(
-                FindingKind.UNSUPPORTED,
+            model.unsupported(
                 f"layer {layer}",
                 f"{name} {version} is not installed in this venv: importing it fails locally",
             )
         elif installed != version:
-            model.note(
-                FindingKind.APPROXIMATED, f"layer {layer}", f"{name} {version} runs as the venv's {installed}"
-            )
+            model.approximated(f"layer {layer}", f"{name} {version} runs as the venv's {installed}")
     return shown
 
 

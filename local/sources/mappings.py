@@ -10,7 +10,6 @@ from local.runtime.pool import FunctionPool
 from local.sources.sqs import DuplicateDeliveries, SqsPoller, SqsSource
 from local.sources.streams import Checkpoints, StreamPoller, StreamSource
 from local.template.model import StackModel
-from local.template.report import FindingKind
 from local.template.values import LocalValues
 
 
@@ -39,14 +38,12 @@ def start_pollers(
             pollers = max(1, min(wanted, pool.function.max_workers))
             subject = f"{function_name} <- queue {queue.display_name}"
             if spec.maximum_concurrency is None:
-                model.note(
-                    FindingKind.APPROXIMATED,
+                model.approximated(
                     subject,
                     f"concurrency up to {pollers} batches at a time locally (--max-concurrency)",
                 )
             elif pollers < spec.maximum_concurrency:
-                model.note(
-                    FindingKind.APPROXIMATED,
+                model.approximated(
                     subject,
                     f"ScalingConfig.MaximumConcurrency {spec.maximum_concurrency} -> {pollers} "
                     "concurrent batches locally (--max-concurrency)",

@@ -45,21 +45,19 @@ def _route_function(model: StackModel, route_id: str, subject: str, missing: str
         if model.resources.get(lid, {}).get("Type") == INTEGRATION_TYPE
     ]
     if not integrations:
-        model.note(FindingKind.UNSUPPORTED, subject, missing)
+        model.unsupported(subject, missing)
         return None, "2.0"
     integration = model.resources[integrations[0]].get("Properties", {})
     integration_type = integration.get("IntegrationType")
     version = str(integration.get("PayloadFormatVersion", "1.0"))
     if integration_type != "AWS_PROXY":
-        model.note(
-            FindingKind.UNSUPPORTED, subject, f"integration type {integration_type}: route answers 500"
-        )
+        model.unsupported(subject, f"integration type {integration_type}: route answers 500")
         return None, version
     functions = [
         lid for lid in referenced_logical_ids(integration.get("IntegrationUri")) if lid in model.functions
     ]
     if not functions:
-        model.note(FindingKind.UNSUPPORTED, subject, "integration target is not a function of this template")
+        model.unsupported(subject, "integration target is not a function of this template")
         return None, version
     return functions[0], version
 
@@ -69,7 +67,7 @@ def read_api(model: StackModel, logical_id: str) -> None:
     protocol = properties.get("ProtocolType")
     shown = model.display_name(logical_id)
     if protocol not in ("HTTP", "WEBSOCKET"):
-        model.note(FindingKind.UNSUPPORTED, f"API {shown}", f"ProtocolType {protocol!r} is not emulated")
+        model.unsupported(f"API {shown}", f"ProtocolType {protocol!r} is not emulated")
         return
     stages = _children(model, STAGE_TYPE, logical_id)
     stage: dict[str, Any] = {}  # the last one: the one served
@@ -78,9 +76,7 @@ def read_api(model: StackModel, logical_id: str) -> None:
         _note_stage(model, f"{'WebSocket' if protocol == 'WEBSOCKET' else 'HTTP'} API {shown} stage", stage)
     stage_name = str(stage.get("StageName", "$default"))
     if len(stages) > 1:
-        model.note(
-            FindingKind.APPROXIMATED, f"API {shown}", f"{len(stages)} stages: only {stage_name!r} is served"
-        )
+        model.approximated(f"API {shown}", f"{len(stages)} stages: only {stage_name!r} is served")
     authorizers = _read_authorizers(model, logical_id, protocol)
     if protocol == "HTTP":
         _read_http_api(model, logical_id, properties, stage_name, authorizers)
@@ -95,8 +91,7 @@ def _note_stage(model: StackModel, subject: str, stage: dict[str, Any]) -> None:
     rate = route_settings.get("ThrottlingRateLimit")
     burst = route_settings.get("ThrottlingBurstLimit")
     if rate is not None or burst is not None or stage.get("RouteSettings"):
-        model.note(
-            FindingKind.UNSUPPORTED,
+        model.unsupported(
             subject,
             f"throttling (rate {rate}/s, burst {burst}) is not enforced: no 429s locally",
         )
@@ -128,15 +123,13 @@ def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> 
             if not sources:
                 sources = ["$request.header.Authorization"]
             if len(sources) != 1 or not _JWT_IDENTITY_SOURCE.fullmatch(sources[0]):
-                model.note(
-                    FindingKind.UNSUPPORTED,
+                model.unsupported(
                     subject,
                     f"IdentitySource {sources} is not emulated: its routes are not authorized locally",
                 )
                 continue
             if "Issuer" not in jwt_config:
-                model.note(
-                    FindingKind.UNSUPPORTED,
+                model.unsupported(
                     subject,
                     "JwtConfiguration has no Issuer: its routes are not authorized locally",
                 )
@@ -155,15 +148,13 @@ def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> 
                 if lid in model.functions
             ]
             if not functions:
-                model.note(
-                    FindingKind.UNSUPPORTED,
+                model.unsupported(
                     subject,
                     "its function is not in this template: every $connect answers 500",
                 )
             unknown = [source for source in sources if not _REQUEST_IDENTITY_SOURCE.fullmatch(source)]
             if unknown:
-                model.note(
-                    FindingKind.UNSUPPORTED,
+                model.unsupported(
                     subject,
                     f"IdentitySource {unknown}: not understood, so never missing (no 401 without a call)",
                 )
@@ -183,8 +174,7 @@ def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> 
                 )
             _note_request_authorizer(model, subject, properties)
         else:
-            model.note(
-                FindingKind.UNSUPPORTED,
+            model.unsupported(
                 subject,
                 f"AuthorizerType {kind} on a{'' if protocol == 'WEBSOCKET' else 'n'} {api_kind} API is not "
                 "run: the routes that use it are not authorized locally",
@@ -195,14 +185,13 @@ def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> 
 def _note_request_authorizer(model: StackModel, subject: str, properties: dict[str, Any]) -> None:
     ttl = properties.get("AuthorizerResultTtlInSeconds")
     if ttl:
-        model.note(
-            FindingKind.APPROXIMATED,
+        model.approximated(
             subject,
             f"AuthorizerResultTtlInSeconds {ttl}: results are not cached, "
             "the function runs on every $connect",
         )
     if properties.get("IdentityValidationExpression"):
-        model.note(FindingKind.UNSUPPORTED, subject, "IdentityValidationExpression is not applied")
+        model.unsupported(subject, "IdentityValidationExpression is not applied")
     if properties.get("AuthorizerCredentialsArn"):
         model.note(
             FindingKind.NOT_EMULATED, subject, "AuthorizerCredentialsArn (IAM is not enforced locally)"
@@ -221,14 +210,13 @@ def _route_auth(
         return None, ()
     wanted = {"JWT": JwtAuthorizerSpec, "CUSTOM": RequestAuthorizerSpec}.get(str(auth))
     if wanted is None:
-        model.note(FindingKind.UNSUPPORTED, subject, f"AuthorizationType {auth}: not enforced locally")
+        model.unsupported(subject, f"AuthorizationType {auth}: not enforced locally")
         return None, ()
     referenced = list(referenced_logical_ids(route.get("AuthorizerId")))
     spec = next((authorizers[lid] for lid in referenced if lid in authorizers), None)
     if spec is None:
         known = any(model.resources.get(lid, {}).get("Type") == AUTHORIZER_TYPE for lid in referenced)
-        model.note(
-            FindingKind.UNSUPPORTED,
+        model.unsupported(
             subject,
             f"AuthorizationType {auth}: "
             + ("its authorizer is not run" if known else "AuthorizerId is not an authorizer of this API")
@@ -236,8 +224,7 @@ def _route_auth(
         )
         return None, ()
     if not isinstance(spec, wanted):
-        model.note(
-            FindingKind.UNSUPPORTED,
+        model.unsupported(
             subject,
             f"AuthorizationType {auth} with authorizer {spec.display_name} of another type: not authorized",
         )
@@ -264,7 +251,7 @@ def _read_http_api(
             model, route_id, subject, "route has no integration: answers 404 as on AWS"
         )
         if function_id and version != "2.0":
-            model.note(FindingKind.UNSUPPORTED, subject, f"payload format {version}: local API speaks 2.0")
+            model.unsupported(subject, f"payload format {version}: local API speaks 2.0")
         routes.append(
             HttpRouteSpec(
                 route_key,
@@ -287,7 +274,7 @@ def _read_http_api(
     )
     for key in ("Body", "BodyS3Location", "DisableExecuteApiEndpoint"):
         if key in properties:
-            model.note(FindingKind.UNSUPPORTED, f"HTTP API {shown}", f"{key} is not emulated")
+            model.unsupported(f"HTTP API {shown}", f"{key} is not emulated")
 
 
 def _read_websocket_api(
@@ -302,8 +289,7 @@ def _read_websocket_api(
     shown = model.display_name(logical_id)
     expression = str(properties.get("RouteSelectionExpression", "$request.body.action"))
     if not re.fullmatch(r"\$request\.body(\.[A-Za-z0-9_-]+)+", expression):
-        model.note(
-            FindingKind.UNSUPPORTED,
+        model.unsupported(
             f"WebSocket API {shown}",
             f"RouteSelectionExpression {expression!r}: every message goes to $default",
         )
@@ -319,12 +305,12 @@ def _read_websocket_api(
         subject = f"WebSocket API {shown} route {route_key}"
         authorizer, scopes = _route_auth(model, route, subject, authorizers)
         if authorizer is not None and route_key != "$connect":
-            model.note(FindingKind.UNSUPPORTED, subject, "an authorizer runs on $connect only: not run here")
+            model.unsupported(subject, "an authorizer runs on $connect only: not run here")
             authorizer = None
         if scopes:
-            model.note(FindingKind.UNSUPPORTED, subject, "AuthorizationScopes are not applied")
+            model.unsupported(subject, "AuthorizationScopes are not applied")
         if route.get("ApiKeyRequired"):
-            model.note(FindingKind.UNSUPPORTED, subject, "ApiKeyRequired: API keys are not checked locally")
+            model.unsupported(subject, "ApiKeyRequired: API keys are not checked locally")
         function_id, _ = _route_function(model, route_id, subject, "route has no integration")
         is_two_way = route_id in two_way or "RouteResponseSelectionExpression" in route
         routes[route_key] = WebSocketRouteSpec(
@@ -335,7 +321,7 @@ def _read_websocket_api(
         )
         for key in ("RequestModels", "RequestParameters", "ModelSelectionExpression"):
             if key in route:
-                model.note(FindingKind.UNSUPPORTED, subject, f"{key} (request validation) is not emulated")
+                model.unsupported(subject, f"{key} (request validation) is not emulated")
     model.websocket_apis.append(
         WebSocketApiSpec(
             logical_id=logical_id,

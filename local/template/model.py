@@ -220,6 +220,12 @@ class StackModel:
     def note(self, kind: FindingKind, subject: str, detail: str) -> None:
         self.findings.append(Finding(kind, subject, detail))
 
+    def unsupported(self, subject: str, detail: str) -> None:
+        self.note(FindingKind.UNSUPPORTED, subject, detail)
+
+    def approximated(self, subject: str, detail: str) -> None:
+        self.note(FindingKind.APPROXIMATED, subject, detail)
+
     def display_name(self, logical_id: str) -> str:
         return display_name(self.resources.get(logical_id, {}), logical_id)
 

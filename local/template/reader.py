@@ -121,8 +121,7 @@ def build_stack_model(
             names = ", ".join(
                 model.display_name(lid) for lid in by_type[resource_type] if lid not in alarm_topics
             )
-            model.note(
-                FindingKind.UNSUPPORTED,
+            model.unsupported(
                 f"{resource_type} x{count} ({names})",
                 "resource type not emulated: whatever it does on AWS does not happen locally",
             )
@@ -187,7 +186,7 @@ def _read_table(model: StackModel, logical_id: str) -> None:
     resource = model.resources[logical_id]
     properties = resource.get("Properties", {})
     if properties.get("TableName") is not None and not isinstance(properties["TableName"], str):
-        model.note(FindingKind.APPROXIMATED, model.display_name(logical_id), "computed TableName replaced")
+        model.approximated(model.display_name(logical_id), "computed TableName replaced")
     stream = properties.get("StreamSpecification") or {}
     ttl = properties.get("TimeToLiveSpecification") or {}
     spec = TableSpec(
@@ -206,9 +205,9 @@ def _read_table(model: StackModel, logical_id: str) -> None:
     _note_ignored(model, f"table {spec.display_name}", properties, _TABLE_NO_BEHAVIOUR)
     for key in ("KinesisStreamSpecification", "ImportSourceSpecification"):
         if key in properties:
-            model.note(FindingKind.UNSUPPORTED, f"table {spec.display_name}", f"{key} is not emulated")
+            model.unsupported(f"table {spec.display_name}", f"{key} is not emulated")
     if resource["Type"] == "AWS::DynamoDB::GlobalTable" and len(properties.get("Replicas", [])) > 1:
-        model.note(FindingKind.APPROXIMATED, f"table {spec.display_name}", "global table: one local replica")
+        model.approximated(f"table {spec.display_name}", "global table: one local replica")
 
 
 # --- queues --------------------------------------------------------------------------------
@@ -250,8 +249,7 @@ def _read_queue(model: StackModel, logical_id: str) -> None:
         target = targets[0] if targets else None
         max_receive_count = int(redrive.get("maxReceiveCount", 0)) or None
         if target is None:
-            model.note(
-                FindingKind.UNSUPPORTED,
+            model.unsupported(
                 f"queue {model.display_name(logical_id)}",
                 "RedrivePolicy targets a queue outside this template: no dead-lettering locally",
             )
@@ -290,23 +288,22 @@ def _read_function(model: StackModel, logical_id: str) -> None:
     if metadata.get("aws:asset:path"):
         asset_dir = (model.cdk_out / str(metadata["aws:asset:path"])).resolve()
         if not asset_dir.is_dir():
-            model.note(FindingKind.UNSUPPORTED, f"function {shown}", f"asset folder {asset_dir} is missing")
+            model.unsupported(f"function {shown}", f"asset folder {asset_dir} is missing")
     elif staged is not None:
         asset_dir = staged  # synthesized without asset metadata: the staged folder of the S3 key
     elif isinstance(code, dict) and isinstance(code.get("ZipFile"), str):
         inline_code = code["ZipFile"]
     else:
-        model.note(
-            FindingKind.UNSUPPORTED,
+        model.unsupported(
             f"function {shown}",
             "code is neither a cdk.out asset folder nor inline: it cannot run locally",
         )
     package_type = properties.get("PackageType", "Zip")
     if package_type != "Zip":
-        model.note(FindingKind.UNSUPPORTED, f"function {shown}", f"PackageType {package_type} cannot run")
+        model.unsupported(f"function {shown}", f"PackageType {package_type} cannot run")
     runtime = str(properties.get("Runtime", ""))
     if not runtime.startswith("python"):
-        model.note(FindingKind.UNSUPPORTED, f"function {shown}", f"runtime {runtime!r}: only Python runs")
+        model.unsupported(f"function {shown}", f"runtime {runtime!r}: only Python runs")
 
     spec = FunctionSpec(
         logical_id=logical_id,
@@ -426,8 +423,7 @@ def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[st
             logical_id, model.display_name(logical_id), pools[0] if pools else None
         )
         if not pools:
-            model.note(
-                FindingKind.UNSUPPORTED,
+            model.unsupported(
                 f"Cognito app client {model.display_name(logical_id)}",
                 "its user pool is not in this template: no local issuer plays it",
             )
@@ -436,8 +432,7 @@ def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[st
         spec = UserPoolSpec(logical_id, model.display_name(logical_id), clients)
         model.user_pools[logical_id] = spec
         names = ", ".join(model.user_pool_clients[c].display_name for c in clients)
-        model.note(
-            FindingKind.APPROXIMATED,
+        model.approximated(
             f"Cognito user pool {spec.display_name}" + (f" (app client {names})" if names else ""),
             "only its token issuer is emulated: a local signing key, JWKS and OIDC discovery at its "
             "ProviderURL, app client ids as audiences; no users, sign-up, sign-in or hosted UI: use the "
@@ -446,7 +441,7 @@ def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[st
         properties = model.resources[logical_id].get("Properties", {})
         for key, detail in _USER_POOL_UNSUPPORTED.items():
             if properties.get(key):
-                model.note(FindingKind.UNSUPPORTED, f"Cognito user pool {spec.display_name}", detail)
+                model.unsupported(f"Cognito user pool {spec.display_name}", detail)
 
 
 # --- event source mappings -----------------------------------------------------------------
@@ -471,7 +466,7 @@ def _read_mapping(model: StackModel, logical_id: str) -> None:
     source_ids = list(referenced_logical_ids(properties.get("EventSourceArn")))
     subject = f"event source mapping {model.display_name(logical_id)}"
     if not function_ids:
-        model.note(FindingKind.UNSUPPORTED, subject, "its function is not in this template: not run")
+        model.unsupported(subject, "its function is not in this template: not run")
         return
     function_id = function_ids[0]
     subject = f"{model.functions[function_id].display_name} <- "
@@ -485,11 +480,10 @@ def _read_mapping(model: StackModel, logical_id: str) -> None:
         subject += f"stream of {model.tables[source_id].display_name}"
         allowed = _STREAM_MAPPING_KEYS
         if not model.tables[source_id].stream_view_type:
-            model.note(FindingKind.UNSUPPORTED, subject, "the table has no stream: not run")
+            model.unsupported(subject, "the table has no stream: not run")
             return
     else:
-        model.note(
-            FindingKind.UNSUPPORTED,
+        model.unsupported(
             f"event source mapping of {model.functions[function_id].display_name}",
             f"event source {properties.get('EventSourceArn')!r} is not a queue or table stream "
             "of this template: not run",
@@ -499,7 +493,7 @@ def _read_mapping(model: StackModel, logical_id: str) -> None:
     try:
         patterns = parse_patterns(properties.get("FilterCriteria", {}).get("Filters", []))
     except FilterPatternError as error:
-        model.note(FindingKind.UNSUPPORTED, subject, f"FilterCriteria: {error}; mapping not run")
+        model.unsupported(subject, f"FilterCriteria: {error}; mapping not run")
         return
     response_types = properties.get("FunctionResponseTypes", [])
     default_batch = 10 if kind == "sqs" else 100
@@ -530,18 +524,15 @@ def _read_mapping(model: StackModel, logical_id: str) -> None:
             "TumblingWindowInSeconds": "tumbling windows are not emulated",
             "MetricsConfig": "ESM metrics are not emulated",
         }.get(key, f"{key} is not emulated")
-        model.note(FindingKind.UNSUPPORTED, subject, detail)
+        model.unsupported(subject, detail)
     factor = int(properties.get("ParallelizationFactor", 1))
     if kind == "dynamodb" and factor > 1:
-        model.note(
-            FindingKind.APPROXIMATED,
+        model.approximated(
             subject,
             f"ParallelizationFactor {factor} -> 1 batch at a time per shard (order kept, less throughput)",
         )
     if spec.starting_position not in (None, "TRIM_HORIZON", "LATEST") and kind == "dynamodb":
-        model.note(
-            FindingKind.APPROXIMATED, subject, f"StartingPosition {spec.starting_position} -> TRIM_HORIZON"
-        )
+        model.approximated(subject, f"StartingPosition {spec.starting_position} -> TRIM_HORIZON")
 
 
 def _note_parameters(model: StackModel) -> None:
@@ -552,6 +543,4 @@ def _note_parameters(model: StackModel) -> None:
         if parameter_type.startswith("AWS::SSM::Parameter::Value"):
             continue  # reported with the layers that use them
         if "Default" not in parameter:
-            model.note(
-                FindingKind.UNSUPPORTED, f"parameter {name}", "no default: resolves to an empty string"
-            )
+            model.unsupported(f"parameter {name}", "no default: resolves to an empty string")

@@ -24,7 +24,6 @@ from local.template.model import (
     USER_POOL_TYPE,
     StackModel,
 )
-from local.template.report import FindingKind
 
 
 def physical_name(stack_name: str, logical_id: str, max_length: int, suffix: str = "") -> str:
@@ -189,4 +188,4 @@ def check_resolvable(model: StackModel, values: LocalValues) -> None:
             try:
                 resolver.resolve(value)
             except IntrinsicError as error:
-                model.note(FindingKind.UNSUPPORTED, f"function {spec.display_name} env {key}", str(error))
+                model.unsupported(f"function {spec.display_name} env {key}", str(error))
