@@ -88,34 +88,19 @@ def _outage(value: str) -> SqsOutage:
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("local fault injection (chaos runs)")
-    group.add_argument(
-        "--fault-kill-rate",
-        type=_ratio,
-        default=0.0,
-        metavar="P",
-        help=(
-            "after a commit write of the processing step succeeded, the worker dies (os._exit) with "
-            "probability P; the runtime restarts it and SQS redelivers the batch's unacknowledged messages"
-        ),
-    )
-    group.add_argument(
-        "--fault-duplicate-rate",
-        type=_ratio,
-        default=0.0,
-        metavar="P",
-        help="the SQS pollers deliver a fraction P of the received messages a second time, concurrently",
-    )
-    group.add_argument(
-        "--fault-aws-error-rate",
-        type=_ratio,
-        default=0.0,
-        metavar="P",
-        help=(
-            "a fraction P of the functions' DynamoDB and SQS calls fail: 500 InternalServerError, "
-            "400 ThrottlingException or ProvisionedThroughputExceededException before sending (per "
-            "attempt, botocore retries), or a 500 after a write was applied (1/4 of them, not retried)"
-        ),
-    )
+    rates = {  # each a probability P
+        "--fault-kill-rate": "after a commit write of the processing step succeeded, the worker dies "
+        "(os._exit) with probability P; the runtime restarts it and SQS redelivers the batch's "
+        "unacknowledged messages",
+        "--fault-duplicate-rate": "the SQS pollers deliver a fraction P of the received messages a second "
+        "time, concurrently",
+        "--fault-aws-error-rate": "a fraction P of the functions' DynamoDB and SQS calls fail: 500 "
+        "InternalServerError, 400 ThrottlingException or ProvisionedThroughputExceededException before "
+        "sending (per attempt, botocore retries), or a 500 after a write was applied (1/4 of them, not "
+        "retried)",
+    }
+    for flag, text in rates.items():
+        group.add_argument(flag, type=_ratio, default=0.0, metavar="P", help=text)
     group.add_argument(
         "--fault-sqs-outage",
         type=_outage,
