@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-class FindingKind(enum.Enum):
+class FindingKind(enum.Enum):  # in the order the report lists them, most important first
     UNSUPPORTED = "unsupported (behaviour differs locally)"
     APPROXIMATED = "approximated"
     SATISFIED = "satisfied locally"
-    NOT_EMULATED = "not emulated (no behaviour change locally)"
     INFO = "note"
+    NOT_EMULATED = "not emulated (no behaviour change locally)"
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,6 @@ class Finding:
         return f"{self.subject}: {self.detail}"
 
 
-_ORDER = [
-    FindingKind.UNSUPPORTED,
-    FindingKind.APPROXIMATED,
-    FindingKind.SATISFIED,
-    FindingKind.INFO,
-    FindingKind.NOT_EMULATED,
-]
-
-
 def render_findings(findings: Iterable[Finding]) -> list[str]:
     """Findings grouped by kind, most important first; duplicates removed."""
     seen: set[Finding] = set()
@@ -44,7 +35,7 @@ def render_findings(findings: Iterable[Finding]) -> list[str]:
         seen.add(finding)
         grouped.setdefault(finding.kind, []).append(finding)
     lines = []
-    for kind in _ORDER:
+    for kind in FindingKind:
         if kind not in grouped:
             continue
         lines.append(f"{kind.value.capitalize()}:")
