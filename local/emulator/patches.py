@@ -28,7 +28,7 @@ import copy
 import datetime
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import moto
@@ -182,25 +182,19 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
 
     # The ApproximateNumberOf* counts: same predicates as Message.visible / .delayed, one clock
     # reading per scan instead of two datetime computations per message.
-    def approximate_number_of_messages(self: Any) -> int:
-        now = unix_time_millis()
-        return sum(1 for m in self._messages if now > m.visible_at and not now < m.delayed_until)
+    def count(test: Callable[[Any, float], bool]) -> property:
+        def counted(queue: Any) -> int:
+            now = unix_time_millis()
+            return sum(1 for message in queue._messages if test(message, now))
 
-    def approximate_number_of_messages_not_visible(self: Any) -> int:
-        now = unix_time_millis()
-        return sum(1 for m in self._messages if not now > m.visible_at)
+        return property(counted)
 
-    def approximate_number_of_messages_delayed(self: Any) -> int:
-        now = unix_time_millis()
-        return sum(1 for m in self._messages if now < m.delayed_until)
-
-    queue_class.approximate_number_of_messages = property(approximate_number_of_messages)  # type: ignore[assignment]
-    queue_class.approximate_number_of_messages_not_visible = property(  # type: ignore[assignment]
-        approximate_number_of_messages_not_visible
-    )
-    queue_class.approximate_number_of_messages_delayed = property(  # type: ignore[assignment]
-        approximate_number_of_messages_delayed
-    )
+    for name, test in (
+        ("approximate_number_of_messages", lambda m, now: now > m.visible_at and not now < m.delayed_until),
+        ("approximate_number_of_messages_not_visible", lambda m, now: not now > m.visible_at),
+        ("approximate_number_of_messages_delayed", lambda m, now: now < m.delayed_until),
+    ):
+        setattr(queue_class, name, count(test))
 
     def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
         result = original_get_queue_attributes(self, queue_name, attribute_names)
