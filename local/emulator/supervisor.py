@@ -1,12 +1,9 @@
 """The embedded AWS (local/emulator/server.py) as a supervised child of the local stack.
 
-`start()` launches it with the template's provisioning requests and, for a durable stack, the
-state file; it answers once the port is open on a provisioned, restored emulator. If the process
-dies later (a crash, `kill -9`), the supervisor starts it again on the same port from the state
-on disk: the functions keep their AWS_ENDPOINT_URL, in-flight receipt handles stay valid, and
-requests fail (the HTTP API answers 503 with Retry-After) only for the second or two that takes.
-If it cannot come back within RESTART_SECONDS (or dies again and again, or the stack keeps no
-state), `on_failure` is told why, so the stack can exit non-zero with that message.
+If the process dies, the supervisor starts it again on the same port from the state on disk: the
+functions keep their AWS_ENDPOINT_URL and in-flight receipt handles stay valid. If it cannot
+come back (or dies again and again, or the stack keeps no state), `on_failure` says why, and the
+stack exits non-zero (docs/local-stack.md, "State, restarts and supervision").
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""CORS as API Gateway HTTP APIs do it, from the Api's CorsConfiguration.
-
-* A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered by the API
-  itself, whatever the routes: 204 with the configured Access-Control-* headers when the
-  origin is allowed, 204 without any of them when it is not.
-* Any other request with an allowed Origin gets Access-Control-Allow-Origin (and
-  Expose-Headers / Allow-Credentials when configured) added to the integration's response,
-  and the CORS headers the integration returned are dropped: API Gateway ignores them.
+"""CORS as API Gateway HTTP APIs do it, from the Api's CorsConfiguration: the API answers
+preflights itself (204, with the Access-Control-* headers only for an allowed origin), and on
+other responses its headers replace the CORS headers the integration returned.
 """
 
 from __future__ import annotations

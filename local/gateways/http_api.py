@@ -1,15 +1,9 @@
 """An API Gateway HTTP API (payload format 2.0) on 127.0.0.1, from the template's routes.
 
-Requests become real format 2.0 events for the route's function; the function's result is
-mapped back to HTTP with API Gateway's rules (including the ones for a result without
-statusCode). CORS preflights are answered from the Api's CorsConfiguration. An unknown route
-is 404 {"message":"Not Found"}; a function that raises, times out or returns something
-unusable is 500 {"message":"Internal Server Error"} and the reason is printed.
-
-A route with a JWT authorizer checks the token first (local/jwt_authorizer.py): refused, the
-answer is 401 {"message":"Unauthorized"} with a `www-authenticate` header (and the CORS
-headers) and no function runs; accepted, the event has `requestContext.authorizer.jwt`.
-Preflights need no token, as on AWS.
+Requests become format 2.0 events for the route's function and its result is mapped back with
+API Gateway's rules; CORS preflights are answered from the Api's CorsConfiguration; a route with
+a JWT authorizer checks the token first (local/jwt_authorizer.py). The answers, errors included:
+docs/local-stack.md, "Gateway and Lambda behaviour reproduced" and "Authentication".
 """
 
 from __future__ import annotations

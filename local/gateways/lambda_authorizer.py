@@ -1,15 +1,7 @@
-"""A WebSocket API's Lambda REQUEST authorizer on `$connect`, as API Gateway runs it.
-
-* Identity sources (`route.request.querystring.token`, `route.request.header.Auth`,
-  `stageVariables.x`, `context.x`): when one is missing or empty, API Gateway refuses the
-  handshake with 401 without invoking the function.
-* Otherwise the function gets the REQUEST authorizer event (`type: "REQUEST"`, `methodArn`,
-  headers, query parameters, stage variables, the `$connect` request context).
-* Outcome: an error whose message is exactly "Unauthorized" is 401; any other error, a
-  timeout or an unusable result is 500; a policy that does not allow `execute-api:Invoke` on
-  the methodArn (an explicit Deny wins, `*`/`?` wildcards as in IAM) is 403; allowed, the
-  integration sees `requestContext.authorizer = {principalId, integrationLatency, **context}`,
-  and so do the connection's later events.
+"""A WebSocket API's Lambda REQUEST authorizer on `$connect`, as API Gateway runs it: the identity
+sources, the authorizer event, and what API Gateway makes of the function's answer (401, 403,
+500, or the `requestContext.authorizer` of the connection's events). The rules, as the gateway
+applies them: docs/local-stack.md, "Authentication".
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Who asked the embedded AWS for what: a request's service, operation, resource and caller.
 
-* service and operation: from `X-Amz-Target` (`DynamoDB_20120810.PutItem`,
-  `AmazonSQS.ReceiveMessage`, `DynamoDBStreams_20120810.GetRecords`), else the service of the
-  SigV4 credential scope in `Authorization` and the `Action` parameter (query protocol);
-* resource: the table (`TableName`), the queue (last segment of `QueueUrl`) or the stream's
-  table (`StreamArn`), when the request names one;
-* caller: the local stack's own calls carry `X-Local-Caller` (`esm-sqs/<Function>`,
-  `esm-stream/<Function>`, `ttl-sweeper`, `depth-monitor`, `provision`; see
-  local/emulator/aws_json.py); a function's boto3 calls carry `app/<Function>` in their
-  User-Agent (the stack sets `AWS_SDK_UA_APP_ID` in each function's environment); anything else
-  is `sdk` (boto3 without an app id) or `other`.
+The service and operation come from `X-Amz-Target`, else from the SigV4 credential scope and the
+`Action` parameter (query protocol). The caller is the stack component (`X-Local-Caller`, set by
+local/emulator/aws_json.py), a function (`app/<Function>` in its boto3 User-Agent: the stack sets
+`AWS_SDK_UA_APP_ID`), `sdk` (boto3 without an app id) or `other`.
 """
 
 from __future__ import annotations

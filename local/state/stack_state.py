@@ -1,15 +1,7 @@
 """The local stack's own part of the durable state (local/state/store.py): what the Lambda service
-and API Gateway would keep on AWS.
-
-* one running stack per state (a lock), `--fresh` (the state removed first), and the checks
-  that turn a damaged, foreign or incompatible state into a clear StateError before anything
-  starts: a table whose key schema changed cannot take its old items;
-* stream mappings' checkpoints: the sequence number of the last record a mapping finished, saved
-  within a second of each batch, so a restarted stack resumes each mapping after it (and the
-  records every mapping of a table has finished are forgotten);
-* open WebSocket connections, recorded before `$connect` runs and removed after `$disconnect`:
-  a stack that died owes the connections it had a `$disconnect` (the function deletes their
-  records), which the next start pays before it serves.
+and API Gateway would keep on AWS, the stream mappings' checkpoints and the open WebSocket
+connections; and the lock and checks that turn a damaged, foreign or incompatible state into a
+clear StateError before anything starts (docs/local-stack.md, "State, restarts and supervision").
 """
 
 from __future__ import annotations

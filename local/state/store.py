@@ -1,14 +1,9 @@
 """The local stack's durable state: one SQLite file per stack, `<state-dir>/stacks/<stack>/state.sqlite`.
 
-Two processes write it, each its own tables (SQLite's WAL mode lets them share the file):
-
-* the embedded AWS (local/state/moto_state.py): table items, stream records, queue messages and each
-  table's key schema and stream label. Every change is committed with an fsync before the
-  response that made or exposed it leaves (`synchronous=FULL`): what got a 202 is on disk.
-* the stack (local/stack.py): the stream mappings' checkpoints and the open WebSocket
-  connections (`synchronous=NORMAL`: a commit survives any process kill; after a power loss a
-  checkpoint may be older, which only means records are delivered again).
-
+Two processes write it, each its own tables (SQLite's WAL mode lets them share the file): the
+embedded AWS (local/state/moto_state.py: items, stream records, messages, each table's key schema
+and stream label; `synchronous=FULL`, what got a 202 is on disk) and the stack (local/stack.py:
+checkpoints and connections; `synchronous=NORMAL`, a power loss can only redeliver records).
 `check_state_file` reads a file without changing a byte of it (the header first, then a
 read-only, immutable SQLite open), so a damaged or foreign file is reported, never "repaired".
 """
