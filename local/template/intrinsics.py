@@ -138,11 +138,14 @@ class Resolver:
             raise IntrinsicError(f"malformed Fn::GetAtt {argument!r}")
         return self._get_attribute(logical_id, attribute)
 
-    def _fn_join(self, argument: Any) -> str:
+    def _pair(self, argument: Any, name: str) -> tuple[Any, Any]:
+        """The two operands of `name`, resolved."""
         if not (isinstance(argument, list) and len(argument) == 2):
-            raise IntrinsicError(f"malformed Fn::Join {argument!r}")
-        delimiter = self.resolve(argument[0])
-        parts = self.resolve(argument[1])
+            raise IntrinsicError(f"malformed {name} {argument!r}")
+        return self.resolve(argument[0]), self.resolve(argument[1])
+
+    def _fn_join(self, argument: Any) -> str:
+        delimiter, parts = self._pair(argument, "Fn::Join")
         if not isinstance(parts, list):
             raise IntrinsicError(f"Fn::Join needs a list, got {parts!r}")
         return str(delimiter).join(_scalar(part, "Fn::Join") for part in parts)
@@ -170,19 +173,14 @@ class Resolver:
         return _SUB_VARIABLE.sub(substitute, template)
 
     def _fn_select(self, argument: Any) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise IntrinsicError(f"malformed Fn::Select {argument!r}")
-        index = int(self.resolve(argument[0]))
-        items = self.resolve(argument[1])
+        index, items = self._pair(argument, "Fn::Select")
+        index = int(index)
         if not isinstance(items, list) or not 0 <= index < len(items):
             raise IntrinsicError(f"Fn::Select index {index} out of range of {items!r}")
         return items[index]
 
     def _fn_split(self, argument: Any) -> list[str]:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise IntrinsicError(f"malformed Fn::Split {argument!r}")
-        delimiter = self.resolve(argument[0])
-        source = self.resolve(argument[1])
+        delimiter, source = self._pair(argument, "Fn::Split")
         return str(source).split(str(delimiter))
 
     def _fn_if(self, argument: Any) -> Any:
