@@ -74,10 +74,11 @@ def sequence_key(sequence_number: str | int) -> str:
     return f"{int(sequence_number):0{_SEQUENCE_WIDTH}d}"
 
 
-def _way_out(path: Path) -> str:
-    return (
-        f"Nothing was changed or deleted. To keep the data, move {path.parent} aside (or start with "
-        "--state-dir pointing elsewhere); to start empty and discard it, run `make dev FRESH=1` "
+def _refused(path: Path, reason: str) -> StateError:
+    """The state at `path` cannot be used: why, and the way out."""
+    return StateError(
+        f"{reason}. Nothing was changed or deleted. To keep the data, move {path.parent} aside (or start "
+        "with --state-dir pointing elsewhere); to start empty and discard it, run `make dev FRESH=1` "
         "(`python -m local --fresh`)."
     )
 
@@ -93,28 +94,26 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
         with path.open("rb") as file:
             header = file.read(100)
     except OSError as error:
-        raise StateError(
-            f"Cannot read the local stack's state file {path}: {error.strerror}. {_way_out(path)}"
-        ) from None
+        raise _refused(path, f"Cannot read the local stack's state file {path}: {error.strerror}") from None
     if len(header) < 100 or not header.startswith(_MAGIC):
         what = f"truncated to {len(header)} bytes" if len(header) < 100 else "not an SQLite database"
-        raise StateError(
-            f"The local stack's state file {path} is damaged or not a state file ({what}). {_way_out(path)}"
-        )
+        raise _refused(path, f"The local stack's state file {path} is damaged or not a state file ({what})")
     user_version, application_id = (
         struct.unpack(">I", header[60:64])[0],
         struct.unpack(">I", header[68:72])[0],
     )
     if application_id != APPLICATION_ID:
-        raise StateError(
-            f"{path} is an SQLite database but not a state file of this local stack "
-            f"(application id {application_id:#x}). {_way_out(path)}"
+        raise _refused(
+            path,
+            f"{path} is an SQLite database but not a state file of this local stack (application id "
+            f"{application_id:#x})",
         )
     if user_version != FORMAT_VERSION:
-        raise StateError(
+        raise _refused(
+            path,
             f"The state file {path} has format version {user_version}; this version of the local stack "
             f"reads format {FORMAT_VERSION} only (it was written by "
-            f"{'a newer' if user_version > FORMAT_VERSION else 'an older'} checkout). {_way_out(path)}"
+            f"{'a newer' if user_version > FORMAT_VERSION else 'an older'} checkout)",
         )
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as connection:
@@ -125,18 +124,12 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
                 for name, schema in connection.execute("SELECT name, key_schema FROM tables")
             }
     except sqlite3.DatabaseError as error:
-        raise StateError(
-            f"The local stack's state file {path} is damaged ({error}). {_way_out(path)}"
-        ) from None
+        raise _refused(path, f"The local stack's state file {path} is damaged ({error})") from None
     if problems != ["ok"]:
-        raise StateError(
-            f"The local stack's state file {path} is damaged ({'; '.join(problems)}). {_way_out(path)}"
-        )
+        raise _refused(path, f"The local stack's state file {path} is damaged ({'; '.join(problems)})")
     owner = json.loads(row[0]) if row else None
     if owner != stack_name:
-        raise StateError(
-            f"The state file {path} belongs to the stack {owner!r}, not {stack_name!r}. {_way_out(path)}"
-        )
+        raise _refused(path, f"The state file {path} belongs to the stack {owner!r}, not {stack_name!r}")
     return tables
 
 
@@ -214,9 +207,7 @@ class StateStore:
             connection.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         except sqlite3.DatabaseError as error:
             connection.close()
-            raise StateError(
-                f"Cannot open the local stack's state file {path}: {error}. {_way_out(path)}"
-            ) from None
+            raise _refused(path, f"Cannot open the local stack's state file {path}: {error}") from None
         return cls(connection, path)
 
     def close(self) -> None:
