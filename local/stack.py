@@ -338,7 +338,7 @@ class LocalStack:
             )
         return await pool.invoke(event)
 
-    # --- chaos (local/faults/injection.py) -------------------------------------------------------------
+    # --- chaos (local/faults/injection.py) -------------------------------------------------
 
     def _start_chaos(self) -> None:
         chaos = self.options.chaos

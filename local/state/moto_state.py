@@ -177,7 +177,7 @@ class Journal:
         with self._current() as unit:
             unit.records.append((table, record_key, _dumps(record)))
 
-    # --- SQS (the message observer of local/emulator/patches.py) -------------------------
+    # --- SQS (the message observer of local/emulator/patches.py) ---------------------------
 
     def changed(self, queue: Any, message: Any) -> None:
         state = {name: value for name, value in vars(message).items() if not name.startswith("_local")}
