@@ -33,7 +33,7 @@ class Options:
     faults: list[Fault] = field(default_factory=list)
     chaos: FaultOptions = field(default_factory=FaultOptions)  # the --fault-* options
     moto_patches: bool = True  # False only to measure moto as shipped (bench/)
-    # The stack's counters (local/faults/injection.py stats_document: invocations and handler ms per
+    # The stack's counters (stats.json of local/faults/injection.py: invocations and handler ms per
     # function, @connections POSTs, SQS mappings), rewritten every second and at stop (bench/).
     stats_file: Path | None = None
     # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.

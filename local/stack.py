@@ -23,7 +23,6 @@ from local.faults.injection import (
     Dice,
     StackFaultCounters,
     prepare_directory,
-    stats_document,
     write_json_atomically,
     write_sqs_outage,
 )
@@ -355,16 +354,18 @@ class LocalStack:
             targets.append(self.options.stats_file)
         if not targets:
             return
-        document = stats_document(
-            sqs=[poller.stats for poller in self._sqs_pollers],
-            counters=self.fault_counters,
-            worker_exits={pool.function.display_name: pool.worker_exits for pool in self.pools.values()},
-            cold_starts={pool.function.display_name: pool.cold_starts for pool in self.pools.values()},
-            skipped_stream_records={p.source.function_name: p.skipped_records for p in self._stream_pollers},
-            final=final,
-            invocations={pool.function.display_name: pool.stats.to_json() for pool in self.pools.values()},
-            websocket_posts=self.ws_server.post_counts() if self.ws_server is not None else None,
-        )
+        pools = {pool.function.display_name: pool for pool in self.pools.values()}
+        document = {  # stats.json (local/faults/injection.py)
+            "writtenAt": time.time(),
+            "final": final,
+            "sqsMappings": [poller.stats.to_json() for poller in self._sqs_pollers],
+            "injected": dict(self.fault_counters.counts),
+            "workerExits": {name: pool.worker_exits for name, pool in pools.items()},
+            "coldStarts": {name: pool.cold_starts for name, pool in pools.items()},
+            "skippedStreamRecords": {p.source.function_name: p.skipped_records for p in self._stream_pollers},
+            "invocations": {name: pool.stats.to_json() for name, pool in pools.items()},
+            "webSocketPosts": self.ws_server.post_counts() if self.ws_server is not None else {},
+        }
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomically(target, document)

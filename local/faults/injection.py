@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,27 +224,3 @@ class StackFaultCounters:
 
     def add(self, name: str, amount: int = 1) -> None:
         self.counts[name] += amount
-
-
-def stats_document(
-    *,
-    sqs: list[SqsMappingStats],
-    counters: StackFaultCounters,
-    worker_exits: dict[str, int],
-    cold_starts: dict[str, int],
-    skipped_stream_records: dict[str, int],
-    final: bool,
-    invocations: dict[str, dict[str, Any]] | None = None,
-    websocket_posts: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "writtenAt": time.time(),
-        "final": final,
-        "sqsMappings": [mapping.to_json() for mapping in sqs],
-        "injected": dict(counters.counts),
-        "workerExits": worker_exits,
-        "coldStarts": cold_starts,
-        "skippedStreamRecords": skipped_stream_records,
-        "invocations": invocations or {},
-        "webSocketPosts": websocket_posts or {},
-    }
