@@ -15,18 +15,18 @@ What is counted (per task that succeeded: totals / successes; the cost of the ta
 `error` is carried by the others):
 
 * AWS API requests, by caller, service and operation: the embedded AWS's request meter
-  (`GET /_local/requests` on the moto port; local/request_meter.py). Callers: the functions'
+  (`GET /_local/requests` on the moto port; local/metering/meter.py). Callers: the functions'
   boto3 calls (`function:<Name>`), Lambda's SQS pollers (`esm-sqs/<Name>`, billed on AWS) and
   stream pollers (`esm-stream/<Name>`: GetRecords, GetShardIterator, DescribeStream, free when
   Lambda reads the stream). The stack's TTL sweeper (TTL deletes are free on AWS), depth monitor
   and provisioning are left out. SQS requests are billed per 64 KB chunk.
 * DynamoDB write and read request units, computed by the meter from the items before and after
   each write (table, plus each GSI the write touches: put, delete, or delete + put when an index
-  key changes) and from the items each read returns (local/dynamodb_capacity.py).
+  key changes) and from the items each read returns (local/metering/capacity.py).
 * Lambda invocations and handler milliseconds per function (the stack's stats file; billed per
   invocation rounded up to 1 ms, at the template's MemorySize), and API Gateway HTTP requests
   (= HttpApiFunction invocations: every POST /tasks reaches it).
-* WebSocket messages: the @connections POSTs delivered (local/websocket_api.py).
+* WebSocket messages: the @connections POSTs delivered (local/gateways/websocket_api.py).
 
 The original app is a model, not a run (see ORIGINAL below): per task PutItem + SendMessage on
 submit; one processor invocation per message (batch size 1: one ReceiveMessage amortised per
@@ -37,7 +37,7 @@ ours (same work), so the compute difference is the sleep alone.
 
 On a stage with `auth: jwt` (e.g. `--stage prod`; recognised by the $connect authorizer in its
 template) the stack runs with its own --state-dir and the bench mints tokens from the stack's local
-issuer (local.auth.load_issuer): each WebSocket client is another user (bench-user-01, -02, ...,
+issuer (local.auth.issuer.load_issuer): each WebSocket client is another user (bench-user-01, -02, ...,
 `?token=` on the WebSocket URL), the tasks of a phase are submitted by the connected users in turn
 (`Authorization: Bearer`), so the notifier pushes each task's frames to its owner's connection
 only, and each client waits for its own tasks. A frame a client gets for another user's task is
@@ -76,12 +76,12 @@ import aiohttp
 import websockets
 
 from local.chaos.history import TERMINAL
-from local.dynamodb_capacity import item_size, read_units_for, write_units_for
-from local.intrinsics import PseudoParameters
 from local.launcher import LocalStackProcess
-from local.request_meter import METER_PATH
-from local.stack_model import build_stack_model
-from local.template import find_stack
+from local.metering.capacity import item_size, read_units_for, write_units_for
+from local.metering.meter import METER_PATH
+from local.template.cdk_out import find_stack
+from local.template.intrinsics import PseudoParameters
+from local.template.reader import build_stack_model
 
 # --------------------------------------------------------------------------- prices
 
@@ -359,9 +359,9 @@ def our_figures(result: PhaseResult, memory_mb: Mapping[str, int], http_function
 @dataclass(frozen=True)
 class StageAuth:
     """How the bench authenticates on a stage with `auth: jwt`: the running stack's local issuer
-    (local/auth.py) mints one token per bench user."""
+    (local/auth/issuer.py) mints one token per bench user."""
 
-    issuer: Any  # local.auth.LocalIssuer (imported only for such stages: it loads PyJWT)
+    issuer: Any  # local.auth.issuer.LocalIssuer (imported only for such stages: it loads PyJWT)
     token_parameter: str  # the WebSocket $connect authorizer's query parameter
 
     def token(self, user: str) -> str:
@@ -791,7 +791,7 @@ def stage_auth(info: StageInfo, state_dir: Path) -> StageAuth | None:
     """The running stack's local token issuer, for a stage with authorizers."""
     if info.token_parameter is None:
         return None
-    from local.auth import load_issuer  # noqa: PLC0415 - it loads PyJWT: only for stages with auth
+    from local.auth.issuer import load_issuer  # noqa: PLC0415 - it loads PyJWT: only for stages with auth
 
     return StageAuth(load_issuer(state_dir, stack=info.stack_name), info.token_parameter)
 

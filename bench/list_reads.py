@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambdas"))
 import boto3
 from moto import mock_aws
 
-from local.dynamodb_capacity import EVENTUALLY_CONSISTENT, READ_UNIT_BYTES, item_size
+from local.metering.capacity import EVENTUALLY_CONSISTENT, READ_UNIT_BYTES, item_size
 from taskflow import env_vars, table_schema
 
 REGION: Final = "us-east-1"
@@ -79,7 +79,7 @@ AWS_ENV: Final = {
 
 def read_units(bytes_read: int) -> float:
     """RCUs of one eventually consistent Query/Scan request that read `bytes_read` (sizes and
-    units by DynamoDB's rules: local/dynamodb_capacity.py, shared with the local request meter)."""
+    units by DynamoDB's rules: local/metering/capacity.py, shared with the local request meter)."""
     return math.ceil(bytes_read / READ_UNIT_BYTES) * EVENTUALLY_CONSISTENT
 
 

@@ -9,7 +9,7 @@ the same run) as fast as a pool of HTTP connections allows. For each burst it pr
 
 and the ratio tasks/s(largest) / tasks/s(smallest), which must stay >= 0.5: throughput that
 falls with the backlog means some per-message cost grows with queue depth (see
-local/moto_patches.py for the one moto had).
+local/emulator/patches.py for the one moto had).
 
 It measures the stack twice in the same run, with durable state (the default: every change
 fsynced to its state file before the response) and with `--in-memory` (the baseline), and
@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one burst")
     parser.add_argument("--max-concurrency", type=int, default=None, help="passed to the local stack")
-    parser.add_argument("--unpatched-moto", action="store_true", help="moto without local/moto_patches.py")
+    parser.add_argument(
+        "--unpatched-moto", action="store_true", help="moto without local/emulator/patches.py"
+    )
     parser.add_argument(
         "--modes",
         nargs="+",

@@ -4,7 +4,7 @@ measures per invocation.
 Lambda bills GB-s (billed duration x MemorySize) and gives a function CPU in proportion to its
 memory: one full vCPU at 1,769 MB, a share of one below. A handler's time is CPU (imports aside,
 JSON, botocore, pydantic) plus waiting (DynamoDB, SQS, API Gateway calls). The local stack
-measures both per invocation (wall time, and the worker's CPU time: local/lambda_bootstrap.py)
+measures both per invocation (wall time, and the worker's CPU time: local/runtime/bootstrap.py)
 and the worker's peak resident memory (Max Memory Used). For a size M this models
 
     duration(M) = waiting + CPU x max(1, 1769 / M)        GB-s(M) = M / 1024 x duration(M)

@@ -4,7 +4,7 @@ its indexes would take at 1,000, 10,000 and 100,000 tasks/s.
 DynamoDB serves at most about 1,000 write units per second on one partition key value (the same
 bound for a GSI's partition, and a throttled GSI pushes back on the table's writes). This runs a
 burst through the local stack (`--failure-rate 0`), reads the request meter's per-partition write
-units (local/request_meter.py: every write's units, placed on the partition key value of the table
+units (local/metering/meter.py: every write's units, placed on the partition key value of the table
 and of each index entry it touched), and scales each partition's share linearly:
 
     WCU/s on partition p at R tasks/s = (units written to p during the burst / tasks) x R

@@ -7,23 +7,16 @@ logs go, what is emulated, and one line counting what is not (the whole start re
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local.report import FindingKind, render_findings
-from local.stack_model import HttpRouteSpec, StackModel
+from local.runtime.functions import package_version
+from local.template.model import HttpRouteSpec, StackModel
+from local.template.report import FindingKind, render_findings
 
 if TYPE_CHECKING:
     from local.stack import LocalStack
-
-
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def restored_summary(model: StackModel, restored: dict[str, Any] | None, closed_connections: int) -> str:
@@ -124,7 +117,7 @@ def _print_auth(stack: LocalStack) -> None:
     auth = stack.auth
     if auth is None or auth.primary is None or auth.dev_token is None:
         return
-    from local.stack_auth import iso_time  # noqa: PLC0415 - loaded with StackAuth
+    from local.auth.stack_auth import iso_time  # noqa: PLC0415 - loaded with StackAuth
 
     console = stack.console
     issuer = auth.primary

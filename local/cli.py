@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from local.console import Console
-from local.faults import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
-from local.processes import die_with_parent
-from local.stack import DEV_TOKEN_LIFETIME_SECONDS, Fault, LocalStack, Options
-from local.state_store import StateError
-from local.template import TemplateError, find_stack, load_stack
+from local.faults.injection import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, SqsOutage, parse_outage
+from local.options import DEV_TOKEN_LIFETIME_SECONDS, Fault, Options
+from local.runtime.processes import die_with_parent
+from local.stack import LocalStack
+from local.state.store import StateError
+from local.template.cdk_out import TemplateError, find_stack, load_stack
 
 DESCRIPTION = """\
 Run the whole serverless backend of a synthesized CDK stack on this machine: an embedded AWS
@@ -39,7 +40,7 @@ Fault injection (local only, for chaos runs; `python -m local.chaos` drives them
 history): any --fault-* option records the history in --fault-dir (effects.log: every run of the
 processing step and every success it committed; faults.log: each fault that fired; stats.json:
 the event source mappings' counters; control.json: the SQS outage window, which a runner may
-rewrite at run time). See docs/local-stack.md and local/faults.py.
+rewrite at run time). See docs/local-stack.md and local/faults/injection.py.
 """
 
 
@@ -87,34 +88,19 @@ def _outage(value: str) -> SqsOutage:
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("local fault injection (chaos runs)")
-    group.add_argument(
-        "--fault-kill-rate",
-        type=_ratio,
-        default=0.0,
-        metavar="P",
-        help=(
-            "after a commit write of the processing step succeeded, the worker dies (os._exit) with "
-            "probability P; the runtime restarts it and SQS redelivers the batch's unacknowledged messages"
-        ),
-    )
-    group.add_argument(
-        "--fault-duplicate-rate",
-        type=_ratio,
-        default=0.0,
-        metavar="P",
-        help="the SQS pollers deliver a fraction P of the received messages a second time, concurrently",
-    )
-    group.add_argument(
-        "--fault-aws-error-rate",
-        type=_ratio,
-        default=0.0,
-        metavar="P",
-        help=(
-            "a fraction P of the functions' DynamoDB and SQS calls fail: 500 InternalServerError, "
-            "400 ThrottlingException or ProvisionedThroughputExceededException before sending (per "
-            "attempt, botocore retries), or a 500 after a write was applied (1/4 of them, not retried)"
-        ),
-    )
+    rates = {  # each a probability P
+        "--fault-kill-rate": "after a commit write of the processing step succeeded, the worker dies "
+        "(os._exit) with probability P; the runtime restarts it and SQS redelivers the batch's "
+        "unacknowledged messages",
+        "--fault-duplicate-rate": "the SQS pollers deliver a fraction P of the received messages a second "
+        "time, concurrently",
+        "--fault-aws-error-rate": "a fraction P of the functions' DynamoDB and SQS calls fail: 500 "
+        "InternalServerError, 400 ThrottlingException or ProvisionedThroughputExceededException before "
+        "sending (per attempt, botocore retries), or a 500 after a write was applied (1/4 of them, not "
+        "retried)",
+    }
+    for flag, text in rates.items():
+        group.add_argument(flag, type=_ratio, default=0.0, metavar="P", help=text)
     group.add_argument(
         "--fault-sqs-outage",
         type=_outage,
@@ -298,7 +284,6 @@ def main(argv: list[str] | None = None) -> int:
         moto_port=args.moto_port,
         failure_rate=args.failure_rate,
         time_scale=args.time_scale,
-        quiet=args.quiet,
         max_concurrency=max(1, args.max_concurrency),
         region=args.region,
         log_dir=args.log_dir,

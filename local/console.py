@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TextIO
 
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
 
 
 class Console:

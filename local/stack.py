@@ -5,106 +5,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import platform
 import socket
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
-from local.aws_json import AwsJsonClient, EmulatorRestarting
-from local.banner import package_version, print_banner
-from local.code_reload import CodeWatcher
+from local.banner import print_banner
 from local.console import Console
-from local.emulator import Emulator, EmulatorConfig, EmulatorError
-from local.faults import (
-    CONSUMED_LOG,
+from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
+from local.emulator.provision import setup_requests
+from local.emulator.supervisor import Emulator, EmulatorConfig, EmulatorError
+from local.faults.injection import (
     STATS_FILE,
     Dice,
-    FaultOptions,
-    SqsMappingStats,
     StackFaultCounters,
     prepare_directory,
-    stats_document,
     write_json_atomically,
     write_sqs_outage,
 )
-from local.http_api import HttpApiServer
-from local.intrinsics import IntrinsicError, PseudoParameters
-from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
-from local.provision import setup_requests
-from local.report import FindingKind
-from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
-from local.stack_model import (
-    ISSUERS_PATH,
-    FunctionSpec,
-    LocalValues,
-    StackModel,
-    build_stack_model,
-    check_resolvable,
-    layer_packages,
-    layer_summary,
-)
-from local.stack_state import StackState
-from local.state_file import state_file_path
-from local.state_store import StateLock, state_paths
-from local.stream_source import StreamPoller, StreamSource
-from local.template import SynthesizedStack
-from local.ttl_sweeper import TtlSweeper, TtlTable
-from local.websocket_api import WebSocketApiServer
+from local.gateways.http_api import HttpApiServer
+from local.gateways.websocket_api import WebSocketApiServer
+from local.options import Options
+from local.runtime.code_reload import CodeWatcher
+from local.runtime.functions import build_pools, rewrite_api_urls
+from local.runtime.pool import FunctionPool, InvocationResult
+from local.sources.mappings import start_pollers
+from local.sources.sqs import SqsPoller
+from local.sources.streams import StreamPoller
+from local.sources.ttl_sweeper import TtlSweeper, TtlTable
+from local.state.running_stack import state_file_path
+from local.state.stack_state import StackState
+from local.state.store import StateLock, state_paths
+from local.template.cdk_out import SynthesizedStack
+from local.template.intrinsics import IntrinsicError, PseudoParameters
+from local.template.model import ISSUERS_PATH, StackModel
+from local.template.reader import build_stack_model
+from local.template.values import LocalValues, check_resolvable
 
-if TYPE_CHECKING:  # local.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
-    from local.stack_auth import StackAuth
+if TYPE_CHECKING:  # local.auth.stack_auth loads PyJWT and cryptography: imported only for stacks with auth
+    from local.auth.stack_auth import StackAuth
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 DEPTH_INTERVAL_SECONDS = 5.0
 DEPTH_HEARTBEAT_SECONDS = 60.0
 STATS_INTERVAL_SECONDS = 1.0
 DRAIN_SECONDS = 8.0  # at stop, for the batches being processed
-
-
-@dataclass(frozen=True)
-class Fault:
-    function: str  # display name or logical id
-    kind: str  # "hang-once"
-
-
-DEV_TOKEN_LIFETIME_SECONDS: Final = 12 * 3600.0  # the dev token printed at start
-
-
-@dataclass
-class Options:
-    http_port: int = 4000
-    ws_port: int = 4001
-    moto_port: int = 0
-    failure_rate: float | None = None
-    time_scale: float = 1.0
-    quiet: bool = False
-    max_concurrency: int = 4
-    region: str = "us-east-1"
-    log_dir: Path = field(default_factory=lambda: Path(".local-state/logs"))
-    # <state_dir>/stacks/<stack>.json: the stack's resolved Outputs and endpoints while it runs,
-    # for operator tools (`make redrive TARGET=local`); removed at stop.
-    state_dir: Path = field(default_factory=lambda: Path(".local-state"))
-    faults: list[Fault] = field(default_factory=list)
-    chaos: FaultOptions = field(default_factory=FaultOptions)  # the --fault-* options
-    moto_patches: bool = True  # False only to measure moto as shipped (bench/)
-    # The stack's counters (local/faults.py stats_document: invocations and handler ms per
-    # function, @connections POSTs, SQS mappings), rewritten every second and at stop (bench/).
-    stats_file: Path | None = None
-    # Stacks with authorizers: lifetime of the dev token minted (and printed) at start.
-    dev_token_lifetime: float = DEV_TOKEN_LIFETIME_SECONDS
-    # <state_dir>/stacks/<stack>/state.sqlite keeps tables, queues, stream checkpoints and open
-    # connections across restarts (local/state_store.py); False: in memory only, as on the old stack.
-    durable: bool = True
-    fresh: bool = False  # remove the stack's state first
-    # Source folders whose edits reach the functions without a restart (local/code_reload.py).
-    watch: list[Path] = field(default_factory=list)
 
 
 def bind(port: int) -> socket.socket:
@@ -118,12 +66,6 @@ def bind(port: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
-
-
-def rewrite_api_urls(value: str, replacements: dict[str, str]) -> str:
-    for remote, local in replacements.items():
-        value = value.replace(remote, local)
-    return value
 
 
 class LocalStack:
@@ -198,14 +140,31 @@ class LocalStack:
         check_resolvable(model, values)
         replacements = self._api_url_replacements(http_port, ws_port)
         if model.has_auth:
-            from local.stack_auth import build_stack_auth  # noqa: PLC0415 - only stacks with auth
+            from local.auth.stack_auth import build_stack_auth  # noqa: PLC0415 - only stacks with auth
 
             self.auth = build_stack_auth(model, values, options.state_dir, options.dev_token_lifetime)
         issuer_routes = self.auth.routes() if self.auth is not None else []
 
-        self._build_pools(values, replacements)
-        self._apply_faults()
-        self._start_event_sources(aws, values)
+        self.pools = build_pools(
+            model,
+            values,
+            options,
+            endpoint=self.moto_endpoint,
+            replacements=replacements,
+            watcher=self.watcher,
+            issuer_value=self.auth.environment_value if self.auth is not None else None,
+            notice=self.console.event,
+        )
+        self._sqs_pollers, self._stream_pollers = start_pollers(
+            model,
+            values,
+            self.pools,
+            aws,
+            self.console,
+            options=options,
+            dice=self._dice,
+            checkpoints=self.state,
+        )
         self._sweeper = TtlSweeper(
             [
                 TtlTable(t.name, tuple(k["AttributeName"] for k in t.key_schema), t.ttl_attribute)
@@ -260,9 +219,7 @@ class LocalStack:
             )
             await self._serve(self.http_server.application(issuer_routes), http_socket)
             for extra in model.http_apis[1:]:
-                model.note(
-                    FindingKind.UNSUPPORTED, f"HTTP API {extra.display_name}", "only one HTTP API is served"
-                )
+                model.unsupported(f"HTTP API {extra.display_name}", "only one HTTP API is served")
         if ws_socket is not None:
             self.ws_server = WebSocketApiServer(
                 model.websocket_apis[0],
@@ -282,9 +239,7 @@ class LocalStack:
                 self.closed_connections = len(previous)
             await self._serve(self.ws_server.application([] if http_socket else issuer_routes), ws_socket)
             for other in model.websocket_apis[1:]:
-                model.note(
-                    FindingKind.UNSUPPORTED, f"WebSocket API {other.display_name}", "only one is served"
-                )
+                model.unsupported(f"WebSocket API {other.display_name}", "only one is served")
 
     def _fail(self, reason: str) -> None:
         """A part the stack cannot run without is gone for good: stop, and say why."""
@@ -362,236 +317,6 @@ class LocalStack:
     def _names(self) -> dict[str, str]:
         return {lid: spec.display_name for lid, spec in self.model.functions.items()}
 
-    def function_environment(
-        self, spec: FunctionSpec, values: LocalValues, replacements: dict[str, str], code_dir: Path
-    ) -> dict[str, str]:
-        options = self.options
-        resolver = self.model.resolver(values)
-        environment = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", tempfile.gettempdir()),
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            "PYTHONPATH": str(code_dir),
-            "PYTHONDONTWRITEBYTECODE": "1",  # keep cdk.out's asset folders as synthesized
-            "AWS_ENDPOINT_URL": self.moto_endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_REGION": options.region,
-            "AWS_DEFAULT_REGION": options.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d") + "/[$LATEST]local",
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-            "LAMBDA_TASK_ROOT": str(code_dir),
-            "_HANDLER": spec.handler,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            # boto3 puts `app/<name>` in its User-Agent: the request meter attributes calls by it
-            "AWS_SDK_UA_APP_ID": spec.display_name[:50],
-        }
-        if spec.log_format:
-            environment["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
-        for key, raw in spec.environment.items():
-            try:
-                value = resolver.resolve(raw)
-            except IntrinsicError:
-                continue  # reported by check_resolvable
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            if self.auth is not None:
-                text = self.auth.environment_value(text)  # an external JWT issuer -> the local one
-            environment[key] = rewrite_api_urls(text, replacements)
-        if options.failure_rate is not None and "FAILURE_RATE" in spec.environment:
-            environment["FAILURE_RATE"] = repr(options.failure_rate)
-        return environment
-
-    def _code_dir(self, spec: FunctionSpec) -> Path | None:
-        if spec.asset_dir is not None and spec.asset_dir.is_dir():
-            watched = self.watcher.code_dir(spec.asset_dir) if self.watcher is not None else None
-            return watched or spec.asset_dir
-        if spec.inline_code is not None:
-            folder = (
-                REPO_ROOT / ".local-state" / "inline" / self.model.stack_name / spec.logical_id
-            ).resolve()
-            folder.mkdir(parents=True, exist_ok=True)
-            module = spec.handler.rpartition(".")[0] or "index"
-            (folder / f"{module}.py").write_text(spec.inline_code)
-            return folder
-        return None
-
-    def _build_pools(self, values: LocalValues, replacements: dict[str, str]) -> None:
-        options = self.options
-        log_dir = options.log_dir / self.model.stack_name
-        for logical_id, spec in self.model.functions.items():
-            code_dir = self._code_dir(spec)
-            if code_dir is None:
-                continue
-            max_workers = options.max_concurrency
-            if spec.reserved_concurrency is not None:
-                max_workers = max(1, min(max_workers, spec.reserved_concurrency))
-            function = RuntimeFunction(
-                key=logical_id,
-                display_name=spec.display_name,
-                name=spec.name,
-                arn=str(values.get_att(logical_id, "Arn")),
-                handler=spec.handler,
-                timeout_seconds=float(spec.timeout),
-                memory_size=spec.memory_size,
-                code_dir=code_dir,
-                environment=self.function_environment(spec, values, replacements, code_dir),
-                max_workers=max_workers,
-                time_scale=options.time_scale,
-                faults=options.chaos.worker_config(spec.display_name) if options.chaos.active else "",
-            )
-            self.pools[logical_id] = pool = FunctionPool(function, log_dir, notice=self.console.event)
-            if self.watcher is not None:
-                self.watcher.bind(pool)
-        summary = layer_summary(self.model)
-        if summary:
-            packages = [
-                f"aws-lambda-powertools {package_version('aws-lambda-powertools')}",
-                f"pydantic {package_version('pydantic')}",
-            ]
-            for layer in self.model.layers.values():
-                packages.extend(self._layer_asset_packages(layer.display_name, layer_packages(layer)))
-            self.model.note(
-                FindingKind.SATISFIED, summary, f"provided by this venv's packages ({', '.join(packages)})"
-            )
-        runtimes = sorted({spec.runtime for spec in self.model.functions.values()})
-        if runtimes:
-            self.model.note(
-                FindingKind.SATISFIED,
-                f"runtime {', '.join(runtimes)}",
-                f"handlers run on this venv's Python {platform.python_version()} ({platform.machine()}), "
-                "in warm worker processes; timeouts enforced, memory size not",
-            )
-
-    def _layer_asset_packages(self, layer: str, packages: list[tuple[str, str]]) -> list[str]:
-        """The venv's versions of a local layer's packages; a missing or different one is reported."""
-        shown = []
-        for name, version in packages:
-            installed = package_version(name)
-            shown.append(f"{name} {installed}")
-            if installed == "not installed":
-                self.model.note(
-                    FindingKind.UNSUPPORTED,
-                    f"layer {layer}",
-                    f"{name} {version} is not installed in this venv: importing it fails locally",
-                )
-            elif installed != version:
-                self.model.note(
-                    FindingKind.APPROXIMATED,
-                    f"layer {layer}",
-                    f"{name} {version} runs as the venv's {installed}",
-                )
-        return shown
-
-    def _apply_faults(self) -> None:
-        for fault in self.options.faults:
-            pools = [
-                pool
-                for lid, pool in self.pools.items()
-                if fault.function in (lid, pool.function.display_name, pool.function.name)
-                or pool.function.display_name.endswith(fault.function)
-            ]
-            if len(pools) > 1:
-                raise ValueError(f"--fault: {fault.function!r} names {len(pools)} functions")
-            if not pools:
-                raise ValueError(f"--fault: no function named {fault.function!r}")
-            for pool in pools:
-                pool.inject_hangs(1)
-            self.model.note(
-                FindingKind.INFO,
-                f"local fault {fault.function}",
-                f"{fault.kind}: its next invocation hangs until the template timeout kills it",
-            )
-
-    def _start_event_sources(self, aws: AwsJsonClient, values: LocalValues) -> None:
-        model = self.model
-        options = self.options
-        for spec in model.mappings:
-            pool = self.pools.get(spec.function_id)
-            if not spec.enabled or pool is None:
-                continue
-            function_name = pool.function.display_name
-
-            async def invoke(event: Any, _pool: FunctionPool = pool) -> InvocationResult:
-                return await _pool.invoke(event)
-
-            if spec.source_kind == "sqs":
-                queue = model.queues[spec.source_id]
-                wanted = spec.maximum_concurrency or options.max_concurrency
-                pollers = max(1, min(wanted, pool.function.max_workers))
-                subject = f"{function_name} <- queue {queue.display_name}"
-                if spec.maximum_concurrency is None:
-                    model.note(
-                        FindingKind.APPROXIMATED,
-                        subject,
-                        f"concurrency up to {pollers} batches at a time locally (--max-concurrency)",
-                    )
-                elif pollers < spec.maximum_concurrency:
-                    model.note(
-                        FindingKind.APPROXIMATED,
-                        subject,
-                        f"ScalingConfig.MaximumConcurrency {spec.maximum_concurrency} -> {pollers} "
-                        "concurrent batches locally (--max-concurrency)",
-                    )
-                chaos = options.chaos
-                sqs_poller = SqsPoller(
-                    SqsSource(
-                        spec=spec,
-                        function_name=function_name,
-                        queue_name=queue.display_name,
-                        queue_url=values.queue_url(queue.logical_id),
-                        queue_arn=values.queue_arn(queue.logical_id),
-                        region=options.region,
-                        pollers=pollers,
-                    ),
-                    aws.with_caller(f"esm-sqs/{function_name}"),
-                    invoke,
-                    self.console,
-                    duplicates=(
-                        DuplicateDeliveries(chaos.duplicate_rate, self._dice)
-                        if chaos.duplicate_rate > 0
-                        else None
-                    ),
-                    stats=SqsMappingStats(
-                        function_name,
-                        queue.display_name,
-                        queue.is_dead_letter_queue,
-                        consumed_log=(
-                            chaos.directory / CONSUMED_LOG
-                            if chaos.directory is not None and queue.is_dead_letter_queue
-                            else None
-                        ),
-                    ),
-                )
-                sqs_poller.start()
-                self._sqs_pollers.append(sqs_poller)
-            else:
-                table = model.tables[spec.source_id]
-                stream_poller = StreamPoller(
-                    StreamSource(
-                        spec=spec,
-                        function_name=function_name,
-                        table_name=table.display_name,
-                        stream_arn=str(values.get_att(table.logical_id, "StreamArn")),
-                        region=options.region,
-                        table=table.name,
-                    ),
-                    aws.with_caller(f"esm-stream/{function_name}"),
-                    invoke,
-                    self.console,
-                    checkpoints=self.state,
-                )
-                stream_poller.start()
-                self._stream_pollers.append(stream_poller)
-
     async def _serve(self, app: web.Application, sock: socket.socket) -> None:
         # auto_decompress off: API Gateway passes a Content-Encoding body through untouched (aiohttp
         # would inflate it, or answer a text/plain 500 when it is not what the header says).
@@ -612,7 +337,7 @@ class LocalStack:
             )
         return await pool.invoke(event)
 
-    # --- chaos (local/faults.py) -------------------------------------------------------------
+    # --- chaos (local/faults/injection.py) -------------------------------------------------
 
     def _start_chaos(self) -> None:
         chaos = self.options.chaos
@@ -629,16 +354,18 @@ class LocalStack:
             targets.append(self.options.stats_file)
         if not targets:
             return
-        document = stats_document(
-            sqs=[poller.stats for poller in self._sqs_pollers],
-            counters=self.fault_counters,
-            worker_exits={pool.function.display_name: pool.worker_exits for pool in self.pools.values()},
-            cold_starts={pool.function.display_name: pool.cold_starts for pool in self.pools.values()},
-            skipped_stream_records={p.source.function_name: p.skipped_records for p in self._stream_pollers},
-            final=final,
-            invocations={pool.function.display_name: pool.stats.to_json() for pool in self.pools.values()},
-            websocket_posts=self.ws_server.post_counts() if self.ws_server is not None else None,
-        )
+        pools = {pool.function.display_name: pool for pool in self.pools.values()}
+        document = {  # stats.json (local/faults/injection.py)
+            "writtenAt": time.time(),
+            "final": final,
+            "sqsMappings": [poller.stats.to_json() for poller in self._sqs_pollers],
+            "injected": dict(self.fault_counters.counts),
+            "workerExits": {name: pool.worker_exits for name, pool in pools.items()},
+            "coldStarts": {name: pool.cold_starts for name, pool in pools.items()},
+            "skippedStreamRecords": {p.source.function_name: p.skipped_records for p in self._stream_pollers},
+            "invocations": {name: pool.stats.to_json() for name, pool in pools.items()},
+            "webSocketPosts": self.ws_server.post_counts() if self.ws_server is not None else {},
+        }
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomically(target, document)

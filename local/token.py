@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from local.auth import AuthError, load_issuer  # noqa: PLC0415 - after argparse: --help stays fast
+    from local.auth.issuer import AuthError, load_issuer  # noqa: PLC0415 - after argparse: --help stays fast
 
     try:
         issuer = load_issuer(args.state_dir, stage=args.stage, stack=args.stack)

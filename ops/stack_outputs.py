@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.state_file import StateFileError, running_stack_state
+from local.state.running_stack import StateFileError, running_stack_state
 
 STACK_PREFIX = "TaskBackend"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from local.chaos.runner import ChaosConfig, run_chaos
 from local.cli import _ratio, _scale
-from local.faults import MUTANTS, parse_outage
+from local.faults.injection import MUTANTS, parse_outage
 
 DESCRIPTION = """\
 Start the local stack with faults (processing failures, worker kills, duplicate SQS deliveries,

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from local.auth import AuthError, load_issuer
+from local.auth.issuer import AuthError, load_issuer
 from local.chaos.checker import check
 from local.chaos.frontend import Frontend
 from local.chaos.history import ClientHistory, History, Submission, Twin
@@ -35,7 +35,7 @@ from local.chaos.report import Report
 from local.chaos.stack import ChaosStack, Echo
 from local.chaos.websocket_clients import WsClient
 from local.launcher import REPO_ROOT
-from local.state_file import StateFileError, running_stack_state
+from local.state.running_stack import StateFileError, running_stack_state
 
 DEFAULT_USERS = 4  # stages with authorizers
 CLIENTS_PER_USER, STAY_PER_USER = 3, 2  # stages with authorizers

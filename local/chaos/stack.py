@@ -22,11 +22,18 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from local.aws_json import AwsJsonClient
 from local.chaos.history import LOST_RESPONSE, History
-from local.faults import CONSUMED_LOG, EFFECTS_LOG, FAULTS_LOG, STATS_FILE, read_json_lines, write_sqs_outage
+from local.emulator.aws_json import AwsJsonClient
+from local.faults.injection import (
+    CONSUMED_LOG,
+    EFFECTS_LOG,
+    FAULTS_LOG,
+    STATS_FILE,
+    read_json_lines,
+    write_sqs_outage,
+)
 from local.launcher import LocalStackProcess
-from local.state_file import StateFileError, running_stack_state
+from local.state.running_stack import StateFileError, running_stack_state
 
 if TYPE_CHECKING:
     from local.chaos.runner import ChaosConfig

@@ -34,7 +34,7 @@ class Issuer:
     """Tokens from the running stack's local issuer (its key, issuer URL and audience)."""
 
     def __init__(self, state_dir: Path) -> None:
-        from local.auth import load_issuer  # noqa: PLC0415 - imported where tokens are minted
+        from local.auth.issuer import load_issuer  # noqa: PLC0415 - imported where tokens are minted
 
         self._issuer = load_issuer(state_dir, stage=STAGE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from e2e_support import Api, Aws, ensure_synthesized, wait_for
 
-from local.faults import write_control_window
+from local.faults.injection import write_control_window
 from local.launcher import LocalStackProcess
 from ops import redrive
 

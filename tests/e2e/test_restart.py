@@ -22,7 +22,7 @@ import pytest
 from e2e_support import REPO_ROOT, Api, Aws, Frames, ensure_synthesized, wait_for
 
 from local.launcher import LocalStackProcess
-from local.state_file import StateFileError, running_stack_state
+from local.state.running_stack import StateFileError, running_stack_state
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from template_queries import (
 )
 
 from infra.task_pipeline import ENQUEUE_MAX_RECORD_AGE_SECONDS, ENQUEUE_RETRY_ATTEMPTS
-from local.event_filter import matches  # what the local stack filters with
+from local.sources.event_filter import matches  # what the local stack filters with
 
 STREAM_CONSUMERS = ("EnqueueFunction", "NotifierFunction")
 QUEUE_CONSUMERS = ("ProcessorFunction", "DlqConsumerFunction")

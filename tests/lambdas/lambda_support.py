@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.jwt_authorizer import claim_string
+from local.gateways.jwt_authorizer import claim_string
 from taskflow import table_schema
 from taskflow.clients.connections_client import ConnectionGoneError
 from taskflow.repositories.dynamodb import deserialize
@@ -121,7 +121,7 @@ def http_event(
 def signed_in(event: dict[str, Any], owner: object, **claims: str) -> dict[str, Any]:
     """`event` as API Gateway's JWT authorizer passes it on: the token in the Authorization header
     (its signature is not looked at again), and its verified claims flattened to strings (payload
-    v2, local.jwt_authorizer.claim_string) in requestContext.authorizer.jwt. `owner` is the
+    v2, local.gateways.jwt_authorizer.claim_string) in requestContext.authorizer.jwt. `owner` is the
     token's `sub` claim, of any JSON type (None: no sub)."""
     token_claims: dict[str, Any] = {
         "iss": "https://issuer.example.com/pool",

@@ -15,12 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_moto(patched: bool) -> tuple[subprocess.Popen[str], str]:
-    """A moto server (with or without local/moto_patches.py) on a free port."""
+    """A moto server (with or without local/emulator/patches.py) on a free port."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "local.moto_process",
+            "local.emulator.server",
             "--port",
             "0",
             "--parent-pid",

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local import token as token_cli
-from local.auth import (
+from local.auth.issuer import (
     DEV_SUBJECT,
     AuthError,
     LocalIssuer,

@@ -7,20 +7,14 @@ import jwt
 import pytest
 from local_support import FIXTURE_ASSEMBLY
 
-from local.intrinsics import PseudoParameters
-from local.jwt_authorizer import JwtRejected
-from local.report import FindingKind, render_findings
-from local.stack_auth import build_stack_auth
-from local.stack_model import (
-    JwtAuthorizerSpec,
-    LocalValues,
-    RequestAuthorizerSpec,
-    build_stack_model,
-    check_resolvable,
-    layer_packages,
-    layer_summary,
-)
-from local.template import find_stack
+from local.auth.stack_auth import build_stack_auth
+from local.gateways.jwt_authorizer import JwtRejected
+from local.template.cdk_out import find_stack
+from local.template.intrinsics import PseudoParameters
+from local.template.model import JwtAuthorizerSpec, RequestAuthorizerSpec
+from local.template.reader import build_stack_model, layer_packages, layer_summary
+from local.template.report import FindingKind, render_findings
+from local.template.values import LocalValues, check_resolvable
 
 BASE = "http://127.0.0.1:4000/_local/issuers"
 

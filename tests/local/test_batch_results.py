@@ -2,8 +2,8 @@
 
 import pytest
 
-from local.batch_results import evaluate_batch, stream_retry_position
-from local.lambda_runtime import InvocationResult
+from local.runtime.pool import InvocationResult
+from local.sources.batch_results import evaluate_batch, stream_retry_position
 
 IDS = ["m1", "m2", "m3"]
 

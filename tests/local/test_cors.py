@@ -1,7 +1,7 @@
 """CORS preflights and response headers, as API Gateway HTTP APIs answer them."""
 
-from local import cors
-from local.cors import CorsConfig
+from local.gateways import cors
+from local.gateways.cors import CorsConfig
 
 CONFIG = CorsConfig.from_template(
     {

@@ -1,4 +1,4 @@
-"""The durable state (local/state_store.py, local/moto_state.py): the embedded AWS started on a
+"""The durable state (local/state/store.py, local/state/moto_state.py): the embedded AWS started on a
 state file keeps, across kill -9, every item, stream record and message it acknowledged, with
 receive counts, visibility, receipt handles and sequence numbers; damaged or foreign state files
 are refused with a clear message and left untouched."""
@@ -22,9 +22,8 @@ import pytest
 from botocore.config import Config
 from local_support import FIXTURE_ASSEMBLY, REPO_ROOT
 
-from local.stack_model import build_stack_model
-from local.stack_state import START_OF_STREAM, StackState
-from local.state_store import (
+from local.state.stack_state import START_OF_STREAM, StackState
+from local.state.store import (
     FORMAT_VERSION,
     StateError,
     StateStore,
@@ -32,7 +31,8 @@ from local.state_store import (
     sequence_key,
     state_paths,
 )
-from local.template import find_stack
+from local.template.cdk_out import find_stack
+from local.template.reader import build_stack_model
 
 STACK = "Durable-test"
 TABLE, QUEUE, DLQ = "Durable-test-Items", "Durable-test-Work", "Durable-test-Dead"
@@ -65,7 +65,7 @@ SETUP = [
 
 
 class Emulator:
-    """local.moto_process on a state file, as the local stack starts it."""
+    """local.emulator.server on a state file, as the local stack starts it."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -74,7 +74,7 @@ class Emulator:
         setup.write_text(json.dumps(SETUP))
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "local.moto_process", "--port", "0", "--setup", str(setup)),
+                *(sys.executable, "-m", "local.emulator.server", "--port", "0", "--setup", str(setup)),
                 *("--state", str(self.state), "--stack", STACK, "--parent-pid", str(os.getpid())),
             ],
             cwd=REPO_ROOT,

@@ -1,4 +1,4 @@
-"""DynamoDB item sizes and capacity units, as DynamoDB bills them (local/dynamodb_capacity.py)."""
+"""DynamoDB item sizes and capacity units, as DynamoDB bills them (local/metering/capacity.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from local.dynamodb_capacity import (
+from local.metering.capacity import (
     IndexShape,
     TableShape,
     item_size,

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from local.event_filter import FilterPatternError, matches, matches_any, parse_patterns, sqs_filter_view
+from local.sources.event_filter import (
+    FilterPatternError,
+    matches,
+    matches_any,
+    parse_patterns,
+    sqs_filter_view,
+)
 
 RECORD = {
     "eventName": "MODIFY",

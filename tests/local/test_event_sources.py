@@ -13,13 +13,13 @@ from typing import Any
 import aiohttp
 import boto3
 
-from local.aws_json import AwsJsonClient
 from local.console import Console
-from local.lambda_runtime import InvocationResult
-from local.sqs_source import SqsPoller, SqsSource
-from local.stack_model import EventSourceMappingSpec
-from local.stream_source import StreamPoller, StreamSource
-from local.ttl_sweeper import TtlSweeper, TtlTable
+from local.emulator.aws_json import AwsJsonClient
+from local.runtime.pool import InvocationResult
+from local.sources.sqs import SqsPoller, SqsSource
+from local.sources.streams import StreamPoller, StreamSource
+from local.sources.ttl_sweeper import TtlSweeper, TtlTable
+from local.template.model import EventSourceMappingSpec
 
 REGION = "us-east-1"
 

@@ -21,10 +21,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from local.aws_json import AwsJsonClient
 from local.console import Console
-from local.fault_hooks import WorkerFaults
-from local.faults import (
+from local.emulator.aws_json import AwsJsonClient
+from local.faults.injection import (
     FaultOptions,
     SqsMappingStats,
     parse_outage,
@@ -32,10 +31,11 @@ from local.faults import (
     read_json_lines,
     write_sqs_outage,
 )
-from local.lambda_runtime import FunctionPool, InvocationResult, RuntimeFunction
-from local.sqs_source import DuplicateDeliveries, SqsPoller, SqsSource
-from local.stack_model import EventSourceMappingSpec, WebSocketApiSpec
-from local.websocket_api import WebSocketApiServer
+from local.faults.worker_hooks import WorkerFaults
+from local.gateways.websocket_api import WebSocketApiServer
+from local.runtime.pool import FunctionPool, InvocationResult, RuntimeFunction
+from local.sources.sqs import DuplicateDeliveries, SqsPoller, SqsSource
+from local.template.model import EventSourceMappingSpec, WebSocketApiSpec
 
 REGION = "us-east-1"
 INJECTED_BEFORE_SEND = {
@@ -394,7 +394,7 @@ def deliver_twice(
 
     async def main() -> None:
         async with aiohttp.ClientSession() as session:
-            from local.faults import Dice  # noqa: PLC0415
+            from local.faults.injection import Dice  # noqa: PLC0415
 
             poller = SqsPoller(
                 SqsSource(sqs_mapping(), "Fn", "Queue", url, arn, REGION, pollers=1),
@@ -471,7 +471,7 @@ def test_dead_letter_messages_consumed_are_logged_for_the_checker(moto_endpoint,
 
 
 def test_push_failures_answer_500_and_half_of_them_deliver_the_frame_anyway():
-    from local.faults import Dice, StackFaultCounters  # noqa: PLC0415
+    from local.faults.injection import Dice, StackFaultCounters  # noqa: PLC0415
 
     async def main() -> tuple[list[int], list[str], dict[str, int]]:
         counters = StackFaultCounters()

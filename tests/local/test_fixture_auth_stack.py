@@ -31,7 +31,7 @@ from multidict import CIMultiDict
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from local.auth import LocalIssuer, load_issuer
+from local.auth.issuer import LocalIssuer, load_issuer
 from local.launcher import LocalStackProcess
 
 pytestmark = pytest.mark.e2e

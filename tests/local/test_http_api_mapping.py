@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from local.http_api import ResponseError, http_event_v2, http_response_v2
-from local.http_routes import RouteTable
-from local.stack_model import HttpApiSpec
+from local.gateways.http_api import ResponseError, http_event_v2, http_response_v2
+from local.gateways.http_routes import RouteTable
+from local.template.model import HttpApiSpec
 
 API = HttpApiSpec("Api", "Api", "abc123defg", [], None, "$default")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.intrinsics import IntrinsicError, PseudoParameters, Resolver, referenced_logical_ids
+from local.template.intrinsics import IntrinsicError, PseudoParameters, Resolver, referenced_logical_ids
 
 PSEUDO = PseudoParameters(region="eu-west-1", account_id="111122223333", stack_name="Stack-dev")
 REFS = {"Queue": "http://moto/111122223333/q", "Api": "abc123"}

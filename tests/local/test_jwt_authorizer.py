@@ -7,8 +7,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from local.auth import LocalIssuer, SigningKey
-from local.jwt_authorizer import IdentitySource, JwtRejected, JwtValidator, claim_string, token_scopes
+from local.auth.issuer import LocalIssuer, SigningKey
+from local.gateways.jwt_authorizer import (
+    IdentitySource,
+    JwtRejected,
+    JwtValidator,
+    claim_string,
+    token_scopes,
+)
 
 ISSUER = "http://127.0.0.1:4000/_local/issuers/us-east-1_AbCdEfGhI"
 AUDIENCE = "client-1"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from local.lambda_authorizer import PolicyError, decide, evaluate_policy, identity_values, method_arn
-from local.lambda_runtime import InvocationResult
+from local.gateways.lambda_authorizer import PolicyError, decide, evaluate_policy, identity_values, method_arn
+from local.runtime.pool import InvocationResult
 
 ARN = method_arn("us-east-1", "123456789012", "a1b2c3d4e5", "live", "$connect")
 

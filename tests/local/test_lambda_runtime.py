@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from local_support import FIXTURE_ASSEMBLY
 
-from local.lambda_bootstrap import scaled_seconds
-from local.lambda_runtime import FunctionPool, RuntimeFunction
+from local.runtime.bootstrap import scaled_seconds
+from local.runtime.pool import FunctionPool, RuntimeFunction
 
 CODE = (FIXTURE_ASSEMBLY / "functions").resolve()
 
@@ -115,11 +115,11 @@ def test_an_import_error_is_reported_on_invoke(tmp_path):
 
 
 def test_the_handler_cannot_import_the_local_stacks_modules(tmp_path):
-    names = ["lambda_runtime", "stack_model", "local", "fixture_handlers", "boto3"]
+    names = ["pool", "code_reload", "local", "fixture_handlers", "boto3"]  # local/runtime/ and local/
     (result,) = run(function("fixture_handlers.probe.imports"), tmp_path, {"names": names})
     assert result.payload == {
-        "lambda_runtime": False,
-        "stack_model": False,
+        "pool": False,
+        "code_reload": False,
         "local": False,
         "fixture_handlers": True,
         "boto3": True,

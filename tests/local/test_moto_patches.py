@@ -1,6 +1,6 @@
 """The patched moto keeps SQS's semantics, and a receive no longer costs O(queue depth).
 
-Every semantic test runs against moto as shipped *and* with local/moto_patches.py, so the
+Every semantic test runs against moto as shipped *and* with local/emulator/patches.py, so the
 patch is held to moto's own behaviour (plus SQS's, where moto was wrong).
 """
 

@@ -5,14 +5,15 @@ import json
 import pytest
 from local_support import FIXTURE_ASSEMBLY
 
-from local.provision import (
+from local.emulator.provision import (
     create_queue_request,
     create_table_request,
     queues_in_creation_order,
     scale_seconds,
 )
-from local.stack_model import LocalValues, build_stack_model
-from local.template import find_stack
+from local.template.cdk_out import find_stack
+from local.template.reader import build_stack_model
+from local.template.values import LocalValues
 
 
 @pytest.fixture(scope="module")

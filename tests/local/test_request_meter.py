@@ -1,4 +1,4 @@
-"""The embedded AWS's request meter (local/request_meter.py): who called what, and what it cost."""
+"""The embedded AWS's request meter (local/metering/meter.py): who called what, and what it cost."""
 
 from __future__ import annotations
 
@@ -18,15 +18,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.aws_json import AwsJsonClient
-from local.dynamodb_capacity import IndexShape, TableShape
-from local.request_meter import (
-    CALLER_HEADER,
-    METER_PATH,
-    RequestMeterMiddleware,
-    caller_of,
-    classify,
-)
+from local.emulator.aws_json import AwsJsonClient
+from local.metering.capacity import IndexShape, TableShape
+from local.metering.meter import METER_PATH, RequestMeterMiddleware
+from local.metering.protocol import CALLER_HEADER, caller_of, classify
 
 REGION = "us-east-1"
 SCOPE = f"AWS4-HMAC-SHA256 Credential=AKID/20261126/{REGION}/%s/aws4_request, SignedHeaders=host, Signature=0"

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from local.report import FindingKind, render_findings
-from local.stack_model import LocalValues, build_stack_model, check_resolvable, layer_summary
-from local.template import TemplateError, find_stack
+from local.template.cdk_out import TemplateError, find_stack
+from local.template.reader import build_stack_model, layer_summary
+from local.template.report import FindingKind, render_findings
+from local.template.values import LocalValues, check_resolvable
 
 FIXTURE = Path(__file__).parent / "fixtures" / "assembly"
 REPO_ROOT = Path(__file__).resolve().parents[2]

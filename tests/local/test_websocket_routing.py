@@ -2,8 +2,8 @@
 
 import pytest
 
-from local.stack_model import WebSocketRouteSpec
-from local.websocket_api import new_connection_id, route_response_body, select_route
+from local.gateways.websocket_api import new_connection_id, route_response_body, select_route
+from local.template.model import WebSocketRouteSpec
 
 ROUTES = {
     "$connect": WebSocketRouteSpec("$connect", "F", False),

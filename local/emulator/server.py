@@ -1,0 +1,120 @@
+"""Entry point of the embedded-AWS process: `python -m local.emulator.server --port 0`.
+
+moto's threaded WSGI server in its own process (its CPU work does not share the stack's GIL),
+patched (local/emulator/patches.py) and metered (local/metering/meter.py). Before it listens it
+provisions what `--setup FILE` lists (the template's tables and queues) and, with `--state FILE`,
+loads the durable state and journals every change from then on (local/state/moto_state.py): an
+open port means a provisioned, restored emulator, so a restart after a crash is the same start.
+It prints `MOTO_READY <port> <json>` (stream ARNs by table, what was restored) or
+`MOTO_FAILED <json>` and exits 2; it serves until stdin closes or SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")  # read at import: no CORS on the AWS endpoint
+
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+from werkzeug.test import Client
+
+from local.emulator import patches
+from local.metering.dynamodb_cost import MotoItemStore
+from local.metering.meter import RequestMeterMiddleware
+from local.metering.protocol import json_protocol_headers
+from local.runtime.processes import die_with_parent
+from local.state.store import StateError, StateStore
+
+
+class SetupError(Exception):
+    """A provisioning request failed."""
+
+
+def provision(app: Any, requests: list[dict[str, Any]], region: str) -> None:
+    """Send each {"service", "action", "payload"} request to `app` in-process, in order."""
+    client = Client(app)
+    for request in requests:
+        service, action = request["service"], request["action"]
+        response = client.post(
+            "/",
+            data=json.dumps(request["payload"]),
+            headers=json_protocol_headers(service, action, region, caller="provision"),
+        )
+        if response.status_code >= 400:
+            raise SetupError(f"{action} failed while provisioning: {response.get_data(as_text=True)[:500]}")
+
+
+def stream_arns(region: str) -> dict[str, str]:
+    """Table name -> stream ARN (after a restore, the stream label of before the restart)."""
+    tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
+    return {
+        name: f"{table.table_arn}/stream/{table.latest_stream_label}"
+        for name, table in tables.items()
+        if table.latest_stream_label
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.emulator.server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--setup", type=Path, help="JSON list of provisioning requests to apply first")
+    parser.add_argument("--state", type=Path, help="the durable state file (local/state/store.py)")
+    parser.add_argument("--stack", default="", help="with --state: the stack the state belongs to")
+    parser.add_argument("--no-patches", action="store_true", help="run moto as shipped (benchmarks only)")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process dies")
+    args = parser.parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
+
+    if not args.no_patches:
+        patches.install()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    app = RequestMeterMiddleware(DomainDispatcherApplication(create_backend_app), store=MotoItemStore())
+    ready: dict[str, Any] = {}
+    try:
+        if args.setup is not None:
+            provision(app, json.loads(args.setup.read_text()), args.region)
+        if args.state is not None:
+            from local.state import moto_state  # noqa: PLC0415 - only with durable state
+
+            store = StateStore.open(args.state, args.stack, durable=True)
+            ready["restored"] = moto_state.restore(store, args.region).to_json()
+            app.journal = journal = moto_state.Journal(store)
+            moto_state.install(journal)
+        ready["streams"] = stream_arns(args.region)
+        server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
+    except (OSError, ValueError, SetupError, StateError) as error:
+        print("MOTO_FAILED " + json.dumps({"message": str(error)}), flush=True)
+        return 2
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"MOTO_READY {server.server_address[1]} {json.dumps(ready, separators=(',', ':'))}", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def watch_stdin() -> None:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

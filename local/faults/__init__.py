@@ -1,0 +1,1 @@
+"""Local-only fault injection for chaos runs: what the stack injects, and the hooks in the workers."""

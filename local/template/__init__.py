@@ -1,0 +1,1 @@
+"""The synthesized template: found in cdk.out, read into the specs the stack runs, resolved, reported."""
