@@ -28,12 +28,10 @@ import aiohttp
 
 from local.auth.issuer import AuthError, load_issuer
 from local.chaos.checker import check
-from local.chaos.frontend import Frontend
-from local.chaos.history import ClientHistory, History, Submission, Twin
-from local.chaos.recorder import Recorder
+from local.chaos.frontend import Frontend, WsClient
+from local.chaos.history import ClientHistory, History, Recorder, Submission, Twin
 from local.chaos.report import Report
 from local.chaos.stack import ChaosStack, Echo
-from local.chaos.websocket_clients import WsClient
 from local.launcher import REPO_ROOT
 from local.state.running_stack import StateFileError, running_stack_state
 

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from local.chaos.checker import check
-from local.chaos.history import ClientHistory, Frame, History, Observation, Submission, Twin
-from local.chaos.recorder import Recorder
+from local.chaos.history import ClientHistory, Frame, History, Observation, Recorder, Submission, Twin
 from local.chaos.runner import ChaosConfig
 
 SUCCEEDS = "task-ok"
