@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -51,14 +52,14 @@ def _fault(value: str) -> Fault:
     return Fault(function, kind)
 
 
-def _ratio(value: str) -> float:
+def ratio(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError("must be between 0 and 1")
     return number
 
 
-def _scale(value: str) -> float:
+def scale(value: str) -> float:
     number = float(value)
     if not 0.0 < number <= 1.0:
         raise argparse.ArgumentTypeError("must be in (0, 1]")
@@ -79,7 +80,7 @@ def _folder(value: str) -> Path:
     return path
 
 
-def _outage(value: str) -> SqsOutage:
+def outage(value: str) -> SqsOutage:
     try:
         return parse_outage(value)
     except ValueError as error:
@@ -100,10 +101,10 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
         "retried)",
     }
     for flag, text in rates.items():
-        group.add_argument(flag, type=_ratio, default=0.0, metavar="P", help=text)
+        group.add_argument(flag, type=ratio, default=0.0, metavar="P", help=text)
     group.add_argument(
         "--fault-sqs-outage",
-        type=_outage,
+        type=outage,
         metavar="START:DURATION",
         help=(
             "SendMessage/SendMessageBatch from functions raise connection errors from START to "
@@ -112,7 +113,7 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--fault-push-failure-rate",
-        type=_ratio,
+        type=ratio,
         default=0.0,
         metavar="P",
         help="the @connections endpoint answers a fraction P of POSTs with 500 (half after sending)",
@@ -131,15 +132,9 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
 
 
 def fault_options(args: argparse.Namespace) -> FaultOptions:
-    options = FaultOptions(
-        kill_rate=args.fault_kill_rate,
-        duplicate_rate=args.fault_duplicate_rate,
-        aws_error_rate=args.fault_aws_error_rate,
-        push_failure_rate=args.fault_push_failure_rate,
-        sqs_outage=args.fault_sqs_outage,
-        mutant=args.fault_mutant,
-        seed=args.fault_seed,
-    )
+    """FaultOptions from the --fault-* options: `--fault-X` sets the field X."""
+    names = [field.name for field in dataclasses.fields(FaultOptions) if field.name != "directory"]
+    options = FaultOptions(**{name: getattr(args, f"fault_{name}") for name in names})
     if args.fault_dir is not None or options.summary():
         options.directory = args.fault_dir or DEFAULT_FAULT_DIR
     return options
@@ -160,12 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--moto-port", type=int, default=0, help="embedded AWS (moto) port (default 0: free)")
     parser.add_argument(
         "--failure-rate",
-        type=_ratio,
+        type=ratio,
         help="set FAILURE_RATE of every function that has it (e.g. 0 for a run without simulated failures)",
     )
     parser.add_argument(
         "--time-scale",
-        type=_scale,
+        type=scale,
         default=1.0,
         help=(
             "scale SQS time (e.g. 0.01): queue VisibilityTimeout/DelaySeconds at provisioning and the "
@@ -278,24 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     except TemplateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    same = "http_port ws_port moto_port failure_rate time_scale region log_dir state_dir stats_file fresh"
     options = Options(
-        http_port=args.http_port,
-        ws_port=args.ws_port,
-        moto_port=args.moto_port,
-        failure_rate=args.failure_rate,
-        time_scale=args.time_scale,
+        **{name: getattr(args, name) for name in [*same.split(), "watch"]},  # named as the field
         max_concurrency=max(1, args.max_concurrency),
-        region=args.region,
-        log_dir=args.log_dir,
-        state_dir=args.state_dir,
         faults=args.fault,
         chaos=fault_options(args),
         moto_patches=not args.unpatched_moto,
-        stats_file=args.stats_file,
         dev_token_lifetime=float(args.dev_token_lifetime),
         durable=not (args.in_memory or args.unpatched_moto),  # the journal needs the patched SQS
-        fresh=args.fresh,
-        watch=args.watch,
     )
     try:
         stack = LocalStack(synthesized, options, console)

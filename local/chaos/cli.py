@@ -10,8 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from local.chaos.runner import ChaosConfig, run_chaos
-from local.cli import _ratio, _scale
-from local.faults.injection import MUTANTS, parse_outage
+from local.cli import outage, ratio, scale
+from local.faults.injection import MUTANTS
 
 DESCRIPTION = """\
 Start the local stack with faults (processing failures, worker kills, duplicate SQS deliveries,
@@ -57,11 +57,8 @@ def _moment(value: str) -> float | None:
 def _outage(value: str) -> tuple[float, float] | None:
     if value.lower() in ("none", "off", "0"):
         return None
-    try:
-        outage = parse_outage(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return outage.start, outage.duration
+    window = outage(value)
+    return window.start, window.duration
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="stages with authorizers: users, each with a token, submitting round-robin (default 4)",
     )
-    add("--failure-rate", type=_ratio, help="FAILURE_RATE")
+    add("--failure-rate", type=ratio, help="FAILURE_RATE")
     for fault in ("kill", "duplicate", "aws-error", "push-failure"):
-        add(f"--{fault}-rate", type=_ratio, help=f"--fault-{fault}-rate")
+        add(f"--{fault}-rate", type=ratio, help=f"--fault-{fault}-rate")
     add(
         "--sqs-outage",
         type=_outage,
@@ -108,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--lost-response-rate",
-        type=_ratio,
+        type=ratio,
         help="the client ignores this fraction of 202s and retries, as after a timeout (default 0.05)",
     )
     add("--mutant", choices=MUTANTS, help="run a deliberately broken processor")
@@ -120,11 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--twin-rate",
-        type=_ratio,
+        type=ratio,
         help="stages with authorizers: this fraction of the tasks gets a twin, another user's task "
         "under the same taskId, held to isolation (default 0.1)",
     )
-    add("--time-scale", type=_scale, help="default 0.01")
+    add("--time-scale", type=scale, help="default 0.01")
     add("--drain-timeout", type=float, help="seconds to wait for the drain")
     add("--frame-grace", type=float, help="seconds to wait for last frames")
     add("--seed", type=int, help="seed of the runner's and the stack's random choices")
