@@ -1,24 +1,9 @@
-"""The local token issuer: a signing key, its JWKS, OIDC discovery, and minting tokens.
+"""The local token issuer: a signing key, its JWKS, OIDC discovery, and minting tokens. What it
+serves and where, the key's file and why it is kept: docs/local-stack.md, "Authentication".
 
-A stack with authorizers (stage config `auth: jwt`) runs with a local issuer in place of the
-Cognito user pool (or of the configured external issuer): an RSA key kept in
-`<state-dir>/auth/signing-key.pem` (created on first use, mode 0600, reused by every later run
-so a token outlives a restart), published as a JWKS (RS256, `kid` = RFC 7638 thumbprint)
-at `{issuer}/.well-known/jwks.json` with `{issuer}/.well-known/openid-configuration`, where an
-authorizer function finds it by OIDC discovery exactly as it would on AWS.
-
-Tokens for a running stack, from Python (the end-to-end tests):
-
-    from local.auth.issuer import load_issuer
-    issuer = load_issuer(Path(".local-state"), stage="prod")   # the running stack's issuer
-    token = issuer.mint("alice")                                 # 1 h, aud = the app client id
-    expired = issuer.mint("bob", expires_in=-60)
-    other_audience = issuer.mint("carol", audience="someone-else")
-
-or from a shell: `python -m local.token --sub alice` (local/token.py).
-
-This module imports PyJWT and cryptography: the local stack imports it only when the
-template has authorizers.
+Tokens for a running stack: `load_issuer(...).mint(...)`, or `python -m local.token --sub alice`.
+This module imports PyJWT and cryptography: the local stack imports it only when the template has
+authorizers.
 """
 
 from __future__ import annotations
@@ -271,15 +256,3 @@ def load_issuer(
     key_file = Path(str(auth.get("keyFile") or Path(state_dir) / "auth" / KEY_FILE))
     audience = [str(item) for item in auth.get("audience", [])]
     return LocalIssuer(str(auth["issuer"]), audience, SigningKey.load(key_file))
-
-
-def mint_token(
-    state_dir: Path,
-    subject: str,
-    *,
-    stage: str | None = None,
-    stack: str | None = None,
-    **options: Any,
-) -> str:
-    """One token for `subject` from the running stack's issuer (options: `LocalIssuer.claims`)."""
-    return load_issuer(state_dir, stage=stage, stack=stack).mint(subject, **options)

@@ -1,19 +1,9 @@
-"""Authentication of a running local stack: who plays the template's token issuers.
-
-* Each `AWS::Cognito::UserPool` is a local issuer at its ProviderURL
-  (`http://127.0.0.1:<port>/_local/issuers/<pool id>`), its app clients' ids the audiences; an
-  issuer spelled as Cognito's URL (`https://cognito-idp.<region>.amazonaws.com/<pool id>`) is
-  that pool's, and function environment values equal to it are set to the local URL.
-* Each HTTP JWT authorizer whose issuer is not such a pool (a literal external issuer, e.g.
-  `https://issuer.example.com/`) gets a local issuer of its own; function environment values
-  equal to that issuer are replaced by the local issuer URL, so an authorizer function that
-  discovers the keys from its JWT_ISSUER finds the local JWKS.
-* All local issuers sign with the state directory's key (local/auth/issuer.py).
-* The HTTP JWT authorizers become validators (local/gateways/jwt_authorizer.py); the first one's issuer
-  (else the first user pool's) mints the dev token printed at start and is the one the token
-  CLI and `local.auth.issuer.load_issuer` use.
-
-Imported by the local stack only when the template has authorizers or a user pool.
+"""Who plays the template's token issuers on a running local stack (docs/local-stack.md,
+"Authentication"): each user pool is a local issuer at its ProviderURL, each JWT authorizer whose
+issuer is not such a pool gets a local issuer of its own, and function environment values equal
+to a template issuer (Cognito's URL of a pool, an external URL) become the local URL. All sign
+with the state directory's key. The first JWT authorizer's issuer (else the first pool's) mints
+the dev token and is the one `load_issuer` finds. Imported only for templates with authorizers.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from local.auth.issuer import (
     SigningKey,
     jwk_thumbprint,
     load_issuer,
-    mint_token,
 )
 
 AUDIENCE = "le2b3ty4cld8hpdelpn581k3pd"
@@ -141,7 +140,10 @@ def test_load_issuer_finds_the_running_stacks_issuer(tmp_path, key):
     assert by_stage.url == only.url == ISSUER
     assert by_stage.audience == (AUDIENCE,)
     assert jwt.decode(
-        mint_token(tmp_path, "erin", stage="auth"), key.public_key, algorithms=["RS256"], audience=AUDIENCE
+        load_issuer(tmp_path, stage="auth").mint("erin"),
+        key.public_key,
+        algorithms=["RS256"],
+        audience=AUDIENCE,
     )["sub"] == ("erin")
 
 
