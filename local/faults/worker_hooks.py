@@ -112,15 +112,8 @@ class WorkerFaults:
 
     def _effect(self, event: str, task_id: str, owner: Any, run: Any, attempt: int, **details: Any) -> None:
         """A line of effects.log: a run of the processing step ("step") or a success it committed."""
-        record = {
-            "event": event,
-            "taskId": task_id,
-            "owner": owner,
-            "run": run,
-            "attempt": attempt,
-            **details,
-        }
-        self._effects.write({**record, "pid": os.getpid(), "at": time.time()})
+        record = {"event": event, "taskId": task_id, "owner": owner, "run": run, "attempt": attempt}
+        self._effects.write({**record, **details, "pid": os.getpid(), "at": time.time()})
 
     def fired(self, fault: str, **details: Any) -> None:
         self._faults.write({"fault": fault, "function": self.function, "at": time.time(), **details})
@@ -143,20 +136,13 @@ class WorkerFaults:
                 self._windows = {}
         return self._windows
 
-    def _window_active(self, name: str) -> bool:
+    def window_open(self, name: str) -> bool:
+        """Whether the control file's window `name` (`sqsOutage`, `processingOutage`) is open now."""
         window = self._control().get(name)
         try:
             return float(window["from"]) <= time.time() < float(window["until"])  # type: ignore[index]
         except (KeyError, TypeError, ValueError):
             return False
-
-    def sqs_outage_active(self) -> bool:
-        """SQS sends from functions are refused while the control file's `sqsOutage` window is open."""
-        return self._window_active("sqsOutage")
-
-    def processing_outage_active(self) -> bool:
-        """Every processing step fails while the control file's `processingOutage` window is open."""
-        return self._window_active("processingOutage")
 
     # --- installation -----------------------------------------------------------------------
 
@@ -200,7 +186,7 @@ class WorkerFaults:
             run = getattr(task, "run", None)
             faults._state.step = None
             try:
-                if faults.processing_outage_active():
+                if faults.window_open("processingOutage"):
                     faults.fired("processing-outage", taskId=task_id, attempt=attempt)
                     raise RuntimeError("injected failure: processing outage (local fault)")
                 result = original(task, attempt, *args, **kwargs)
@@ -238,7 +224,7 @@ class WorkerFaults:
     def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
         service = event_name.split(".")[1]
         operation = _operation(event_name)
-        if service == "sqs" and operation in SQS_SENDS and self.sqs_outage_active():
+        if service == "sqs" and operation in SQS_SENDS and self.window_open("sqsOutage"):
             from botocore.exceptions import EndpointConnectionError  # noqa: PLC0415
 
             self.fired("sqs-outage", operation=operation)
