@@ -1,53 +1,12 @@
 """The chaos checker: a run's history in, the figures and the invariant violations out (report.py).
 
-Definitions (every one is an invariant: a non-zero count fails the run):
-
-* lost: an accepted task (a 202/200 was received for it) that did not end terminal: its final
-  GET is 404 or `pending`, or it is `error` but no DLQ message of it was consumed.
-* duplicated effects: a task whose processing step took effect more than once in a run, i.e.
-  more than one execution of the step returned AND had its success commit (the next
-  UpdateItem on the task, in the same worker thread) succeed (effects.log).
-* regressions: an observed status sequence that goes backwards. Two orders are checked:
-  - real time, over HTTP observations (GET /tasks/{id}, GET /tasks pages, POST answers): if a
-    request began after another had finished, the later one may not show the task `pending`
-    after a terminal status, nor the other terminal status, nor an earlier run; between
-    strongly consistent reads (GET /tasks/{id}, POST answers) not a lower version either
-    (listings read an index, which AWS updates eventually);
-  - version order, over every observation and every frame of every client: one version has
-    one status, and sorted by version the statuses never go from terminal back to `pending`
-    nor from one terminal status to the other. Frames may arrive twice or out of order; only
-    their versions matter. The final read must hold the highest version seen.
-  The runner never retries a task (POST /retry), so a run other than 1 is a regression too.
-* unexpected: a task that some GET /tasks listing showed but that no 202 accepted; and a task id
-  listed more than once in the final complete listing (a retried POST created a second task).
-* DLQ consumed vs error count: every `error` task must have had a DLQ message consumed (the
-  consumer marks it error, then the poller deletes the message). Consumed DLQ messages of tasks
-  that ended `success` are counted apart as stale (a worker died after committing the success
-  on the final attempt, or a duplicate copy failed its final attempt while the other copy
-  succeeded): the consumer acknowledges them without effect, as it must.
-* missed final frames: for every client that stayed connected from before the first submission
-  to the end, the accepted tasks (with authorizers, of its own user: the notifier pushes a
-  task's frames to its owner's connections) whose final status no frame it received showed.
-* missed final frames (reconnecting clients): the same, live or replayed, for every client that
-  dropped and came back (resuming from the cursor of the last frame it saw, `{"action":
-  "resume"}`; the clients meant to stay that the stack kill cut off too), over the tasks
-  accepted after its first cursor. A client told to `resync` (it would list again) is not held
-  to it, only counted.
-* rejected: submissions that never got a 202 (a 4xx other than 429, or given up).
-
-Isolation, on stages with authorizers (`History.auth`; each task is owned by the user who
-submitted it):
-
-* foreign frames: frames any WebSocket client, staying or churning, received of a task its user
-  does not own (another user's, or one nobody in the run submitted).
-* foreign reads: HTTP observations made with one user's token that show a task that user does
-  not own. The runner's reads with another user's token (`History.cross_reads`) must be 404s;
-  a 200 shows up here.
-* twin leaks: a share of the tasks gets a twin, another user's task submitted under the same
-  taskId (`History.twins`; its answer tells it apart). Each must be a 202 of its own user's
-  task, read back by that user with its own answer, and shown to nobody else (frame, listing,
-  GET or POST answer); a read as another user of an id that user also holds must show their own
-  task, never the other's.
+Every invariant (a non-zero count fails the run) is defined in docs/local-stack.md, "Fault
+injection and chaos runs". check() takes them one family at a time: outcomes (lost, unexpected
+and listed twice, DLQ consumed vs error count, rejected), effects (duplicated effects),
+regressions (real-time order over the HTTP reads, version order over every read and frame, the
+final read against the highest version seen), frames (missed final frames of the clients that
+stayed and of those that came back) and, on stages with authorizers (`History.auth`; a task is
+owned by the user who submitted it), isolation (foreign frames, foreign reads, twin leaks).
 """
 
 from __future__ import annotations
@@ -61,7 +20,7 @@ _STRONG_SOURCES = frozenset({"get", "post"})
 
 
 def check(history: History) -> Report:
-    """The figures and the violations of every invariant (the module docstring), one family at a time."""
+    """The figures and the violations of every invariant, one family at a time."""
     report = Report(requested=history.requested)
     report.post_attempts = sum(len(s.outcomes) for s in history.submissions.values())
     report.post_retries = sum(max(0, len(s.outcomes) - 1) for s in history.submissions.values())
@@ -149,7 +108,10 @@ def check_regressions(history: History, report: Report) -> None:
 
 
 def real_time_regression(task_id: str, observations: list[Observation]) -> Violation | None:
-    """The first regression in real-time order of the HTTP observations (the module docstring)."""
+    """The first regression in real-time order of the HTTP observations: a request that began
+    after another had finished may not show `pending` after a terminal status, the other terminal
+    status or an earlier run; between strongly consistent reads (GET /tasks/{id}, POST answers) not
+    a lower version either (listings read an index, which AWS updates eventually)."""
     by_end = sorted(observations, key=lambda o: o.ended)
     for later in sorted(observations, key=lambda o: o.started):
         for earlier in by_end:
@@ -254,7 +216,7 @@ def _foreign(kind: str, task_id: str, seen: str, owner: str | None) -> Violation
 
 
 def check_isolation(history: History, report: Report) -> None:
-    """Foreign frames and foreign reads (see the module docstring); stages with authorizers."""
+    """Foreign frames and foreign reads; stages with authorizers."""
     owners = history.owners
     report.auth = True
     report.users = len(history.users)
@@ -290,7 +252,7 @@ def check_isolation(history: History, report: Report) -> None:
 
 
 def check_twins(history: History, report: Report) -> None:
-    """Tasks under a reused id (module docstring, "reused ids")."""
+    """Twin leaks: tasks another user submitted under a run task's id."""
     report.twins = len(history.twins)
     report.twin_reads = history.twin_reads + sum(client.twin_frames for client in history.clients)
     report.twin_leaks = list(history.twin_leaks)

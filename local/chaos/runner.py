@@ -1,13 +1,6 @@
 """The chaos run: its settings (ChaosConfig) and its phases (ChaosRun.run), from the stack's start
-to the checked history (run_chaos).
-
-Stages with authorizers (`auth: jwt`) are told by the running stack's state file (its `auth`
-block, under the run's own `--state-dir`): the runner mints a token for each of `users` users
-(default 4) from the stack's local issuer. Task i is submitted by user i mod users, and every
-request about a task carries its owner's token; each WebSocket client connects with one user's
-token, by default 2 staying and 1 churning client per user.
-
-Results go to `<run dir>`: history.json, report.json, stack.log and the function logs.
+to the checked history in `<run dir>` (run_chaos). Users and clients on stages with authorizers:
+docs/local-stack.md, "Fault injection and chaos runs".
 """
 
 from __future__ import annotations
