@@ -1,9 +1,5 @@
-"""What the local stack prints once it serves: a dozen lines, then LOCAL_STACK_READY.
-
-The URLs, where the state is and what was restored from it, which code is watched, where the
-logs go, what is emulated, and one line counting what is not (the whole start report goes to
-`<state>/stacks/<stack>/report.txt`); with authorizers, the local issuer and a dev token.
-"""
+"""What the local stack prints once it serves (docs/local-stack.md shows it): a dozen lines, then
+LOCAL_STACK_READY; with authorizers, the local issuer and a dev token before it."""
 
 from __future__ import annotations
 

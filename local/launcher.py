@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "LOCAL_STACK_READY"
@@ -65,12 +64,7 @@ class LocalStackProcess:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def start(self) -> None:

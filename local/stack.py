@@ -53,6 +53,7 @@ DEPTH_INTERVAL_SECONDS = 5.0
 DEPTH_HEARTBEAT_SECONDS = 60.0
 STATS_INTERVAL_SECONDS = 1.0
 DRAIN_SECONDS = 8.0  # at stop, for the batches being processed
+DEPTHS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]  # visible, in flight
 
 
 def bind(port: int) -> socket.socket:
@@ -208,25 +209,18 @@ class LocalStack:
         issuer_routes: list[web.RouteDef],
     ) -> None:
         model, options = self.model, self.options
+        names = {lid: spec.display_name for lid, spec in model.functions.items()}
+        common = (names, self.invoke, self.console, model.pseudo.account_id)
         if http_socket is not None:
-            self.http_server = HttpApiServer(
-                model.http_apis[0],
-                self._names(),
-                self.invoke,
-                self.console,
-                model.pseudo.account_id,
-                validators=self.auth.validators if self.auth is not None else None,
-            )
+            validators = self.auth.validators if self.auth is not None else None
+            self.http_server = HttpApiServer(model.http_apis[0], *common, validators=validators)
             await self._serve(self.http_server.application(issuer_routes), http_socket)
             for extra in model.http_apis[1:]:
                 model.unsupported(f"HTTP API {extra.display_name}", "only one HTTP API is served")
         if ws_socket is not None:
             self.ws_server = WebSocketApiServer(
                 model.websocket_apis[0],
-                self._names(),
-                self.invoke,
-                self.console,
-                model.pseudo.account_id,
+                *common,
                 push_failure_rate=options.chaos.push_failure_rate,
                 dice=self._dice,
                 counters=self.fault_counters,
@@ -314,9 +308,6 @@ class LocalStack:
             replacements[f"https://{host}"] = f"http://{HOST}:{http_port}"
         return replacements
 
-    def _names(self) -> dict[str, str]:
-        return {lid: spec.display_name for lid, spec in self.model.functions.items()}
-
     async def _serve(self, app: web.Application, sock: socket.socket) -> None:
         # auto_decompress off: API Gateway passes a Content-Encoding body through untouched (aiohttp
         # would inflate it, or answer a text/plain 500 when it is not what the header says).
@@ -329,12 +320,8 @@ class LocalStack:
     async def invoke(self, function_id: str, event: Any) -> InvocationResult:
         pool = self.pools.get(function_id)
         if pool is None:
-            return InvocationResult(
-                "error",
-                0.0,
-                "-",
-                error={"errorType": "LocalStack", "errorMessage": "function cannot run locally"},
-            )
+            error = {"errorType": "LocalStack", "errorMessage": "function cannot run locally"}
+            return InvocationResult("error", 0.0, "-", error=error)
         return await pool.invoke(event)
 
     # --- chaos (local/faults/injection.py) -------------------------------------------------
@@ -391,22 +378,11 @@ class LocalStack:
             parts = []
             try:
                 for queue in queues:
-                    response = await aws.sqs(
-                        "GetQueueAttributes",
-                        {
-                            "QueueUrl": values.queue_url(queue.logical_id),
-                            "AttributeNames": [
-                                "ApproximateNumberOfMessages",
-                                "ApproximateNumberOfMessagesNotVisible",
-                            ],
-                        },
-                    )
-                    attributes = response.get("Attributes", {})
+                    request = {"QueueUrl": values.queue_url(queue.logical_id), "AttributeNames": DEPTHS}
+                    attributes = (await aws.sqs("GetQueueAttributes", request)).get("Attributes", {})
+                    visible, in_flight = (attributes.get(name, "?") for name in DEPTHS)
                     label = f"{queue.display_name}{' (DLQ)' if queue.is_dead_letter_queue else ''}"
-                    parts.append(
-                        f"{label} {attributes.get('ApproximateNumberOfMessages', '?')} visible"
-                        f" + {attributes.get('ApproximateNumberOfMessagesNotVisible', '?')} in flight"
-                    )
+                    parts.append(f"{label} {visible} visible + {in_flight} in flight")
             except asyncio.CancelledError:
                 raise
             except EmulatorRestarting:

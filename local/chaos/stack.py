@@ -178,13 +178,9 @@ class ChaosStack:
                 os.killpg(old.process.pid, signal.SIGKILL)
             await loop.run_in_executor(None, old.stop)
             self.earlier_output.append(old.text() + "=== the whole stack killed (SIGKILL) ===\n")
-            ports = [
-                "--http-port",
-                str(urlparse(old.http_url).port),
-                "--ws-port",
-                str(urlparse(old.ws_url).port),
-            ]
-            new = LocalStackProcess([*self.arguments, *ports], start_timeout=START_TIMEOUT)
+            http, ws = urlparse(old.http_url).port, urlparse(old.ws_url).port  # the same ports again
+            arguments = [*self.arguments, "--http-port", str(http), "--ws-port", str(ws)]
+            new = LocalStackProcess(arguments, start_timeout=START_TIMEOUT)
             try:
                 await loop.run_in_executor(None, new.start)
             finally:
