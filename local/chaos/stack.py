@@ -46,7 +46,9 @@ START_TIMEOUT = 180.0
 def stack_arguments(config: ChaosConfig, run_dir: Path) -> list[str]:
     """`python -m local` options of the run's stack: the run's own fault, log and state
     directories (its state file tells whether the stack has authorizers)."""
-    source = ["--template", str(config.template)] if config.template else ["--cdk-out", str(config.cdk_out)]
+    arguments = (
+        ["--template", str(config.template)] if config.template else ["--cdk-out", str(config.cdk_out)]
+    )
     options: dict[str, object] = {
         "--stage": config.stage,
         "--time-scale": config.time_scale,
@@ -63,12 +65,9 @@ def stack_arguments(config: ChaosConfig, run_dir: Path) -> list[str]:
         "--fault-mutant": config.mutant or None,
         "--fault-seed": config.seed,
     }
-    arguments = list(source)
     for option, value in options.items():
-        if value is True:
-            arguments.append(option)
-        elif value is not None:
-            arguments += [option, str(value)]
+        if value is not None:
+            arguments += [option] if value is True else [option, str(value)]
     return arguments
 
 
