@@ -15,9 +15,7 @@ from its state, e.g. restarted in the middle of a chaos run, appends to them):
   consumed.log  JSON lines from the stack, one per dead-letter message its consumer processed,
                 written before the message is deleted: {"queue", "body"} (a message processed
                 twice appears twice; a kill of the stack loses none)
-  stats.json    the stack's counters (invocations and deletes per SQS mapping, duplicates
-                delivered, push failures, worker exits, skipped stream records, invocations and
-                handler ms per function, @connections POSTs), rewritten every second and at stop
+  stats.json    the stack's counters (LocalStack.write_stats), rewritten every second and at stop
                 (also written without faults to `--stats-file`)
 """
 

@@ -23,17 +23,9 @@ import time
 from typing import Any
 
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
-SQS_WRITES = frozenset(
-    {
-        "SendMessage",
-        "SendMessageBatch",
-        "DeleteMessage",
-        "DeleteMessageBatch",
-        "ChangeMessageVisibility",
-        "ChangeMessageVisibilityBatch",
-    }
-)
 SQS_SENDS = frozenset({"SendMessage", "SendMessageBatch"})
+SQS_WRITES = SQS_SENDS | {"DeleteMessage", "DeleteMessageBatch"}
+SQS_WRITES |= {"ChangeMessageVisibility", "ChangeMessageVisibilityBatch"}
 AFTER_WRITE_SHARE = 0.25  # of the injected API errors: raised after the write was applied
 _COMMIT_KEY = "local_chaos_commit"
 _MUTANT_KEY_NAME = "#localChaosKey"
