@@ -68,8 +68,6 @@ class LocalStackProcess:
         self.stop()
 
     def start(self) -> None:
-        environment = dict(os.environ)
-        environment["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments from the caller
             self.arguments,
             cwd=self.cwd,
@@ -77,7 +75,7 @@ class LocalStackProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=environment,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,  # --parent-pid: it dies with the test run / benchmark
         )
         self._reader = threading.Thread(target=self._read, daemon=True)

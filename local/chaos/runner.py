@@ -255,18 +255,16 @@ class ChaosRun:
             self.history.final_list = [str(item["taskId"]) for item in listing]
         semaphore = asyncio.Semaphore(8)
 
-        async def final(task_id: str) -> None:
+        async def final(task_id: str, twin: Twin | None = None) -> None:
             async with semaphore:
-                status, body = await frontend.get_task(task_id, attempts=30)
+                status, body = await frontend.get_task(task_id, attempts=30, twin=twin)
+            if twin is None:
                 self.history.final[task_id] = body if status == 200 else None
-
-        async def final_twin(twin: Twin) -> None:
-            async with semaphore:
-                status, body = await frontend.get_task(twin.task_id, attempts=30, twin=twin)
+            else:
                 twin.final = body if status == 200 and isinstance(body, dict) else None
 
         await asyncio.gather(*(final(task_id) for task_id in self.recorder.accepted))
-        await asyncio.gather(*(final_twin(twin) for twin in self.history.twins.values() if twin.accepted))
+        await asyncio.gather(*(final(t.task_id, t) for t in self.history.twins.values() if t.accepted))
         self.history.queue_depth, self.history.dlq_depth = await self.stack.depths()
 
 
