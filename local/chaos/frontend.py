@@ -63,7 +63,7 @@ def next_link(header: str | None) -> str | None:
 class Frontend:
     config: ChaosConfig
     session: aiohttp.ClientSession
-    stack: ChaosStack  # its http_url (the same after a restart)
+    stack: ChaosStack  # its process's http_url (the same after a restart)
     recorder: Recorder
     tokens: dict[str, str]  # user -> token (stages with authorizers)
     rng: random.Random
@@ -83,7 +83,7 @@ class Frontend:
         self, method: str, path: str, body: Any = None, timeout: float = 15.0, user: str | None = None
     ) -> Response:
         token = self.tokens.get(user) if user is not None else None
-        url = path if path.startswith("http") else self.stack.http_url + path
+        url = path if path.startswith("http") else self.stack.process.http_url + path
         started = time.time()
         try:
             async with self.session.request(

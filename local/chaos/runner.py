@@ -182,7 +182,7 @@ class ChaosRun:
             history = ClientHistory(name=name, stays=stays, user=user)
             self.history.clients.append(history)
             token = self.tokens.get(user) if user is not None else None
-            url = f"{self.stack.ws_url}?{urlencode({'token': token})}" if token else self.stack.ws_url
+            url = self.stack.process.ws_url + (f"?{urlencode({'token': token})}" if token else "")
             rng = random.Random(self.rng.random())
             clients.append(
                 WsClient(history, url, rng, self.recorder, self.stack, self.stopping, self.config.resume)

@@ -89,18 +89,10 @@ class ChaosStack:
         self._faults_offset = 0
         self._fault_counts: Counter[str] = Counter()
 
-    @property
-    def http_url(self) -> str:
-        return self.process.http_url
-
-    @property
-    def ws_url(self) -> str:
-        return self.process.ws_url
-
     def start(self) -> None:
         self.echo(f"starting the local stack: python -m local {' '.join(self.arguments)}")
         self.process.start()
-        self.echo(f"ready: {self.http_url} {self.ws_url}")
+        self.echo(f"ready: {self.process.http_url} {self.process.ws_url}")
 
     def stop(self) -> None:
         self.process.stop()
