@@ -20,6 +20,7 @@ from infra.lambda_function import (
     stream_batching_window,
 )
 from infra.task_queue import TaskQueue
+from infra.task_table import task_table_environment
 from taskflow import env_vars
 
 # Task statuses as stored in the table (SPEC data model); used by the enqueue filter.
@@ -99,8 +100,7 @@ class TaskPipeline(Construct):
             timeout_seconds=stage.processor_timeout_seconds,
             reserved_concurrency=stage.processor_reserved_concurrency,
             environment={
-                env_vars.TASK_TABLE_NAME: task_table.table_name,
-                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+                **task_table_environment(task_table, stage),
                 env_vars.TASK_QUEUE_URL: queue.queue_url,
                 env_vars.FAILURE_RATE: str(stage.failure_rate),
                 env_vars.FAILURE_SEED: "",
@@ -139,8 +139,7 @@ class TaskPipeline(Construct):
             handler="taskflow.handlers.dlq_consumer.handler",
             timeout_seconds=stage.processor_timeout_seconds,
             environment={
-                env_vars.TASK_TABLE_NAME: task_table.table_name,
-                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+                **task_table_environment(task_table, stage),
                 env_vars.MAX_RECEIVE_COUNT: str(stage.max_receive_count),
             },
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_dynamodb as dynamodb
@@ -16,6 +18,7 @@ from infra.auth import Auth
 from infra.data_key import allow_table
 from infra.lambda_function import LambdaDefaults, TaskFunction, stream_batching_window
 from infra.retention import log_group
+from infra.task_table import allow_listing, task_table_environment
 from taskflow import auth_contract, env_vars, table_schema
 
 ACCESS_LOG_FIELDS = {
@@ -81,13 +84,11 @@ class WebSocketApi(Construct):
         # token expired (stages with authorizers only).
         self.connection_methods: tuple[str, ...] = ("POST", "DELETE") if auth else ("POST",)
 
-        self.connect = TaskFunction(
-            self,
+        self.connect = self._route_function(
+            defaults,
             "WsConnectFunction",
-            defaults=defaults,
-            handler="taskflow.handlers.ws_connect.handler",
-            timeout_seconds=stage.api_timeout_seconds,
-            environment={
+            "taskflow.handlers.ws_connect.handler",
+            {
                 **connections_env,
                 env_vars.CONNECTION_TTL_SECONDS: str(stage.connection_ttl_seconds),
                 **auth_env,
@@ -95,25 +96,16 @@ class WebSocketApi(Construct):
         )
         _allow(self.connect, connection_table, "dynamodb:PutItem")
 
-        self.disconnect = TaskFunction(
-            self,
-            "WsDisconnectFunction",
-            defaults=defaults,
-            handler="taskflow.handlers.ws_disconnect.handler",
-            timeout_seconds=stage.api_timeout_seconds,
-            environment=connections_env,
+        self.disconnect = self._route_function(
+            defaults, "WsDisconnectFunction", "taskflow.handlers.ws_disconnect.handler", connections_env
         )
         _allow(self.disconnect, connection_table, "dynamodb:DeleteItem")
 
         # Answers client frames ({"action": "ping"} -> pong, "resume" -> the missed frames (its
         # environment and grants are added below, once the stage's @connections URL exists),
         # anything else -> error frame).
-        self.default = TaskFunction(
-            self,
-            "WsDefaultFunction",
-            defaults=defaults,
-            handler="taskflow.handlers.ws_default.handler",
-            timeout_seconds=stage.api_timeout_seconds,
+        self.default = self._route_function(
+            defaults, "WsDefaultFunction", "taskflow.handlers.ws_default.handler"
         )
 
         self.api = apigwv2.WebSocketApi(
@@ -195,25 +187,34 @@ class WebSocketApi(Construct):
         # {"action": "resume"} on $default replays the changes a reconnecting client missed
         # (taskflow.services.resume): it reads the caller's tasks and posts frames, like the notifier.
         for name, value in {
-            env_vars.TASK_TABLE_NAME: task_table.table_name,
-            env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+            **task_table_environment(task_table, stage),
             env_vars.WEBSOCKET_CALLBACK_URL: self.stage.callback_url,
             env_vars.RESUME_MAX_CHANGES: str(stage.resume_max_changes),
             env_vars.RESUME_WINDOW_SECONDS: str(stage.resume_window_seconds),
             **auth_env,
         }.items():
             self.default.function.add_environment(name, value)
-        allow_table(
-            self.default.role,
-            task_table,
-            ["dynamodb:Query"],
-            [
-                f"{task_table.table_arn}/index/{index}"
-                for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
-            ],
-        )
+        allow_listing(self.default.role, task_table)
         _allow(self.default, task_table, "dynamodb:BatchGetItem")
         self._allow_posts(self.default)
+
+    def _route_function(
+        self,
+        defaults: LambdaDefaults,
+        construct_id: str,
+        handler: str,
+        environment: Mapping[str, str] | None = None,
+    ) -> TaskFunction:
+        """The function behind one of the API's routes ($connect, $disconnect, $default): API
+        Gateway waits for it, so it has the stage's API timeout."""
+        return TaskFunction(
+            self,
+            construct_id,
+            defaults=defaults,
+            handler=handler,
+            timeout_seconds=defaults.stage.api_timeout_seconds,
+            environment=environment,
+        )
 
     def _allow_posts(self, function: TaskFunction) -> None:
         """execute-api:ManageConnections on this stage's @connections: POST (post_to_connection),
