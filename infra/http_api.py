@@ -11,7 +11,7 @@ from constructs import Construct
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
 from infra.data_key import allow_table
-from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list, flag
+from infra.lambda_function import LambdaDefaults, api_function, comma_list, flag
 from infra.retention import log_group
 from infra.task_table import allow_listing, task_table_environment
 from taskflow import auth_contract, env_vars
@@ -62,12 +62,11 @@ class HttpApi(Construct):
 
         # One function behind a Powertools resolver for every route: one cold-start pool and
         # shared warm containers instead of four small ones, and the routing is tested in-process.
-        self.handler = TaskFunction(
+        self.handler = api_function(
             self,
             "HttpApiFunction",
             defaults=defaults,
             handler="taskflow.handlers.http_api.handler",
-            timeout_seconds=stage.api_timeout_seconds,
             environment={
                 **task_table_environment(task_table, stage),
                 env_vars.CORS_ORIGINS: comma_list(stage.cors_origins),

@@ -103,6 +103,28 @@ class TaskFunction(Construct):
         cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
 
 
+def api_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    defaults: LambdaDefaults,
+    handler: str,
+    environment: Mapping[str, str] | None = None,
+    layers: Sequence[lambda_.ILayerVersion] = (),
+) -> TaskFunction:
+    """A function API Gateway invokes and waits for (an HTTP route, a WebSocket route, an
+    authorizer): it gets the stage's API timeout, which stays under API Gateway's 29 s."""
+    return TaskFunction(
+        scope,
+        construct_id,
+        defaults=defaults,
+        handler=handler,
+        timeout_seconds=defaults.stage.api_timeout_seconds,
+        environment=environment,
+        layers=layers,
+    )
+
+
 def only_event_source_mapping(function: lambda_.Function) -> lambda_.CfnEventSourceMapping:
     """The L1 mapping of a function that has exactly one event source (for properties L2 cannot set)."""
     mappings = [child for child in function.node.children if isinstance(child, lambda_.EventSourceMapping)]

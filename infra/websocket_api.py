@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aws_cdk import Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_dynamodb as dynamodb
@@ -16,7 +14,7 @@ from constructs import Construct
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
 from infra.data_key import allow_table
-from infra.lambda_function import LambdaDefaults, TaskFunction, stream_batching_window
+from infra.lambda_function import LambdaDefaults, TaskFunction, api_function, stream_batching_window
 from infra.retention import log_group
 from infra.task_table import allow_listing, task_table_environment
 from taskflow import auth_contract, env_vars, table_schema
@@ -84,11 +82,12 @@ class WebSocketApi(Construct):
         # token expired (stages with authorizers only).
         self.connection_methods: tuple[str, ...] = ("POST", "DELETE") if auth else ("POST",)
 
-        self.connect = self._route_function(
-            defaults,
+        self.connect = api_function(
+            self,
             "WsConnectFunction",
-            "taskflow.handlers.ws_connect.handler",
-            {
+            defaults=defaults,
+            handler="taskflow.handlers.ws_connect.handler",
+            environment={
                 **connections_env,
                 env_vars.CONNECTION_TTL_SECONDS: str(stage.connection_ttl_seconds),
                 **auth_env,
@@ -96,16 +95,20 @@ class WebSocketApi(Construct):
         )
         _allow(self.connect, connection_table, "dynamodb:PutItem")
 
-        self.disconnect = self._route_function(
-            defaults, "WsDisconnectFunction", "taskflow.handlers.ws_disconnect.handler", connections_env
+        self.disconnect = api_function(
+            self,
+            "WsDisconnectFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.ws_disconnect.handler",
+            environment=connections_env,
         )
         _allow(self.disconnect, connection_table, "dynamodb:DeleteItem")
 
         # Answers client frames ({"action": "ping"} -> pong, "resume" -> the missed frames (its
         # environment and grants are added below, once the stage's @connections URL exists),
         # anything else -> error frame).
-        self.default = self._route_function(
-            defaults, "WsDefaultFunction", "taskflow.handlers.ws_default.handler"
+        self.default = api_function(
+            self, "WsDefaultFunction", defaults=defaults, handler="taskflow.handlers.ws_default.handler"
         )
 
         self.api = apigwv2.WebSocketApi(
@@ -197,24 +200,6 @@ class WebSocketApi(Construct):
         allow_listing(self.default.role, task_table)
         _allow(self.default, task_table, "dynamodb:BatchGetItem")
         self._allow_posts(self.default)
-
-    def _route_function(
-        self,
-        defaults: LambdaDefaults,
-        construct_id: str,
-        handler: str,
-        environment: Mapping[str, str] | None = None,
-    ) -> TaskFunction:
-        """The function behind one of the API's routes ($connect, $disconnect, $default): API
-        Gateway waits for it, so it has the stage's API timeout."""
-        return TaskFunction(
-            self,
-            construct_id,
-            defaults=defaults,
-            handler=handler,
-            timeout_seconds=defaults.stage.api_timeout_seconds,
-            environment=environment,
-        )
 
     def _allow_posts(self, function: TaskFunction) -> None:
         """execute-api:ManageConnections on this stage's @connections: POST (post_to_connection),
