@@ -17,7 +17,7 @@ from infra.lambda_function import (
     TaskFunction,
     flag,
     only_event_source_mapping,
-    stream_batching_window,
+    stream_source,
 )
 from infra.task_queue import TaskQueue
 from infra.task_table import task_table_environment
@@ -74,16 +74,11 @@ class TaskPipeline(Construct):
             environment={env_vars.TASK_QUEUE_URL: queue.queue_url},
         )
         self.enqueue.function.add_event_source(
-            sources.DynamoEventSource(
+            stream_source(
                 task_table,
-                # TRIM_HORIZON: a task written between table and mapping creation is still enqueued.
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                stage,
                 batch_size=stage.enqueue_batch_size,
-                max_batching_window=stream_batching_window(stage),
                 retry_attempts=ENQUEUE_RETRY_ATTEMPTS,
-                # Bisect isolates the failing records of a batch; partial batch responses retry only them.
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
                 filters=ENQUEUE_FILTERS,
             )
         )

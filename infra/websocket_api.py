@@ -7,14 +7,13 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
 from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
 from infra.data_key import allow_table
-from infra.lambda_function import LambdaDefaults, TaskFunction, api_function, stream_batching_window
+from infra.lambda_function import LambdaDefaults, TaskFunction, api_function, stream_source
 from infra.retention import log_group
 from infra.task_table import allow_listing, task_table_environment
 from taskflow import auth_contract, env_vars, table_schema
@@ -162,14 +161,11 @@ class WebSocketApi(Construct):
             },
         )
         self.notifier.function.add_event_source(
-            sources.DynamoEventSource(
+            stream_source(
                 task_table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                stage,
                 batch_size=stage.notifier_batch_size,
-                max_batching_window=stream_batching_window(stage),
                 retry_attempts=stage.notifier_retry_attempts,
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
                 filters=NOTIFY_FILTERS,
             )
         )
