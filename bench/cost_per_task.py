@@ -73,8 +73,8 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 import aiohttp
-import websockets
 
+from bench.local_throughput import websocket_frames
 from local.chaos.history import TERMINAL
 from local.launcher import LocalStackProcess
 from local.metering.capacity import item_size, read_units_for, write_units_for
@@ -396,17 +396,14 @@ class Client:
             raise RuntimeError("the WebSocket handshake did not complete in 60 s")
 
     async def _run(self, url: str, connected: asyncio.Event) -> None:
-        async with websockets.connect(url, max_size=2**20) as socket:
-            connected.set()
-            async for raw in socket:
-                self.frames += 1
-                frame = json.loads(raw)
-                task_id = str(frame.get("taskId") or "")
-                if self.user is not None and task_id and task_id not in self.owned:
-                    self.foreign_frames += 1
-                if frame.get("status") in TERMINAL and task_id:
-                    self.final.setdefault(task_id, str(frame["status"]))
-                    self._changed.set()
+        async for frame in websocket_frames(url, connected):
+            self.frames += 1
+            task_id = str(frame.get("taskId") or "")
+            if self.user is not None and task_id and task_id not in self.owned:
+                self.foreign_frames += 1
+            if frame.get("status") in TERMINAL and task_id:
+                self.final.setdefault(task_id, str(frame["status"]))
+                self._changed.set()
 
     async def wait_for(self, task_ids: Iterable[str], deadline: float) -> bool:
         wanted = set(task_ids)

@@ -33,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import websockets
@@ -62,6 +63,14 @@ class BurstResult:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+async def websocket_frames(url: str, connected: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
+    """The decoded frames of one WebSocket connection to `url`; `connected` is set once it is open."""
+    async with websockets.connect(url, max_size=2**20) as socket:
+        connected.set()
+        async for raw in socket:
+            yield json.loads(raw)
+
+
 class FrameCollector:
     """Records when each task's final frame arrives on one WebSocket connection."""
 
@@ -71,17 +80,14 @@ class FrameCollector:
         self._waiters: dict[str, asyncio.Future[None]] = {}
 
     async def run(self, url: str, connected: asyncio.Event) -> None:
-        async with websockets.connect(url, max_size=2**20) as socket:
-            connected.set()
-            async for raw in socket:
-                self.frames += 1
-                frame = json.loads(raw)
-                task_id = frame.get("taskId")
-                if frame.get("status") in FINAL and task_id and task_id not in self.final_at:
-                    self.final_at[task_id] = time.perf_counter()
-                    waiter = self._waiters.pop(task_id, None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
+        async for frame in websocket_frames(url, connected):
+            self.frames += 1
+            task_id = frame.get("taskId")
+            if frame.get("status") in FINAL and task_id and task_id not in self.final_at:
+                self.final_at[task_id] = time.perf_counter()
+                waiter = self._waiters.pop(task_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     def wait_for(self, task_id: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk.aws_apigatewayv2_authorizers import HttpJwtAuthorizer, WebSocketLambdaAuthorizer
 from constructs import Construct
 
-from infra.lambda_function import ASSET_EXCLUDE, LambdaDefaults, TaskFunction, comma_list
+from infra.lambda_function import ASSET_EXCLUDE, LambdaDefaults, api_function, comma_list
 from infra.retention import removal_policy
 from taskflow import auth_contract, env_vars
 
@@ -88,12 +88,11 @@ class Auth(Construct):
         )
         # Verifies the same token as the HTTP authorizer and hands its sub to $connect as the owner.
         # Its role holds only its own log group: the issuer's keys are fetched over public HTTPS.
-        self.ws_authorizer_function = TaskFunction(
+        self.ws_authorizer_function = api_function(
             self,
             "WsAuthorizerFunction",
             defaults=defaults,
             handler="taskflow.handlers.ws_authorizer.handler",
-            timeout_seconds=stage.api_timeout_seconds,
             environment={
                 env_vars.JWT_ISSUER: self.issuer,
                 env_vars.JWT_AUDIENCE: comma_list(self.audience),

@@ -11,9 +11,10 @@ from constructs import Construct
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
 from infra.data_key import allow_table
-from infra.lambda_function import LambdaDefaults, TaskFunction, comma_list, flag
+from infra.lambda_function import LambdaDefaults, api_function, comma_list, flag
 from infra.retention import log_group
-from taskflow import auth_contract, env_vars, table_schema
+from infra.task_table import allow_listing, task_table_environment
+from taskflow import auth_contract, env_vars
 
 # The API's own OpenAPI document, served by the function (taskflow.api.openapi; docs/openapi.json).
 OPENAPI_DOCUMENT_PATH = "/openapi.json"
@@ -61,15 +62,13 @@ class HttpApi(Construct):
 
         # One function behind a Powertools resolver for every route: one cold-start pool and
         # shared warm containers instead of four small ones, and the routing is tested in-process.
-        self.handler = TaskFunction(
+        self.handler = api_function(
             self,
             "HttpApiFunction",
             defaults=defaults,
             handler="taskflow.handlers.http_api.handler",
-            timeout_seconds=stage.api_timeout_seconds,
             environment={
-                env_vars.TASK_TABLE_NAME: task_table.table_name,
-                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+                **task_table_environment(task_table, stage),
                 env_vars.CORS_ORIGINS: comma_list(stage.cors_origins),
                 env_vars.CORS_HEADERS: comma_list(stage.cors_headers),
                 env_vars.ALLOW_FAULT_INJECTION: flag(stage.allow_fault_injection),
@@ -83,15 +82,7 @@ class HttpApi(Construct):
             ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem"],
             [task_table.table_arn],
         )
-        # Listing queries the list indexes, named one by one (no index/* wildcard). With auth, the
-        # caller's scope is in every key condition (TaskRepository.list_page).
-        list_indexes = (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
-        allow_table(
-            self.handler.role,
-            task_table,
-            ["dynamodb:Query"],
-            [f"{task_table.table_arn}/index/{index}" for index in list_indexes],
-        )
+        allow_listing(self.handler.role, task_table)
 
         self.api = apigwv2.HttpApi(
             self,

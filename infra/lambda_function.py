@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -103,6 +106,28 @@ class TaskFunction(Construct):
         cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
 
 
+def api_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    defaults: LambdaDefaults,
+    handler: str,
+    environment: Mapping[str, str] | None = None,
+    layers: Sequence[lambda_.ILayerVersion] = (),
+) -> TaskFunction:
+    """A function API Gateway invokes and waits for (an HTTP route, a WebSocket route, an
+    authorizer): it gets the stage's API timeout, which stays under API Gateway's 29 s."""
+    return TaskFunction(
+        scope,
+        construct_id,
+        defaults=defaults,
+        handler=handler,
+        timeout_seconds=defaults.stage.api_timeout_seconds,
+        environment=environment,
+        layers=layers,
+    )
+
+
 def only_event_source_mapping(function: lambda_.Function) -> lambda_.CfnEventSourceMapping:
     """The L1 mapping of a function that has exactly one event source (for properties L2 cannot set)."""
     mappings = [child for child in function.node.children if isinstance(child, lambda_.EventSourceMapping)]
@@ -112,11 +137,30 @@ def only_event_source_mapping(function: lambda_.Function) -> lambda_.CfnEventSou
     return cfn_mapping
 
 
-def stream_batching_window(stage: StageConfig) -> Duration | None:
-    """The stream mappings' batching window (stage `stream_batching_window_seconds`); None when 0, so
-    the template keeps Lambda's default (no window) instead of stating it."""
-    seconds = stage.stream_batching_window_seconds
-    return Duration.seconds(seconds) if seconds else None
+def stream_source(
+    table: dynamodb.ITable,
+    stage: StageConfig,
+    *,
+    batch_size: int,
+    retry_attempts: int,
+    filters: Sequence[Mapping[str, Any]],
+) -> sources.DynamoEventSource:
+    """A mapping from the table's stream, as every stream consumer reads it: from TRIM_HORIZON (a
+    record written between table and mapping creation is still read), bisecting a failing batch and
+    retrying only the records the partial batch response names. The batching window is the stage's
+    `stream_batching_window_seconds`; none when 0, so the template keeps Lambda's default instead
+    of stating it."""
+    window = stage.stream_batching_window_seconds
+    return sources.DynamoEventSource(
+        table,
+        starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+        batch_size=batch_size,
+        max_batching_window=Duration.seconds(window) if window else None,
+        retry_attempts=retry_attempts,
+        bisect_batch_on_error=True,
+        report_batch_item_failures=True,
+        filters=filters,
+    )
 
 
 def flag(value: bool) -> str:

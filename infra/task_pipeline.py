@@ -17,9 +17,10 @@ from infra.lambda_function import (
     TaskFunction,
     flag,
     only_event_source_mapping,
-    stream_batching_window,
+    stream_source,
 )
 from infra.task_queue import TaskQueue
+from infra.task_table import task_table_environment
 from taskflow import env_vars
 
 # Task statuses as stored in the table (SPEC data model); used by the enqueue filter.
@@ -73,16 +74,11 @@ class TaskPipeline(Construct):
             environment={env_vars.TASK_QUEUE_URL: queue.queue_url},
         )
         self.enqueue.function.add_event_source(
-            sources.DynamoEventSource(
+            stream_source(
                 task_table,
-                # TRIM_HORIZON: a task written between table and mapping creation is still enqueued.
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                stage,
                 batch_size=stage.enqueue_batch_size,
-                max_batching_window=stream_batching_window(stage),
                 retry_attempts=ENQUEUE_RETRY_ATTEMPTS,
-                # Bisect isolates the failing records of a batch; partial batch responses retry only them.
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
                 filters=ENQUEUE_FILTERS,
             )
         )
@@ -99,8 +95,7 @@ class TaskPipeline(Construct):
             timeout_seconds=stage.processor_timeout_seconds,
             reserved_concurrency=stage.processor_reserved_concurrency,
             environment={
-                env_vars.TASK_TABLE_NAME: task_table.table_name,
-                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+                **task_table_environment(task_table, stage),
                 env_vars.TASK_QUEUE_URL: queue.queue_url,
                 env_vars.FAILURE_RATE: str(stage.failure_rate),
                 env_vars.FAILURE_SEED: "",
@@ -139,8 +134,7 @@ class TaskPipeline(Construct):
             handler="taskflow.handlers.dlq_consumer.handler",
             timeout_seconds=stage.processor_timeout_seconds,
             environment={
-                env_vars.TASK_TABLE_NAME: task_table.table_name,
-                env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+                **task_table_environment(task_table, stage),
                 env_vars.MAX_RECEIVE_COUNT: str(stage.max_receive_count),
             },
         )

@@ -4,15 +4,18 @@ stream drives everything downstream (enqueue, notify)."""
 from __future__ import annotations
 
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.data_key import table_encryption
+from infra.data_key import allow_table, table_encryption
 from infra.retention import removal_policy
-from taskflow import table_schema
+from taskflow import env_vars, table_schema
 
 _STRING = dynamodb.AttributeType.STRING
+# The indexes a listing Queries (taskflow.repositories.index_pages).
+LIST_INDEXES = (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
 
 
 class TaskTable(Construct):
@@ -53,3 +56,20 @@ class TaskTable(Construct):
             sort_key=dynamodb.Attribute(name=table_schema.TASKS_BY_FINISHED_SK, type=_STRING),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+
+
+def task_table_environment(table: dynamodb.ITable, stage: StageConfig) -> dict[str, str]:
+    """What every function that reads or writes tasks is told: the table and its listing shards
+    (taskflow.settings reads them together)."""
+    return {
+        env_vars.TASK_TABLE_NAME: table.table_name,
+        env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+    }
+
+
+def allow_listing(role: iam.IRole, table: dynamodb.ITable) -> None:
+    """Query on the list indexes, named one by one (no index/* wildcard). With auth, the caller's
+    scope is in every key condition (TaskRepository.list_page)."""
+    allow_table(
+        role, table, ["dynamodb:Query"], [f"{table.table_arn}/index/{index}" for index in LIST_INDEXES]
+    )

@@ -7,15 +7,15 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
 from constructs import Construct
 
 from infra.access_logs import JsonAccessLogSettings
 from infra.auth import Auth
 from infra.data_key import allow_table
-from infra.lambda_function import LambdaDefaults, TaskFunction, stream_batching_window
+from infra.lambda_function import LambdaDefaults, TaskFunction, api_function, stream_source
 from infra.retention import log_group
+from infra.task_table import allow_listing, task_table_environment
 from taskflow import auth_contract, env_vars, table_schema
 
 ACCESS_LOG_FIELDS = {
@@ -81,12 +81,11 @@ class WebSocketApi(Construct):
         # token expired (stages with authorizers only).
         self.connection_methods: tuple[str, ...] = ("POST", "DELETE") if auth else ("POST",)
 
-        self.connect = TaskFunction(
+        self.connect = api_function(
             self,
             "WsConnectFunction",
             defaults=defaults,
             handler="taskflow.handlers.ws_connect.handler",
-            timeout_seconds=stage.api_timeout_seconds,
             environment={
                 **connections_env,
                 env_vars.CONNECTION_TTL_SECONDS: str(stage.connection_ttl_seconds),
@@ -95,12 +94,11 @@ class WebSocketApi(Construct):
         )
         _allow(self.connect, connection_table, "dynamodb:PutItem")
 
-        self.disconnect = TaskFunction(
+        self.disconnect = api_function(
             self,
             "WsDisconnectFunction",
             defaults=defaults,
             handler="taskflow.handlers.ws_disconnect.handler",
-            timeout_seconds=stage.api_timeout_seconds,
             environment=connections_env,
         )
         _allow(self.disconnect, connection_table, "dynamodb:DeleteItem")
@@ -108,12 +106,8 @@ class WebSocketApi(Construct):
         # Answers client frames ({"action": "ping"} -> pong, "resume" -> the missed frames (its
         # environment and grants are added below, once the stage's @connections URL exists),
         # anything else -> error frame).
-        self.default = TaskFunction(
-            self,
-            "WsDefaultFunction",
-            defaults=defaults,
-            handler="taskflow.handlers.ws_default.handler",
-            timeout_seconds=stage.api_timeout_seconds,
+        self.default = api_function(
+            self, "WsDefaultFunction", defaults=defaults, handler="taskflow.handlers.ws_default.handler"
         )
 
         self.api = apigwv2.WebSocketApi(
@@ -167,14 +161,11 @@ class WebSocketApi(Construct):
             },
         )
         self.notifier.function.add_event_source(
-            sources.DynamoEventSource(
+            stream_source(
                 task_table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                stage,
                 batch_size=stage.notifier_batch_size,
-                max_batching_window=stream_batching_window(stage),
                 retry_attempts=stage.notifier_retry_attempts,
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
                 filters=NOTIFY_FILTERS,
             )
         )
@@ -195,23 +186,14 @@ class WebSocketApi(Construct):
         # {"action": "resume"} on $default replays the changes a reconnecting client missed
         # (taskflow.services.resume): it reads the caller's tasks and posts frames, like the notifier.
         for name, value in {
-            env_vars.TASK_TABLE_NAME: task_table.table_name,
-            env_vars.TASK_LIST_SHARDS: str(stage.task_list_shards),
+            **task_table_environment(task_table, stage),
             env_vars.WEBSOCKET_CALLBACK_URL: self.stage.callback_url,
             env_vars.RESUME_MAX_CHANGES: str(stage.resume_max_changes),
             env_vars.RESUME_WINDOW_SECONDS: str(stage.resume_window_seconds),
             **auth_env,
         }.items():
             self.default.function.add_environment(name, value)
-        allow_table(
-            self.default.role,
-            task_table,
-            ["dynamodb:Query"],
-            [
-                f"{task_table.table_arn}/index/{index}"
-                for index in (table_schema.TASKS_BY_CREATED_INDEX, table_schema.TASKS_BY_FINISHED_INDEX)
-            ],
-        )
+        allow_listing(self.default.role, task_table)
         _allow(self.default, task_table, "dynamodb:BatchGetItem")
         self._allow_posts(self.default)
 

@@ -13,16 +13,15 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from local.console import Console
 from local.gateways import cors
+from local.gateways.api_server import ApiServer
 from local.gateways.http_routes import RouteMatch, RouteTable
-from local.runtime.pool import InvokeFunction
 from local.template.model import HttpApiSpec, HttpRouteSpec
 
 if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it loads PyJWT)
@@ -205,24 +204,13 @@ def _json_error(status: int, message: str) -> HttpResponse:
     )
 
 
-class HttpApiServer:
-    def __init__(
-        self,
-        api: HttpApiSpec,
-        function_names: Mapping[str, str],
-        invoke: InvokeFunction,
-        console: Console,
-        account_id: str,
-        *,
-        validators: Mapping[str, JwtValidator] | None = None,
-    ) -> None:
-        self.api = api
-        self._function_names = function_names
-        self._invoke = invoke
-        self._console = console
-        self._account_id = account_id
-        self._validators = dict(validators or {})  # JWT authorizer logical id -> its validator
-        self._routes: RouteTable[HttpRouteSpec] = RouteTable([(r.route_key, r) for r in api.routes])
+@dataclass(eq=False)
+class HttpApiServer(ApiServer[HttpApiSpec]):
+    _: KW_ONLY
+    validators: Mapping[str, JwtValidator] | None = None  # JWT authorizer logical id -> its validator
+
+    def __post_init__(self) -> None:
+        self._routes: RouteTable[HttpRouteSpec] = RouteTable([(r.route_key, r) for r in self.api.routes])
 
     def application(self, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
         """The gateway; `extra_routes` (the local issuers' endpoints) are matched before any route."""
@@ -255,7 +243,9 @@ class HttpApiServer:
             return self._finish(_json_error(404, "Not Found"), request_headers, request_id)
         authorizer: dict[str, Any] | None = None
         route = match.target
-        validator = self._validators.get(route.authorizer.logical_id) if route.authorizer else None
+        validator = (
+            self.validators.get(route.authorizer.logical_id) if route.authorizer and self.validators else None
+        )
         if validator is not None:
             from local.gateways.jwt_authorizer import JwtRejected  # noqa: PLC0415 - loaded with the validators
 
@@ -264,7 +254,7 @@ class HttpApiServer:
                     request_headers, merged_pairs(request.query.items()), route.authorization_scopes
                 )
             except JwtRejected as rejected:
-                self._console.detail(
+                self.console.detail(
                     f"{request.method} {request.path} -> {rejected.status} "
                     f"(JWT authorizer: {rejected.description or 'no token'})"
                 )
@@ -277,7 +267,7 @@ class HttpApiServer:
             return self._finish(_json_error(413, "Request Entity Too Large"), request_headers, request_id)
         event = http_event_v2(
             api=api,
-            account_id=self._account_id,
+            account_id=self.account_id,
             route_key=match.route_key,
             method=request.method,
             raw_path=request.raw_path.split("?", 1)[0],
@@ -300,18 +290,18 @@ class HttpApiServer:
     ) -> HttpResponse:
         function_id = match.target.function_id
         assert function_id is not None
-        name = self._function_names[function_id]
-        result = await self._invoke(function_id, event)
+        name = self.function_names[function_id]
+        result = await self.invoke(function_id, event)
         where = f"{request.method} {request.path}"
         if not result.ok:
-            self._console.invocation(name, result, result.outcome_text(), f"{where} -> 500")
+            self.console.invocation(name, result, result.outcome_text(), f"{where} -> 500")
             return _json_error(500, "Internal Server Error")
         try:
             response = http_response_v2(result.payload)
         except ResponseError as error:
-            self._console.invocation(name, result, "error bad response", f"{where} -> 500: {error}")
+            self.console.invocation(name, result, "error bad response", f"{where} -> 500: {error}")
             return _json_error(500, "Internal Server Error")
-        self._console.invocation(name, result, "ok", f"{where} -> {response.status}")
+        self.console.invocation(name, result, "ok", f"{where} -> {response.status}")
         return response
 
     def _finish(

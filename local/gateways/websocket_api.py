@@ -27,15 +27,15 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from local.console import Console
 from local.faults.injection import Dice, StackFaultCounters
+from local.gateways.api_server import ApiServer
 from local.gateways.lambda_authorizer import authorizer_event, decide, identity_values, method_arn
-from local.runtime.pool import InvocationResult, InvokeFunction
+from local.runtime.pool import InvocationResult
 from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway: 128 KB per message (32 KB frames)
@@ -155,35 +155,18 @@ def _request_time(epoch: float) -> str:
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
 
 
-class WebSocketApiServer:
-    def __init__(
-        self,
-        api: WebSocketApiSpec,
-        function_names: Mapping[str, str],
-        invoke: InvokeFunction,
-        console: Console,
-        account_id: str,
-        *,
-        push_failure_rate: float = 0.0,
-        dice: Dice | None = None,
-        counters: StackFaultCounters | None = None,
-        region: str = "us-east-1",
-        connection_log: ConnectionLog | None = None,
-    ) -> None:
-        self.api = api
-        self._log = connection_log
-        self._region = region
-        self._function_names = function_names
-        self._invoke = invoke
-        self._console = console
-        self._account_id = account_id
-        self._push_failure_rate = push_failure_rate
-        self._dice = dice or Dice(None)
-        self._counters = counters or StackFaultCounters()
-        self.connections: dict[str, Connection] = {}
-        self._background: set[asyncio.Task[Any]] = set()
-        self.posts: Counter[str] = Counter()
-        self.posted_bytes = 0
+@dataclass(eq=False)
+class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
+    _: KW_ONLY
+    push_failure_rate: float = 0.0
+    dice: Dice = field(default_factory=lambda: Dice(None))
+    counters: StackFaultCounters = field(default_factory=StackFaultCounters)
+    region: str = "us-east-1"
+    connection_log: ConnectionLog | None = None
+    connections: dict[str, Connection] = field(default_factory=dict, init=False)
+    posts: Counter[str] = field(default_factory=Counter, init=False)
+    posted_bytes: int = field(default=0, init=False)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
 
     def application(self, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
         """The API; `extra_routes` (the local issuers' endpoints, when there is no HTTP API) first."""
@@ -227,10 +210,10 @@ class WebSocketApiServer:
         route = self.api.routes.get(route_key)
         if route is None or route.function_id is None:
             return None
-        name = self._function_names[route.function_id]
-        result = await self._invoke(route.function_id, event)
+        name = self.function_names[route.function_id]
+        result = await self.invoke(route.function_id, event)
         outcome = result.outcome_text()
-        self._console.invocation(name, result, outcome, detail)
+        self.console.invocation(name, result, outcome, detail)
         return result
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
@@ -275,7 +258,7 @@ class WebSocketApiServer:
             except ConnectionError as error:
                 # The client left between its upgrade request and the 101 (e.g. a reset): a line,
                 # not a traceback. aiohttp's own prepare() of the returned socket fails quietly.
-                self._console.detail(f"WebSocket {connection_id}: handshake aborted by the client ({error})")
+                self.console.detail(f"WebSocket {connection_id}: handshake aborted by the client ({error})")
                 return socket
             self.connections[connection_id] = connection
             async for message in socket:
@@ -300,12 +283,12 @@ class WebSocketApiServer:
         stage_variables = self.api.stage_variables
         if identity_values(authorizer.identity_sources, headers, query, stage_variables, context) is None:
             sources = ", ".join(authorizer.identity_sources)
-            self._console.event(f"WebSocket {connection_id}: $connect without {sources}: rejected (401)")
+            self.console.event(f"WebSocket {connection_id}: $connect without {sources}: rejected (401)")
             return web.json_response({"message": "Unauthorized"}, status=401)
         if authorizer.function_id is None:
-            self._console.event(f"WebSocket {connection_id}: authorizer cannot run locally: rejected (500)")
+            self.console.event(f"WebSocket {connection_id}: authorizer cannot run locally: rejected (500)")
             return web.json_response({"message": "Internal server error"}, status=500)
-        arn = method_arn(self._region, self._account_id, self.api.api_id, self.api.stage_name, "$connect")
+        arn = method_arn(self.region, self.account_id, self.api.api_id, self.api.stage_name, "$connect")
         event = authorizer_event(
             arn=arn,
             headers=headers,
@@ -316,12 +299,12 @@ class WebSocketApiServer:
             request_context=context,
         )
         started = time.perf_counter()
-        result = await self._invoke(authorizer.function_id, event)
+        result = await self.invoke(authorizer.function_id, event)
         decision = decide(result, arn, (time.perf_counter() - started) * 1000)
         outcome = result.outcome_text()
         verdict = "allow" if decision.allowed else f"rejected ({decision.status}: {decision.reason})"
-        name = self._function_names.get(authorizer.function_id, authorizer.function_id)
-        self._console.invocation(name, result, outcome, f"authorizer $connect {connection_id} -> {verdict}")
+        name = self.function_names.get(authorizer.function_id, authorizer.function_id)
+        self.console.invocation(name, result, outcome, f"authorizer $connect {connection_id} -> {verdict}")
         if not decision.allowed:
             message = {401: "Unauthorized", 403: "Forbidden"}.get(decision.status, "Internal server error")
             return web.json_response({"message": message}, status=decision.status)
@@ -345,14 +328,14 @@ class WebSocketApiServer:
     def _rejection(self, connection_id: str, result: InvocationResult) -> web.Response | None:
         """The handshake answer when $connect refuses the connection (None: accepted)."""
         if not result.ok:
-            self._console.event(f"WebSocket {connection_id}: $connect failed: rejected (500)")
+            self.console.event(f"WebSocket {connection_id}: $connect failed: rejected (500)")
             return web.json_response({"message": "Internal server error"}, status=500)
         payload = result.payload
         status = payload.get("statusCode", 200) if isinstance(payload, dict) else 200
         if isinstance(status, int) and 200 <= status < 300:
             return None
         code = status if isinstance(status, int) and 400 <= status <= 599 else 500
-        self._console.event(f"WebSocket {connection_id}: $connect returned {status!r}: rejected ({code})")
+        self.console.event(f"WebSocket {connection_id}: $connect returned {status!r}: rejected ({code})")
         return web.json_response({"message": "Forbidden" if code == 403 else "Rejected"}, status=code)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
@@ -369,7 +352,7 @@ class WebSocketApiServer:
         try:
             route_key = select_route(self.api.route_selection_expression, data, self.api.routes)
         except Exception as failure:  # an unforeseen body must not kill this task, unanswered
-            self._console.detail(
+            self.console.detail(
                 f"WebSocket {connection.connection_id}: route selection failed ({failure!r}): $default"
             )
             route_key = "$default"
@@ -417,12 +400,12 @@ class WebSocketApiServer:
             self._logged(connection, opened=False)
 
     def _logged(self, connection: Connection, *, opened: bool) -> None:
-        if self._log is None:
+        if self.connection_log is None:
             return
         if opened:
-            self._log.connection_opened(connection.connection_id, connection.details())
+            self.connection_log.connection_opened(connection.connection_id, connection.details())
         else:
-            self._log.connection_closed(connection.connection_id)
+            self.connection_log.connection_closed(connection.connection_id)
 
     async def disconnect_previous(self, connections: list[dict[str, Any]]) -> None:
         """`$disconnect` for each connection of a stack that stopped without closing them."""
@@ -453,7 +436,7 @@ class WebSocketApiServer:
         return {**dict(self.posts), "total": sum(self.posts.values()), "bytes": self.posted_bytes}
 
     def _injected_failure(self, when: str) -> web.Response:
-        self._counters.add(f"push-failure-{when}-send")
+        self.counters.add(f"push-failure-{when}-send")
         self.posts["injectedFailure"] += 1
         return _management_error(500, "InternalServerErrorException", "Internal server error (local fault)")
 
@@ -467,8 +450,8 @@ class WebSocketApiServer:
         if len(data) > MAX_MESSAGE_BYTES:
             self.posts["tooLarge"] += 1
             return _management_error(413, "PayloadTooLargeException", "Message too long")
-        fail = self._dice.roll(self._push_failure_rate)
-        if fail and self._dice.roll(0.5):
+        fail = self.dice.roll(self.push_failure_rate)
+        if fail and self.dice.roll(0.5):
             return self._injected_failure("before")
         try:
             try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from local.console import Console
@@ -57,24 +57,17 @@ def _sequence_key(record: dict[str, Any]) -> str:
     return sequence_key(_sequence(record))
 
 
+@dataclass(eq=False)
 class StreamPoller:
-    def __init__(
-        self,
-        source: StreamSource,
-        aws: AwsJsonClient,
-        invoke: Invoke,
-        console: Console,
-        checkpoints: Checkpoints | None = None,
-    ) -> None:
-        self.source = source
-        self._aws = aws
-        self._invoke = invoke
-        self._console = console
-        self._checkpoints = checkpoints
-        self._task: asyncio.Task[None] | None = None
-        self._busy = False  # a batch is being processed
-        self._stopping = False
-        self.skipped_records = 0
+    source: StreamSource
+    aws: AwsJsonClient
+    invoke: Invoke
+    console: Console
+    checkpoints: Checkpoints | None = None
+    skipped_records: int = field(default=0, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _busy: bool = field(default=False, init=False)  # a batch is being processed
+    _stopping: bool = field(default=False, init=False)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -104,22 +97,22 @@ class StreamPoller:
                     await self._process(records)
                 finally:
                     self._busy = False
-                if self._checkpoints is not None:
+                if self.checkpoints is not None:
                     spec = self.source.spec
-                    self._checkpoints.save_checkpoint(
+                    self.checkpoints.save_checkpoint(
                         spec.logical_id, self.source.table, _sequence_key(records[-1])
                     )
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                if self._checkpoints is not None:
+                if self.checkpoints is not None:
                     iterator = None  # from the checkpoint again: a restarted emulator knows no iterator
                 if not isinstance(error, EmulatorRestarting):
-                    self._console.warn(f"stream poller {self.source.table_name}: {error!r}")
+                    self.console.warn(f"stream poller {self.source.table_name}: {error!r}")
                     await asyncio.sleep(1)
 
     async def _first_iterator(self) -> str:
-        description = await self._aws.streams("DescribeStream", {"StreamArn": self.source.stream_arn})
+        description = await self.aws.streams("DescribeStream", {"StreamArn": self.source.stream_arn})
         shard = description["StreamDescription"]["Shards"][0]
         position = "LATEST" if self.source.spec.starting_position == "LATEST" else "TRIM_HORIZON"
         request = {
@@ -127,19 +120,17 @@ class StreamPoller:
             "ShardId": shard["ShardId"],
             "ShardIteratorType": position,
         }
-        if self._checkpoints is not None:
-            after = int(
-                self._checkpoints.checkpoint(self.source.spec.logical_id, self.source.table, position)
-            )
+        if self.checkpoints is not None:
+            after = int(self.checkpoints.checkpoint(self.source.spec.logical_id, self.source.table, position))
             if after >= int(shard["SequenceNumberRange"]["StartingSequenceNumber"]):
                 request |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": str(after)}
             else:  # every record still kept comes after the checkpoint
                 request["ShardIteratorType"] = "TRIM_HORIZON"
-        response = await self._aws.streams("GetShardIterator", request)
+        response = await self.aws.streams("GetShardIterator", request)
         return str(response["ShardIterator"])
 
     async def _get_records(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str]:
-        response = await self._aws.streams("GetRecords", {"ShardIterator": iterator, "Limit": limit})
+        response = await self.aws.streams("GetRecords", {"ShardIterator": iterator, "Limit": limit})
         return response.get("Records", []), str(response.get("NextShardIterator") or iterator)
 
     async def _read_batch(self, iterator: str) -> tuple[list[dict[str, Any]], str]:
@@ -180,7 +171,7 @@ class StreamPoller:
     def _skip(self, records: list[dict[str, Any]], why: str) -> None:
         self.skipped_records += len(records)
         first, last = _sequence(records[0]), _sequence(records[-1])
-        self._console.event(
+        self.console.event(
             f"!!! {self.source.function_name}: SKIPPED {len(records)} stream record(s) of "
             f"{self.source.table_name} (SequenceNumber {first}..{last}): {why}"
         )
@@ -192,10 +183,10 @@ class StreamPoller:
             batch = self._drop_expired(batch)
             if not batch:
                 return
-            result = await self._invoke({"Records": batch})
+            result = await self.invoke({"Records": batch})
             outcome = evaluate_batch(result, [_sequence(r) for r in batch], spec.report_batch_item_failures)
             count = len(batch)
-            self._console.invocation(
+            self.console.invocation(
                 self.source.function_name,
                 result,
                 outcome.summary,
@@ -203,7 +194,7 @@ class StreamPoller:
                 + (f" (retry {attempt})" if attempt else ""),
             )
             if outcome.problem:
-                self._console.warn(f"{self.source.function_name}: {outcome.problem}: the whole batch fails")
+                self.console.warn(f"{self.source.function_name}: {outcome.problem}: the whole batch fails")
             if outcome.succeeded:
                 return
             if outcome.complete_failure and spec.bisect_on_error and len(batch) > 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from local.console import Console
@@ -26,23 +26,17 @@ class TtlTable:
     ttl_attribute: str
 
 
+@dataclass(eq=False)
 class TtlSweeper:
-    def __init__(
-        self,
-        tables: list[TtlTable],
-        aws: AwsJsonClient,
-        console: Console,
-        interval: float = SWEEP_INTERVAL_SECONDS,
-    ) -> None:
-        self._tables = tables
-        self._aws = aws
-        self._console = console
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self.deleted = 0
+    tables: list[TtlTable]
+    aws: AwsJsonClient
+    console: Console
+    interval: float = SWEEP_INTERVAL_SECONDS
+    deleted: int = field(default=0, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def start(self) -> None:
-        if self._tables:
+        if self.tables:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -52,7 +46,7 @@ class TtlSweeper:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval)
             try:
                 await self.sweep_once()
             except asyncio.CancelledError:
@@ -60,15 +54,15 @@ class TtlSweeper:
             except EmulatorRestarting:
                 continue  # the next sweep waits until it is back
             except Exception as error:
-                self._console.warn(f"TTL sweeper: {error!r}")
+                self.console.warn(f"TTL sweeper: {error!r}")
 
     async def sweep_once(self, now: float | None = None) -> int:
         """Delete every expired item now; returns how many were deleted."""
         deleted = 0
-        for table in self._tables:
+        for table in self.tables:
             count = await self._sweep_table(table, int(now if now is not None else time.time()))
             if count:
-                self._console.event(f"TTL: deleted {count} expired item(s) from {table.name}")
+                self.console.event(f"TTL: deleted {count} expired item(s) from {table.name}")
             deleted += count
         self.deleted += deleted
         return deleted
@@ -86,7 +80,7 @@ class TtlSweeper:
         }
         expired: list[dict[str, Any]] = []
         while True:
-            page = await self._aws.dynamodb("Scan", request)
+            page = await self.aws.dynamodb("Scan", request)
             expired.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
@@ -94,7 +88,7 @@ class TtlSweeper:
         deleted = 0
         for key in expired:
             try:
-                await self._aws.dynamodb(
+                await self.aws.dynamodb(
                     "DeleteItem",
                     {
                         "TableName": table.name,

@@ -12,7 +12,7 @@ an explicit `endpoint_url` (the WebSocket callback URL) takes precedence.
 from __future__ import annotations
 
 import threading
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from taskflow.deadline import raise_if_out_of_time
 from taskflow.errors import DependencyUnavailableError
@@ -78,6 +78,21 @@ def _create(service_name: str, endpoint_url: str | None) -> Any:
     service = created.meta.service_model.service_id.hyphenize()
     created.meta.events.register_first(f"needs-retry.{service}", raise_if_out_of_time)
     return created
+
+
+class ClientUser:
+    """Base of the classes that call one AWS service: they use the client they were given (tests:
+    moto or a fake), else the cached one of `client()`, created on first use, not at construction."""
+
+    service_name: ClassVar[str]
+    endpoint_url: str | None = None  # None: boto3's own (AWS_ENDPOINT_URL locally)
+
+    def __init__(self, injected: Any | None) -> None:
+        self._client = injected
+
+    @property
+    def client(self) -> Any:
+        return self._client or client(self.service_name, endpoint_url=self.endpoint_url)
 
 
 def reset_clients() -> None:

@@ -34,15 +34,12 @@ def close_with(poster: FramePoster, connection_id: str, last_frame: bytes) -> No
     poster.close(connection_id)
 
 
-class ConnectionsClient:
-    def __init__(self, endpoint_url: str, client: Any | None = None) -> None:
-        self.endpoint_url = endpoint_url
-        self._client = client
+class ConnectionsClient(aws.ClientUser):
+    service_name = "apigatewaymanagementapi"
 
-    @property
-    def client(self) -> Any:
-        # aws.client caches it per endpoint
-        return self._client or aws.client("apigatewaymanagementapi", endpoint_url=self.endpoint_url)
+    def __init__(self, endpoint_url: str, client: Any | None = None) -> None:
+        super().__init__(client)
+        self.endpoint_url = endpoint_url  # the stage's callback URL (aws.client caches per endpoint)
 
     def post(self, connection_id: str, data: bytes) -> None:
         """Send one frame. Raises ConnectionGoneError on 410; other errors propagate."""

@@ -19,14 +19,12 @@ class MessageQueue(Protocol):
     def change_visibility(self, receipt_handle: str, timeout_seconds: int) -> None: ...
 
 
-class QueueClient:
-    def __init__(self, queue_url: str, client: Any | None = None) -> None:
-        self.queue_url = queue_url
-        self._client = client
+class QueueClient(aws.ClientUser):
+    service_name = "sqs"
 
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("sqs")  # aws.client caches it
+    def __init__(self, queue_url: str, client: Any | None = None) -> None:
+        super().__init__(client)
+        self.queue_url = queue_url
 
     def send_messages(self, bodies: Sequence[str]) -> list[int]:
         """Send `bodies` with SendMessageBatch (chunks of 10). Returns the indexes (into `bodies`)

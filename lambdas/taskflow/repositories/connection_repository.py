@@ -24,14 +24,12 @@ class OwnedConnection:
     token_expires_at: int  # epoch seconds: no frame goes to this connection from then on
 
 
-class ConnectionRepository:
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
+class ConnectionRepository(aws.ClientUser):
+    service_name = "dynamodb"
 
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")  # aws.client caches it
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        super().__init__(client)
+        self.table_name = table_name
 
     def add(
         self,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from decimal import Decimal
 from typing import Any, Final
 
@@ -68,21 +68,14 @@ class _Delivery:
     failed_at: int | None = None  # index (in the batch's framed records) of the first frame not delivered
 
 
+@dataclass
 class TaskNotifier:
-    def __init__(
-        self,
-        connections: ConnectionRepository,
-        poster: FramePoster,
-        max_workers: int = MAX_WORKERS,
-        *,
-        owner_scoped: bool = False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._connections = connections
-        self._poster = poster
-        self._max_workers = max_workers
-        self._owner_scoped = owner_scoped
-        self._clock = clock
+    connections: ConnectionRepository
+    poster: FramePoster
+    max_workers: int = MAX_WORKERS
+    _: KW_ONLY
+    owner_scoped: bool = False
+    clock: Callable[[], float] = time.time
 
     def notify(self, changes: Sequence[StreamChange]) -> list[str]:
         """Push the frames the changes call for. Returns the sequence numbers of the records
@@ -92,13 +85,13 @@ class TaskNotifier:
             return []
         owners: int | None = None
         ended: list[OwnedConnection] = []
-        if self._owner_scoped:
+        if self.owner_scoped:
             targets, failures, owners, ended = self._targets_by_owner(framed)
         else:
             targets, failures = self._targets_for_everyone(framed)
         deliveries: list[_Delivery] = []
         if targets or ended:
-            workers = max(1, min(self._max_workers, len(targets) + len(ended)))
+            workers = max(1, min(self.max_workers, len(targets) + len(ended)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 closing = pool.map(self._end, ended)
                 deliveries = list(pool.map(self._deliver, targets))
@@ -107,7 +100,7 @@ class TaskNotifier:
         gone = [d.connection_id for d in deliveries if d.gone]
         for connection_id in gone:
             try:
-                self._connections.remove(connection_id)
+                self.connections.remove(connection_id)
             except Exception as error:  # the TTL removes it eventually
                 logger.warning(
                     "could not delete gone connection",
@@ -159,7 +152,7 @@ class TaskNotifier:
         """Every connection gets every frame; returns the targets and the failed record indexes
         (all of them from the first, if the connection list cannot be read)."""
         try:
-            connection_ids = self._connections.list_ids()
+            connection_ids = self.connections.list_ids()
         except Exception:
             logger.exception("could not list connections")
             return [], [0]
@@ -184,10 +177,10 @@ class TaskNotifier:
         targets: list[_Target] = []
         failures: list[int] = []
         ended: list[OwnedConnection] = []
-        now = self._clock()
+        now = self.clock()
         for owner, frames in by_owner.items():
             try:
-                connections = self._connections.of_owner(owner)
+                connections = self.connections.of_owner(owner)
             except Exception:
                 logger.exception("could not list an owner's connections", extra={"frames": len(frames)})
                 failures.append(frames[0][0])
@@ -205,8 +198,8 @@ class TaskNotifier:
         gets no task frame."""
         connection_id = connection.connection_id
         try:
-            close_with(self._poster, connection_id, encode_frame(expired(connection.token_expires_at)))
-            self._connections.remove(connection_id)
+            close_with(self.poster, connection_id, encode_frame(expired(connection.token_expires_at)))
+            self.connections.remove(connection_id)
         except Exception as error:
             logger.warning(
                 "could not close a connection whose token expired",
@@ -218,7 +211,7 @@ class TaskNotifier:
     def _deliver(self, target: _Target) -> _Delivery:
         for position, (index, frame) in enumerate(target.frames):
             try:
-                self._poster.post(target.connection_id, frame)
+                self.poster.post(target.connection_id, frame)
             except ConnectionGoneError:
                 return _Delivery(target.connection_id, sent=position, gone=True)
             except Exception as error:  # any other failure: retry via the stream

@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Final
 
 from taskflow.domain.clock import Clock, utc_now
@@ -46,29 +46,20 @@ class Listing:
     next_key: dict[str, str] | None  # where the next page starts, None on the last page
 
 
+@dataclass
 class TaskService:
-    def __init__(
-        self,
-        tasks: TaskRepository,
-        *,
-        stage: str,
-        allow_fault_injection: bool,
-        clock: Clock = utc_now,
-        new_task_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-        max_list_response_bytes: int = MAX_LIST_RESPONSE_BYTES,
-        owner_scoped: bool = False,
-    ) -> None:
-        self._tasks = tasks
-        self._stage = stage
-        self._allow_fault_injection = allow_fault_injection
-        self._clock = clock
-        self._new_task_id = new_task_id
-        self._max_list_response_bytes = max_list_response_bytes
-        self._owner_scoped = owner_scoped
+    tasks: TaskRepository
+    _: KW_ONLY
+    stage: str
+    allow_fault_injection: bool
+    clock: Clock = utc_now
+    new_task_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    max_list_response_bytes: int = MAX_LIST_RESPONSE_BYTES
+    owner_scoped: bool = False
 
     def _scope(self, owner: str | None) -> str | None:
         """The owner to scope a call to: the caller on owner-scoped stages (required), else None."""
-        if not self._owner_scoped:
+        if not self.owner_scoped:
             return None
         checked = owner_or_none(owner)
         if checked is None:
@@ -82,10 +73,10 @@ class TaskService:
         the same owner). Raises TaskConflictError if the caller has a task with this id and a
         different body."""
         scope = self._scope(owner)
-        if submission.simulate is not None and not self._allow_fault_injection:
-            raise FaultInjectionDisabledError(self._stage)
-        task_id = submission.task_id or self._new_task_id()
-        result = self._tasks.create(new_task(submission, task_id, self._clock(), correlation_id, owner=scope))
+        if submission.simulate is not None and not self.allow_fault_injection:
+            raise FaultInjectionDisabledError(self.stage)
+        task_id = submission.task_id or self.new_task_id()
+        result = self.tasks.create(new_task(submission, task_id, self.clock(), correlation_id, owner=scope))
         if result.created:
             count(MetricName.TASK_SUBMITTED)
             logger.info("task submitted", extra={"task_id": task_id})
@@ -97,7 +88,7 @@ class TaskService:
 
     def get(self, task_id: str, *, owner: str | None = None) -> Task:
         scope = self._scope(owner)
-        task = self._tasks.get(task_id, owner=scope) if _TASK_ID.fullmatch(task_id) else None
+        task = self.tasks.get(task_id, owner=scope) if _TASK_ID.fullmatch(task_id) else None
         if task is None:
             raise TaskNotFoundError(task_id)
         return task
@@ -111,19 +102,19 @@ class TaskService:
         owner: str | None = None,
     ) -> Listing:
         scope = self._scope(owner)
-        page = self._tasks.list_page(limit=limit, status=status, start_key=start_key, owner=scope)
+        page = self.tasks.list_page(limit=limit, status=status, start_key=start_key, owner=scope)
         tasks = page.tasks
-        budget = self._max_list_response_bytes
+        budget = self.max_list_response_bytes
         for index, task in enumerate(tasks):
             budget -= len(json.dumps(task.to_public(), ensure_ascii=False).encode("utf-8")) + 1
             if budget < 0 and index > 0:  # cut short: the next page starts after the last task kept
                 kept = tasks[:index]
-                return Listing(tasks=kept, next_key=self._tasks.page_key(kept[-1], status, owner=scope))
+                return Listing(tasks=kept, next_key=self.tasks.page_key(kept[-1], status, owner=scope))
         if not page.has_more:
             return Listing(tasks=tasks, next_key=None)
         if page.resume_key is not None:
             return Listing(tasks=tasks, next_key=page.resume_key)
-        next_key = self._tasks.page_key(tasks[-1], status, owner=scope) if tasks else None
+        next_key = self.tasks.page_key(tasks[-1], status, owner=scope) if tasks else None
         return Listing(tasks=tasks, next_key=next_key)
 
     def retry(self, task_id: str, *, owner: str | None = None) -> Task:
@@ -132,7 +123,7 @@ class TaskService:
         scope = self._scope(owner)
         if not _TASK_ID.fullmatch(task_id):
             raise TaskNotFoundError(task_id)
-        task = self._tasks.retry(task_id, owner=scope)
+        task = self.tasks.retry(task_id, owner=scope)
         count(MetricName.TASK_RETRIED)
         logger.info("task retried", extra={"task_id": task_id, "run": task.run})
         return task
