@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol
 
 from local.metering.dynamodb_cost import (
@@ -42,6 +43,16 @@ OTHER_PARTITIONS: Final = "(other partitions)"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def camel_json(counts: Any, omit: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass of counters as the stack's JSON documents write it: each field (a copy) under its
+    camelCase name, in field order."""
+    return {
+        re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name): value
+        for name, value in asdict(counts).items()
+        if name not in omit
+    }
+
+
 @dataclass
 class OperationCount:
     requests: int = 0
@@ -53,19 +64,6 @@ class OperationCount:
     read_units: float = 0.0
     unsized_items: int = 0  # read but not sized (filtered out, or returned without the table key)
     uncosted: int = 0  # DynamoDB requests whose capacity is not computed
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "conditionFailed": self.condition_failed,
-            "billedRequests": self.billed_requests,
-            "writeUnits": self.write_units,
-            "indexWriteUnits": dict(self.index_write_units),
-            "readUnits": self.read_units,
-            "unsizedItems": self.unsized_items,
-            "uncosted": self.uncosted,
-        }
 
 
 @dataclass(frozen=True)
@@ -124,7 +122,7 @@ class RequestMeter:
                 "now": now,
                 "operations": [
                     {"caller": caller, "service": service, "operation": operation, "resource": resource}
-                    | count.to_json()
+                    | camel_json(count)
                     for (caller, service, operation, resource), count in sorted(self._counts.items())
                 ],
                 "partitionWriteUnits": {n: dict(p) for n, p in sorted(self._partitions.items())},

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from local.metering.meter import camel_json
 from local.runtime.processes import kill_process_group
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -125,16 +126,8 @@ class InvocationStats:
         self.max_memory_mb = max(self.max_memory_mb, result.max_memory_mb)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "invocations": self.invocations,
-            "outcomes": dict(self.outcomes),
-            "durationMs": round(self.duration_ms, 3),
-            "billedMs": self.billed_ms,
-            "initMs": round(self.init_ms, 3),
-            "initCpuMs": round(self.init_cpu_ms, 3),
-            "cpuMs": round(self.cpu_ms, 3),
-            "maxMemoryMb": self.max_memory_mb,
-        }
+        # max_memory_mb has one decimal already (the worker rounds it): rounding it again keeps it
+        return {key: round(v, 3) if isinstance(v, float) else v for key, v in camel_json(self).items()}
 
 
 @dataclass(eq=False)

@@ -208,14 +208,6 @@ class RestoreReport:
     messages: dict[str, dict[str, int]] = field(default_factory=dict)  # queue -> {"messages", "inFlight"}
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "items": self.items,
-            "streamRecords": self.stream_records,
-            "messages": self.messages,
-            "notes": self.notes,
-        }
-
 
 def restore(store: StateStore, region: str) -> RestoreReport:
     """Load the state into moto's provisioned tables and queues (before the server serves)."""
