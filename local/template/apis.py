@@ -252,15 +252,8 @@ def _read_http_api(
         )
         if function_id and version != "2.0":
             model.unsupported(subject, f"payload format {version}: local API speaks 2.0")
-        routes.append(
-            HttpRouteSpec(
-                route_key,
-                function_id,
-                version,
-                authorizer=authorizer if isinstance(authorizer, JwtAuthorizerSpec) else None,
-                authorization_scopes=scopes,
-            )
-        )
+        jwt = authorizer if isinstance(authorizer, JwtAuthorizerSpec) else None
+        routes.append(HttpRouteSpec(route_key, function_id, authorizer=jwt, authorization_scopes=scopes))
     cors = properties.get("CorsConfiguration")
     model.http_apis.append(
         HttpApiSpec(

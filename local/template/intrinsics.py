@@ -30,13 +30,6 @@ class PseudoParameters:
     url_suffix: str = "amazonaws.com"
     stack_name: str = "local"
 
-    @property
-    def stack_id(self) -> str:
-        return (
-            f"arn:{self.partition}:cloudformation:{self.region}:{self.account_id}:"
-            f"stack/{self.stack_name}/00000000-0000-0000-0000-000000000000"
-        )
-
     def as_refs(self) -> dict[str, Any]:
         return {
             "AWS::Region": self.region,
@@ -44,7 +37,8 @@ class PseudoParameters:
             "AWS::Partition": self.partition,
             "AWS::URLSuffix": self.url_suffix,
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": self.stack_id,
+            "AWS::StackId": f"arn:{self.partition}:cloudformation:{self.region}:{self.account_id}:"
+            f"stack/{self.stack_name}/00000000-0000-0000-0000-000000000000",
             "AWS::NotificationARNs": [],
             "AWS::NoValue": NO_VALUE,
         }

@@ -6,6 +6,7 @@ local/template/apis.py. Nothing is ignored silently.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
@@ -141,13 +142,10 @@ def _alarm_only_topics(model: StackModel, topic_ids: list[str]) -> set[str]:
 
 # --- tables --------------------------------------------------------------------------------
 
+_CAPACITY_KEYS = ("BillingMode", "ProvisionedThroughput", "WriteProvisionedThroughputSettings")
+_CAPACITY_KEYS += ("WriteOnDemandThroughputSettings", "OnDemandThroughput", "WarmThroughput")
 _TABLE_NO_BEHAVIOUR = {
-    "BillingMode": "capacity mode (no throttling locally)",
-    "ProvisionedThroughput": "capacity mode (no throttling locally)",
-    "WriteProvisionedThroughputSettings": "capacity mode (no throttling locally)",
-    "WriteOnDemandThroughputSettings": "capacity mode (no throttling locally)",
-    "OnDemandThroughput": "capacity mode (no throttling locally)",
-    "WarmThroughput": "capacity mode (no throttling locally)",
+    **dict.fromkeys(_CAPACITY_KEYS, "capacity mode (no throttling locally)"),
     "SSESpecification": "encryption at rest",
     "PointInTimeRecoverySpecification": "point-in-time recovery",
     "DeletionProtectionEnabled": "deletion protection",
@@ -270,7 +268,7 @@ def _mark_dead_letter_queues(model: StackModel) -> None:
     for logical_id in targets:
         if logical_id in model.queues:
             queue = model.queues[logical_id]
-            model.queues[logical_id] = QueueSpec(**{**queue.__dict__, "is_dead_letter_queue": True})
+            model.queues[logical_id] = dataclasses.replace(queue, is_dead_letter_queue=True)
 
 
 # --- functions -----------------------------------------------------------------------------
@@ -450,12 +448,8 @@ def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[st
 _MAPPING_KEYS = {"BatchSize", "EventSourceArn", "FunctionName", "FunctionResponseTypes", "FilterCriteria"}
 _MAPPING_KEYS |= {"MaximumBatchingWindowInSeconds", "Enabled", "Tags"}
 _SQS_MAPPING_KEYS = _MAPPING_KEYS | {"ScalingConfig"}
-_STREAM_MAPPING_KEYS = _MAPPING_KEYS | {
-    "StartingPosition",
-    "MaximumRetryAttempts",
-    "MaximumRecordAgeInSeconds",
-}
-_STREAM_MAPPING_KEYS |= {"BisectBatchOnFunctionError", "ParallelizationFactor"}
+_STREAM_MAPPING_KEYS = _MAPPING_KEYS | {"StartingPosition", "MaximumRetryAttempts", "ParallelizationFactor"}
+_STREAM_MAPPING_KEYS |= {"MaximumRecordAgeInSeconds", "BisectBatchOnFunctionError"}
 
 
 def _read_mapping(model: StackModel, logical_id: str) -> None:
