@@ -155,22 +155,6 @@ def _json(data: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-@dataclass(frozen=True)
-class _Exchange:
-    """One request and its answer, as the meter needs them."""
-
-    headers: Mapping[str, str]
-    service: str
-    operation: str
-    payload: Mapping[str, Any]
-    region: str
-    status: int
-    body: bytes
-    response: bytes
-    before: Mapping[Key, dict[str, Any] | None]
-    after: Mapping[Key, dict[str, Any] | None]
-
-
 class Journal(Protocol):
     """Where the durable state records a request's changes (local/state/moto_state.py)."""
 
@@ -240,15 +224,29 @@ class RequestMeterMiddleware:
                     journal.items_written(after)
         if journal is not None:
             journal.settle()  # nothing this response shows may be lost by a crash after it
-        exchange = _Exchange(
-            headers, service, operation, payload, region, status[0] if status else 500, body,
-            b"".join(chunks), before, after,
-        )  # fmt: skip
+        response = b"".join(chunks)
         try:
-            self._record(exchange)
+            ok = bool(status) and status[0] < 400
+            condition_failed = False
+            cost = DynamoDbCost()
+            if service == "dynamodb":
+                # The body matters only for a failure's type and a Query's or Scan's items.
+                answer = _json(response) if not ok or operation in ("Query", "Scan") else {}
+                condition_failed = not ok and "ConditionalCheckFailed" in str(answer.get("__type", ""))
+                if store is not None:
+                    cost = dynamodb_cost(
+                        store, region, operation, payload, answer,
+                        ok=ok, condition_failed=condition_failed, before=before, after=after,
+                    )  # fmt: skip
+            billed = sqs_billed_requests(len(body), len(response)) if service == "sqs" else 1
+            observation = Observation(
+                caller_of(headers), service, operation, resource_of(payload), error=not ok,
+                condition_failed=condition_failed, billed_requests=billed, cost=cost,
+            )  # fmt: skip
+            self.meter.record(observation)
         except Exception as error:  # counting must never break a request
             print(f"request meter: {error!r}", flush=True)
-        return [exchange.response]
+        return [response]
 
     @staticmethod
     def _read_body(environ: dict[str, Any]) -> bytes:
@@ -261,35 +259,6 @@ class RequestMeterMiddleware:
         body: bytes = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
         return body
-
-    def _record(self, exchange: _Exchange) -> None:
-        service, operation, status = exchange.service, exchange.operation, exchange.status
-        ok = status < 400
-        condition_failed = False
-        cost = DynamoDbCost()
-        if service == "dynamodb":
-            # The body matters only for a failure's type and a Query's or Scan's items.
-            answer = _json(exchange.response) if not ok or operation in ("Query", "Scan") else {}
-            condition_failed = not ok and "ConditionalCheckFailed" in str(answer.get("__type", ""))
-            if self.store is not None:
-                cost = dynamodb_cost(
-                    self.store, exchange.region, operation, exchange.payload, answer,
-                    ok=ok, condition_failed=condition_failed, before=exchange.before, after=exchange.after,
-                )  # fmt: skip
-        self.meter.record(
-            Observation(
-                caller=caller_of(exchange.headers),
-                service=service,
-                operation=operation,
-                resource=resource_of(exchange.payload),
-                error=not ok,
-                condition_failed=condition_failed,
-                billed_requests=(
-                    sqs_billed_requests(len(exchange.body), len(exchange.response)) if service == "sqs" else 1
-                ),
-                cost=cost,
-            )
-        )
 
     def _serve_counters(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

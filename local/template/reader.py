@@ -142,8 +142,8 @@ def _alarm_only_topics(model: StackModel, topic_ids: list[str]) -> set[str]:
 
 # --- tables --------------------------------------------------------------------------------
 
-_CAPACITY_KEYS = ("BillingMode", "ProvisionedThroughput", "WriteProvisionedThroughputSettings")
-_CAPACITY_KEYS += ("WriteOnDemandThroughputSettings", "OnDemandThroughput", "WarmThroughput")
+_CAPACITY_KEYS: tuple[str, ...] = ("BillingMode", "ProvisionedThroughput", "OnDemandThroughput")
+_CAPACITY_KEYS += ("WriteProvisionedThroughputSettings", "WriteOnDemandThroughputSettings", "WarmThroughput")
 _TABLE_NO_BEHAVIOUR = {
     **dict.fromkeys(_CAPACITY_KEYS, "capacity mode (no throttling locally)"),
     "SSESpecification": "encryption at rest",
