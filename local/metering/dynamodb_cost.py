@@ -231,7 +231,7 @@ class MotoItemStore:
 
         self._backends = dynamodb_backends
         self._account = account_id or DEFAULT_ACCOUNT_ID
-        self._lock = patches.dynamodb_lock()
+        self._lock = patches.DYNAMODB_LOCK
         self._shapes: dict[tuple[int, int], TableShape] = {}
 
     def lock(self) -> AbstractContextManager[Any]:
