@@ -1,14 +1,11 @@
-"""Counts every request the embedded AWS (moto) serves, by caller, service, operation and resource.
+"""Counts every request the embedded AWS (moto) serves, by caller, service, operation and resource
+(docs/local-stack.md, "Request metering").
 
 A WSGI middleware in front of moto's server app (installed by local/emulator/server.py). Per
-request it records who asked for what (local/metering/protocol.py), errors (HTTP status >= 400)
-and, for DynamoDB, conditional-check failures; SQS billed requests (every 64 KB of payload, the
-larger of request and response, is one); and DynamoDB capacity as DynamoDB bills it
-(local/metering/dynamodb_cost.py).
-
-`GET /_local/requests` on the moto port returns the counters as JSON; `DELETE /_local/requests`
-returns them and starts counting from zero. Nothing else about the request changes: the body is
-read once and handed to moto unchanged.
+request it records who asked for what (local/metering/protocol.py), errors, DynamoDB
+conditional-check failures, SQS billed requests and DynamoDB capacity
+(local/metering/dynamodb_cost.py). Nothing else about the request changes: the body is read once
+and handed to moto unchanged.
 """
 
 from __future__ import annotations

@@ -391,8 +391,8 @@ class FunctionPool:
         if not self._stopping and not self._idle:
             self.start_prewarm()
 
-    async def _spawn(self, function: RuntimeFunction | None = None) -> _Worker:
-        function = function or self.function
+    async def _spawn(self) -> _Worker:
+        function = self.function
         self.cold_starts += 1
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"{function.display_name}.log").open("ab")
