@@ -103,20 +103,15 @@ def build_stack_model(
     handled |= {ROUTE_RESPONSE_TYPE, AUTHORIZER_TYPE}
     alarm_topics = _alarm_only_topics(model, by_type.get("AWS::SNS::Topic", []))
     if alarm_topics:
-        model.note(
-            FindingKind.NOT_EMULATED,
-            f"AWS::SNS::Topic x{len(alarm_topics)}",
-            "alarm notifications only (no alarms fire locally)",
-        )
+        subject = f"AWS::SNS::Topic x{len(alarm_topics)}"
+        model.note(FindingKind.NOT_EMULATED, subject, "alarm notifications only (no alarms fire locally)")
     counts = Counter(str(r.get("Type")) for lid, r in resources.items() if lid not in alarm_topics)
     for resource_type, count in sorted(counts.items()):
         if resource_type in handled:
             continue
         if resource_type in NO_BEHAVIOUR_TYPES:
             model.note(
-                FindingKind.NOT_EMULATED,
-                f"{resource_type} x{count}",
-                NO_BEHAVIOUR_TYPES[resource_type],
+                FindingKind.NOT_EMULATED, f"{resource_type} x{count}", NO_BEHAVIOUR_TYPES[resource_type]
             )
         else:
             names = ", ".join(
