@@ -67,10 +67,7 @@ DEFAULT_MEMORY_SIZE = 128
 
 
 def build_stack_model(
-    template: dict[str, Any],
-    stack_name: str,
-    cdk_out: Path,
-    pseudo: PseudoParameters | None = None,
+    template: dict[str, Any], stack_name: str, cdk_out: Path, pseudo: PseudoParameters | None = None
 ) -> StackModel:
     model = StackModel(
         stack_name=stack_name,
@@ -288,8 +285,7 @@ def _read_function(model: StackModel, logical_id: str) -> None:
         inline_code = code["ZipFile"]
     else:
         model.unsupported(
-            f"function {shown}",
-            "code is neither a cdk.out asset folder nor inline: it cannot run locally",
+            f"function {shown}", "code is neither a cdk.out asset folder nor inline: it cannot run locally"
         )
     package_type = properties.get("PackageType", "Zip")
     if package_type != "Zip":
@@ -404,7 +400,7 @@ def _read_layer(model: StackModel, logical_id: str) -> None:
 
 _USER_POOL_UNSUPPORTED = {
     "LambdaConfig": "Lambda triggers (e.g. pre token generation) are not run: tokens carry only the "
-    "claims they are minted with",
+    "claims they are minted with"
 }
 
 
