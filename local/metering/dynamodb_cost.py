@@ -35,15 +35,8 @@ DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem", "Batc
 # durable state, local/state/moto_state.py); PartiQL writes name no keys and are neither.
 ITEM_WRITES: Final = DYNAMODB_WRITES | {"TransactWriteItems"}
 DYNAMODB_READS: Final = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
-DYNAMODB_UNCOSTED: Final = frozenset(
-    {
-        "TransactWriteItems",
-        "TransactGetItems",
-        "ExecuteStatement",
-        "BatchExecuteStatement",
-        "ExecuteTransaction",
-    }
-)
+_PARTIQL: Final = ("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction")
+DYNAMODB_UNCOSTED: Final = frozenset({"TransactWriteItems", "TransactGetItems", *_PARTIQL})
 
 Key = tuple[str, str]  # (table name, canonical JSON of the key)
 

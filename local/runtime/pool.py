@@ -327,25 +327,15 @@ class FunctionPool:
             except TimeoutError:
                 self._discard(worker)
                 self._respawn_later()
-                return InvocationResult(
-                    "timeout",
-                    _ms(started),
-                    request_id,
-                    error={
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
-                    },
-                )
-            except (WorkerDied, ConnectionError, BrokenPipeError) as error:
+                message = f"Task timed out after {timeout:.2f} seconds"
+                error = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+                return InvocationResult("timeout", _ms(started), request_id, error=error)
+            except (WorkerDied, ConnectionError, BrokenPipeError) as died:
                 self.worker_exits += 1
                 self._discard(worker)
                 self._respawn_later()
-                return InvocationResult(
-                    "error",
-                    _ms(started),
-                    request_id,
-                    error={"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {error}"},
-                )
+                error = {"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {died}"}
+                return InvocationResult("error", _ms(started), request_id, error=error)
             duration = _ms(started)
             measured = response.get("durationMs")
             if isinstance(measured, int | float):
