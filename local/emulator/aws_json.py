@@ -61,32 +61,25 @@ class AwsJsonClient:
         available = self._available
         if available is not None and not available.is_set():
             await available.wait()
+        headers = json_protocol_headers(service, action, self._region, self.caller)
+        limit = aiohttp.ClientTimeout(total=timeout)
         try:
-            return await self._call(service, action, payload, timeout)
+            async with self._session.post(
+                self._endpoint, data=json.dumps(payload), headers=headers, timeout=limit
+            ) as response:
+                text = await response.text()
         except aiohttp.ClientConnectionError as error:
             if available is not None:
                 await asyncio.sleep(0.2)  # the supervisor sees a dead process within this
                 if not available.is_set():
                     raise EmulatorRestarting(str(error)) from error
             raise
-
-    async def _call(
-        self, service: str, action: str, payload: dict[str, Any], timeout: float
-    ) -> dict[str, Any]:
-        headers = json_protocol_headers(service, action, self._region, self.caller)
-        async with self._session.post(
-            self._endpoint,
-            data=json.dumps(payload),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            text = await response.text()
-            body: dict[str, Any] = json.loads(text) if text else {}
-            if response.status >= 400:
-                code = str(body.get("__type", response.status)).rsplit("#", 1)[-1]
-                message = str(body.get("message") or body.get("Message") or text)
-                raise AwsError(code, message, response.status)
-            return body
+        body: dict[str, Any] = json.loads(text) if text else {}
+        if response.status >= 400:
+            code = str(body.get("__type", response.status)).rsplit("#", 1)[-1]
+            message = str(body.get("message") or body.get("Message") or text)
+            raise AwsError(code, message, response.status)
+        return body
 
     async def sqs(self, action: str, payload: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
         return await self.call("sqs", action, payload, timeout)

@@ -1,21 +1,13 @@
 """Patches applied inside the moto server process (never in the handlers' processes).
 
-Why, and the measurements: docs/local-stack.md, "Why moto is patched". moto 5.2.5's SQS costs
-grow with queue depth (Queue.attributes computes every ApproximateNumberOf* count by a full scan,
-several times per received message; receive, delete and change-visibility scan every message),
-so a burst of N tasks costs O(N^2). The replacements keep the semantics (visibility, receive
-counts, DLQ redrive at maxReceiveCount, FIFO groups, deleting with an older receipt handle) and
-make each call O(messages inspected): a lazy attribute mapping, one pass per receive with one
-clock reading that long-polls on the queue's condition, receipt handles indexed per queue.
-Expired messages (older than MessageRetentionPeriod) are dropped, as SQS does.
-
-Each queue's receive/delete/change-visibility holds the queue's lock (two concurrent receives
-could deliver one message twice) and every DynamoDB and Streams request one lock, so conditional
-writes are atomic and stream sequence numbers unique under the threaded server, as on AWS. Costs
-that grew with the work done go too: the backend lookup per request is cached; GetRecords is
-written with json.dumps (moto's serializer took a quarter of the CPU); moto's model registry
-keeps no messages, records, item versions or shard iterators, and the streams backend only the
-last 10,000 iterators (a forgotten one is an ExpiredIteratorException, as on AWS after 15 min).
+What they replace, why, and the measurements: docs/local-stack.md, "Why moto is patched". The
+replacements keep moto's SQS semantics (visibility, receive counts, DLQ redrive at
+maxReceiveCount, FIFO groups, deleting with an older receipt handle) and make each call
+O(messages inspected). Each queue's receive/delete/change-visibility holds the queue's lock (two
+concurrent receives could deliver one message twice) and every DynamoDB and Streams request one
+lock, so conditional writes are atomic and stream sequence numbers unique, as on AWS. The streams
+backend keeps the last 10,000 iterators (a forgotten one is an ExpiredIteratorException, as on
+AWS after 15 min).
 
 Every change to a queue's messages is told, under the queue's lock, to the observer that
 `observe_messages` installs (local/state/moto_state.py journals them for the durable state).
@@ -47,7 +39,9 @@ from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
 PATCHED_MOTO_VERSION = "5.2.5"
 MAX_SHARD_ITERATORS = 10_000
 
-_DYNAMODB_LOCK = threading.RLock()
+# Every DynamoDB and DynamoDB Streams request holds it once the patches are installed
+# (local/metering/meter.py holds it around a write to read the items before and after).
+DYNAMODB_LOCK = threading.RLock()
 
 
 class LazyQueueAttributes(Mapping[str, Any]):
@@ -140,12 +134,6 @@ def _handle_index(queue: Any) -> dict[str, Any]:
         index = {}
         queue.__dict__["_local_handle_index"] = index
     return index
-
-
-def dynamodb_lock() -> threading.RLock:
-    """The lock every DynamoDB and DynamoDB Streams request holds once the patches are installed
-    (local/metering/meter.py holds it around a write to read the item before and after)."""
-    return _DYNAMODB_LOCK
 
 
 def install() -> None:
@@ -348,7 +336,7 @@ def _patch_dynamodb() -> None:
         original = handler_class.call_action
 
         def call_action(self: Any, _original: Any = original) -> Any:
-            with _DYNAMODB_LOCK:
+            with DYNAMODB_LOCK:
                 return _original(self)
 
         handler_class.call_action = call_action  # type: ignore[method-assign]

@@ -53,31 +53,17 @@ def create_queue_request(queue: QueueSpec, values: LocalValues, time_scale: floa
 
 
 def setup_requests(model: StackModel, values: LocalValues, time_scale: float) -> list[dict[str, Any]]:
-    """{"service", "action", "payload"} for each table (and its TTL setting), then each queue,
-    every dead-letter queue before the queues that redrive to it."""
-    requests: list[dict[str, Any]] = []
+    """{"service", "action", "payload"} for each table (and its TTL setting), then each queue."""
+    requests = []
     for table in model.tables.values():
-        requests.append(
-            {"service": "dynamodb", "action": "CreateTable", "payload": create_table_request(table)}
-        )
+        requests.append(("dynamodb", "CreateTable", create_table_request(table)))
         if table.ttl_attribute:
             specification = {"AttributeName": table.ttl_attribute, "Enabled": True}
-            requests.append(
-                {
-                    "service": "dynamodb",
-                    "action": "UpdateTimeToLive",
-                    "payload": {"TableName": table.name, "TimeToLiveSpecification": specification},
-                }
-            )
+            payload = {"TableName": table.name, "TimeToLiveSpecification": specification}
+            requests.append(("dynamodb", "UpdateTimeToLive", payload))
     for queue in queues_in_creation_order(model):
-        requests.append(
-            {
-                "service": "sqs",
-                "action": "CreateQueue",
-                "payload": create_queue_request(queue, values, time_scale),
-            }
-        )
-    return requests
+        requests.append(("sqs", "CreateQueue", create_queue_request(queue, values, time_scale)))
+    return [dict(zip(("service", "action", "payload"), request, strict=True)) for request in requests]
 
 
 def queues_in_creation_order(model: StackModel) -> list[QueueSpec]:

@@ -31,7 +31,7 @@ from werkzeug.test import Client
 
 from local.emulator import patches
 from local.metering.dynamodb_cost import MotoItemStore
-from local.metering.meter import RequestMeterMiddleware
+from local.metering.meter import RequestMeterMiddleware, camel_json
 from local.metering.protocol import json_protocol_headers
 from local.runtime.processes import die_with_parent
 from local.state.store import StateError, StateStore
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             from local.state import moto_state  # noqa: PLC0415 - only with durable state
 
             store = StateStore.open(args.state, args.stack, durable=True)
-            ready["restored"] = moto_state.restore(store, args.region).to_json()
+            ready["restored"] = camel_json(moto_state.restore(store, args.region))
             app.journal = journal = moto_state.Journal(store)
             moto_state.install(journal)
         ready["streams"] = stream_arns(args.region)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.metering.meter import camel_json
+
 EFFECTS_LOG = "effects.log"
 FAULTS_LOG = "faults.log"
 CONSUMED_LOG = "consumed.log"
@@ -202,16 +204,7 @@ class SqsMappingStats:
             os.close(descriptor)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "function": self.function,
-            "queue": self.queue,
-            "deadLetterQueue": self.dead_letter_queue,
-            "batches": self.batches,
-            "messages": self.messages,
-            "deleted": self.deleted,
-            "duplicateInvocations": self.duplicate_invocations,
-            "duplicateMessages": self.duplicate_messages,
-        }
+        return camel_json(self, omit=("consumed_log",))
 
 
 @dataclass

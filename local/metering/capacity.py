@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -150,10 +150,6 @@ class WriteUnits:
     table: int = 0
     indexes: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def total(self) -> int:
-        return self.table + sum(self.indexes.values())
-
 
 def _entry(
     table: TableShape, index: IndexShape, item: Item | None, item_bytes: int
@@ -232,8 +228,3 @@ def partition_writes(
 def _scalar(value: Mapping[str, Any]) -> str:
     """A key attribute's value ({"S": "x"}, {"N": "1"}, {"B": ...}) as text."""
     return str(next(iter(value.values()), ""))
-
-
-def query_read_units(sizes: Iterable[int], consistent: bool) -> float:
-    """Units of one Query or Scan request that read items of these sizes."""
-    return read_units_for(sum(sizes), consistent)

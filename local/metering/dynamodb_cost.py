@@ -24,7 +24,6 @@ from local.metering.capacity import (
     index_entry,
     item_size,
     partition_writes,
-    query_read_units,
     read_units_for,
     write_units,
 )
@@ -36,15 +35,8 @@ DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem", "Batc
 # durable state, local/state/moto_state.py); PartiQL writes name no keys and are neither.
 ITEM_WRITES: Final = DYNAMODB_WRITES | {"TransactWriteItems"}
 DYNAMODB_READS: Final = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
-DYNAMODB_UNCOSTED: Final = frozenset(
-    {
-        "TransactWriteItems",
-        "TransactGetItems",
-        "ExecuteStatement",
-        "BatchExecuteStatement",
-        "ExecuteTransaction",
-    }
-)
+_PARTIQL: Final = ("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction")
+DYNAMODB_UNCOSTED: Final = frozenset({"TransactWriteItems", "TransactGetItems", *_PARTIQL})
 
 Key = tuple[str, str]  # (table name, canonical JSON of the key)
 
@@ -113,19 +105,14 @@ def _item_read_units(
     return sum(read_units_for(item_size(store.get(region, table, key)), consistent) for key in keys)
 
 
-def _index_of(shape: TableShape | None, name: Any) -> IndexShape | None:
-    if shape is None or not isinstance(name, str):
-        return None
-    return next((index for index in shape.indexes if index.name == name), None)
-
-
 def _query_units(
     store: ItemStore, region: str, payload: Mapping[str, Any], response: Mapping[str, Any]
 ) -> tuple[float, int]:
     """(read units, unsized items) of a Query or Scan."""
     table = str(payload.get("TableName", ""))
     shape = store.shape(region, table)
-    index = _index_of(shape, payload.get("IndexName"))
+    indexes = shape.indexes if shape is not None else ()
+    index = next((index for index in indexes if index.name == payload.get("IndexName")), None)
     items = response.get("Items") or []
     # A base-table read without a projection returns whole items: size them as returned.
     whole = shape is not None and index is None and not payload.get("ProjectionExpression")
@@ -149,7 +136,7 @@ def _query_units(
     if isinstance(scanned, int) and scanned > len(items):
         unsized += scanned - len(items)
     consistent = bool(payload.get("ConsistentRead")) and index is None
-    return query_read_units(sizes, consistent), unsized
+    return read_units_for(sum(sizes), consistent), unsized  # per request, not per item
 
 
 @dataclass
@@ -237,7 +224,7 @@ class MotoItemStore:
 
         self._backends = dynamodb_backends
         self._account = account_id or DEFAULT_ACCOUNT_ID
-        self._lock = patches.dynamodb_lock()
+        self._lock = patches.DYNAMODB_LOCK
         self._shapes: dict[tuple[int, int], TableShape] = {}
 
     def lock(self) -> AbstractContextManager[Any]:

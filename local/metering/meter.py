@@ -1,25 +1,23 @@
-"""Counts every request the embedded AWS (moto) serves, by caller, service, operation and resource.
+"""Counts every request the embedded AWS (moto) serves, by caller, service, operation and resource
+(docs/local-stack.md, "Request metering").
 
 A WSGI middleware in front of moto's server app (installed by local/emulator/server.py). Per
-request it records who asked for what (local/metering/protocol.py), errors (HTTP status >= 400)
-and, for DynamoDB, conditional-check failures; SQS billed requests (every 64 KB of payload, the
-larger of request and response, is one); and DynamoDB capacity as DynamoDB bills it
-(local/metering/dynamodb_cost.py).
-
-`GET /_local/requests` on the moto port returns the counters as JSON; `DELETE /_local/requests`
-returns them and starts counting from zero. Nothing else about the request changes: the body is
-read once and handed to moto unchanged.
+request it records who asked for what (local/metering/protocol.py), errors, DynamoDB
+conditional-check failures, SQS billed requests and DynamoDB capacity
+(local/metering/dynamodb_cost.py). Nothing else about the request changes: the body is read once
+and handed to moto unchanged.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol
 
 from local.metering.dynamodb_cost import (
@@ -42,6 +40,16 @@ OTHER_PARTITIONS: Final = "(other partitions)"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def camel_json(counts: Any, omit: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass of counters as the stack's JSON documents write it: each field (a copy) under its
+    camelCase name, in field order."""
+    return {
+        re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name): value
+        for name, value in asdict(counts).items()
+        if name not in omit
+    }
+
+
 @dataclass
 class OperationCount:
     requests: int = 0
@@ -53,19 +61,6 @@ class OperationCount:
     read_units: float = 0.0
     unsized_items: int = 0  # read but not sized (filtered out, or returned without the table key)
     uncosted: int = 0  # DynamoDB requests whose capacity is not computed
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "conditionFailed": self.condition_failed,
-            "billedRequests": self.billed_requests,
-            "writeUnits": self.write_units,
-            "indexWriteUnits": dict(self.index_write_units),
-            "readUnits": self.read_units,
-            "unsizedItems": self.unsized_items,
-            "uncosted": self.uncosted,
-        }
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ class RequestMeter:
                 "now": now,
                 "operations": [
                     {"caller": caller, "service": service, "operation": operation, "resource": resource}
-                    | count.to_json()
+                    | camel_json(count)
                     for (caller, service, operation, resource), count in sorted(self._counts.items())
                 ],
                 "partitionWriteUnits": {n: dict(p) for n, p in sorted(self._partitions.items())},
@@ -155,22 +150,6 @@ def _json(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class _Exchange:
-    """One request and its answer, as the meter needs them."""
-
-    headers: Mapping[str, str]
-    service: str
-    operation: str
-    payload: Mapping[str, Any]
-    region: str
-    status: int
-    body: bytes
-    response: bytes
-    before: Mapping[Key, dict[str, Any] | None]
-    after: Mapping[Key, dict[str, Any] | None]
 
 
 class Journal(Protocol):
@@ -242,15 +221,29 @@ class RequestMeterMiddleware:
                     journal.items_written(after)
         if journal is not None:
             journal.settle()  # nothing this response shows may be lost by a crash after it
-        exchange = _Exchange(
-            headers, service, operation, payload, region, status[0] if status else 500, body,
-            b"".join(chunks), before, after,
-        )  # fmt: skip
+        response = b"".join(chunks)
         try:
-            self._record(exchange)
+            ok = bool(status) and status[0] < 400
+            condition_failed = False
+            cost = DynamoDbCost()
+            if service == "dynamodb":
+                # The body matters only for a failure's type and a Query's or Scan's items.
+                answer = _json(response) if not ok or operation in ("Query", "Scan") else {}
+                condition_failed = not ok and "ConditionalCheckFailed" in str(answer.get("__type", ""))
+                if store is not None:
+                    cost = dynamodb_cost(
+                        store, region, operation, payload, answer,
+                        ok=ok, condition_failed=condition_failed, before=before, after=after,
+                    )  # fmt: skip
+            billed = sqs_billed_requests(len(body), len(response)) if service == "sqs" else 1
+            observation = Observation(
+                caller_of(headers), service, operation, resource_of(payload), error=not ok,
+                condition_failed=condition_failed, billed_requests=billed, cost=cost,
+            )  # fmt: skip
+            self.meter.record(observation)
         except Exception as error:  # counting must never break a request
             print(f"request meter: {error!r}", flush=True)
-        return [exchange.response]
+        return [response]
 
     @staticmethod
     def _read_body(environ: dict[str, Any]) -> bytes:
@@ -263,35 +256,6 @@ class RequestMeterMiddleware:
         body: bytes = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
         return body
-
-    def _record(self, exchange: _Exchange) -> None:
-        service, operation, status = exchange.service, exchange.operation, exchange.status
-        ok = status < 400
-        condition_failed = False
-        cost = DynamoDbCost()
-        if service == "dynamodb":
-            # The body matters only for a failure's type and a Query's or Scan's items.
-            answer = _json(exchange.response) if not ok or operation in ("Query", "Scan") else {}
-            condition_failed = not ok and "ConditionalCheckFailed" in str(answer.get("__type", ""))
-            if self.store is not None:
-                cost = dynamodb_cost(
-                    self.store, exchange.region, operation, exchange.payload, answer,
-                    ok=ok, condition_failed=condition_failed, before=exchange.before, after=exchange.after,
-                )  # fmt: skip
-        self.meter.record(
-            Observation(
-                caller=caller_of(exchange.headers),
-                service=service,
-                operation=operation,
-                resource=resource_of(exchange.payload),
-                error=not ok,
-                condition_failed=condition_failed,
-                billed_requests=(
-                    sqs_billed_requests(len(exchange.body), len(exchange.response)) if service == "sqs" else 1
-                ),
-                cost=cost,
-            )
-        )
 
     def _serve_counters(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

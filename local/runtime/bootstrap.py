@@ -74,11 +74,6 @@ def _usage(began_cpu: float) -> dict[str, float]:
     }
 
 
-def _elapsed_ms(began: float) -> float:
-    """Handler time so far, in milliseconds (what Lambda bills, before rounding up)."""
-    return round((time.perf_counter() - began) * 1000, 3)
-
-
 def _die_with_parent(parent_pid: int) -> None:
     """SIGKILL this worker when the local stack dies (same as local/runtime/processes.py)."""
     if sys.platform.startswith("linux"):
@@ -198,14 +193,12 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
         if faults is not None:
             faults.wrap_step()
     except Exception as error:  # the cold start failed: report it as Lambda would
-        if isinstance(error, SyntaxError):
-            kind = "Runtime.UserCodeSyntaxError"
-        elif isinstance(error, ImportError):
-            kind = "Runtime.ImportModuleError"
-        elif isinstance(error, AttributeError):
-            kind = "Runtime.HandlerNotFound"
-        else:
-            kind = None
+        kinds = {
+            SyntaxError: "Runtime.UserCodeSyntaxError",
+            ImportError: "Runtime.ImportModuleError",
+            AttributeError: "Runtime.HandlerNotFound",
+        }
+        kind = next((name for cls, name in kinds.items() if isinstance(error, cls)), None)
         traceback.print_exc()
         send({"type": "init_error", "error": _error(error, kind)})
         return 1
@@ -234,7 +227,7 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
             sys.stderr.write(f"[ERROR] {type(error).__name__}: {error}\n{traceback.format_exc()}")
             sys.stderr.flush()
             outcome = {"ok": False, "error": _error(error)}
-        timing = {"durationMs": _elapsed_ms(began), **_usage(began_cpu)}
+        timing = {"durationMs": round((time.perf_counter() - began) * 1000, 3), **_usage(began_cpu)}
         send({"type": "result", "id": request["id"], **outcome, **timing})
     return 0
 

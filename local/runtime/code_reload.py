@@ -1,10 +1,8 @@
-"""Hot reload: the functions run the folders given with `--watch`, and an edit reaches their next
-invocation without a restart (what it looks like: docs/local-stack.md, "Code reload and synthesis").
+"""Hot reload of the folders given with `--watch` (docs/local-stack.md, "Code reload and synthesis").
 
-A function whose asset folder (cdk.out/asset.<hash>) holds nothing a watched folder does not is
-bound to that folder. The folder is copied into a numbered snapshot under the stack's state
-folder at start and after each change, and the workers run the snapshot, never the live folder,
-where a half-saved file could be imported. Polling, not a watcher library: a few dozen files.
+The workers run a numbered snapshot of the folder under the stack's state folder, taken at start
+and after each change, never the live folder, where a half-saved file could be imported. Polling,
+not a watcher library: a few dozen files.
 """
 
 from __future__ import annotations

@@ -62,6 +62,10 @@ def build_pools(
         max_workers = options.max_concurrency
         if spec.reserved_concurrency is not None:
             max_workers = max(1, min(max_workers, spec.reserved_concurrency))
+        environment = function_environment(
+            spec, resolver, code_dir, options=options, endpoint=endpoint, replacements=replacements,
+            issuer_value=issuer_value,
+        )  # fmt: skip
         function = RuntimeFunction(
             key=logical_id,
             display_name=spec.display_name,
@@ -71,15 +75,7 @@ def build_pools(
             timeout_seconds=float(spec.timeout),
             memory_size=spec.memory_size,
             code_dir=code_dir,
-            environment=function_environment(
-                spec,
-                resolver,
-                code_dir,
-                options=options,
-                endpoint=endpoint,
-                replacements=replacements,
-                issuer_value=issuer_value,
-            ),
+            environment=environment,
             max_workers=max_workers,
             time_scale=options.time_scale,
             faults=options.chaos.worker_config(spec.display_name) if options.chaos.active else "",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from local.metering.meter import camel_json
 from local.runtime.processes import kill_process_group
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -125,16 +126,8 @@ class InvocationStats:
         self.max_memory_mb = max(self.max_memory_mb, result.max_memory_mb)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "invocations": self.invocations,
-            "outcomes": dict(self.outcomes),
-            "durationMs": round(self.duration_ms, 3),
-            "billedMs": self.billed_ms,
-            "initMs": round(self.init_ms, 3),
-            "initCpuMs": round(self.init_cpu_ms, 3),
-            "cpuMs": round(self.cpu_ms, 3),
-            "maxMemoryMb": self.max_memory_mb,
-        }
+        # max_memory_mb has one decimal already (the worker rounds it): rounding it again keeps it
+        return {key: round(v, 3) if isinstance(v, float) else v for key, v in camel_json(self).items()}
 
 
 @dataclass(eq=False)
@@ -334,25 +327,15 @@ class FunctionPool:
             except TimeoutError:
                 self._discard(worker)
                 self._respawn_later()
-                return InvocationResult(
-                    "timeout",
-                    _ms(started),
-                    request_id,
-                    error={
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": f"Task timed out after {timeout:.2f} seconds",
-                    },
-                )
-            except (WorkerDied, ConnectionError, BrokenPipeError) as error:
+                message = f"Task timed out after {timeout:.2f} seconds"
+                error = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+                return InvocationResult("timeout", _ms(started), request_id, error=error)
+            except (WorkerDied, ConnectionError, BrokenPipeError) as died:
                 self.worker_exits += 1
                 self._discard(worker)
                 self._respawn_later()
-                return InvocationResult(
-                    "error",
-                    _ms(started),
-                    request_id,
-                    error={"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {error}"},
-                )
+                error = {"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {died}"}
+                return InvocationResult("error", _ms(started), request_id, error=error)
             duration = _ms(started)
             measured = response.get("durationMs")
             if isinstance(measured, int | float):
@@ -398,8 +381,8 @@ class FunctionPool:
         if not self._stopping and not self._idle:
             self.start_prewarm()
 
-    async def _spawn(self, function: RuntimeFunction | None = None) -> _Worker:
-        function = function or self.function
+    async def _spawn(self) -> _Worker:
+        function = self.function
         self.cold_starts += 1
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"{function.display_name}.log").open("ab")

@@ -6,17 +6,16 @@ sequence numbers and the stream's label, so stream ARNs and checkpoints stay val
 message with its receive count, visibility, receipt handles and queue (a message that had moved
 to the dead-letter queue is there again).
 
-`Journal` then records each change in the request's unit of work, and no response leaves before
-the units handed over until then are on disk (a group commit, see Journal):
+`Journal` then records each change in the request's unit of work:
 
 * DynamoDB: local/metering/meter.py's middleware names the items a write touches and reads them
   after the write, under the DynamoDB lock; `items_written` adds those images, and a hook on
   moto's StreamShard.add adds each new stream record, to the request's unit, which is handed to
   the writer while the lock is still held (so in the order the writes happened).
 * SQS: local/emulator/patches.py tells the journal about every message it adds, receives, moves,
-  re-times or deletes (`changed` / `removed`), under the queue's lock; the state gets a version
-  number there. Units of concurrent requests may reach the writer in any order: a message's row
-  only takes a newer version, and a deleted message leaves a tombstone until the next restore.
+  re-times or deletes (`changed` / `removed`), under the queue's lock, where it gets a version
+  number: units of concurrent requests may reach the writer in any order, a message's row only
+  takes a newer version, and a deleted message leaves a tombstone until the next restore.
 
 A commit that fails (disk full, I/O error) stops the process: memory would no longer match the
 disk, and the stack restarts the emulator from what is on disk.
@@ -84,15 +83,10 @@ class _Unit:
 
 
 class Journal:
-    """Collects each request's changes (per thread) and writes them with a group commit.
-
-    A request's unit of work is handed to a writer thread when the request is done with moto's
-    model (under the DynamoDB lock for a DynamoDB write, so units reach the disk in the order
-    they changed the model). The writer commits every unit waiting at once, in one transaction
-    and one fsync, while requests go on. Before a response leaves, `settle()` waits until every
-    unit handed over so far is on disk: nothing a response shows, written or read, can be lost
-    by a crash after it.
-    """
+    """Collects each request's changes (per thread); a writer thread commits every unit handed over
+    at once, in one transaction and one fsync, while requests go on. Before a response leaves,
+    `settle()` waits until every unit handed over so far is on disk: nothing a response shows,
+    written or read, can be lost by a crash after it."""
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
@@ -207,14 +201,6 @@ class RestoreReport:
     stream_records: dict[str, int] = field(default_factory=dict)  # table -> records not yet finished
     messages: dict[str, dict[str, int]] = field(default_factory=dict)  # queue -> {"messages", "inFlight"}
     notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "items": self.items,
-            "streamRecords": self.stream_records,
-            "messages": self.messages,
-            "notes": self.notes,
-        }
 
 
 def restore(store: StateStore, region: str) -> RestoreReport:

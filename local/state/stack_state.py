@@ -17,7 +17,6 @@ from local.state.store import (
     StatePaths,
     StateStore,
     check_state_file,
-    remove_state,
     sequence_key,
     state_paths,
 )
@@ -52,8 +51,9 @@ class StackState:
         lock = StateLock(paths)
         lock.acquire()
         try:
-            if fresh:
-                remove_state(paths)
+            if fresh:  # the database and SQLite's companions
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{paths.database}{suffix}").unlink(missing_ok=True)
             stored_tables = check_state_file(paths.database, model.stack_name)
             if stored_tables is not None:
                 _check_tables(stored_tables, model, paths.database)

@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import sqlite3
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +54,6 @@ class StatePaths:
     def lock(self) -> Path:
         return self.folder / "lock"
 
-    def files(self) -> list[Path]:
-        """The database and SQLite's companions (what --fresh removes)."""
-        database = self.database
-        return [
-            database,
-            database.with_name(database.name + "-wal"),
-            database.with_name(database.name + "-shm"),
-        ]
-
 
 def state_paths(state_dir: Path, stack_name: str) -> StatePaths:
     return StatePaths(Path(state_dir) / "stacks" / stack_name)
@@ -98,10 +88,7 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
     if len(header) < 100 or not header.startswith(_MAGIC):
         what = f"truncated to {len(header)} bytes" if len(header) < 100 else "not an SQLite database"
         raise _refused(path, f"The local stack's state file {path} is damaged or not a state file ({what})")
-    user_version, application_id = (
-        struct.unpack(">I", header[60:64])[0],
-        struct.unpack(">I", header[68:72])[0],
-    )
+    user_version, application_id = int.from_bytes(header[60:64], "big"), int.from_bytes(header[68:72], "big")
     if application_id != APPLICATION_ID:
         raise _refused(
             path,
@@ -131,16 +118,6 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
     if owner != stack_name:
         raise _refused(path, f"The state file {path} belongs to the stack {owner!r}, not {stack_name!r}")
     return tables
-
-
-def remove_state(paths: StatePaths) -> list[Path]:
-    """Delete the stack's state (what --fresh asks for); returns what was removed."""
-    removed = []
-    for path in paths.files():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(path)
-    return removed
 
 
 class StateLock:

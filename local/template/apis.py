@@ -92,8 +92,7 @@ def _note_stage(model: StackModel, subject: str, stage: dict[str, Any]) -> None:
     burst = route_settings.get("ThrottlingBurstLimit")
     if rate is not None or burst is not None or stage.get("RouteSettings"):
         model.unsupported(
-            subject,
-            f"throttling (rate {rate}/s, burst {burst}) is not enforced: no 429s locally",
+            subject, f"throttling (rate {rate}/s, burst {burst}) is not enforced: no 429s locally"
         )
     if stage.get("AccessLogSettings"):
         model.note(FindingKind.NOT_EMULATED, subject, "access logs (every invocation is printed instead)")
@@ -130,8 +129,7 @@ def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> 
                 continue
             if "Issuer" not in jwt_config:
                 model.unsupported(
-                    subject,
-                    "JwtConfiguration has no Issuer: its routes are not authorized locally",
+                    subject, "JwtConfiguration has no Issuer: its routes are not authorized locally"
                 )
                 continue
             result[logical_id] = model.jwt_authorizers[logical_id] = JwtAuthorizerSpec(
@@ -148,10 +146,7 @@ def _read_authorizers(model: StackModel, api_logical_id: str, protocol: str) -> 
                 if lid in model.functions
             ]
             if not functions:
-                model.unsupported(
-                    subject,
-                    "its function is not in this template: every $connect answers 500",
-                )
+                model.unsupported(subject, "its function is not in this template: every $connect answers 500")
             unknown = [source for source in sources if not _REQUEST_IDENTITY_SOURCE.fullmatch(source)]
             if unknown:
                 model.unsupported(
@@ -199,10 +194,7 @@ def _note_request_authorizer(model: StackModel, subject: str, properties: dict[s
 
 
 def _route_auth(
-    model: StackModel,
-    route: dict[str, Any],
-    subject: str,
-    authorizers: Mapping[str, Authorizer],
+    model: StackModel, route: dict[str, Any], subject: str, authorizers: Mapping[str, Authorizer]
 ) -> tuple[Authorizer | None, tuple[str, ...]]:
     """The authorizer a route runs locally (None: none, or one that cannot run, reported)."""
     auth = route.get("AuthorizationType") or "NONE"
@@ -252,15 +244,8 @@ def _read_http_api(
         )
         if function_id and version != "2.0":
             model.unsupported(subject, f"payload format {version}: local API speaks 2.0")
-        routes.append(
-            HttpRouteSpec(
-                route_key,
-                function_id,
-                version,
-                authorizer=authorizer if isinstance(authorizer, JwtAuthorizerSpec) else None,
-                authorization_scopes=scopes,
-            )
-        )
+        jwt = authorizer if isinstance(authorizer, JwtAuthorizerSpec) else None
+        routes.append(HttpRouteSpec(route_key, function_id, authorizer=jwt, authorization_scopes=scopes))
     cors = properties.get("CorsConfiguration")
     model.http_apis.append(
         HttpApiSpec(

@@ -30,13 +30,6 @@ class PseudoParameters:
     url_suffix: str = "amazonaws.com"
     stack_name: str = "local"
 
-    @property
-    def stack_id(self) -> str:
-        return (
-            f"arn:{self.partition}:cloudformation:{self.region}:{self.account_id}:"
-            f"stack/{self.stack_name}/00000000-0000-0000-0000-000000000000"
-        )
-
     def as_refs(self) -> dict[str, Any]:
         return {
             "AWS::Region": self.region,
@@ -44,7 +37,8 @@ class PseudoParameters:
             "AWS::Partition": self.partition,
             "AWS::URLSuffix": self.url_suffix,
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": self.stack_id,
+            "AWS::StackId": f"arn:{self.partition}:cloudformation:{self.region}:{self.account_id}:"
+            f"stack/{self.stack_name}/00000000-0000-0000-0000-000000000000",
             "AWS::NotificationARNs": [],
             "AWS::NoValue": NO_VALUE,
         }
@@ -222,21 +216,11 @@ class Resolver:
         return json.dumps(self.resolve(argument), separators=(",", ":"))
 
 
+_NAMES = ("GetAtt", "Join", "Sub", "Select", "Split", "If", "Equals", "And", "Or", "Not", "FindInMap")
+# Fn::GetAtt -> Resolver._fn_get_att, Fn::GetAZs -> Resolver._fn_get_azs, ...
 _FUNCTIONS: dict[str, Callable[[Resolver, Any], Any]] = {
-    "Fn::GetAtt": Resolver._fn_get_att,
-    "Fn::Join": Resolver._fn_join,
-    "Fn::Sub": Resolver._fn_sub,
-    "Fn::Select": Resolver._fn_select,
-    "Fn::Split": Resolver._fn_split,
-    "Fn::If": Resolver._fn_if,
-    "Fn::Equals": Resolver._fn_equals,
-    "Fn::And": Resolver._fn_and,
-    "Fn::Or": Resolver._fn_or,
-    "Fn::Not": Resolver._fn_not,
-    "Fn::FindInMap": Resolver._fn_find_in_map,
-    "Fn::Base64": Resolver._fn_base64,
-    "Fn::GetAZs": Resolver._fn_get_azs,
-    "Fn::ToJsonString": Resolver._fn_to_json_string,
+    f"Fn::{name}": getattr(Resolver, "_fn_" + re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower())
+    for name in (*_NAMES, "Base64", "GetAZs", "ToJsonString")
 }
 
 

@@ -154,7 +154,6 @@ class LayerSpec:
 class HttpRouteSpec:
     route_key: str
     function_id: str | None
-    payload_format_version: str
     authorizer: JwtAuthorizerSpec | None = None
     authorization_scopes: tuple[str, ...] = ()
 

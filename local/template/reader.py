@@ -6,6 +6,7 @@ local/template/apis.py. Nothing is ignored silently.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
@@ -66,10 +67,7 @@ DEFAULT_MEMORY_SIZE = 128
 
 
 def build_stack_model(
-    template: dict[str, Any],
-    stack_name: str,
-    cdk_out: Path,
-    pseudo: PseudoParameters | None = None,
+    template: dict[str, Any], stack_name: str, cdk_out: Path, pseudo: PseudoParameters | None = None
 ) -> StackModel:
     model = StackModel(
         stack_name=stack_name,
@@ -102,20 +100,15 @@ def build_stack_model(
     handled |= {ROUTE_RESPONSE_TYPE, AUTHORIZER_TYPE}
     alarm_topics = _alarm_only_topics(model, by_type.get("AWS::SNS::Topic", []))
     if alarm_topics:
-        model.note(
-            FindingKind.NOT_EMULATED,
-            f"AWS::SNS::Topic x{len(alarm_topics)}",
-            "alarm notifications only (no alarms fire locally)",
-        )
+        subject = f"AWS::SNS::Topic x{len(alarm_topics)}"
+        model.note(FindingKind.NOT_EMULATED, subject, "alarm notifications only (no alarms fire locally)")
     counts = Counter(str(r.get("Type")) for lid, r in resources.items() if lid not in alarm_topics)
     for resource_type, count in sorted(counts.items()):
         if resource_type in handled:
             continue
         if resource_type in NO_BEHAVIOUR_TYPES:
             model.note(
-                FindingKind.NOT_EMULATED,
-                f"{resource_type} x{count}",
-                NO_BEHAVIOUR_TYPES[resource_type],
+                FindingKind.NOT_EMULATED, f"{resource_type} x{count}", NO_BEHAVIOUR_TYPES[resource_type]
             )
         else:
             names = ", ".join(
@@ -141,13 +134,10 @@ def _alarm_only_topics(model: StackModel, topic_ids: list[str]) -> set[str]:
 
 # --- tables --------------------------------------------------------------------------------
 
+_CAPACITY_KEYS: tuple[str, ...] = ("BillingMode", "ProvisionedThroughput", "OnDemandThroughput")
+_CAPACITY_KEYS += ("WriteProvisionedThroughputSettings", "WriteOnDemandThroughputSettings", "WarmThroughput")
 _TABLE_NO_BEHAVIOUR = {
-    "BillingMode": "capacity mode (no throttling locally)",
-    "ProvisionedThroughput": "capacity mode (no throttling locally)",
-    "WriteProvisionedThroughputSettings": "capacity mode (no throttling locally)",
-    "WriteOnDemandThroughputSettings": "capacity mode (no throttling locally)",
-    "OnDemandThroughput": "capacity mode (no throttling locally)",
-    "WarmThroughput": "capacity mode (no throttling locally)",
+    **dict.fromkeys(_CAPACITY_KEYS, "capacity mode (no throttling locally)"),
     "SSESpecification": "encryption at rest",
     "PointInTimeRecoverySpecification": "point-in-time recovery",
     "DeletionProtectionEnabled": "deletion protection",
@@ -270,7 +260,7 @@ def _mark_dead_letter_queues(model: StackModel) -> None:
     for logical_id in targets:
         if logical_id in model.queues:
             queue = model.queues[logical_id]
-            model.queues[logical_id] = QueueSpec(**{**queue.__dict__, "is_dead_letter_queue": True})
+            model.queues[logical_id] = dataclasses.replace(queue, is_dead_letter_queue=True)
 
 
 # --- functions -----------------------------------------------------------------------------
@@ -295,8 +285,7 @@ def _read_function(model: StackModel, logical_id: str) -> None:
         inline_code = code["ZipFile"]
     else:
         model.unsupported(
-            f"function {shown}",
-            "code is neither a cdk.out asset folder nor inline: it cannot run locally",
+            f"function {shown}", "code is neither a cdk.out asset folder nor inline: it cannot run locally"
         )
     package_type = properties.get("PackageType", "Zip")
     if package_type != "Zip":
@@ -411,7 +400,7 @@ def _read_layer(model: StackModel, logical_id: str) -> None:
 
 _USER_POOL_UNSUPPORTED = {
     "LambdaConfig": "Lambda triggers (e.g. pre token generation) are not run: tokens carry only the "
-    "claims they are minted with",
+    "claims they are minted with"
 }
 
 
@@ -450,12 +439,8 @@ def _read_user_pools(model: StackModel, pool_ids: list[str], client_ids: list[st
 _MAPPING_KEYS = {"BatchSize", "EventSourceArn", "FunctionName", "FunctionResponseTypes", "FilterCriteria"}
 _MAPPING_KEYS |= {"MaximumBatchingWindowInSeconds", "Enabled", "Tags"}
 _SQS_MAPPING_KEYS = _MAPPING_KEYS | {"ScalingConfig"}
-_STREAM_MAPPING_KEYS = _MAPPING_KEYS | {
-    "StartingPosition",
-    "MaximumRetryAttempts",
-    "MaximumRecordAgeInSeconds",
-}
-_STREAM_MAPPING_KEYS |= {"BisectBatchOnFunctionError", "ParallelizationFactor"}
+_STREAM_MAPPING_KEYS = _MAPPING_KEYS | {"StartingPosition", "MaximumRetryAttempts", "ParallelizationFactor"}
+_STREAM_MAPPING_KEYS |= {"MaximumRecordAgeInSeconds", "BisectBatchOnFunctionError"}
 
 
 def _read_mapping(model: StackModel, logical_id: str) -> None:

@@ -45,17 +45,6 @@ def _stable_text(seed: str, alphabet: str, length: int) -> str:
     return "".join(characters)
 
 
-def user_pool_id_for(stack_name: str, logical_id: str, region: str) -> str:
-    """`<region>_<9 letters/digits>` like Cognito's, stable for a stack and logical id."""
-    suffix = _stable_text(f"{stack_name}/{logical_id}", string.ascii_letters + string.digits, 9)
-    return f"{region}_{suffix}"
-
-
-def user_pool_client_id_for(stack_name: str, logical_id: str) -> str:
-    """26 lower-case letters and digits like a Cognito app client id, stable."""
-    return _stable_text(f"{stack_name}/{logical_id}", string.ascii_lowercase + string.digits, 26)
-
-
 class LocalValues:
     """Ref and Fn::GetAtt answers for the local stack's resources."""
 
@@ -103,10 +92,11 @@ class LocalValues:
             return properties.get("StageName", "$default")
         if resource_type in (INTEGRATION_TYPE, ROUTE_TYPE, ROUTE_RESPONSE_TYPE, AUTHORIZER_TYPE):
             return api_id_for(model.stack_name, logical_id)[:7]
-        if resource_type == USER_POOL_TYPE:
-            return user_pool_id_for(model.stack_name, logical_id, self._pseudo.region)
-        if resource_type == USER_POOL_CLIENT_TYPE:
-            return user_pool_client_id_for(model.stack_name, logical_id)
+        seed = f"{model.stack_name}/{logical_id}"
+        if resource_type == USER_POOL_TYPE:  # `<region>_<9 letters/digits>` like Cognito's
+            return f"{self._pseudo.region}_{_stable_text(seed, string.ascii_letters + string.digits, 9)}"
+        if resource_type == USER_POOL_CLIENT_TYPE:  # 26 lower-case letters and digits like Cognito's
+            return _stable_text(seed, string.ascii_lowercase + string.digits, 26)
         if resource_type == LAYER_VERSION_TYPE:
             name = model.layers[logical_id].name if logical_id in model.layers else logical_id
             return self._arn("lambda", f"layer:{name}:1")
