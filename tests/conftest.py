@@ -19,5 +19,8 @@ _E2E = Path(__file__).parent / "e2e"
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _E2E in Path(item.path).parents or item.get_closest_marker("timing"):
+        # tests/local's fixture stacks (marked e2e) too: their module shares one stack, and a test
+        # there may read what the ones before it did, so the module must stay on one worker.
+        marked = item.get_closest_marker("timing") or item.get_closest_marker("e2e")
+        if _E2E in Path(item.path).parents or marked:
             item.add_marker(pytest.mark.xdist_group("stacks"))
