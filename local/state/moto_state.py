@@ -82,7 +82,7 @@ class _Unit:
         self.messages += other.messages
 
 
-class Journal:
+class Journal(patches.MessageObserver):
     """Collects each request's changes (per thread); a writer thread commits every unit handed over
     at once, in one transaction and one fsync, while requests go on. Before a response leaves,
     `settle()` waits until every unit handed over so far is on disk: nothing a response shows,
