@@ -1,10 +1,8 @@
 """The embedded AWS's durable state, inside the moto process: restore it, then journal every change.
 
-`restore(store, region)` loads what local/state/store.py holds into moto's freshly provisioned
-tables and queues: items, the stream records some mapping has not finished yet (with their
-sequence numbers and the stream's label, so stream ARNs and checkpoints stay valid), and every
-message with its receive count, visibility, receipt handles and queue (a message that had moved
-to the dead-letter queue is there again).
+`restore(store, region)` loads what local/state/store.py holds (docs/local-stack.md, "What is
+kept") into moto's freshly provisioned tables and queues, stream records with their sequence
+numbers so checkpoints stay valid.
 
 `Journal` then records each change in the request's unit of work:
 
