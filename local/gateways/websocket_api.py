@@ -142,10 +142,6 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
 
 
-def _request_time(epoch: float) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
-
-
 @dataclass(eq=False)
 class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
     _: KW_ONLY
@@ -182,7 +178,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
             "routeKey": route_key,
             "eventType": event_type,
             "extendedRequestId": request_id,
-            "requestTime": _request_time(now),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "messageDirection": "IN",
             "stage": self.api.stage_name,
             "connectedAt": int(connection.connected_at * 1000),

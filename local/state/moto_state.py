@@ -110,7 +110,10 @@ class Journal(patches.MessageObserver):
         finally:
             self._local.unit = None
             if unit:
-                self._hand_over(unit)
+                with self._changed:
+                    self._waiting.extend(unit)
+                    self._handed += 1
+                    self._changed.notify_all()
 
     def settle(self) -> None:
         """Return once everything handed over until now is on disk."""
@@ -118,12 +121,6 @@ class Journal(patches.MessageObserver):
             target = self._handed
             while self._written < target:
                 self._changed.wait()
-
-    def _hand_over(self, unit: _Unit) -> None:
-        with self._changed:
-            self._waiting.extend(unit)
-            self._handed += 1
-            self._changed.notify_all()
 
     def _write_forever(self) -> None:
         while True:
