@@ -21,7 +21,7 @@ import datetime
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import moto
 from moto import backends
@@ -94,15 +94,9 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class MessageObserver(Protocol):
-    """Told of every change to a queue's messages, under the queue's lock (local/state/moto_state.py)."""
+class MessageObserver:
+    """Told of every change to a queue's messages, under the queue's lock; by default ignores them."""
 
-    def changed(self, queue: Any, message: Any) -> None: ...
-
-    def removed(self, queue: Any, message: Any) -> None: ...
-
-
-class _NoObserver:
     def changed(self, queue: Any, message: Any) -> None:
         pass
 
@@ -110,7 +104,7 @@ class _NoObserver:
         pass
 
 
-_observer: MessageObserver = _NoObserver()
+_observer = MessageObserver()
 
 
 def observe_messages(observer: MessageObserver) -> None:

@@ -1,12 +1,7 @@
-"""Entry point of the embedded-AWS process: `python -m local.emulator.server --port 0`.
-
-moto's threaded WSGI server in its own process (its CPU work does not share the stack's GIL),
-patched (local/emulator/patches.py) and metered (local/metering/meter.py). Before it listens it
-provisions what `--setup FILE` lists (the template's tables and queues) and, with `--state FILE`,
-loads the durable state and journals every change from then on (local/state/moto_state.py): an
-open port means a provisioned, restored emulator, so a restart after a crash is the same start.
-It prints `MOTO_READY <port> <json>` (stream ARNs by table, what was restored) or
-`MOTO_FAILED <json>` and exits 2; it serves until stdin closes or SIGTERM/SIGINT.
+"""The embedded-AWS process: moto's threaded WSGI server, patched and metered, in its own process
+(its CPU work does not share the stack's GIL). It provisions and restores before it listens, so an
+open port means a ready emulator and a restart after a crash is the same start. It prints
+`MOTO_READY <port> <json>` or `MOTO_FAILED <json>` (exit 2); it serves until stdin closes or SIGTERM.
 """
 
 from __future__ import annotations
@@ -55,16 +50,6 @@ def provision(app: Any, requests: list[dict[str, Any]], region: str) -> None:
             raise SetupError(f"{action} failed while provisioning: {response.get_data(as_text=True)[:500]}")
 
 
-def stream_arns(region: str) -> dict[str, str]:
-    """Table name -> stream ARN (after a restore, the stream label of before the restart)."""
-    tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
-    return {
-        name: f"{table.table_arn}/stream/{table.latest_stream_label}"
-        for name, table in tables.items()
-        if table.latest_stream_label
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.emulator.server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -95,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             ready["restored"] = camel_json(moto_state.restore(store, args.region))
             app.journal = journal = moto_state.Journal(store)
             moto_state.install(journal)
-        ready["streams"] = stream_arns(args.region)
+        tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][args.region].tables
+        ready["streams"] = {  # after a restore, each stream keeps the label of before the restart
+            name: f"{table.table_arn}/stream/{table.latest_stream_label}"
+            for name, table in tables.items()
+            if table.latest_stream_label
+        }
         server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
     except (OSError, ValueError, SetupError, StateError) as error:
         print("MOTO_FAILED " + json.dumps({"message": str(error)}), flush=True)

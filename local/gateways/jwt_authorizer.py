@@ -1,24 +1,11 @@
-"""An HTTP API JWT authorizer, as API Gateway runs one, around the Lambda code's token verifier.
+"""An HTTP API JWT authorizer, as API Gateway runs one (docs/local-stack.md, "Authentication").
 
-For a route with a JWT authorizer, before the function runs:
-
-1. the identity source (`$request.header.Authorization`, or another header or query parameter)
-   must be present, else 401; a `Bearer ` prefix is optional;
-2. the token must pass taskflow.services.token_verifier.TokenVerifier, the checks the WebSocket
-   $connect authorizer makes (RS256/384/512 signature by a key of the issuer's JWKS, `iss`, `aud` or
-   else `client_id`, `exp`, `nbf`, `iat`), else 401 saying why;
-3. with AuthorizationScopes on the route, the token's `scope` (or `scp`) must hold one of them,
-   else 403.
-
-A refusal is 401 `{"message":"Unauthorized"}` (403 `{"message":"Forbidden"}` for scopes) with a
-`www-authenticate: Bearer scope="..." error="invalid_token" error_description="..."` header, as
-API Gateway sends (a request without any token gets a bare `Bearer` challenge, RFC 6750 3.1).
-Accepted, the function's event carries `requestContext.authorizer.jwt`: the claims as strings
-(numbers in decimal, lists as `[a b]`, as API Gateway flattens them) and the token's scopes
-when the route asks for scopes (else null).
-
-The keys are the local issuer's (local/auth/issuer.py, `LocalIssuer.verifier`): the gateway runs in the
-same process as the issuer, so the verifier holds the JWKS it serves instead of fetching it.
+The token is checked by taskflow.services.token_verifier.TokenVerifier, the code the WebSocket
+$connect authorizer runs, holding the local issuer's keys (local/auth/issuer.py,
+`LocalIssuer.verifier`): the gateway runs in the issuer's process, so it need not fetch the JWKS.
+The identity source may also be another header or a query parameter; a request without any token
+gets a bare `Bearer` challenge (RFC 6750 3.1); claims are flattened to strings as API Gateway
+does (numbers in decimal, lists as `[a b]`).
 """
 
 from __future__ import annotations

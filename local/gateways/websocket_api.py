@@ -1,19 +1,10 @@
 """An API Gateway WebSocket API on 127.0.0.1, with its @connections management API.
 
-What API Gateway does that it reproduces: docs/local-stack.md, "Gateway and Lambda behaviour
-reproduced". Beyond that list:
-
-* a client that drops during the handshake after `$connect` accepted it still gets its
-  `$disconnect`: every accepted `$connect` gets exactly one, or the function's records leak;
-* the `$connect` REQUEST authorizer (local/gateways/lambda_authorizer.py) runs first: missing
-  identity sources are a 401 without a call; its principalId and context reach every event of
-  the connection as `requestContext.authorizer`;
-* with a `connection_log` (a durable stack, local/state/stack_state.py) each connection is
-  recorded before `$connect` runs and forgotten after its `$disconnect`; `disconnect_previous`
-  pays the `$disconnect` a stack that died still owed;
-* `--fault-push-failure-rate P`: a fraction P of the POSTs to a live connection answer 500, half
-  without sending the frame and half after it (so a retry delivers it twice);
-* `posts` and `posted_bytes` count the @connections POSTs by outcome, for the stats file.
+What API Gateway does that it reproduces: docs/local-stack.md ("Gateway and Lambda behaviour
+reproduced", "Authentication", and the restart and fault-injection sections). Beyond those: a
+client that drops during the handshake after `$connect` accepted it still gets its `$disconnect`
+(every accepted `$connect` gets exactly one, or the function's records leak), and a durable
+stack's `connection_log` records each connection before `$connect` runs.
 """
 
 from __future__ import annotations
@@ -151,10 +142,6 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
 
 
-def _request_time(epoch: float) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
-
-
 @dataclass(eq=False)
 class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
     _: KW_ONLY
@@ -191,7 +178,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
             "routeKey": route_key,
             "eventType": event_type,
             "extendedRequestId": request_id,
-            "requestTime": _request_time(now),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "messageDirection": "IN",
             "stage": self.api.stage_name,
             "connectedAt": int(connection.connected_at * 1000),

@@ -1,26 +1,15 @@
-"""DynamoDB item sizes and capacity units, computed the way DynamoDB bills them.
-
-moto reports a constant ConsumedCapacity, so the local request meter (local/metering/meter.py)
-and bench/list_reads.py compute capacity from the items themselves (low-level JSON form,
-`{"S": ...}`, `{"M": {...}}`), following the DynamoDB Developer Guide:
+"""DynamoDB item sizes and capacity units, computed the way DynamoDB bills them (the write and read
+rules: docs/performance.md), from items in low-level JSON form (`{"S": ...}`, `{"M": {...}}`).
 
 * item size: attribute names (UTF-8 bytes) + values; strings in UTF-8 bytes, numbers about
   1 byte per 2 significant digits + 1, binary in raw bytes, booleans and null 1 byte, lists and
   maps 3 bytes + 1 byte per element + their contents (map keys included);
-* writes (PutItem, UpdateItem, DeleteItem, each BatchWriteItem request): ceil(size / 1 KB) of the
-  larger of the item before and after the write, at least 1; a conditional write whose
-  condition fails still consumes ceil(size of the existing item / 1 KB), at least 1, and writes
-  no index;
-* each global secondary index the write touches: putting an entry into the index (the item gains
-  the index keys) costs ceil(entry / 1 KB); removing it, ceil(old entry / 1 KB); changing an index
-  key value (an entry moving to another partition) costs both, a delete and a put; changing only projected
-  attributes costs one write of ceil(larger entry / 1 KB); a write that leaves the entry as it
-  was costs nothing there. The entry is the projected item (ALL: the whole item; KEYS_ONLY: the
-  table and index keys; INCLUDE: those plus the listed attributes). The 100 bytes of per-entry
-  overhead DynamoDB adds for index *storage* are not counted in throughput;
-* reads: GetItem and each BatchGetItem key, ceil(size / 4 KB) (at least 1); Query and Scan,
-  ceil(sum of the sizes of the items read (before any filter) / 4 KB) per request (at least 1);
-  an eventually consistent read costs half (index queries are always eventually consistent).
+* every charge is at least 1 unit; BatchWriteItem and BatchGetItem are billed per item; index
+  queries are always eventually consistent (half price);
+* an index entry whose only change is a projected attribute costs ceil(larger entry / 1 KB). The
+  entry is the projected item (ALL: the whole item; KEYS_ONLY: the table and index keys; INCLUDE:
+  those plus the listed attributes). The 100 bytes of per-entry overhead DynamoDB adds
+  for index *storage* are not counted in throughput.
 
 On-demand tables bill the same arithmetic in write and read request units.
 """

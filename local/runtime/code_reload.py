@@ -33,17 +33,6 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def source_of(asset_dir: Path, sources: Iterable[Path]) -> Path | None:
-    """The watched folder an asset folder was copied from: it holds every file the asset holds."""
-    asset_files = set(_files(asset_dir))
-    if not asset_files:
-        return None
-    for source in sources:
-        if asset_files <= set(_files(source)):
-            return source
-    return None
-
-
 def syntax_errors(folder: Path, relative_paths: Iterable[str]) -> list[str]:
     """A readable report of each Python file among `relative_paths` that does not compile."""
     errors = []
@@ -84,10 +73,11 @@ class CodeWatcher:
         """Where a function with this asset folder runs: a snapshot of its watched source (taken
         now if this is the first function of that source), or None when no watched folder is its
         source."""
-        source = source_of(asset_dir, [watched.folder for watched in self._sources])
-        if source is None:
+        asset_files = set(_files(asset_dir))  # its source holds every file the asset holds
+        sources = (w for w in self._sources if asset_files and asset_files <= set(_files(w.folder)))
+        watched = next(sources, None)
+        if watched is None:
             return None
-        watched = next(w for w in self._sources if w.folder == source)
         if watched.snapshot is None:
             watched.files = _files(watched.folder)
             watched.snapshot = self._take_snapshot(watched)

@@ -1,9 +1,7 @@
 """The template's functions as worker pools (local/runtime/pool.py): environment, code, concurrency.
 
-A worker gets what Lambda gives a function: the AWS_LAMBDA_* variables and the template's
-environment resolved to local values (API URLs rewritten to the local ports, an external JWT
-issuer to the local one), with AWS_ENDPOINT_URL at the embedded AWS. Layers are not unpacked:
-this venv's packages stand in for them, and the start report says which.
+What a worker gets in place of Lambda's environment and layers: docs/local-stack.md, "What comes
+from the template".
 """
 
 from __future__ import annotations

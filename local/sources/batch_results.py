@@ -1,16 +1,10 @@
 """How Lambda reads a batch invocation's result (SQS and stream event source mappings).
 
-With ReportBatchItemFailures, the function returns `{"batchItemFailures": [{"itemIdentifier": id}]}`
-(the SQS messageId, or the stream record's SequenceNumber). Lambda's documented rules:
-
-* complete success: null/empty response, or a null/empty `batchItemFailures` list;
-* partial failure: only the listed items failed;
-* complete failure: the function raised or timed out, or the response is malformed (not an
-  object, `batchItemFailures` not a list, an entry without a non-empty string itemIdentifier,
-  or an itemIdentifier that is not in the batch).
-
-Without ReportBatchItemFailures, any response is a success and only a raised error or a
-timeout fails the batch.
+With ReportBatchItemFailures the function returns `{"batchItemFailures": [{"itemIdentifier": id}]}`
+(the SQS messageId, or the stream record's SequenceNumber). Lambda's documented rules: a null or
+empty response or list is a complete success; a malformed one (each case in `batch_item_failures`)
+fails the whole batch, as a raised error or a timeout does. Without ReportBatchItemFailures, any
+response is a success.
 """
 
 from __future__ import annotations

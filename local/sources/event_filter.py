@@ -88,13 +88,11 @@ def _only_absence(pattern: Mapping[str, Any]) -> bool:
         if isinstance(value, Mapping):
             if not _only_absence(value):
                 return False
-        elif not (isinstance(value, list) and any(_is_exists_false(m) for m in value)):
+        elif not isinstance(value, list) or not any(
+            isinstance(m, Mapping) and m.get("exists") is False for m in value
+        ):
             return False
     return True
-
-
-def _is_exists_false(matcher: Any) -> bool:
-    return isinstance(matcher, Mapping) and matcher.get("exists") is False
 
 
 def _leaf_matches(matchers: list[Any], value: Any) -> bool:

@@ -53,10 +53,6 @@ def _sequence(record: dict[str, Any]) -> str:
     return str(record["dynamodb"]["SequenceNumber"])
 
 
-def _sequence_key(record: dict[str, Any]) -> str:
-    return sequence_key(_sequence(record))
-
-
 @dataclass(eq=False)
 class StreamPoller:
     source: StreamSource
@@ -100,7 +96,7 @@ class StreamPoller:
                 if self.checkpoints is not None:
                     spec = self.source.spec
                     self.checkpoints.save_checkpoint(
-                        spec.logical_id, self.source.table, _sequence_key(records[-1])
+                        spec.logical_id, self.source.table, sequence_key(_sequence(records[-1]))
                     )
             except asyncio.CancelledError:
                 raise

@@ -1,10 +1,8 @@
 """The embedded AWS's durable state, inside the moto process: restore it, then journal every change.
 
-`restore(store, region)` loads what local/state/store.py holds into moto's freshly provisioned
-tables and queues: items, the stream records some mapping has not finished yet (with their
-sequence numbers and the stream's label, so stream ARNs and checkpoints stay valid), and every
-message with its receive count, visibility, receipt handles and queue (a message that had moved
-to the dead-letter queue is there again).
+`restore(store, region)` loads what local/state/store.py holds (docs/local-stack.md, "What is
+kept") into moto's freshly provisioned tables and queues, stream records with their sequence
+numbers so checkpoints stay valid.
 
 `Journal` then records each change in the request's unit of work:
 
@@ -82,7 +80,7 @@ class _Unit:
         self.messages += other.messages
 
 
-class Journal:
+class Journal(patches.MessageObserver):
     """Collects each request's changes (per thread); a writer thread commits every unit handed over
     at once, in one transaction and one fsync, while requests go on. Before a response leaves,
     `settle()` waits until every unit handed over so far is on disk: nothing a response shows,
@@ -112,7 +110,10 @@ class Journal:
         finally:
             self._local.unit = None
             if unit:
-                self._hand_over(unit)
+                with self._changed:
+                    self._waiting.extend(unit)
+                    self._handed += 1
+                    self._changed.notify_all()
 
     def settle(self) -> None:
         """Return once everything handed over until now is on disk."""
@@ -120,12 +121,6 @@ class Journal:
             target = self._handed
             while self._written < target:
                 self._changed.wait()
-
-    def _hand_over(self, unit: _Unit) -> None:
-        with self._changed:
-            self._waiting.extend(unit)
-            self._handed += 1
-            self._changed.notify_all()
 
     def _write_forever(self) -> None:
         while True:
