@@ -225,10 +225,10 @@ class LocalStack:
                 dice=self._dice,
                 counters=self.fault_counters,
                 region=options.region,
-                connection_log=self.state,
+                connection_log=self.state.store if self.state else None,
             )
             if self.state is not None:  # a stack that died owes its connections their $disconnect
-                previous = self.state.connections_of_last_run()
+                previous = self.state.store.connections()
                 await self.ws_server.disconnect_previous(previous)
                 self.closed_connections = len(previous)
             await self._serve(self.ws_server.application([] if http_socket else issuer_routes), ws_socket)

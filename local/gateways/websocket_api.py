@@ -8,7 +8,7 @@ reproduced". Beyond that list:
 * the `$connect` REQUEST authorizer (local/gateways/lambda_authorizer.py) runs first: missing
   identity sources are a 401 without a call; its principalId and context reach every event of
   the connection as `requestContext.authorizer`;
-* with a `connection_log` (a durable stack, local/state/stack_state.py) each connection is
+* with a `connection_log` (a durable stack, local/state/store.py) each connection is
   recorded before `$connect` runs and forgotten after its `$disconnect`; `disconnect_previous`
   pays the `$disconnect` a stack that died still owed;
 * `--fault-push-failure-rate P`: a fraction P of the POSTs to a live connection answer 500, half
@@ -82,9 +82,9 @@ class Connection:
 
 
 class ConnectionLog(Protocol):
-    def connection_opened(self, connection_id: str, details: dict[str, Any]) -> None: ...
+    def add_connection(self, connection_id: str, state: dict[str, Any]) -> None: ...
 
-    def connection_closed(self, connection_id: str) -> None: ...
+    def remove_connection(self, connection_id: str) -> None: ...
 
 
 def select_route(expression: str, body: str | bytes, routes: Mapping[str, WebSocketRouteSpec]) -> str:
@@ -403,9 +403,9 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         if self.connection_log is None:
             return
         if opened:
-            self.connection_log.connection_opened(connection.connection_id, connection.details())
+            self.connection_log.add_connection(connection.connection_id, connection.details())
         else:
-            self.connection_log.connection_closed(connection.connection_id)
+            self.connection_log.remove_connection(connection.connection_id)
 
     async def disconnect_previous(self, connections: list[dict[str, Any]]) -> None:
         """`$disconnect` for each connection of a stack that stopped without closing them."""

@@ -111,17 +111,6 @@ class StackState:
                 )
         self._unsaved.clear()
 
-    # --- WebSocket connections -------------------------------------------------------------
-
-    def connection_opened(self, connection_id: str, details: dict[str, Any]) -> None:
-        self.store.add_connection(connection_id, details)
-
-    def connection_closed(self, connection_id: str) -> None:
-        self.store.remove_connection(connection_id)
-
-    def connections_of_last_run(self) -> list[dict[str, Any]]:
-        return self.store.connections()
-
 
 def _check_tables(stored: dict[str, Any], model: StackModel, path: Path) -> None:
     """A table whose key schema changed since the state was written cannot take its items."""
