@@ -82,8 +82,7 @@ class LocalStack:
         )
         self.pools: dict[str, FunctionPool] = {}
         self.moto_endpoint = ""
-        self.http_url = ""
-        self.ws_url = ""
+        self.http_url = self.ws_url = ""
         self.state_folder = state_paths(options.state_dir, stack.stack_name).folder
         self.state: StackState | None = None
         self.restored: dict[str, Any] | None = None  # what the embedded AWS loaded from the state

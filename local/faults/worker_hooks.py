@@ -66,10 +66,6 @@ def _keys_task(key_value: str, task_id: str) -> bool:
     return key_value == task_id or key_value.endswith(f"#{task_id}")
 
 
-def _operation(event_name: str) -> str:
-    return event_name.rsplit(".", 1)[-1]
-
-
 class WorkerFaults:
     def __init__(self, config: dict[str, Any]) -> None:
         self.function = str(config.get("function", ""))
@@ -97,10 +93,6 @@ class WorkerFaults:
             return False
         with self._rng_lock:
             return self._rng.random() < probability
-
-    def _choice(self, options: list[str]) -> str:
-        with self._rng_lock:
-            return self._rng.choice(options)
 
     def _effect(self, event: str, task_id: str, owner: Any, run: Any, attempt: int, **details: Any) -> None:
         """A line of effects.log: a run of the processing step ("step") or a success it committed."""
@@ -215,7 +207,7 @@ class WorkerFaults:
 
     def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
         service = event_name.split(".")[1]
-        operation = _operation(event_name)
+        operation = event_name.rsplit(".", 1)[-1]
         if service == "sqs" and operation in SQS_SENDS and self.window_open("sqsOutage"):
             from botocore.exceptions import EndpointConnectionError  # noqa: PLC0415
 
@@ -226,7 +218,8 @@ class WorkerFaults:
         kinds = ["InternalServerError", "ThrottlingException"]
         if service == "dynamodb":
             kinds.append("ProvisionedThroughputExceededException")
-        code = self._choice(kinds)
+        with self._rng_lock:
+            code = self._rng.choice(kinds)
         self.fired("aws-error", kind=code, service=service, operation=operation)
         return self._error_response(request, service, code)
 
@@ -244,7 +237,7 @@ class WorkerFaults:
     def after_call(
         self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], event_name: str, **_: Any
     ) -> None:
-        operation = _operation(event_name)
+        operation = event_name.rsplit(".", 1)[-1]
         status = int(getattr(http_response, "status_code", 0) or 0)
         succeeded = 200 <= status < 300
         commit = context.pop(_COMMIT_KEY, None)
@@ -267,8 +260,7 @@ class WorkerFaults:
                 "Code": "InternalServerError",
                 "Message": "injected by the local stack after the write was applied",
             }
-            metadata = parsed.setdefault("ResponseMetadata", {})
-            metadata["HTTPStatusCode"] = 500
+            parsed.setdefault("ResponseMetadata", {})["HTTPStatusCode"] = 500
 
 
 def load(config_json: str) -> WorkerFaults:
