@@ -167,13 +167,9 @@ class History:
         """task id -> the user who submitted it (None on stages without authorizers)."""
         return {task_id: s.user for task_id, s in self.submissions.items()}
 
-    def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["listed"] = sorted(self.listed)
-        return document
-
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+        document = asdict(self) | {"listed": sorted(self.listed)}
+        path.write_text(json.dumps(document, separators=(",", ":")))
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> History:

@@ -196,7 +196,6 @@ class Report:
         return lines
 
     def _isolation_lines(self) -> list[str]:
-        """The isolation figures (stages with authorizers)."""
         tasks = "/".join(str(count) for count in self.tasks_per_user.values())
         stayed = "/".join(str(self.stayed_per_user.get(user, 0)) for user in self.tasks_per_user)
         outcomes = sorted(self.cross_reads.items(), key=lambda item: item[0] != "404")

@@ -20,6 +20,7 @@ import random
 import sys
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -39,16 +40,6 @@ class _AppendLog:
 
     def write(self, record: dict[str, Any]) -> None:
         os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-
-
-class _RawBody:
-    """What botocore's AWSResponse reads a body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Any:
-        yield self._body
 
 
 def _single_key(key: Any) -> tuple[str, str] | None:
@@ -232,7 +223,8 @@ class WorkerFaults:
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "local-fault"}
         if service == "sqs":
             headers["x-amzn-query-error"] = f"{code};{'Receiver' if status == 500 else 'Sender'}"
-        return AWSResponse(str(getattr(request, "url", "")), status, headers, _RawBody(body.encode()))
+        raw = SimpleNamespace(stream=lambda **_: iter([body.encode()]))  # what AWSResponse reads a body from
+        return AWSResponse(str(getattr(request, "url", "")), status, headers, raw)
 
     def after_call(
         self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], event_name: str, **_: Any
