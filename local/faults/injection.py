@@ -42,13 +42,11 @@ class SqsOutage:
 
 def parse_outage(value: str) -> SqsOutage:
     start, sep, duration = value.partition(":")
-    try:
+    with contextlib.suppress(ValueError):
         outage = SqsOutage(float(start), float(duration))
-    except ValueError:
-        raise ValueError("expected START:DURATION in seconds, e.g. 5:10") from None
-    if not sep or outage.start < 0 or outage.duration <= 0:
-        raise ValueError("expected START:DURATION in seconds, e.g. 5:10")
-    return outage
+        if sep and not (outage.start < 0 or outage.duration <= 0):
+            return outage
+    raise ValueError("expected START:DURATION in seconds, e.g. 5:10")
 
 
 @dataclass

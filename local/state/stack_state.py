@@ -61,9 +61,7 @@ class StackState:
         except BaseException:
             lock.release()
             raise
-        state = cls(paths, store, lock, restored=stored_tables is not None)
-        state._checkpoints = store.checkpoints()
-        return state
+        return cls(paths, store, lock, restored=stored_tables is not None, _checkpoints=store.checkpoints())
 
     def close(self) -> None:
         self.flush()
