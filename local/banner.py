@@ -36,10 +36,8 @@ def restored_summary(model: StackModel, restored: dict[str, Any] | None, closed_
     if records:
         parts.append(f"{records:,} stream records still to process")
     if closed_connections:
-        plural = "s" if closed_connections != 1 else ""
-        parts.append(
-            f"{closed_connections} WebSocket connection{plural} of the last run closed ($disconnect)"
-        )
+        s = "s" if closed_connections != 1 else ""
+        parts.append(f"{closed_connections} WebSocket connection{s} of the last run closed ($disconnect)")
     return "restored " + "; ".join(parts)
 
 

@@ -6,8 +6,8 @@
 Ports default to 0 (free ports); the URLs come from the LOCAL_STACK_READY line. Without a
 `--state-dir` the stack gets a temporary one of its own (removed at stop), so tests and
 benchmarks never share state with each other or with `make dev`. Everything the stack prints is
-kept in `stack.output` (and echoed to `echo` if given). Leaving the block sends SIGTERM, waits for
-a clean stop, and kills the process group if it does not come.
+kept in `stack.output`. Leaving the block sends SIGTERM, waits for a clean stop, and kills the
+process group if it does not come.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,34 +28,19 @@ READY_PREFIX = "LOCAL_STACK_READY"
 
 
 class LocalStackProcess:
-    def __init__(
-        self,
-        arguments: Sequence[str],
-        *,
-        cwd: Path = REPO_ROOT,
-        start_timeout: float = 120.0,
-        echo: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, arguments: Sequence[str], *, start_timeout: float = 120.0) -> None:
         self._temporary: Path | None = None
         if "--state-dir" in arguments:
             self.state_dir = Path(arguments[list(arguments).index("--state-dir") + 1])
         else:
             self.state_dir = self._temporary = Path(tempfile.mkdtemp(prefix="local-stack-"))
-        defaults = {
-            "--http-port": "0",
-            "--ws-port": "0",
-            "--moto-port": "0",
-            "--state-dir": str(self.state_dir),
-        }
+        ports = {"--http-port": "0", "--ws-port": "0", "--moto-port": "0"}
+        defaults = {**ports, "--state-dir": str(self.state_dir)}
         extra = [item for key, value in defaults.items() if key not in arguments for item in (key, value)]
         self.arguments = [sys.executable, "-m", "local", *arguments, *extra, "--parent-pid", str(os.getpid())]
-        self.cwd = cwd
         self.start_timeout = start_timeout
-        self.echo = echo
         self.output: list[str] = []
-        self.http_url = ""
-        self.ws_url = ""
-        self.moto_url = ""
+        self.http_url = self.ws_url = self.moto_url = ""
         self.process: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
@@ -70,7 +55,7 @@ class LocalStackProcess:
     def start(self) -> None:
         self.process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments from the caller
             self.arguments,
-            cwd=self.cwd,
+            cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -91,26 +76,24 @@ class LocalStackProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line)
-            if self.echo is not None:
-                self.echo(line.rstrip("\n"))
             if line.startswith(READY_PREFIX):
                 fields = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
-                self.http_url = fields.get("http", "")
-                self.ws_url = fields.get("ws", "")
-                self.moto_url = fields.get("moto", "")
+                self.http_url, self.ws_url, self.moto_url = (
+                    fields.get(key, "") for key in ("http", "ws", "moto")
+                )
                 self._ready.set()
 
     def text(self) -> str:
         return "".join(self.output)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self) -> int | None:
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout)
+                process.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)

@@ -82,8 +82,7 @@ class LocalStack:
         )
         self.pools: dict[str, FunctionPool] = {}
         self.moto_endpoint = ""
-        self.http_url = ""
-        self.ws_url = ""
+        self.http_url = self.ws_url = ""
         self.state_folder = state_paths(options.state_dir, stack.stack_name).folder
         self.state: StackState | None = None
         self.restored: dict[str, Any] | None = None  # what the embedded AWS loaded from the state
@@ -225,10 +224,10 @@ class LocalStack:
                 dice=self._dice,
                 counters=self.fault_counters,
                 region=options.region,
-                connection_log=self.state,
+                connection_log=self.state.store if self.state else None,
             )
             if self.state is not None:  # a stack that died owes its connections their $disconnect
-                previous = self.state.connections_of_last_run()
+                previous = self.state.store.connections()
                 await self.ws_server.disconnect_previous(previous)
                 self.closed_connections = len(previous)
             await self._serve(self.ws_server.application([] if http_socket else issuer_routes), ws_socket)

@@ -36,13 +36,8 @@ own user's tasks) and foreign reads 0 (no HTTP read shows another user's task). 
 <run dir>/report.json, history.json, stack.log, logs/, state/. See docs/local-stack.md.
 """
 
-AT_LEAST = {
-    "concurrency": 1,
-    "clients": 1,
-    "stay": 0,
-    "users": 1,
-    "max_concurrency": 1,
-}  # clamped, not refused
+# clamped, not refused
+AT_LEAST = {"concurrency": 1, "clients": 1, "stay": 0, "users": 1, "max_concurrency": 1}
 
 
 def _moment(value: str) -> float | None:

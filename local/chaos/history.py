@@ -69,8 +69,7 @@ class ClientHistory:
     dropped: int = 0  # connections the server ended although the client did not
     killed: int = 0  # connections lost when the runner killed the whole stack (then reconnected)
     user: str | None = None  # whose token it connects with (stages with authorizers)
-    # WebSocket resume (taskflow.services.resume): the cursor of the last task frame or `resumed`
-    # answer received, when the first cursor came, and how the resumes went.
+    # WebSocket resume (taskflow.services.resume): the last task frame's or `resumed` answer's cursor
     cursor: str | None = None
     first_cursor_at: float | None = None
     resumes: int = 0  # `resumed` answers
@@ -143,10 +142,8 @@ class History:
     notes: list[str] = field(default_factory=list)
     auth: bool = False  # the stack has authorizers: requests carry tokens, users see their own tasks
     users: list[str] = field(default_factory=list)  # the users' subjects (stages with authorizers)
-    # reads of a task as a user who does not own it (GET /tasks/{id}), by outcome: "404", "200", ...
-    cross_reads: dict[str, int] = field(default_factory=dict)
-    # Tasks submitted under another user's taskId (Twin), by answer; what showed them to someone else
-    twins: dict[str, Twin] = field(default_factory=dict)
+    cross_reads: dict[str, int] = field(default_factory=dict)  # GET /tasks/{id} as a non-owner, by outcome
+    twins: dict[str, Twin] = field(default_factory=dict)  # by answer: tasks under another user's taskId
     twin_reads: int = 0  # reads and listings of a twin by its own user
     twin_leaks: list[str] = field(default_factory=list)  # a twin shown to another user, or mixed up
 
@@ -167,13 +164,9 @@ class History:
         """task id -> the user who submitted it (None on stages without authorizers)."""
         return {task_id: s.user for task_id, s in self.submissions.items()}
 
-    def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["listed"] = sorted(self.listed)
-        return document
-
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+        document = asdict(self) | {"listed": sorted(self.listed)}
+        path.write_text(json.dumps(document, separators=(",", ":")))
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> History:

@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-_JSON_NAMES = {"stayed_per_user": "stayedClientsPerUser"}  # the one name that is not its camelCase
+from local.metering.meter import camel_json
+
+_JSON_NAMES = {"stayedPerUser": "stayedClientsPerUser"}  # the one name that is not its camelCase
 
 
 def _mark(count: int) -> str:
     return "ok" if count == 0 else "VIOLATED"
-
-
-def _camel_case(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(word.title() for word in rest)
 
 
 @dataclass(frozen=True)
@@ -118,14 +115,14 @@ class Report:
         document: dict[str, Any] = {"ok": self.ok, "violations": self.violations}
         isolation: dict[str, Any] = {}
         section = document
-        for name, value in asdict(self).items():
+        for name, value in camel_json(self).items():
             if name == "auth":
                 section = isolation
-            elif name == "wall_seconds":
+            elif name == "wallSeconds":
                 section["wallSeconds"] = round(value, 2)
                 section["tasksPerSecond"] = round(self.tasks_per_second, 2)
             else:
-                section[_JSON_NAMES.get(name) or _camel_case(name)] = value
+                section[_JSON_NAMES.get(name, name)] = value
         if self.auth:
             document["isolation"] = isolation
         return document
@@ -199,7 +196,6 @@ class Report:
         return lines
 
     def _isolation_lines(self) -> list[str]:
-        """The isolation figures (stages with authorizers)."""
         tasks = "/".join(str(count) for count in self.tasks_per_user.values())
         stayed = "/".join(str(self.stayed_per_user.get(user, 0)) for user in self.tasks_per_user)
         outcomes = sorted(self.cross_reads.items(), key=lambda item: item[0] != "404")

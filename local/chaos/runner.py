@@ -51,9 +51,7 @@ class ChaosConfig:
     lost_response_rate: float = 0.05  # the client ignores this fraction of 202s, as after a timeout
     mutant: str | None = None
     resume: bool = True  # reconnecting clients resume from their last cursor (False: the mutant check)
-    # Stages with authorizers: this fraction of the tasks gets a twin, another user's task under the
-    # same taskId (ids are per owner), held to isolation (history.Twin)
-    twin_rate: float = 0.1
+    twin_rate: float = 0.1  # authorizers: tasks with a twin, another user's under the same id (history.Twin)
     time_scale: float = 0.01
     drain_timeout: float = 420.0
     frame_grace: float = 30.0
@@ -296,7 +294,7 @@ def run_chaos(config: ChaosConfig, echo: Echo = print) -> ChaosResult:
             f"chaos: {run.stack_exit or 'cancelled'}; its output: {run_dir / 'stack.log'}"
         ) from None
     finally:
-        stack.stop()
+        stack.process.stop()
         (run_dir / "stack.log").write_text(stack.output())
     stack.collect()
     report = check(history)

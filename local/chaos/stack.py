@@ -94,9 +94,6 @@ class ChaosStack:
         self.process.start()
         self.echo(f"ready: {self.process.http_url} {self.process.ws_url}")
 
-    def stop(self) -> None:
-        self.process.stop()
-
     def output(self) -> str:
         return "".join([*self.earlier_output, self.process.text()])
 

@@ -6,17 +6,8 @@ injection and chaos runs". The stack injects duplicate SQS deliveries (local/sou
 @connections push failures (local/gateways/websocket_api.py); the function workers the rest
 (local/faults/worker_hooks.py, configured by FaultOptions.worker_config).
 
-Files in the fault directory (cleared when a stack starts with a new state; a stack restored
-from its state, e.g. restarted in the middle of a chaos run, appends to them):
-  effects.log   JSON lines from the workers: {"event": "step"|"effect", "taskId", "run", ...}
-  faults.log    JSON lines, one per fault that fired in a worker: {"fault": ..., ...}
-  control.json  {"sqsOutage": {"from": epoch, "until": epoch}, "processingOutage": {...}}
-                (written by the stack or a runner; see write_control_window)
-  consumed.log  JSON lines from the stack, one per dead-letter message its consumer processed,
-                written before the message is deleted: {"queue", "body"} (a message processed
-                twice appears twice; a kill of the stack loses none)
-  stats.json    the stack's counters (LocalStack.write_stats), rewritten every second and at stop
-                (also written without faults to `--stats-file`)
+The files in the fault directory (docs/local-stack.md, same section) are cleared when a stack
+starts with a new state (prepare_directory); a stack restored from its state appends to them.
 """
 
 from __future__ import annotations
@@ -51,13 +42,11 @@ class SqsOutage:
 
 def parse_outage(value: str) -> SqsOutage:
     start, sep, duration = value.partition(":")
-    try:
+    with contextlib.suppress(ValueError):
         outage = SqsOutage(float(start), float(duration))
-    except ValueError:
-        raise ValueError("expected START:DURATION in seconds, e.g. 5:10") from None
-    if not sep or outage.start < 0 or outage.duration <= 0:
-        raise ValueError("expected START:DURATION in seconds, e.g. 5:10")
-    return outage
+        if sep and not (outage.start < 0 or outage.duration <= 0):
+            return outage
+    raise ValueError("expected START:DURATION in seconds, e.g. 5:10")
 
 
 @dataclass

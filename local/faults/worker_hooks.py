@@ -20,6 +20,7 @@ import random
 import sys
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -41,16 +42,6 @@ class _AppendLog:
         os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 
 
-class _RawBody:
-    """What botocore's AWSResponse reads a body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Any:
-        yield self._body
-
-
 def _single_key(key: Any) -> tuple[str, str] | None:
     """(attribute name, string value) of a one-attribute DynamoDB key."""
     if isinstance(key, dict) and len(key) == 1:
@@ -64,10 +55,6 @@ def _keys_task(key_value: str, task_id: str) -> bool:
     """Whether a table key addresses `task_id`: the key is the task id, or ends with `#<taskId>`
     (`<owner>#<taskId>` on auth: jwt stages; taskflow.table_schema)."""
     return key_value == task_id or key_value.endswith(f"#{task_id}")
-
-
-def _operation(event_name: str) -> str:
-    return event_name.rsplit(".", 1)[-1]
 
 
 class WorkerFaults:
@@ -97,10 +84,6 @@ class WorkerFaults:
             return False
         with self._rng_lock:
             return self._rng.random() < probability
-
-    def _choice(self, options: list[str]) -> str:
-        with self._rng_lock:
-            return self._rng.choice(options)
 
     def _effect(self, event: str, task_id: str, owner: Any, run: Any, attempt: int, **details: Any) -> None:
         """A line of effects.log: a run of the processing step ("step") or a success it committed."""
@@ -215,7 +198,7 @@ class WorkerFaults:
 
     def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
         service = event_name.split(".")[1]
-        operation = _operation(event_name)
+        operation = event_name.rsplit(".", 1)[-1]
         if service == "sqs" and operation in SQS_SENDS and self.window_open("sqsOutage"):
             from botocore.exceptions import EndpointConnectionError  # noqa: PLC0415
 
@@ -226,7 +209,8 @@ class WorkerFaults:
         kinds = ["InternalServerError", "ThrottlingException"]
         if service == "dynamodb":
             kinds.append("ProvisionedThroughputExceededException")
-        code = self._choice(kinds)
+        with self._rng_lock:
+            code = self._rng.choice(kinds)
         self.fired("aws-error", kind=code, service=service, operation=operation)
         return self._error_response(request, service, code)
 
@@ -239,12 +223,13 @@ class WorkerFaults:
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "local-fault"}
         if service == "sqs":
             headers["x-amzn-query-error"] = f"{code};{'Receiver' if status == 500 else 'Sender'}"
-        return AWSResponse(str(getattr(request, "url", "")), status, headers, _RawBody(body.encode()))
+        raw = SimpleNamespace(stream=lambda **_: iter([body.encode()]))  # what AWSResponse reads a body from
+        return AWSResponse(str(getattr(request, "url", "")), status, headers, raw)
 
     def after_call(
         self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], event_name: str, **_: Any
     ) -> None:
-        operation = _operation(event_name)
+        operation = event_name.rsplit(".", 1)[-1]
         status = int(getattr(http_response, "status_code", 0) or 0)
         succeeded = 200 <= status < 300
         commit = context.pop(_COMMIT_KEY, None)
@@ -267,8 +252,7 @@ class WorkerFaults:
                 "Code": "InternalServerError",
                 "Message": "injected by the local stack after the write was applied",
             }
-            metadata = parsed.setdefault("ResponseMetadata", {})
-            metadata["HTTPStatusCode"] = 500
+            parsed.setdefault("ResponseMetadata", {})["HTTPStatusCode"] = 500
 
 
 def load(config_json: str) -> WorkerFaults:

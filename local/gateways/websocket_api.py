@@ -73,9 +73,9 @@ class Connection:
 
 
 class ConnectionLog(Protocol):
-    def connection_opened(self, connection_id: str, details: dict[str, Any]) -> None: ...
+    def add_connection(self, connection_id: str, state: dict[str, Any]) -> None: ...
 
-    def connection_closed(self, connection_id: str) -> None: ...
+    def remove_connection(self, connection_id: str) -> None: ...
 
 
 def select_route(expression: str, body: str | bytes, routes: Mapping[str, WebSocketRouteSpec]) -> str:
@@ -390,9 +390,9 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         if self.connection_log is None:
             return
         if opened:
-            self.connection_log.connection_opened(connection.connection_id, connection.details())
+            self.connection_log.add_connection(connection.connection_id, connection.details())
         else:
-            self.connection_log.connection_closed(connection.connection_id)
+            self.connection_log.remove_connection(connection.connection_id)
 
     async def disconnect_previous(self, connections: list[dict[str, Any]]) -> None:
         """`$disconnect` for each connection of a stack that stopped without closing them."""

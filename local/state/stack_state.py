@@ -61,9 +61,7 @@ class StackState:
         except BaseException:
             lock.release()
             raise
-        state = cls(paths, store, lock, restored=stored_tables is not None)
-        state._checkpoints = store.checkpoints()
-        return state
+        return cls(paths, store, lock, restored=stored_tables is not None, _checkpoints=store.checkpoints())
 
     def close(self) -> None:
         self.flush()
@@ -110,17 +108,6 @@ class StackState:
                     table, min(seq for name, seq in self._checkpoints.values() if name == table)
                 )
         self._unsaved.clear()
-
-    # --- WebSocket connections -------------------------------------------------------------
-
-    def connection_opened(self, connection_id: str, details: dict[str, Any]) -> None:
-        self.store.add_connection(connection_id, details)
-
-    def connection_closed(self, connection_id: str) -> None:
-        self.store.remove_connection(connection_id)
-
-    def connections_of_last_run(self) -> list[dict[str, Any]]:
-        return self.store.connections()
 
 
 def _check_tables(stored: dict[str, Any], model: StackModel, path: Path) -> None:
