@@ -9,9 +9,18 @@ stack (on 2 cores a stack's processes can hold a test's process off the CPU for 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Powertools reads these when taskflow.observability is first imported (as Lambda's environment
+# would provide them). Set here, before any test module is collected: tests/e2e and tests/local
+# import the local issuer, which imports the Lambda code's TokenVerifier and with it
+# taskflow.observability, so a later conftest would come too late for that process.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "taskflow")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TaskBackendTest")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 _E2E = Path(__file__).parent / "e2e"
 

@@ -6,14 +6,6 @@ Event builders and fakes live in lambda_support.py."""
 
 from __future__ import annotations
 
-import os
-
-# Powertools reads these when taskflow.observability is first imported (as Lambda's environment
-# would provide them), so they are set before anything imports a handler.
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "taskflow")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TaskBackendTest")
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-
 import json
 from collections.abc import Iterator
 
