@@ -124,7 +124,9 @@ class _Write(NamedTuple):
     item: dict[str, Any] | None
 
 
-class TaskRepository:
+class TaskRepository(aws.ClientUser):
+    service_name = "dynamodb"
+
     def __init__(
         self,
         table_name: str,
@@ -136,8 +138,8 @@ class TaskRepository:
     ) -> None:
         if list_shards < 1 or max_filter_evaluated < 1:
             raise ValueError("list_shards and max_filter_evaluated must be at least 1")
+        super().__init__(client)
         self.table_name = table_name
-        self._client = client
         self._clock = clock
         self._shards = list_shards
         self._max_filter_evaluated = max_filter_evaluated
@@ -145,12 +147,6 @@ class TaskRepository:
     def now(self) -> datetime:
         """The repository's clock (lease times are in its epoch seconds)."""
         return self._clock()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
 
     # ----------------------------------------------------------------------------- reads
 
