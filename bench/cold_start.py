@@ -81,6 +81,7 @@ COMMON_ENV: Final = {
     env_vars.POWERTOOLS_SERVICE_NAME: "taskflow",
     env_vars.POWERTOOLS_METRICS_NAMESPACE: "TaskBackend",
     env_vars.POWERTOOLS_LOG_LEVEL: "INFO",
+    env_vars.PYDANTIC_DISABLE_PLUGINS: "__all__",
 }
 _TABLE: Final = "TaskBackend-bench-TaskTable"
 _CONNECTIONS: Final = "TaskBackend-bench-ConnectionTable"

@@ -52,6 +52,7 @@ class LambdaDefaults(Construct):
             env_vars.POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
             env_vars.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             env_vars.POWERTOOLS_LOG_LEVEL: LOG_LEVEL,
+            env_vars.PYDANTIC_DISABLE_PLUGINS: "__all__",
         }
 
 

@@ -35,3 +35,7 @@ JWT_AUDIENCE: Final = "JWT_AUDIENCE"  # comma-separated accepted audiences (aud 
 POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 POWERTOOLS_LOG_LEVEL: Final = "POWERTOOLS_LOG_LEVEL"
+
+# Read by pydantic itself: "__all__" skips its plugin discovery, a scan of every installed
+# distribution's entry points on the first model built (no plugin is used; a cold start saves it).
+PYDANTIC_DISABLE_PLUGINS: Final = "PYDANTIC_DISABLE_PLUGINS"

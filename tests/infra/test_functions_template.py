@@ -28,7 +28,11 @@ from infra.config import POWERTOOLS_VERSION
 
 FUNCTION = "AWS::Lambda::Function"
 LAMBDAS = REPO_ROOT / "lambdas"
-COMMON = {"POWERTOOLS_SERVICE_NAME": "taskflow", "POWERTOOLS_METRICS_NAMESPACE": "TaskBackend"}
+COMMON = {
+    "POWERTOOLS_SERVICE_NAME": "taskflow",
+    "POWERTOOLS_METRICS_NAMESPACE": "TaskBackend",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
+}
 # (stage, function) for every function of the two cdk.json stages (prod has `auth: jwt`).
 STAGE_FUNCTIONS = [
     (stage_name, construct_id)
