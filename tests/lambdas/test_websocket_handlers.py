@@ -173,13 +173,14 @@ def test_connect_on_a_jwt_stage_stores_the_owner_the_authorizer_verified(
         ws_event("CONNECT", connection_id="c1", authorizer=authorizer), lambda_context
     )
 
-    # Then it is stored as Alice's with her token's expiry (the row's TTL too, being sooner than
-    # the connection TTL), and her connections are found by owner
+    # Then it is stored as Alice's with her token's expiry, and her connections are found by owner.
+    # The row's TTL stays the connection's (later than the token's expiry): the owner's next change
+    # must still find the connection to tell it `expired` and close it.
     assert response == {"statusCode": 200}
     stored = stored_connection(owner_scoped_aws, "c1")
     assert stored[table_schema.CONNECTION_OWNER] == {"S": "alice"}
     assert stored[table_schema.CONNECTION_TOKEN_EXPIRES_AT] == {"N": str(TOKEN_EXPIRES_AT)}
-    assert stored[table_schema.CONNECTION_TTL_ATTRIBUTE] == {"N": str(TOKEN_EXPIRES_AT)}
+    assert int(stored[table_schema.CONNECTION_TTL_ATTRIBUTE]["N"]) > TOKEN_EXPIRES_AT
     repository = ConnectionRepository(owner_scoped_aws.connection_table, client=owner_scoped_aws.dynamodb)
     assert repository.of_owner("alice") == [OwnedConnection("c1", TOKEN_EXPIRES_AT)]
     assert repository.of_owner("bob") == []

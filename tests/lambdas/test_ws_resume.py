@@ -282,3 +282,31 @@ def test_a_replay_the_endpoint_cuts_short_is_an_error_frame_asking_to_resume_aga
             "the replay stopped (a frame could not be posted: RuntimeError); send the same resume again"
         ),
     }
+
+
+def test_a_replay_that_runs_out_of_time_stops_posting_and_answers_resync_not_a_timeout(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext, now: datetime
+) -> None:
+    # Given 40 tasks to replay, and an endpoint so slow that after 5 posts the invocation has only
+    # 1.5 s left (less than the replay keeps for its answer)
+    for index in range(40):
+        create(moto_aws, f"t{index:02d}", now - timedelta(seconds=50 - index))
+    frames = use(moto_aws, now)
+    real_post = frames.post
+
+    def slow_post(connection_id: str, data: bytes) -> None:
+        real_post(connection_id, data)
+        if len(frames.frames[connection_id]) >= 5:
+            lambda_context.remaining_millis = 1_500
+
+    frames.post = slow_post  # type: ignore[method-assign]
+
+    # When the client resumes
+    reply = resume(cursor(now - timedelta(minutes=1)), context=lambda_context)
+
+    # Then the function stops posting and answers before its timeout with a resync (list again),
+    # not a timeout's bare error; a client asking again could run out of time again
+    assert reply is not None
+    assert reply["type"] == "resync"
+    assert "could not all be sent in time" in reply["reason"]
+    assert 5 <= len(frames.frames["c1"]) < 40

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.auth_contract import AUTH_JWT, authorized_owner, authorized_token_expiry
 from taskflow.clients.connections_client import close_with
+from taskflow.deadline import answer_before_timeout
 from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, error, expired, request_of, too_large
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
@@ -90,7 +91,7 @@ def _request(event: dict[str, Any]) -> dict[str, Any]:
     return request_of(body.encode("utf-8", errors="surrogatepass"))
 
 
-def _reply(event: dict[str, Any], connection_id: str | None) -> dict[str, Any] | None:
+def _reply(event: dict[str, Any], connection_id: str | None, context: LambdaContext) -> dict[str, Any] | None:
     request = _request(event)
     action = request.get("action")
     if action == "ping":
@@ -104,7 +105,15 @@ def _reply(event: dict[str, Any], connection_id: str | None) -> dict[str, Any] |
             logger.error("resume refused: no owner from the $connect authorizer")
             return error("this connection carries no verified caller")
     try:
-        return resume.get().resume(str(connection_id), request.get("since"), owner=owner)
+        # The replay stops posting before the function's timeout (then a resync); a read that hangs
+        # is interrupted just before it (taskflow.deadline: DependencyUnavailableError).
+        with answer_before_timeout(context):
+            return resume.get().resume(
+                str(connection_id),
+                request.get("since"),
+                owner=owner,
+                time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+            )
     except DependencyUnavailableError as unavailable:
         logger.warning("resume failed: a dependency is down", extra={"error": str(unavailable)})
         return error("tasks cannot be read right now; send the same resume again in a few seconds")
@@ -118,7 +127,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if expired_at is not None:
         _close_expired(str(connection_id), expired_at)
         return {"statusCode": 200}
-    reply = _reply(event, connection_id)
+    reply = _reply(event, connection_id, context)
     if reply is None:  # the connection went while a resume posted to it: nobody to answer
         return {"statusCode": 200}
     if reply["type"] == "error":

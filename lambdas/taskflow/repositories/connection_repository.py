@@ -40,8 +40,10 @@ class ConnectionRepository(aws.ClientUser):
         token_expires_at: int | None = None,
     ) -> None:
         """Store a connection (of `owner`, whose token expires at `token_expires_at`, when given);
-        DynamoDB's TTL removes the row after `ttl_seconds`, or at the token's expiry if that comes
-        first, if no $disconnect (or 410 Gone) removed it before."""
+        DynamoDB's TTL removes the row after `ttl_seconds` if no $disconnect (or 410 Gone) removed
+        it before. Not at the token's expiry: the row must outlive the token, or the owner's next
+        change would find no connection to send `expired` to and close (the connection itself
+        stays open until API Gateway ends it)."""
         expires_at = int(connected_at.timestamp()) + ttl_seconds
         item: dict[str, Any] = {
             table_schema.CONNECTION_PK: connection_id,
@@ -53,7 +55,6 @@ class ConnectionRepository(aws.ClientUser):
                 raise ValueError("an owner's connection needs its token's expiry")
             item[table_schema.CONNECTION_OWNER] = owner
             item[table_schema.CONNECTION_TOKEN_EXPIRES_AT] = token_expires_at
-            item[table_schema.CONNECTION_TTL_ATTRIBUTE] = min(expires_at, token_expires_at)
         with translated_errors():
             self.client.put_item(TableName=self.table_name, Item=serialize(item))
 

@@ -9,13 +9,16 @@ task is now (posted in parallel, in no set order; each frame has its own cursor)
 frames carry `version`, and a client keeps the highest. Not replayed: a failed attempt, or a retry,
 of a task neither created nor finished in the gap (its next frame carries the state).
 
-Bounded: a cursor older than the stage's window, or a gap with more changes than the stage's
-limit, gets `{"type": "resync", "reason": ...}`: list again with GET /tasks. A malformed cursor,
+Bounded: a cursor older than the stage's window, a gap with more changes than the stage's limit,
+or a replay that could not all be posted within the function's time limit (`time_left`), gets
+`{"type": "resync", "reason": ...}`: list again with GET /tasks. (Asking again for a replay that ran
+out of time could run out of time again; a listing always ends.) A malformed cursor,
 another caller's, or one from the future gets `{"type": "error", ...}`. The connection stays open.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -37,7 +40,11 @@ REPLAY_OVERLAP: Final = timedelta(seconds=30)
 
 POST_WORKERS: Final = 16  # frames posted at once (the clients' pool allows 32 connections)
 POST_TRIES: Final = 3
+# No frame is posted once less than this is left of the invocation: time for the answer, and
+# more than the deadline reserve (taskflow.deadline) that interrupts a read that hangs.
+POST_RESERVE_SECONDS: Final = 2.0
 _GONE: Final = "gone"
+_LATE: Final = "late"
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,16 @@ class ResumeService:
         self._limits = limits
         self._clock = clock
 
-    def resume(self, connection_id: str, since: object, *, owner: str | None) -> dict[str, Any] | None:
-        """Post the missed frames to the connection; the answer frame (None: the connection went)."""
+    def resume(
+        self,
+        connection_id: str,
+        since: object,
+        *,
+        owner: str | None,
+        time_left: Callable[[], float] | None = None,
+    ) -> dict[str, Any] | None:
+        """Post the missed frames to the connection; the answer frame (None: the connection went).
+        `time_left`: seconds left of the invocation (None: no limit)."""
         scope = table_schema.scope_of(owner)
         cursor = self._checked(since, scope)
         if not isinstance(cursor, ResumeCursor):
@@ -65,10 +80,14 @@ class ResumeService:
         tasks = self._tasks.changes_since(after, owner=owner, limit=self._limits.max_changes)
         if tasks is None:
             return _resync(f"more than {self._limits.max_changes} tasks changed since the cursor")
-        outcome = self._post_all(connection_id, [encode_frame(task_frame(t.to_item(), scope)) for t in tasks])
+        frames = [encode_frame(task_frame(t.to_item(), scope)) for t in tasks]
+        outcome = self._post_all(connection_id, frames, time_left)
         if outcome == _GONE:
             logger.info("connection gone during a resume", extra={"connection_id": connection_id})
             return None
+        if outcome == _LATE:
+            logger.warning("resume out of time", extra={"connection_id": connection_id, "replay": len(tasks)})
+            return _resync(f"the {len(tasks)} changed tasks could not all be sent in time")
         if outcome:
             return error(f"the replay stopped ({outcome}); send the same resume again")
         logger.info("connection resumed", extra={"connection_id": connection_id, "replayed": len(tasks)})
@@ -91,14 +110,19 @@ class ResumeService:
             return _resync(f"the cursor is older than {self._limits.window_seconds} s")
         return cursor
 
-    def _post_all(self, connection_id: str, frames: list[bytes]) -> str:
+    def _post_all(
+        self, connection_id: str, frames: list[bytes], time_left: Callable[[], float] | None
+    ) -> str:
         """Post the frames, POST_WORKERS at a time, each tried POST_TRIES times (their order does not
-        matter: a client keeps the highest version). "" when all arrived, _GONE, or what failed."""
+        matter: a client keeps the highest version), none once less than POST_RESERVE_SECONDS are
+        left. "" when all arrived, else _GONE, _LATE or what failed (in that order)."""
         if not frames:
             return ""
 
         def post(frame: bytes) -> str:
             for attempt in range(POST_TRIES):
+                if time_left is not None and time_left() < POST_RESERVE_SECONDS:
+                    return _LATE
                 try:
                     self._frames.post(connection_id, frame)
                     return ""
@@ -114,7 +138,10 @@ class ResumeService:
 
         with ThreadPoolExecutor(max_workers=min(POST_WORKERS, len(frames))) as pool:
             outcomes = list(pool.map(post, frames))
-        return _GONE if _GONE in outcomes else next((o for o in outcomes if o), "")
+        for verdict in (_GONE, _LATE):
+            if verdict in outcomes:
+                return verdict
+        return next((o for o in outcomes if o), "")
 
 
 def _resync(reason: str) -> dict[str, Any]:
