@@ -286,6 +286,33 @@ def test_an_integer_too_long_for_any_field_is_422_without_python_internals(
     assert "sys." not in json.dumps(error)
 
 
+@pytest.mark.parametrize("number", ["1e-400", "-2.5E-999", "0.1e-330"])
+def test_a_number_that_would_underflow_to_zero_is_422_not_stored_as_zero(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, number: str
+) -> None:
+    body = '{"answer": "x", "payload": {"tiny": ' + number + "}}"
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"][0]["field"] == "body"
+    assert f"holds the number {number}, too small to store" in error["errors"][0]["reason"]
+
+
+@pytest.mark.parametrize("number", ["0.0", "-0e5", "0E-400"])
+def test_zero_written_any_way_is_still_zero(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext, number: str
+) -> None:
+    body = '{"answer": "x", "payload": {"zero": ' + number + "}}"
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+
+    status, task, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.ACCEPTED
+    assert task["payload"] == {"zero": 0}
+
+
 def test_body_over_32_kib_is_413_before_parsing(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:

@@ -29,8 +29,8 @@ JSON_MEDIA_TYPE: Final = "application/json"
 MAX_PARSED_INT_DIGITS: Final = 1000
 
 
-class _IntegerTooLongError(ValueError):
-    pass
+class _UnstorableNumberError(ValueError):
+    """Valid JSON, but a number no field can hold as sent."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -40,10 +40,21 @@ def _reject_constant(name: str) -> Any:
 def _bounded_int(text: str) -> int:
     digits = len(text.lstrip("-"))
     if digits > MAX_PARSED_INT_DIGITS:
-        raise _IntegerTooLongError(
+        raise _UnstorableNumberError(
             f"holds an integer of {digits} digits; numbers have at most {MAX_NUMBER_DIGITS}"
         )
     return int(text)
+
+
+def _exact_float(text: str) -> float:
+    """A float, refusing one that underflows: `1e-400` would silently become 0."""
+    value = float(text)
+    if value == 0.0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
+        raise _UnstorableNumberError(
+            f"holds the number {text[:40]}, too small to store (it would become 0); "
+            "a number other than 0 is between 1e-130 and 9.9e125 in magnitude"
+        )
+    return value
 
 
 def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
@@ -94,13 +105,15 @@ def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
 
 def _parse(text: str) -> Any:
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_exact_float
+        )
     except json.JSONDecodeError as error:
         raise HttpError(
             HTTPStatus.BAD_REQUEST,
             f"the body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})",
         ) from None
-    except _IntegerTooLongError as error:  # valid JSON, but no field can hold it
+    except _UnstorableNumberError as error:  # valid JSON, but no field can hold it
         raise validation_failed([{"field": "body", "reason": str(error)}]) from None
     except RecursionError:
         raise HttpError(
