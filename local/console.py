@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 from typing import TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 from local.runtime.pool import InvocationResult
 
@@ -47,3 +50,21 @@ class Console:
 
     def warn(self, text: str) -> None:
         self.print(f"{self._stamp()}  WARNING {text}")
+
+
+class MalformedRequests(logging.Filter):
+    """For the `aiohttp.server` logger: a request aiohttp cannot parse (a duplicate Content-Type, a
+    space in the request line, a header over 8 KB) is answered 400 in plain text, as API Gateway
+    refuses it before any route too. aiohttp logs it with a traceback, which reads like a crash:
+    this turns it into one console line instead."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self._console = console
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            self._console.detail(f"malformed HTTP request refused with 400: {error.message}")
+            return False
+        return True

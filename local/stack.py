@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -14,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from local.banner import print_banner
-from local.console import Console
+from local.console import Console, MalformedRequests
 from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
 from local.emulator.provision import setup_requests
 from local.emulator.supervisor import Emulator, EmulatorConfig, EmulatorError
@@ -107,6 +108,7 @@ class LocalStack:
         self.ws_server: WebSocketApiServer | None = None
         self.values: LocalValues | None = None
         self.auth: StackAuth | None = None
+        self._malformed_requests = MalformedRequests(console)
 
     # --- start -----------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class LocalStack:
         issuer_routes: list[web.RouteDef],
     ) -> None:
         model, options = self.model, self.options
+        logging.getLogger("aiohttp.server").addFilter(self._malformed_requests)
         names = {lid: spec.display_name for lid, spec in model.functions.items()}
         common = (names, self.invoke, self.console, model.pseudo.account_id)
         if http_socket is not None:
@@ -405,6 +408,7 @@ class LocalStack:
         for runner in self._runners:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
+        logging.getLogger("aiohttp.server").removeFilter(self._malformed_requests)
         # Batches in progress finish (and are deleted or checkpointed) rather than spend a receive;
         # not when the emulator is gone for good (nothing could finish).
         drain = DRAIN_SECONDS if self.failure is None else 0.0
