@@ -4,8 +4,9 @@ Two processes write it, each its own tables (SQLite's WAL mode lets them share t
 embedded AWS (local/state/moto_state.py: items, stream records, messages, each table's key schema
 and stream label; `synchronous=FULL`, what got a 202 is on disk) and the stack (local/stack.py:
 checkpoints and connections; `synchronous=NORMAL`, a power loss can only redeliver records).
-`check_state_file` reads a file without changing a byte of it (the header first, then a
-read-only, immutable SQLite open), so a damaged or foreign file is reported, never "repaired".
+`check_state_file` reads a file without changing a byte of it or of its write-ahead log (the
+header first, then a read-only SQLite open that reads through the log, as the stack will), so a
+damaged or foreign file is reported, never "repaired".
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
             f"{'a newer' if user_version > FORMAT_VERSION else 'an older'} checkout)",
         )
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as connection:
+        # Not `immutable=1`, which ignores the WAL: a kill -9 in the middle of a checkpoint leaves a
+        # main file that is consistent only with its WAL, and was refused as damaged. Read-only, the
+        # open writes neither file (SQLite may rebuild the -shm index beside them).
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
             problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
             row = connection.execute("SELECT value FROM meta WHERE name = 'stack'").fetchone()
             tables = {

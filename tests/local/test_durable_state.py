@@ -305,7 +305,13 @@ def test_an_older_message_state_never_replaces_a_newer_one_nor_revives_a_deleted
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in sorted(folder.iterdir())}
+    """Every file's bytes and time, but SQLite's own bookkeeping that any reader may create or
+    rebuild: the -shm index, and a WAL while it is empty."""
+    return {
+        path.name: (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.iterdir())
+        if not path.name.endswith("-shm") and not (path.name.endswith("-wal") and path.stat().st_size == 0)
+    }
 
 
 def real_state(tmp_path: Path) -> Path:
@@ -346,6 +352,29 @@ def test_a_damaged_state_file_is_refused_with_the_way_out_and_left_as_it_is(tmp_
     assert "make dev FRESH=1" in message
     assert "Nothing was changed or deleted" in message
     assert snapshot(tmp_path) == before
+
+
+def test_a_state_whose_newest_writes_are_only_in_its_write_ahead_log_is_read_with_them(tmp_path):
+    # Given a state file killed before its WAL was folded in (kill -9 mid-burst or mid-checkpoint):
+    # a table created since is only in the WAL, and the main file alone does not know it
+    path = real_state(tmp_path)
+    writer = StateStore.open(path, STACK, durable=True)
+    writer._db.execute("PRAGMA wal_autocheckpoint = 0")
+    with writer.transaction() as db:
+        db.execute("INSERT INTO tables VALUES ('Later', ?, NULL)", (json.dumps([{"AttributeName": "k"}]),))
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("state.sqlite", "state.sqlite-wal"):
+        (killed / name).write_bytes((tmp_path / name).read_bytes())
+    writer.close()
+    main_alone = sqlite3.connect(f"file:{killed / 'state.sqlite'}?mode=ro&immutable=1", uri=True)
+    assert "Later" not in {name for (name,) in main_alone.execute("SELECT name FROM tables")}
+    main_alone.close()
+    before = {name: (killed / name).read_bytes() for name in ("state.sqlite", "state.sqlite-wal")}
+
+    # When the next start checks it, then the WAL's writes are there, and neither file changed
+    assert set(check_state_file(killed / "state.sqlite", STACK) or {}) == {TABLE, "Later"}
+    assert {name: (killed / name).read_bytes() for name in before} == before
 
 
 def test_a_state_of_another_format_version_or_program_or_stack_is_refused(tmp_path):
