@@ -109,6 +109,10 @@ class LocalStack:
         self.values: LocalValues | None = None
         self.auth: StackAuth | None = None
         self._malformed_requests = MalformedRequests(console)
+        # Set once this stack holds its state folder's lock: only then are the run file
+        # (stacks/<stack>.json) and the stats file its own to write and remove. A second stack refused
+        # the lock removed the running one's run file on its way out.
+        self._owns_folder = False
 
     # --- start -----------------------------------------------------------------------------
 
@@ -118,6 +122,7 @@ class LocalStack:
         http_socket = bind(options.http_port) if model.http_apis else None
         ws_socket = bind(options.ws_port) if model.websocket_apis else None
         self._open_state()
+        self._owns_folder = True
         http_port = http_socket.getsockname()[1] if http_socket else 0
         ws_port = ws_socket.getsockname()[1] if ws_socket else 0
         self.http_url = f"http://{HOST}:{http_port}" if http_socket else ""
@@ -422,10 +427,11 @@ class LocalStack:
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
-        with contextlib.suppress(OSError):
-            self.write_stats(final=True)
-        with contextlib.suppress(OSError):
-            self.state_file.unlink()
+        if self._owns_folder:
+            with contextlib.suppress(OSError):
+                self.write_stats(final=True)
+            with contextlib.suppress(OSError):
+                self.state_file.unlink()
         await asyncio.gather(*(pool.stop() for pool in self.pools.values()), return_exceptions=True)
         if self._session is not None:
             await self._session.close()

@@ -14,6 +14,8 @@ import re
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -31,6 +33,7 @@ from botocore.exceptions import ClientError
 from local_support import FIXTURE_ASSEMBLY, wait_for
 
 from local.launcher import LocalStackProcess
+from local.state.running_stack import state_file_path
 
 pytestmark = pytest.mark.e2e
 
@@ -338,6 +341,25 @@ def test_the_stats_file_counts_invocations_and_connection_posts(stack, stats_fil
     assert api["outcomes"]["timeout"] == 1  # GET /slow
     assert api["billedMs"] >= api["invocations"]  # at least 1 ms each
     assert stats["invocations"]["SocketFunction"]["invocations"] > 0
+
+
+def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones_run_file(stack):
+    run_file = state_file_path(stack.state_dir, "Fixture-dev")
+    assert run_file.exists()
+    arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--state-dir", str(stack.state_dir)]
+
+    second = subprocess.run(
+        [sys.executable, "-m", "local", *arguments, "--http-port", "0", "--ws-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert second.returncode == 2
+    assert "Another local stack" in second.stderr + second.stdout
+    assert run_file.exists()  # `python -m local.token`, make redrive and the chaos runner read it
+    assert json.loads(run_file.read_text())["http"] == stack.http_url
 
 
 def test_stopping_leaves_no_process_behind():
