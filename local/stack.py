@@ -123,6 +123,7 @@ class LocalStack:
         ws_socket = bind(options.ws_port) if model.websocket_apis else None
         self._open_state()
         self._owns_folder = True
+        self._check_log_folder()
         http_port = http_socket.getsockname()[1] if http_socket else 0
         ws_port = ws_socket.getsockname()[1] if ws_socket else 0
         self.http_url = f"http://{HOST}:{http_port}" if http_socket else ""
@@ -207,6 +208,21 @@ class LocalStack:
             self._lock.acquire()
         if options.chaos.directory is not None and (self.state is None or not self.state.restored):
             prepare_directory(options.chaos.directory)  # a restored stack continues its history
+
+    def _check_log_folder(self) -> None:
+        """Every worker writes its log there: a folder that cannot be written would leave a stack
+        that says it is ready and answers every request 500."""
+        folder = self.options.log_dir / self.model.stack_name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".writable-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise RuntimeError(
+                f"the functions' log folder {folder} cannot be written ({error.strerror}): "
+                "free it or start with --log-dir pointing elsewhere"
+            ) from None
 
     async def _serve_apis(
         self,

@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -32,6 +33,10 @@ from typing import IO, Any
 
 from local.metering.meter import camel_json
 from local.runtime.processes import kill_process_group
+
+# Less free space than this where the workers write their logs: a worker that exits is most
+# likely one that could not write its output, and the error says so.
+LOW_LOG_SPACE_BYTES = 1024 * 1024
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 INIT_TIMEOUT_SECONDS = 60.0  # Lambda allows 10 s; a loaded 2-core laptop importing pydantic needs more
@@ -334,7 +339,8 @@ class FunctionPool:
                 self.worker_exits += 1
                 self._discard(worker)
                 self._respawn_later()
-                error = {"errorType": "Runtime.ExitError", "errorMessage": f"worker exited: {died}"}
+                reason = f"worker exited: {died}{self._low_log_space()}"
+                error = {"errorType": "Runtime.ExitError", "errorMessage": reason}
                 return InvocationResult("error", _ms(started), request_id, error=error)
             duration = _ms(started)
             measured = response.get("durationMs")
@@ -380,6 +386,16 @@ class FunctionPool:
     def _respawn_later(self) -> None:
         if not self._stopping and not self._idle:
             self.start_prewarm()
+
+    def _low_log_space(self) -> str:
+        """The likely cause of a worker's exit worth naming: no room left for its log."""
+        try:
+            free = shutil.disk_usage(self._log_dir).free
+        except OSError:
+            return ""
+        if free >= LOW_LOG_SPACE_BYTES:
+            return ""
+        return f" (only {free} bytes free in the log folder {self._log_dir}: free space, or use --log-dir)"
 
     async def _spawn(self) -> _Worker:
         function = self.function

@@ -362,6 +362,36 @@ def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones
     assert json.loads(run_file.read_text())["http"] == stack.http_url
 
 
+def test_a_log_folder_that_cannot_be_written_stops_the_start_with_one_clear_line(tmp_path):
+    not_a_folder = tmp_path / "logs"
+    not_a_folder.write_text("a file where the log folder should be")
+    arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--state-dir", str(tmp_path / "state")]
+
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local",
+            *arguments,
+            "--log-dir",
+            str(not_a_folder),
+            "--http-port",
+            "0",
+            "--ws-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert started.returncode == 1
+    assert f"error: the functions' log folder {not_a_folder}/Fixture-dev cannot be written" in started.stderr
+    assert "LOCAL_STACK_READY" not in started.stdout
+    assert "Traceback" not in started.stderr + started.stdout
+
+
 def test_stopping_leaves_no_process_behind():
     arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev"]
     with LocalStackProcess(arguments) as running:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,24 @@ def test_a_timeout_kills_the_worker_and_the_next_invocation_gets_a_fresh_one(tmp
     assert 900 < hung.duration_ms < 3000
     assert after.outcome == "ok"
     assert cold_starts >= 2
+
+
+@pytest.mark.parametrize(
+    ("free_bytes", "named"), [(4096, True), (10**10, False)], ids=["log-disk-full", "space"]
+)
+def test_a_worker_that_exits_names_a_full_log_folder_as_the_likely_cause(
+    tmp_path, monkeypatch, free_bytes, named
+):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=free_bytes))
+
+    (result,) = run(function("fixture_handlers.probe.exit_worker"), tmp_path, {})
+
+    assert result.outcome == "error"
+    assert result.error["errorType"] == "Runtime.ExitError"
+    message = result.error["errorMessage"]
+    assert message.startswith("worker exited: the worker process exited")
+    assert (f"only {free_bytes} bytes free in the log folder {tmp_path}" in message) is named
 
 
 def test_the_hang_fault_makes_one_invocation_time_out(tmp_path):
