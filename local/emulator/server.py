@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
     except (OSError, ValueError, SetupError, StateError) as error:
         print("MOTO_FAILED " + json.dumps({"message": str(error)}), flush=True)
+        return 2
+    except sqlite3.Error as error:  # e.g. "database or disk is full" while restoring
+        message = f"the state file {args.state} cannot be used right now: {error}"
+        print("MOTO_FAILED " + json.dumps({"message": message}), flush=True)
         return 2
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"MOTO_READY {server.server_address[1]} {json.dumps(ready, separators=(',', ':'))}", flush=True)

@@ -473,3 +473,26 @@ def store_checkpoints(state_dir: Path, model: Any) -> dict[str, tuple[str, str]]
         return store.checkpoints()
     finally:
         store.close()
+
+
+def test_a_state_that_cannot_be_restored_right_now_is_one_clear_line_from_the_embedded_aws(
+    tmp_path, monkeypatch, capsys
+):
+    # Given a state file on a disk that fills up while the embedded AWS restores it
+    path = real_state(tmp_path)
+    from local.emulator import server  # noqa: PLC0415 - its import loads moto's backends
+    from local.state import moto_state  # noqa: PLC0415
+
+    def disk_full(store: StateStore, region: str) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(moto_state, "restore", disk_full)
+
+    # When it starts, then it says why in its one failure line (no traceback, no "is moto installed")
+    assert server.main(["--state", str(path), "--stack", STACK, "--no-patches"]) == 2
+    output = capsys.readouterr()
+    (line,) = output.out.splitlines()
+    assert line.startswith("MOTO_FAILED ")
+    message = json.loads(line.removeprefix("MOTO_FAILED "))["message"]
+    assert message == f"the state file {path} cannot be used right now: database or disk is full"
+    assert "Traceback" not in output.err
