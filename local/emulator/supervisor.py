@@ -160,6 +160,12 @@ class Emulator:
                     f"Everything it acknowledged is in {state}: start the stack again"
                 )
                 return
+            if not state.exists():
+                on_failure(
+                    f"{died}, and its state file {state} is gone (deleted while the stack ran?): "
+                    "stopping rather than go on with an empty state. Start the stack again to begin empty"
+                )
+                return
             self._console.event(f"!!! {died}: restarting it from {state}")
             try:
                 await self._launch(RESTART_SECONDS)

@@ -158,12 +158,22 @@ class StateLock:
             self._file = None
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode), None if none."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 class StateStore:
     """An open state file. Not thread-safe: one thread at a time (the caller serialises)."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self._identity = _identity(path)
 
     @classmethod
     def open(cls, path: Path, stack_name: str, *, durable: bool) -> StateStore:
@@ -218,7 +228,14 @@ class StateStore:
         messages: Sequence[tuple[str, int, str | None, str | None]] = (),
     ) -> None:
         """One atomic commit: item images (None: deleted), stream records, message states (queue and
-        state None: deleted; a state only replaces an older version of the same message)."""
+        state None: deleted; a state only replaces an older version of the same message).
+        StateError if the file was deleted or replaced since it was opened: a commit into a file
+        nobody can open again would acknowledge what is already lost."""
+        if _identity(self.path) != self._identity:
+            raise StateError(
+                f"the state file {self.path} was deleted or replaced while the stack ran; "
+                "nothing more is acknowledged"
+            )
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO items VALUES (?, ?, ?)", [i for i in items if i[2] is not None]

@@ -332,3 +332,35 @@ def test_synth_is_skipped_when_nothing_it_reads_changed():
     assert not up_to_date("cdk.out/.synth-infra", "app.py")
     assert up_to_date("cdk.out/.synth-infra", "lambdas/taskflow/api/app.py")
     assert not up_to_date("cdk.out/.synth-all", "lambdas/taskflow/api/app.py")
+
+
+def test_a_state_file_deleted_while_the_stack_runs_stops_it_and_acknowledges_nothing_more(tmp_path):
+    # Given a running stack that has acknowledged a task
+    stack = LocalStackProcess(stack_arguments(tmp_path / "state"))
+    stack.start()
+    try:
+        api = Api(stack.http_url)
+        assert api.request("POST", "/tasks", {"answer": "before", "taskId": "before"})[0] == 202
+
+        # When its state file is deleted under it
+        folder = tmp_path / "state" / "stacks" / "TaskBackend-dev"
+        for name in ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+
+        # Then the next submission is not acknowledged (its write has nowhere durable to go), and
+        # the stack stops saying why instead of going on with an empty state
+        try:
+            status = api.request("POST", "/tasks", {"answer": "after", "taskId": "after"})[0]
+        except (urllib.error.URLError, ConnectionError):
+            status = None
+        assert status != 202
+        assert stack.process is not None
+        wait_for(lambda: stack.process.poll() is not None, timeout=30)
+    finally:
+        stack.stop()
+
+    assert stack.process.returncode == 1
+    error = next(line for line in stack.output if line.startswith("error: "))
+    assert f"its state file {folder / 'state.sqlite'} is gone" in error
+    assert not (folder / "state.sqlite").exists()  # nothing was quietly started empty

@@ -496,3 +496,15 @@ def test_a_state_that_cannot_be_restored_right_now_is_one_clear_line_from_the_em
     message = json.loads(line.removeprefix("MOTO_FAILED "))["message"]
     assert message == f"the state file {path} cannot be used right now: database or disk is full"
     assert "Traceback" not in output.err
+
+
+def test_a_commit_into_a_state_file_deleted_or_replaced_since_it_was_opened_is_refused(tmp_path):
+    path = tmp_path / "state.sqlite"
+    store = StateStore.open(path, STACK, durable=True)
+    store.write(items=[(TABLE, "a", "{}")])
+    for name in ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+
+    with pytest.raises(StateError, match="was deleted or replaced while the stack ran"):
+        store.write(items=[(TABLE, "b", "{}")])
+    store.close()
