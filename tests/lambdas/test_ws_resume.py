@@ -284,7 +284,7 @@ def test_a_replay_the_endpoint_cuts_short_is_an_error_frame_asking_to_resume_aga
     }
 
 
-def test_a_replay_that_runs_out_of_time_stops_posting_and_answers_resync_not_a_timeout(
+def test_a_replay_that_runs_out_of_time_stops_posting_and_answers_an_error_frame_not_a_timeout(
     function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext, now: datetime
 ) -> None:
     # Given 40 tasks to replay, and an endpoint so slow that after 5 posts the invocation has only
@@ -304,9 +304,10 @@ def test_a_replay_that_runs_out_of_time_stops_posting_and_answers_resync_not_a_t
     # When the client resumes
     reply = resume(cursor(now - timedelta(minutes=1)), context=lambda_context)
 
-    # Then the function stops posting and answers before its timeout with a resync (list again),
-    # not a timeout's bare error; a client asking again could run out of time again
-    assert reply is not None
-    assert reply["type"] == "resync"
-    assert "could not all be sent in time" in reply["reason"]
+    # Then the function stops posting and answers before its timeout with an error frame asking
+    # for the same resume again, not a timeout's bare "Internal server error"
+    assert reply == {
+        "type": "error",
+        "message": "the replay of 40 tasks could not all be sent in time; send the same resume again",
+    }
     assert 5 <= len(frames.frames["c1"]) < 40

@@ -9,10 +9,11 @@ task is now (posted in parallel, in no set order; each frame has its own cursor)
 frames carry `version`, and a client keeps the highest. Not replayed: a failed attempt, or a retry,
 of a task neither created nor finished in the gap (its next frame carries the state).
 
-Bounded: a cursor older than the stage's window, a gap with more changes than the stage's limit,
-or a replay that could not all be posted within the function's time limit (`time_left`), gets
-`{"type": "resync", "reason": ...}`: list again with GET /tasks. (Asking again for a replay that ran
-out of time could run out of time again; a listing always ends.) A malformed cursor,
+Bounded: a cursor older than the stage's window, or a gap with more changes than the stage's
+limit, gets `{"type": "resync", "reason": ...}`: list again with GET /tasks. A replay that could not
+all be posted within the function's time limit (`time_left`) stops before the timeout and gets an
+`error` frame, like a replay cut short by a failed post: send the same resume again (a slow moment
+passes; the README's client does on its next connection). A malformed cursor,
 another caller's, or one from the future gets `{"type": "error", ...}`. The connection stays open.
 """
 
@@ -87,7 +88,9 @@ class ResumeService:
             return None
         if outcome == _LATE:
             logger.warning("resume out of time", extra={"connection_id": connection_id, "replay": len(tasks)})
-            return _resync(f"the {len(tasks)} changed tasks could not all be sent in time")
+            return error(
+                f"the replay of {len(tasks)} tasks could not all be sent in time; send the same resume again"
+            )
         if outcome:
             return error(f"the replay stopped ({outcome}); send the same resume again")
         logger.info("connection resumed", extra={"connection_id": connection_id, "replayed": len(tasks)})
