@@ -109,10 +109,6 @@ class LocalStack:
         self.values: LocalValues | None = None
         self.auth: StackAuth | None = None
         self._malformed_requests = MalformedRequests(console)
-        # Set once this stack holds its state folder's lock: only then are the run file
-        # (stacks/<stack>.json) and the stats file its own to write and remove. A second stack refused
-        # the lock removed the running one's run file on its way out.
-        self._owns_folder = False
 
     # --- start -----------------------------------------------------------------------------
 
@@ -122,7 +118,6 @@ class LocalStack:
         http_socket = bind(options.http_port) if model.http_apis else None
         ws_socket = bind(options.ws_port) if model.websocket_apis else None
         self._open_state()
-        self._owns_folder = True
         self._check_log_folder()
         http_port = http_socket.getsockname()[1] if http_socket else 0
         ws_port = ws_socket.getsockname()[1] if ws_socket else 0
@@ -443,7 +438,9 @@ class LocalStack:
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
-        if self._owns_folder:
+        # Only the stack that holds the state folder's lock owns the run file (stacks/<stack>.json)
+        # and the stats file: a second stack refused the lock removed the running one's on its way out.
+        if self.state is not None or self._lock is not None:
             with contextlib.suppress(OSError):
                 self.write_stats(final=True)
             with contextlib.suppress(OSError):

@@ -88,11 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             if table.latest_stream_label
         }
         server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
-    except (OSError, ValueError, SetupError, StateError) as error:
-        print("MOTO_FAILED " + json.dumps({"message": str(error)}), flush=True)
-        return 2
-    except sqlite3.Error as error:  # e.g. "database or disk is full" while restoring
-        message = f"the state file {args.state} cannot be used right now: {error}"
+    except (OSError, ValueError, SetupError, StateError, sqlite3.Error) as error:
+        message = str(error)
+        if isinstance(error, sqlite3.Error):  # e.g. "database or disk is full" while restoring
+            message = f"the state file {args.state} cannot be used right now: {error}"
         print("MOTO_FAILED " + json.dumps({"message": message}), flush=True)
         return 2
     threading.Thread(target=server.serve_forever, daemon=True).start()

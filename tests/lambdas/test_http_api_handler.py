@@ -286,14 +286,18 @@ def test_an_integer_too_long_for_any_field_is_422_without_python_internals(
     assert "sys." not in json.dumps(error)
 
 
+def post_payload_number(key: str, number: str, context: FakeLambdaContext) -> tuple[int, Any, Any]:
+    """POST /tasks with `number` in the payload written exactly as given (json.dumps would not)."""
+    body = '{"answer": "x", "payload": {"' + key + '": ' + number + "}}"
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+    return call(event, context)
+
+
 @pytest.mark.parametrize("number", ["1e-400", "-2.5E-999", "0.1e-330"])
 def test_a_number_that_would_underflow_to_zero_is_422_not_stored_as_zero(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext, number: str
 ) -> None:
-    body = '{"answer": "x", "payload": {"tiny": ' + number + "}}"
-    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
-
-    status, error, _ = call(event, lambda_context)
+    status, error, _ = post_payload_number("tiny", number, lambda_context)
 
     assert status == HTTPStatus.UNPROCESSABLE_ENTITY
     assert error["errors"][0]["field"] == "body"
@@ -304,10 +308,7 @@ def test_a_number_that_would_underflow_to_zero_is_422_not_stored_as_zero(
 def test_zero_written_any_way_is_still_zero(
     function_env: dict[str, str], lambda_context: FakeLambdaContext, number: str
 ) -> None:
-    body = '{"answer": "x", "payload": {"zero": ' + number + "}}"
-    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
-
-    status, task, _ = call(event, lambda_context)
+    status, task, _ = post_payload_number("zero", number, lambda_context)
 
     assert status == HTTPStatus.ACCEPTED
     assert task["payload"] == {"zero": 0}

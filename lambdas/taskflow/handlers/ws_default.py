@@ -105,8 +105,8 @@ def _reply(event: dict[str, Any], connection_id: str | None, context: LambdaCont
             logger.error("resume refused: no owner from the $connect authorizer")
             return error("this connection carries no verified caller")
     try:
-        # The replay stops posting before the function's timeout (then a resync); a read that hangs
-        # is interrupted just before it (taskflow.deadline: DependencyUnavailableError).
+        # The replay stops posting before the function's timeout (then an error frame: ask again); a
+        # read that hangs is interrupted just before it (taskflow.deadline: DependencyUnavailableError).
         with answer_before_timeout(context):
             return resume.get().resume(
                 str(connection_id),
