@@ -123,6 +123,10 @@ def test_more_changes_than_the_limit_is_a_resync_not_an_unbounded_read(
     assert "more than 5" in reply["reason"]
     assert "GET /tasks" in reply["reason"]
     assert frames.frames == {}
+    # where to resume after listing again: the moment of the answer, in the connection's scope
+    assert ResumeCursor.decode(reply["cursor"]) == ResumeCursor(
+        utc_timestamp(now), table_schema.scope_of(None)
+    )
 
 
 @pytest.mark.parametrize(
@@ -167,6 +171,12 @@ def test_a_future_cursor_is_an_error_and_an_old_one_a_resync(
     assert old is not None
     assert old["type"] == "resync"
     assert "older than 3600 s" in old["reason"]
+    assert ResumeCursor.decode(old["cursor"]).when == now
+    assert resume(old["cursor"], context=lambda_context) == {
+        "type": "resumed",
+        "count": 0,
+        "cursor": old["cursor"],
+    }
 
 
 def test_on_a_jwt_stage_a_resume_replays_the_callers_tasks_only_and_refuses_another_callers_cursor(

@@ -10,7 +10,9 @@ frames carry `version`, and a client keeps the highest. Not replayed: a failed a
 of a task neither created nor finished in the gap (its next frame carries the state).
 
 Bounded: a cursor older than the stage's window, or a gap with more changes than the stage's
-limit, gets `{"type": "resync", "reason": ...}`: list again with GET /tasks. A replay that could not
+limit, gets `{"type": "resync", "reason": ..., "cursor": ...}`: list again with GET /tasks, and
+resume from that cursor next time (it is the moment of the answer, before the client's listing,
+so a later gap is covered by the listing and the resume together). A replay that could not
 all be posted within the function's time limit (`time_left`) stops before the timeout and gets an
 `error` frame, like a replay cut short by a failed post: send the same resume again (a slow moment
 passes; the README's client does on its next connection). A malformed cursor,
@@ -80,7 +82,7 @@ class ResumeService:
         after = utc_timestamp(cursor.when - REPLAY_OVERLAP)
         tasks = self._tasks.changes_since(after, owner=owner, limit=self._limits.max_changes)
         if tasks is None:
-            return _resync(f"more than {self._limits.max_changes} tasks changed since the cursor")
+            return self._resync(f"more than {self._limits.max_changes} tasks changed since the cursor", scope)
         frames = [encode_frame(task_frame(t.to_item(), scope)) for t in tasks]
         outcome = self._post_all(connection_id, frames, time_left)
         if outcome == _GONE:
@@ -110,8 +112,16 @@ class ResumeService:
         if cursor.when > now + REPLAY_OVERLAP:
             return error("the cursor is in the future")
         if cursor.when < now - timedelta(seconds=self._limits.window_seconds):
-            return _resync(f"the cursor is older than {self._limits.window_seconds} s")
+            return self._resync(f"the cursor is older than {self._limits.window_seconds} s", scope)
         return cursor
+
+    def _resync(self, reason: str, scope: str) -> dict[str, Any]:
+        """List again; then resume from now (the listing, made after this answer, covers before)."""
+        return {
+            "type": "resync",
+            "reason": f"{reason}: list your tasks again (GET /tasks)",
+            "cursor": ResumeCursor(utc_timestamp(self._clock()), scope).encode(),
+        }
 
     def _post_all(
         self, connection_id: str, frames: list[bytes], time_left: Callable[[], float] | None
@@ -145,7 +155,3 @@ class ResumeService:
             if verdict in outcomes:
                 return verdict
         return next((o for o in outcomes if o), "")
-
-
-def _resync(reason: str) -> dict[str, Any]:
-    return {"type": "resync", "reason": f"{reason}: list your tasks again (GET /tasks)"}
