@@ -106,6 +106,9 @@ class StageConfig(BaseModel):
     # In cdk.json an object {"EnqueueFunction": 256, ...}; kept as sorted pairs (the config is hashable).
     function_memory_mb: tuple[tuple[str, int], ...] = (("EnqueueFunction", 256), ("NotifierFunction", 256))
     api_timeout_seconds: int = Field(default=10, ge=1, le=29)  # HTTP + WebSocket functions (API GW: 29 s)
+    # WebSocket $default (ping, resume): a resume posts up to resume_max_changes frames, then answers
+    # through API Gateway, which waits at most 29 s. A ping takes milliseconds whatever this is.
+    resume_timeout_seconds: int = Field(default=28, ge=3, le=29)
     stream_timeout_seconds: int = Field(default=60, ge=1, le=900)  # enqueue + notifier (stream consumers)
     # API Gateway throttling (steady requests/s and burst), HTTP and WebSocket stages.
     http_throttle_rate: int = Field(default=50, ge=1)

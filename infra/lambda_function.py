@@ -115,15 +115,17 @@ def api_function(
     handler: str,
     environment: Mapping[str, str] | None = None,
     layers: Sequence[lambda_.ILayerVersion] = (),
+    timeout_seconds: int | None = None,
 ) -> TaskFunction:
     """A function API Gateway invokes and waits for (an HTTP route, a WebSocket route, an
-    authorizer): it gets the stage's API timeout, which stays under API Gateway's 29 s."""
+    authorizer): it gets the stage's API timeout (or `timeout_seconds`); both stay within API
+    Gateway's 29 s (infra/config.py)."""
     return TaskFunction(
         scope,
         construct_id,
         defaults=defaults,
         handler=handler,
-        timeout_seconds=defaults.stage.api_timeout_seconds,
+        timeout_seconds=timeout_seconds or defaults.stage.api_timeout_seconds,
         environment=environment,
         layers=layers,
     )

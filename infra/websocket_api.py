@@ -107,7 +107,11 @@ class WebSocketApi(Construct):
         # environment and grants are added below, once the stage's @connections URL exists),
         # anything else -> error frame).
         self.default = api_function(
-            self, "WsDefaultFunction", defaults=defaults, handler="taskflow.handlers.ws_default.handler"
+            self,
+            "WsDefaultFunction",
+            defaults=defaults,
+            handler="taskflow.handlers.ws_default.handler",
+            timeout_seconds=defaults.stage.resume_timeout_seconds,
         )
 
         self.api = apigwv2.WebSocketApi(

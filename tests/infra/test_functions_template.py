@@ -112,7 +112,7 @@ def test_timeouts_follow_the_stage(variant):
         "HttpApiFunction": stage.api_timeout_seconds,
         "WsConnectFunction": stage.api_timeout_seconds,
         "WsDisconnectFunction": stage.api_timeout_seconds,
-        "WsDefaultFunction": stage.api_timeout_seconds,
+        "WsDefaultFunction": stage.resume_timeout_seconds,
         "WsAuthorizerFunction": stage.api_timeout_seconds,
         "EnqueueFunction": stage.stream_timeout_seconds,
         "NotifierFunction": stage.stream_timeout_seconds,

@@ -90,6 +90,7 @@ def test_out_of_range_batch_size_is_rejected():
         ("connection_ttl_seconds", 59, "greater than or equal to 60"),
         ("resume_max_changes", 0, "greater than or equal to 1"),
         ("resume_window_seconds", 59, "greater than or equal to 60"),
+        ("resume_timeout_seconds", 30, "less than or equal to 29"),  # API Gateway waits 29 s at most
     ],
 )
 def test_a_function_setting_out_of_range_fails_synth_naming_it(setting, value, limit):
