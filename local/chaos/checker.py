@@ -183,11 +183,12 @@ def check_frames(history: History, report: Report) -> None:
                 report.missed_final_frames[client.name] = missed
         elif client.first_cursor_at is None:
             continue  # never had a cursor to resume from
-        elif client.resyncs:
-            report.resynced_clients += 1
+        elif client.unlisted_resyncs:
+            report.unlisted_clients += 1  # told to list again, and the listing kept failing
         else:
             report.reconnecting_clients += 1
             report.resumes += client.resumes
+            report.resyncs += client.resyncs
             report.resume_seconds.extend(client.resume_seconds)
             missed = _missed_final_frames(history, client, after=client.first_cursor_at)
             if missed:
@@ -196,9 +197,10 @@ def check_frames(history: History, report: Report) -> None:
 
 def _missed_final_frames(history: History, client: ClientHistory, after: float | None = None) -> list[str]:
     """The accepted tasks (of the client's user, with authorizers; accepted after `after`, if given)
-    whose final status the client never received a frame of."""
+    whose final status the client never received a frame of, nor saw in a listing it made after a
+    `resync`."""
     owners, final_status = history.owners, history.final_status
-    received = {(frame.task_id, frame.status) for frame in client.frames}
+    received = {(frame.task_id, frame.status) for frame in client.frames} | client.listed
     return [
         task_id
         for task_id in history.accepted_ids

@@ -20,7 +20,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -180,26 +180,36 @@ class Frontend:
         header; None if a page kept failing."""
         tasks: list[dict[str, Any]] = []
         for user in self.users():
-            target: str | None = f"/tasks?limit={LIST_PAGE_SIZE}"
-            while target is not None:
-                for _ in range(20):
-                    status, body, headers, started, ended = await self.request(
-                        "GET", target, timeout=30, user=user
-                    )
-                    if status == 200 and isinstance(body, list):
-                        break
-                    await asyncio.sleep(0.2)
-                else:
-                    return None
-                for item in body:
-                    observation = observation_of(item, "list", started, ended, user)
-                    self.recorder.record(observation)
-                    if observation is not None and observation.answer in self.history.twins:
-                        continue  # a twin: its own user's, or a leak
-                    if isinstance(item, dict) and isinstance(item.get("taskId"), str):
-                        self.history.listed.add(item["taskId"])
-                        tasks.append(item)
-                target = next_link(headers.get("link"))
+            listed = await self.list_tasks(user)
+            if listed is None:
+                return None
+            tasks += listed
+        return tasks
+
+    async def list_tasks(self, user: str | None) -> list[dict[str, Any]] | None:
+        """Every task `user` sees (the run's, twins left out), following the Link header; None if a
+        page kept failing."""
+        tasks: list[dict[str, Any]] = []
+        target: str | None = f"/tasks?limit={LIST_PAGE_SIZE}"
+        while target is not None:
+            for _ in range(20):
+                status, body, headers, started, ended = await self.request(
+                    "GET", target, timeout=30, user=user
+                )
+                if status == 200 and isinstance(body, list):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                return None
+            for item in body:
+                observation = observation_of(item, "list", started, ended, user)
+                self.recorder.record(observation)
+                if observation is not None and observation.answer in self.history.twins:
+                    continue  # a twin: its own user's, or a leak
+                if isinstance(item, dict) and isinstance(item.get("taskId"), str):
+                    self.history.listed.add(item["taskId"])
+                    tasks.append(item)
+            target = next_link(headers.get("link"))
         return tasks
 
     async def poll_tasks(self) -> None:
@@ -232,7 +242,10 @@ class WsClient:
     stack: ChaosStack  # `killing`: a lost connection is the runner's kill, not a drop
     stopping: asyncio.Event  # the end of the run
     resume: bool  # False: the --no-resume mutant
+    # GET /tasks, all pages, with a user's token (Frontend.list_tasks): what a client does on `resync`
+    list_tasks: Callable[[str | None], Awaitable[list[dict[str, Any]] | None]]
     connected: asyncio.Event = field(default_factory=asyncio.Event)  # a churning client's: at once
+    _listings: set[asyncio.Future[None]] = field(default_factory=set)  # relistings under way
 
     async def _connect(self, final: bool = False) -> ClientConnection | None:
         deadline = time.time() + 30
@@ -260,7 +273,28 @@ class WsClient:
     async def _read(self, connection: ClientConnection) -> None:
         with contextlib.suppress(WebSocketException, OSError):
             async for message in connection:
+                resyncs = self.history.resyncs
                 self.recorder.on_message(self.history, message)
+                if self.history.resyncs > resyncs:  # list again, whatever becomes of this connection
+                    listing = asyncio.ensure_future(self._list_again())
+                    self._listings.add(listing)
+                    listing.add_done_callback(self._listings.discard)
+
+    async def _list_again(self) -> None:
+        """After a `resync` (README): list every task of the client's user. The answer's cursor,
+        already taken, is older than this listing, so the two cover the gap together."""
+        for _ in range(5):
+            tasks = await self.list_tasks(self.history.user)
+            if tasks is not None:
+                self.history.listed.update((t["taskId"], str(t.get("status"))) for t in tasks)
+                return
+            await asyncio.sleep(1.0)
+        self.history.unlisted_resyncs += 1
+
+    async def listings_done(self) -> None:
+        """Wait for the relistings under way (the check reads what they saw)."""
+        while self._listings:
+            await asyncio.gather(*self._listings, return_exceptions=True)
 
     @staticmethod
     async def _close(connection: ClientConnection, reader: asyncio.Future[None]) -> None:

@@ -73,7 +73,9 @@ class ClientHistory:
     cursor: str | None = None
     first_cursor_at: float | None = None
     resumes: int = 0  # `resumed` answers
-    resyncs: int = 0  # `resync` answers (the client would list again)
+    resyncs: int = 0  # `resync` answers: the client lists its tasks again, and takes the answer's cursor
+    listed: set[tuple[str, str]] = field(default_factory=set)  # (taskId, status) its relistings showed
+    unlisted_resyncs: int = 0  # resyncs whose listing kept failing: the client is then not checked
     resume_errors: int = 0  # error answers to a resume (sent again on the next connection)
     # A resume was sent and not answered yet: until it is, live frames do not move the cursor (a
     # dropped replay is asked for again from the same cursor; README, "Resume after a reconnect").
@@ -166,6 +168,8 @@ class History:
 
     def save(self, path: Path) -> None:
         document = asdict(self) | {"listed": sorted(self.listed)}
+        for client in document["clients"]:
+            client["listed"] = sorted(client["listed"])  # a set of (taskId, status) pairs
         path.write_text(json.dumps(document, separators=(",", ":")))
 
     @classmethod
@@ -177,7 +181,13 @@ class History:
         history.observations = [Observation(**value) for value in document.get("observations", [])]
         history.twins = {answer: Twin(**value) for answer, value in document.get("twins", {}).items()}
         history.clients = [
-            ClientHistory(**{**value, "frames": [Frame(**f) for f in value.get("frames", [])]})
+            ClientHistory(
+                **{
+                    **value,
+                    "frames": [Frame(**f) for f in value.get("frames", [])],
+                    "listed": {(task_id, status) for task_id, status in value.get("listed", [])},
+                }
+            )
             for value in document.get("clients", [])
         ]
         for name in {item.name for item in fields(cls)} - _PARSED_FIELDS:

@@ -39,7 +39,8 @@ class Report:
     missed_final_frames_reconnecting: dict[str, list[str]] = field(default_factory=dict)
     reconnecting_clients: int = 0  # clients held to the resume check
     resumes: int = 0  # `resumed` answers the reconnecting clients got
-    resynced_clients: int = 0  # told to list again: not held to the check
+    resyncs: int = 0  # `resync` answers they got, each followed by a listing (README's client)
+    unlisted_clients: int = 0  # told to list again and the listing kept failing: not held to the check
     resume_seconds: list[float] = field(default_factory=list)  # each resume, request to answer
     stayed_clients: int = 0
     killed_clients: int = 0  # meant to stay, cut off when the runner killed the stack (not a violation)
@@ -162,7 +163,12 @@ class Report:
                 if self.resume_seconds
                 else ""
             )
-            + (f", {self.resynced_clients} told to resync" if self.resynced_clients else "")
+            + (f", {self.resyncs} resyncs listed again" if self.resyncs else "")
+            + (
+                f", {self.unlisted_clients} NOT CHECKED: their listing failed"
+                if self.unlisted_clients
+                else ""
+            )
             + ")",
             *(self._isolation_lines() if self.auth else []),
             f"rejected         {len(self.rejected):<8} {_mark(len(self.rejected))}",

@@ -109,7 +109,7 @@ class ChaosRun:
             frontend = Frontend(
                 config, session, self.stack, self.recorder, self.tokens, self.rng, self.echo, self.stopping
             )
-            clients = self._clients()
+            clients = self._clients(frontend)
             background = [asyncio.create_task(c.stay() if c.history.stays else c.churn()) for c in clients]
             await asyncio.wait_for(asyncio.gather(*(client.connected.wait() for client in clients)), 120)
             stay = sum(1 for client in history.clients if client.stays)
@@ -147,6 +147,7 @@ class ChaosRun:
             progress.cancel()
             self.stopping.set()
             await asyncio.gather(progress, *background, return_exceptions=True)
+            await asyncio.gather(*(client.listings_done() for client in clients))
         if history.outage:
             history.created_during_outage = len(created_during(history, *history.outage))
 
@@ -174,7 +175,7 @@ class ChaosRun:
         self.history.users = users
         self.echo(f"authorizers: {count} users with tokens from the local issuer {issuer.url}")
 
-    def _clients(self) -> list[WsClient]:
+    def _clients(self, frontend: Frontend) -> list[WsClient]:
         clients = []
         for name, user, stays in self.config.client_plan(self.history.users):
             history = ClientHistory(name=name, stays=stays, user=user)
@@ -183,7 +184,16 @@ class ChaosRun:
             url = self.stack.process.ws_url + (f"?{urlencode({'token': token})}" if token else "")
             rng = random.Random(self.rng.random())
             clients.append(
-                WsClient(history, url, rng, self.recorder, self.stack, self.stopping, self.config.resume)
+                WsClient(
+                    history,
+                    url,
+                    rng,
+                    self.recorder,
+                    self.stack,
+                    self.stopping,
+                    self.config.resume,
+                    frontend.list_tasks,
+                )
             )
         return clients
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from local.chaos.checker import check
+from local.chaos.frontend import WsClient
 from local.chaos.history import ClientHistory, Frame, History, Observation, Recorder, Submission, Twin
 from local.chaos.runner import ChaosConfig
 
@@ -260,6 +264,54 @@ def test_clients_that_churned_are_not_held_to_the_final_frames():
     assert check(history).ok
 
 
+def reconnecting_history() -> History:
+    """The clean history with its churning client holding a cursor from before both submissions."""
+    history = clean_history()
+    history.clients[1].first_cursor_at = 100.0
+    history.clients[1].resumes = 2
+    history.clients[1].frames += [frame(SUCCEEDS, "success", 7), frame(FAILS, "error", 12)]
+    return history
+
+
+def test_a_reconnecting_client_must_get_every_final_status_accepted_after_its_first_cursor():
+    history = reconnecting_history()
+    assert check(history).reconnecting_clients == 1
+    assert check(history).ok
+
+    history.clients[1].frames = [f for f in history.clients[1].frames if f.status != "error"]
+    report = check(history)
+
+    assert report.missed_final_frames_reconnecting == {"churn-1": [FAILS]}
+    assert not report.ok
+
+
+def test_a_client_told_to_resync_is_held_to_what_its_frames_and_its_listing_showed():
+    history = reconnecting_history()
+    churns = history.clients[1]
+    churns.resyncs = 1
+    churns.frames = [f for f in churns.frames if f.status != "error"]
+    churns.listed = {(FAILS, "pending")}  # its listing came before the task failed, and no frame after
+
+    report = check(history)
+    assert report.missed_final_frames_reconnecting == {"churn-1": [FAILS]}
+    assert (report.reconnecting_clients, report.resyncs) == (1, 1)
+
+    churns.listed.add((FAILS, "error"))  # a later listing showed the final status
+    assert check(history).ok
+
+
+def test_a_client_whose_relisting_kept_failing_is_counted_not_checked():
+    history = reconnecting_history()
+    history.clients[1].resyncs, history.clients[1].unlisted_resyncs = 1, 1
+    history.clients[1].frames = []
+
+    report = check(history)
+
+    assert (report.reconnecting_clients, report.unlisted_clients) == (0, 1)
+    assert report.missed_final_frames_reconnecting == {}
+    assert "1 NOT CHECKED: their listing failed" in "\n".join(report.lines())
+
+
 def test_a_client_meant_to_stay_that_lost_its_connection_is_reported_not_checked_for_frames():
     history = clean_history()
     history.clients[0].dropped = 1
@@ -292,6 +344,8 @@ def test_messages_left_in_the_queues_fail_the_run():
 def test_the_history_survives_a_json_round_trip(tmp_path):
     history = clean_history()
     history.outage = (101.0, 111.0)
+    history.clients[1].resyncs = 1
+    history.clients[1].listed = {(FAILS, "error"), (SUCCEEDS, "pending")}
     path = tmp_path / "history.json"
     history.save(path)
 
@@ -299,6 +353,7 @@ def test_the_history_survives_a_json_round_trip(tmp_path):
 
     assert check(again).to_json() == check(history).to_json()
     assert again.outage == (101.0, 111.0)
+    assert again.clients[1].listed == {(FAILS, "error"), (SUCCEEDS, "pending")}
 
 
 # --- isolation (stages with authorizers): each task is owned by the user who submitted it ----
@@ -530,3 +585,39 @@ def test_the_recorder_tells_a_twins_frames_and_reads_apart_by_answer():
     assert history.twin_leaks == [
         f"a frame to stay-0:alice with the token of {ALICE} showed {BOB}'s {SUCCEEDS}"
     ]
+
+
+# --- the churning clients follow the README's client --------------------------------------------
+
+
+def test_a_resync_answer_moves_the_cursor_and_the_client_lists_its_tasks_again():
+    client_history = ClientHistory("churn-0", stays=False, user=ALICE, cursor="old", resume_pending=True)
+    listed_as: list[str | None] = []
+
+    async def list_tasks(user: str | None) -> list[dict[str, Any]]:
+        listed_as.append(user)
+        return [{"taskId": SUCCEEDS, "status": "success"}]
+
+    client = WsClient(
+        client_history,
+        "ws://127.0.0.1:1",
+        random.Random(0),
+        Recorder(History(requested=0)),
+        stack=None,  # type: ignore[arg-type] - _read never asks it
+        stopping=asyncio.Event(),
+        resume=True,
+        list_tasks=list_tasks,
+    )
+
+    async def frames() -> AsyncIterator[str]:
+        yield json.dumps({"type": "resync", "reason": "too many changes", "cursor": "new"})
+
+    async def read() -> None:
+        await client._read(frames())  # type: ignore[arg-type] - an async iterable of messages
+        await client.listings_done()
+
+    asyncio.run(read())
+
+    assert (client_history.resyncs, client_history.resume_pending, client_history.cursor) == (1, False, "new")
+    assert listed_as == [ALICE]
+    assert client_history.listed == {(SUCCEEDS, "success")}
