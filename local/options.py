@@ -37,3 +37,10 @@ class Options:
     durable: bool = True  # False: --in-memory (state.sqlite neither read nor written)
     fresh: bool = False
     watch: list[Path] = field(default_factory=list)  # local/runtime/code_reload.py
+
+    def __post_init__(self) -> None:
+        # Absolute from the start: the functions run with their code folder as working directory,
+        # so a relative path (make dev's `.local-state`, `--watch lambdas`) would point nowhere there.
+        self.log_dir, self.state_dir = self.log_dir.absolute(), self.state_dir.absolute()
+        self.stats_file = self.stats_file.absolute() if self.stats_file is not None else None
+        self.watch = [folder.absolute() for folder in self.watch]

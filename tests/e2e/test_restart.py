@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -311,6 +312,24 @@ def test_saved_code_reaches_the_next_invocation_and_broken_code_never_does(tmp_p
         failed = "HttpApiFunction: the new code failed its cold start (RuntimeError: boom at import)"
         wait_for(lambda: failed in stack.text(), timeout=10, what="the failed cold start report")
         frames.close()
+
+
+def test_make_devs_relative_state_and_watched_folders_run_the_functions():
+    # Given the stack started as `make dev` starts it: from the repository, with `--watch lambdas`
+    # and the state under a relative folder (the default `.local-state`; here a folder of its own)
+    relative_state = Path(".local-state") / "tests" / f"relative-{os.getpid()}-{time.monotonic_ns()}"
+    arguments = [*stack_arguments(relative_state), "--watch", "lambdas"]
+    try:
+        with LocalStackProcess(arguments) as stack:
+            api = Api(stack.http_url)
+
+            # When a task is submitted, then it is accepted and processed by the watched code
+            task_id = api.submit()
+            wait_for(lambda: (api.task(task_id) or {}).get("status") == "success", what="the task to succeed")
+
+        assert f"code            {REPO_ROOT / 'lambdas'} (8 functions)" in stack.text()
+    finally:
+        shutil.rmtree(REPO_ROOT / relative_state, ignore_errors=True)
 
 
 def test_synth_is_skipped_when_nothing_it_reads_changed():
