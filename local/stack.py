@@ -428,6 +428,8 @@ class LocalStack:
         # Batches in progress finish (and are deleted or checkpointed) rather than spend a receive;
         # not when the emulator is gone for good (nothing could finish).
         drain = DRAIN_SECONDS if self.failure is None else 0.0
+        if self.emulator is not None:
+            await self.emulator.close_receives()
         await asyncio.gather(
             *(poller.stop(drain) for poller in self._sqs_pollers),
             *(poller.stop(drain) for poller in self._stream_pollers),

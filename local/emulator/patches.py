@@ -39,6 +39,16 @@ from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
 PATCHED_MOTO_VERSION = "5.2.5"
 MAX_SHARD_ITERATORS = 10_000
 
+# Set when the stack stops (`close_receives`): from then on ReceiveMessage hands out nothing, and a
+# long poll under way returns empty within a second, so no message is received by a poller that
+# has already gone (it would come back only after its visibility timeout, a receive spent).
+RECEIVES_CLOSED = threading.Event()
+
+
+def close_receives() -> None:
+    RECEIVES_CLOSED.set()
+
+
 # Every DynamoDB and DynamoDB Streams request holds it once the patches are installed
 # (local/metering/meter.py holds it around a write to read the items before and after).
 DYNAMODB_LOCK = threading.RLock()
@@ -211,7 +221,7 @@ def _patch_sqs() -> None:  # noqa: PLR0915 - one self-contained replacement of m
         max_receives = int(redrive["maxReceiveCount"]) if redrive else None
 
         with queue._messages_lock:
-            while True:
+            while not RECEIVES_CLOSED.is_set():
                 now = unix_time_millis()
                 pending_groups = queue.pending_message_groups if queue.fifo_queue else set()
                 to_dlq: list[Any] = []

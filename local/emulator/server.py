@@ -25,7 +25,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
-from local.emulator import patches
+from local.emulator import CLOSE_RECEIVES, patches
 from local.metering.dynamodb_cost import MotoItemStore
 from local.metering.meter import RequestMeterMiddleware, camel_json
 from local.metering.protocol import json_protocol_headers
@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     def watch_stdin() -> None:
-        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
-        stop.set()
+        for line in sys.stdin:  # commands from the stack, one per line
+            if line.strip() == CLOSE_RECEIVES:
+                patches.close_receives()
+        stop.set()  # EOF: the parent closed the pipe or died
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     stop.wait()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from local.console import Console
+from local.emulator import CLOSE_RECEIVES
 from local.runtime.processes import kill_process_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +181,17 @@ class Emulator:
                 f"the embedded AWS is back on port {self.port} after {time.monotonic() - now:.1f} s"
             )
             on_restart(self.ready)
+
+    async def close_receives(self) -> None:
+        """Before the pollers stop: SQS hands out no more messages, and long polls return empty
+        (a message received for a poller that has gone would come back only after its visibility
+        timeout, a receive of its retry budget spent)."""
+        process = self._process
+        if process is None or process.returncode is not None or process.stdin is None:
+            return
+        with contextlib.suppress(Exception):  # gone meanwhile: its receives ended with it
+            process.stdin.write(f"{CLOSE_RECEIVES}\n".encode())
+            await process.stdin.drain()
 
     async def stop(self) -> None:
         self._stopping = True

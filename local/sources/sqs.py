@@ -110,9 +110,12 @@ class SqsPoller:
 
     async def stop(self, drain_seconds: float = 0.0) -> None:
         """Stop polling; batches being processed get up to `drain_seconds` to finish and be
-        deleted (a batch cut short comes back with a receive of its retry budget spent)."""
+        deleted (a batch cut short comes back with a receive of its retry budget spent). With a
+        drain, the receives under way are awaited, not abandoned: the stack has closed the
+        emulator's receives first (Emulator.close_receives), so they return within a second, and
+        what they took is processed like any batch in progress."""
         self._stopping = True
-        for task in [*self._receiving, *self._copies]:
+        for task in [*self._copies, *(self._receiving if drain_seconds <= 0 else ())]:
             task.cancel()
         if drain_seconds > 0 and self._tasks:
             await asyncio.wait(self._tasks, timeout=drain_seconds)
@@ -168,6 +171,8 @@ class SqsPoller:
             more = await self._receive(
                 min(10, spec.batch_size - len(batch)), min(LONG_POLL_SECONDS, math.ceil(remaining))
             )
+            if not more and self._stopping:
+                break  # the receives are closed: deliver what was taken
             batch.extend(more)
         return batch
 

@@ -8,11 +8,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from local_support import start_moto, stop_moto
+
+from local.emulator import CLOSE_RECEIVES
 
 
 @pytest.fixture(scope="module", params=["patched", "moto as shipped"])
@@ -215,3 +218,35 @@ def test_stream_records_read_the_same_as_moto_writes_them(dynamodb):
     assert int(records[1]["dynamodb"]["SequenceNumber"]) == int(records[0]["dynamodb"]["SequenceNumber"]) + 1
     created = modify["ApproximateCreationDateTime"]
     assert abs(created.timestamp() - time.time()) < 30  # epoch seconds, in UTC
+
+
+def test_once_the_stack_closes_receives_a_long_poll_under_way_returns_empty_and_takes_nothing():
+    # Given a patched emulator of its own (closing is for good) and a long poll on an empty queue
+    process, endpoint = start_moto(patched=True)
+    try:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        url = new_queue(sqs, VisibilityTimeout=30)
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            waiting = pool.submit(receive, sqs, url, 10, 10)
+
+            # When the stack, stopping, closes the receives, and a message arrives (whichever of
+            # the close and the poll reached the emulator first)
+            assert process.stdin is not None
+            process.stdin.write(f"{CLOSE_RECEIVES}\n")
+            process.stdin.flush()
+            sqs.send_message(QueueUrl=url, MessageBody="m")
+
+            # Then the poll returns empty well before its 10 s, and the message is left as it was
+            assert waiting.result(timeout=15) == []
+            assert time.monotonic() - started < 5
+        assert receive(sqs, url) == []
+        assert depth(sqs, url) == (1, 0)  # visible, not in flight: no receive spent
+    finally:
+        stop_moto(process)
