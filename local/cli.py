@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -71,6 +72,19 @@ def _seconds(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number from 0 (any free port) to 65535")
+    return number
+
+
+def _region(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an AWS region name (e.g. us-east-1)")
+    return value
 
 
 def _folder(value: str) -> Path:
@@ -150,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage", default="dev", help="stage to run: the stack named *-STAGE (default: dev)")
     parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"), help="synthesized cloud assembly")
     parser.add_argument("--template", type=Path, help="run this template file instead of finding STAGE's")
-    parser.add_argument("--http-port", type=int, default=4000, help="HTTP API port (0: any free port)")
-    parser.add_argument("--ws-port", type=int, default=4001, help="WebSocket API port (0: any free port)")
-    parser.add_argument("--moto-port", type=int, default=0, help="embedded AWS (moto) port (default 0: free)")
+    parser.add_argument("--http-port", type=_port, default=4000, help="HTTP API port (0: any free port)")
+    parser.add_argument("--ws-port", type=_port, default=4001, help="WebSocket API port (0: any free port)")
+    parser.add_argument(
+        "--moto-port", type=_port, default=0, help="embedded AWS (moto) port (0: any free port)"
+    )
     parser.add_argument(
         "--failure-rate",
         type=ratio,
@@ -183,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--region",
+        type=_region,
         default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         help="region of the local resources and AWS_REGION of the functions (default: $AWS_DEFAULT_REGION)",
     )

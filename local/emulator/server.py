@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, table in tables.items()
             if table.latest_stream_label
         }
-        server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
+        try:
+            server = make_server(args.host, args.port, app, True, request_handler=MotoRequestHandler)
+        except SystemExit:  # werkzeug's answer to a port in use: it printed why, then exit(1)
+            raise OSError(f"cannot listen on {args.host}:{args.port}: the port is in use") from None
     except (OSError, ValueError, SetupError, StateError, sqlite3.Error) as error:
         message = str(error)
         if isinstance(error, sqlite3.Error):  # e.g. "database or disk is full" while restoring

@@ -1,0 +1,67 @@
+"""`python -m local`'s options: a bad value is one line naming the option, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from local_support import FIXTURE_ASSEMBLY
+
+from local.cli import build_parser
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--http-port", "-1"],
+            "argument --http-port: must be a port number from 0 (any free port) to 65535",
+        ),
+        (["--ws-port", "70000"], "argument --ws-port: must be a port number from 0 (any free port) to 65535"),
+        (["--moto-port", "65536"], "argument --moto-port: must be a port number"),
+        (["--region", ""], "argument --region: '' is not an AWS region name (e.g. us-east-1)"),
+        (["--region", "us east 1"], "argument --region: 'us east 1' is not an AWS region name"),
+    ],
+)
+def test_a_bad_port_or_region_is_one_line_naming_the_option(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--stage", "dev", *arguments])
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_region_name_is_accepted_as_given():
+    assert build_parser().parse_args(["--region", "eu-central-1"]).region == "eu-central-1"
+
+
+def test_an_embedded_aws_port_in_use_says_so_not_that_moto_is_missing():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--in-memory"]
+        started = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "local",
+                *arguments,
+                "--http-port",
+                "0",
+                "--ws-port",
+                "0",
+                "--moto-port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    assert started.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: the port is in use" in started.stderr
+    assert "is moto[server] installed" not in started.stderr
