@@ -115,10 +115,10 @@ class LocalStack:
     async def start(self) -> None:
         options = self.options
         model = self.model
+        self._open_state()  # first: a second stack on this state is told so, not "port in use"
+        self._check_log_folder()
         http_socket = bind(options.http_port) if model.http_apis else None
         ws_socket = bind(options.ws_port) if model.websocket_apis else None
-        self._open_state()
-        self._check_log_folder()
         http_port = http_socket.getsockname()[1] if http_socket else 0
         ws_port = ws_socket.getsockname()[1] if ws_socket else 0
         self.http_url = f"http://{HOST}:{http_port}" if http_socket else ""

@@ -348,8 +348,10 @@ def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones
     assert run_file.exists()
     arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--state-dir", str(stack.state_dir)]
 
+    # as a second `make dev` would start: on the same ports too
+    ports = [str(urllib.parse.urlsplit(url).port) for url in (stack.http_url, stack.ws_url)]
     second = subprocess.run(
-        [sys.executable, "-m", "local", *arguments, "--http-port", "0", "--ws-port", "0"],
+        [sys.executable, "-m", "local", *arguments, "--http-port", ports[0], "--ws-port", ports[1]],
         capture_output=True,
         text=True,
         timeout=60,
