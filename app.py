@@ -17,11 +17,15 @@ from cdk_nag import AwsSolutionsChecks
 # The Lambda asset's package (taskflow) shares env var names and key schema with infra/.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lambdas"))
 
-from infra.config import load_stages
+from infra.config import StageConfigError, load_stages
 from infra.stack import TaskBackendStack, stack_name_for
 
 app = cdk.App()
 cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
-for stage in load_stages(app.node.try_get_context("stages")).values():
+try:
+    stages = load_stages(app.node.try_get_context("stages"))
+except StageConfigError as invalid:  # one line naming the stage and the setting, no traceback
+    sys.exit(f"error: cdk.json: {invalid}")
+for stage in stages.values():
     TaskBackendStack(app, stack_name_for(stage), stage=stage)
 app.synth()

@@ -1,7 +1,7 @@
 """`python -m bench` (`make bench`): every benchmark in sequence, or one of them.
 
-    python -m bench                        # cold start, list reads, local throughput, cost per task
-    python -m bench --quick                # the same with smaller sizes (about 2 minutes)
+    python -m bench                        # every benchmark below, in this order
+    python -m bench --quick                # the same with smaller sizes (about 15 minutes here)
     python -m bench cold-start [OPTIONS]   # bench/cold_start.py     (python -m bench cold-start -h)
     python -m bench list-reads [OPTIONS]   # bench/list_reads.py
     python -m bench throughput [OPTIONS]   # bench/local_throughput.py
@@ -10,7 +10,8 @@
     python -m bench scale [OPTIONS]        # bench/scale.py: the hottest partition at 1k-100k tasks/s
     python -m bench memory [OPTIONS]       # bench/memory.py: Lambda memory per function, modelled
 
-`python -m bench --bursts ...` / `--unpatched-moto` still run the throughput benchmark alone.
+`python -m bench --bursts ...` / `--unpatched-moto` (options starting with `-`) still run the
+throughput benchmark alone.
 Each benchmark prints its own figures; docs/performance.md records them with their commands.
 """
 
@@ -37,6 +38,8 @@ BENCHMARKS: Final[dict[str, tuple[str, list[str], list[str]]]] = {
 def run(name: str, arguments: Sequence[str]) -> int:
     """One benchmark in its own process (each sets its own environment and imports)."""
     module = BENCHMARKS[name][0]
+    if any(argument in ("-h", "--help") for argument in arguments):
+        return subprocess.call([sys.executable, "-m", module, *arguments])  # its help, unframed
     command = " ".join(["python -m", module, *arguments])
     print(f"\n=== {name}: {command}  ({time.strftime('%Y-%m-%d %H:%M:%S %Z')}) ===", flush=True)
     started = time.perf_counter()
@@ -52,6 +55,9 @@ def main(argv: Sequence[str]) -> int:
     if arguments and arguments[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    if arguments and not arguments[0].startswith("-"):
+        print(f"python -m bench: no benchmark named {arguments[0]!r}; one of: {', '.join(BENCHMARKS)}")
+        return 2
     if arguments and arguments != ["--quick"]:
         return run("throughput", arguments)  # the options of `python -m bench` before there were several
     quick = arguments == ["--quick"]
