@@ -426,3 +426,42 @@ def test_handler_built_from_the_environment_posts_through_the_management_api(
         "answer": "42",
         "cursor": ResumeCursor(frame["updatedAt"], cursor_scope).encode(),
     }
+
+
+@dataclass
+class SlowConnections(FakeConnections):
+    """Each post takes a second of the invocation's time (`context`)."""
+
+    context: FakeLambdaContext | None = None
+
+    def post(self, connection_id: str, data: bytes) -> None:
+        super().post(connection_id, data)
+        assert self.context is not None
+        self.context.remaining_millis -= 1000
+
+
+def test_posting_stops_before_the_timeout_and_the_stream_redelivers_only_the_rest(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given one connection, five new tasks, and 5.5 s left with each post taking 1 s
+    slow = SlowConnections(context=lambda_context)
+    notifier.notifier.override(TaskNotifier(ConnectionRepository(moto_aws.connection_table), slow))
+    put_connection(moto_aws, "c1")
+    stream = moto_aws.stream_reader()
+    for task_id in ("t1", "t2", "t3", "t4", "t5"):
+        create_task(moto_aws, task_id)
+    event = stream.read()
+    lambda_context.remaining_millis = 5500
+
+    # When the notifier pushes the batch
+    response = notifier.handler(event, lambda_context)
+
+    # Then it posts while at least 3 s are left, and reports the records not sent as failures
+    assert [frame["taskId"] for frame in slow.frames["c1"]] == ["t1", "t2", "t3"]
+    assert failed_sequence_numbers(response) == sequence_numbers(event)[3:]
+
+    # and the stream's redelivery of those records, with time again, sends the rest
+    lambda_context.remaining_millis = 30_000
+    again = {"Records": event["Records"][3:]}
+    assert notifier.handler(again, lambda_context) == {"batchItemFailures": []}
+    assert [frame["taskId"] for frame in slow.frames["c1"]] == ["t1", "t2", "t3", "t4", "t5"]

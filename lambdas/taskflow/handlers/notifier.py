@@ -34,4 +34,6 @@ notifier: Lazy[TaskNotifier] = Lazy(_build)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The connection lists are shared by the whole batch, so the batch is handled as one unit
     # (see TaskNotifier) and the partial batch response is built here.
-    return batch_item_failures(notifier.get().notify(stream_changes(event)))
+    # Posting stops before the timeout: what is left is redelivered, not the whole batch again.
+    time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+    return batch_item_failures(notifier.get().notify(stream_changes(event), time_left))

@@ -21,6 +21,12 @@ fails the first record it was needed for. The partial batch response lists every
 from the lowest failed one on, across all deliveries: the stream redelivers from there (records
 after it may reach some connections twice; frames are idempotent for the frontend, which merges
 them by taskId).
+
+Bounded by the invocation's time (`time_left`): no frame is posted once less than
+POST_RESERVE_SECONDS are left. A connection cut short there fails the record it was on, like a
+failed post, so the stream redelivers the rest instead of the function timing out and the whole
+batch being sent again (a batch of 100 changes to thousands of connections can take longer than
+the function's timeout).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
@@ -42,6 +48,9 @@ from taskflow.repositories.connection_repository import ConnectionRepository, Ow
 from taskflow.services.stream_changes import StreamChange
 
 MAX_WORKERS: Final = 16
+# No frame is posted once less than this is left of the invocation: time to delete the gone
+# connections and answer the partial batch response.
+POST_RESERVE_SECONDS: Final = 3.0
 
 # A frame and its index in the batch's list of framed records (what a failure is reported against).
 _IndexedFrame = tuple[int, bytes]
@@ -66,6 +75,7 @@ class _Delivery:
     sent: int  # frames delivered
     gone: bool = False
     failed_at: int | None = None  # index (in the batch's framed records) of the first frame not delivered
+    late: bool = False  # stopped for the invocation's time, not by a failed post
 
 
 @dataclass
@@ -76,10 +86,15 @@ class TaskNotifier:
     _: KW_ONLY
     owner_scoped: bool = False
     clock: Callable[[], float] = time.time
+    _time_left: Callable[[], float] | None = field(default=None, init=False, repr=False)  # set by notify
 
-    def notify(self, changes: Sequence[StreamChange]) -> list[str]:
+    def notify(
+        self, changes: Sequence[StreamChange], time_left: Callable[[], float] | None = None
+    ) -> list[str]:
         """Push the frames the changes call for. Returns the sequence numbers of the records
-        that did not reach every live connection they were for."""
+        that did not reach every live connection they were for. `time_left`: seconds left of the
+        invocation (None: no limit)."""
+        self._time_left = time_left
         framed = self._framed(changes)
         if not framed:
             return []
@@ -118,6 +133,9 @@ class TaskNotifier:
             "gone": len(gone),
             "failed": len(failures),
         }
+        late = sum(1 for d in deliveries if d.late)
+        if late:
+            summary["outOfTime"] = late  # connections left for the stream's redelivery
         if ended:
             summary["expired"] = len(ended)
         if owners is not None:
@@ -210,6 +228,8 @@ class TaskNotifier:
 
     def _deliver(self, target: _Target) -> _Delivery:
         for position, (index, frame) in enumerate(target.frames):
+            if self._time_left is not None and self._time_left() < POST_RESERVE_SECONDS:
+                return _Delivery(target.connection_id, sent=position, failed_at=index, late=True)
             try:
                 self.poster.post(target.connection_id, frame)
             except ConnectionGoneError:
