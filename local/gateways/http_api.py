@@ -222,6 +222,16 @@ class HttpApiServer(ApiServer[HttpApiSpec]):
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)
         return app
 
+    async def _read_body(self, request: web.Request) -> bytes | HttpResponse:
+        """The request's body, or the answer that replaces it."""
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _json_error(413, "Request Entity Too Large")
+        except ConnectionError:  # the client went before its whole body arrived: nobody to answer
+            self.console.detail(f"{request.method} {request.path}: the client left before sending its body")
+            return _json_error(400, "Bad Request")
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         # Repeats joined as API Gateway joins them: two Authorization headers are one bad token.
@@ -261,10 +271,9 @@ class HttpApiServer(ApiServer[HttpApiSpec]):
                 response = _json_error(rejected.status, rejected.message)
                 response.headers.append(("www-authenticate", rejected.challenge(route.authorization_scopes)))
                 return self._finish(response, request_headers, request_id)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._finish(_json_error(413, "Request Entity Too Large"), request_headers, request_id)
+        body = await self._read_body(request)
+        if isinstance(body, HttpResponse):
+            return self._finish(body, request_headers, request_id)
         event = http_event_v2(
             api=api,
             account_id=self.account_id,

@@ -258,6 +258,22 @@ def test_a_handshake_the_client_aborts_still_runs_disconnect_once(stack):
     assert "Traceback" not in since_start()
 
 
+def test_a_client_that_leaves_before_its_body_is_sent_is_one_line_not_a_traceback(stack):
+    # given a POST announcing 100 bytes of body, sending 18, then closing its connection
+    start = len(stack.output)
+    url = urllib.parse.urlsplit(stack.http_url)
+    assert url.hostname is not None
+    assert url.port is not None
+    head = f"POST /echo/short HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+    with socket.create_connection((url.hostname, url.port), timeout=10) as raw:
+        raw.sendall(f"{head}Content-Length: 100\r\n\r\n".encode() + b'{"answer":"short"}')
+
+    # then the console says so in one line, and the stack still answers
+    wait_for(lambda: "the client left before sending its body" in "".join(stack.output[start:]))
+    assert "Traceback" not in "".join(stack.output[start:])
+    assert request(stack, "GET", "/bare")[0] == HTTPStatus.OK
+
+
 def test_a_non_2xx_connect_rejects_the_handshake(stack):
     async def connect() -> None:
         async with websockets.connect(stack.ws_url + "?reject=1"):
