@@ -406,7 +406,13 @@ def print_report(results: list[SizeResult], limit: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.list_reads", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 50_000], help="tasks stored")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1_000, 50_000],
+        help="tasks stored, at least two sizes (the figure is their ratio)",
+    )
     parser.add_argument("--limit", type=int, default=50, help="page size asked for (?limit=)")
     parser.add_argument("--pages", type=int, default=2, help="pages to read, following the Link header")
     args = parser.parse_args(argv)

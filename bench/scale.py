@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
     parser.add_argument("--stage", default="dev")
-    parser.add_argument("--tasks", type=int, default=1000, help="tasks in the measured burst")
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks in the measured burst (at least 100)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the burst")
     parser.add_argument(
         "--time-scale",

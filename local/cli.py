@@ -74,6 +74,13 @@ def _seconds(value: str) -> int:
     return number
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -185,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-concurrency",
-        type=int,
+        type=_positive,
         default=4,
         help="most concurrent invocations of one function, and SQS batches per mapping (default 4)",
     )
@@ -293,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     same = "http_port ws_port moto_port failure_rate time_scale region log_dir state_dir stats_file fresh"
     options = Options(
         **{name: getattr(args, name) for name in [*same.split(), "watch"]},  # named as the field
-        max_concurrency=max(1, args.max_concurrency),
+        max_concurrency=args.max_concurrency,
         faults=args.fault,
         chaos=fault_options(args),
         moto_patches=not args.unpatched_moto,

@@ -23,6 +23,7 @@ from local.cli import build_parser
         (["--moto-port", "65536"], "argument --moto-port: must be a port number"),
         (["--region", ""], "argument --region: '' is not an AWS region name (e.g. us-east-1)"),
         (["--region", "us east 1"], "argument --region: 'us east 1' is not an AWS region name"),
+        (["--max-concurrency", "0"], "argument --max-concurrency: must be at least 1"),
     ],
 )
 def test_a_bad_port_or_region_is_one_line_naming_the_option(arguments, message, capsys):
