@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 from template_queries import REPO_ROOT, cdk_json_stages
@@ -292,3 +295,32 @@ def test_cors_headers_without_authorization_are_fine_without_auth():
 def test_memory_of_an_unknown_function_or_outside_lambdas_range_is_rejected(sizes, message):
     with pytest.raises(StageConfigError, match=message):
         load_stages({"dev": {"function_memory_mb": sizes}})
+
+
+def test_synth_with_a_bad_stage_value_ends_in_one_line_naming_it(tmp_path):
+    # Given cdk.json's stages with one value out of range, as the CDK CLI hands them to app.py
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    context["stages"]["dev"]["failure_rate"] = 5
+    environment = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    }
+
+    synth = subprocess.run(
+        [sys.executable, "app.py"],
+        check=False,
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert synth.returncode == 1
+    assert (
+        "error: cdk.json: stage 'dev' is invalid: failure_rate: Input should be less than or equal to 1"
+        in (synth.stderr)
+    )
+    assert "Traceback" not in synth.stderr
