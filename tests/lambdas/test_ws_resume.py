@@ -13,8 +13,9 @@ from botocore.config import Config
 from lambda_support import REGION, Aws, DynamoDBCalls, FakeConnections, FakeLambdaContext, ws_event
 
 from taskflow import table_schema
+from taskflow.domain import opaque
 from taskflow.domain.clock import utc_timestamp
-from taskflow.domain.resume import ResumeCursor
+from taskflow.domain.resume import InvalidResumeCursorError, ResumeCursor
 from taskflow.domain.submission import TaskSubmission
 from taskflow.domain.task import new_task
 from taskflow.handlers import ws_default
@@ -321,3 +322,16 @@ def test_a_replay_that_runs_out_of_time_stops_posting_and_answers_an_error_frame
         "message": "the replay of 40 tasks could not all be sent in time; send the same resume again",
     }
     assert 5 <= len(frames.frames["c1"]) < 40
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"], ids=["true", "1.0", "text"])
+def test_a_cursor_version_that_only_equals_1_loosely_is_not_a_cursor_this_server_issued(
+    version: object,
+) -> None:
+    forged = opaque.encode({"v": version, "at": "2026-12-03T10:00:00.000000Z", "scope": "*"})
+
+    with pytest.raises(InvalidResumeCursorError, match="not a cursor this server issued"):
+        ResumeCursor.decode(forged)
+    assert (
+        ResumeCursor.decode(cursor(datetime(2026, 12, 3, 10, tzinfo=UTC))).at == "2026-12-03T10:00:00.000000Z"
+    )

@@ -50,6 +50,7 @@ class ResumeCursor:
         if (
             not isinstance(fields, dict)
             or set(fields) != {"v", "at", "scope"}
+            or type(fields["v"]) is not int  # not true, nor 1.0: the version as this server writes it
             or fields["v"] != CURSOR_VERSION
         ):
             raise InvalidResumeCursorError("`since` is not a cursor this server issued")
