@@ -53,7 +53,7 @@ class ChaosConfig:
     resume: bool = True  # reconnecting clients resume from their last cursor (False: the mutant check)
     twin_rate: float = 0.1  # authorizers: tasks with a twin, another user's under the same id (history.Twin)
     time_scale: float = 0.01
-    drain_timeout: float = 420.0
+    drain_timeout: float = 600.0  # the dev run's replays keep the stack busy: 420 s was reached once
     frame_grace: float = 30.0
     seed: int | None = None
     cdk_out: Path = REPO_ROOT / "cdk.out"
