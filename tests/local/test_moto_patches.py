@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import pytest
@@ -18,16 +19,20 @@ from local_support import start_moto, stop_moto
 from local.emulator import CLOSE_RECEIVES
 
 
-@pytest.fixture(scope="module", params=["patched", "moto as shipped"])
-def sqs(request) -> Iterator:
-    process, endpoint = start_moto(patched=request.param == "patched")
-    client = boto3.client(
+def sqs_client(endpoint: str) -> Any:
+    return boto3.client(
         "sqs",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
+
+
+@pytest.fixture(scope="module", params=["patched", "moto as shipped"])
+def sqs(request) -> Iterator:
+    process, endpoint = start_moto(patched=request.param == "patched")
+    client = sqs_client(endpoint)
     yield client
     stop_moto(process)
 
@@ -154,13 +159,7 @@ def test_queue_attributes_are_the_same_as_moto_reports(sqs):
 
 
 def test_a_receive_does_not_slow_down_with_queue_depth(moto_endpoint):
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    sqs = sqs_client(moto_endpoint)
     url = new_queue(sqs, VisibilityTimeout=300)
     for _ in range(200):
         sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(10)])
@@ -224,13 +223,7 @@ def test_once_the_stack_closes_receives_a_long_poll_under_way_returns_empty_and_
     # Given a patched emulator of its own (closing is for good) and a long poll on an empty queue
     process, endpoint = start_moto(patched=True)
     try:
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
+        sqs = sqs_client(endpoint)
         url = new_queue(sqs, VisibilityTimeout=30)
         with ThreadPoolExecutor(1) as pool:
             started = time.monotonic()
