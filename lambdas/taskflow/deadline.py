@@ -23,7 +23,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
@@ -52,6 +52,12 @@ def raise_if_out_of_time(**_: Any) -> None:
     deadline = _deadline
     if deadline is not None and time.monotonic() >= deadline:
         raise OutOfTimeError
+
+
+def seconds_left(context: InvocationContext) -> Callable[[], float]:
+    """The invocation's remaining seconds, read each time it is called (a long loop asks before
+    each step whether to stop: the WebSocket resume, the notifier)."""
+    return lambda: context.get_remaining_time_in_millis() / 1000
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.auth_contract import AUTH_JWT
 from taskflow.clients.connections_client import ConnectionsClient
+from taskflow.deadline import seconds_left
 from taskflow.lazy import Lazy
 from taskflow.observability import logger, metrics
 from taskflow.repositories.connection_repository import ConnectionRepository
@@ -35,5 +36,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The connection lists are shared by the whole batch, so the batch is handled as one unit
     # (see TaskNotifier) and the partial batch response is built here.
     # Posting stops before the timeout: what is left is redelivered, not the whole batch again.
-    time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
-    return batch_item_failures(notifier.get().notify(stream_changes(event), time_left))
+    return batch_item_failures(notifier.get().notify(stream_changes(event), seconds_left(context)))

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskflow.auth_contract import AUTH_JWT, authorized_owner, authorized_token_expiry
 from taskflow.clients.connections_client import close_with
-from taskflow.deadline import answer_before_timeout
+from taskflow.deadline import answer_before_timeout, seconds_left
 from taskflow.domain.client_frames import MAX_CLIENT_FRAME_BYTES, error, expired, request_of, too_large
 from taskflow.errors import DependencyUnavailableError
 from taskflow.lazy import Lazy
@@ -112,7 +112,7 @@ def _reply(event: dict[str, Any], connection_id: str | None, context: LambdaCont
                 str(connection_id),
                 request.get("since"),
                 owner=owner,
-                time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+                time_left=seconds_left(context),
             )
     except DependencyUnavailableError as unavailable:
         logger.warning("resume failed: a dependency is down", extra={"error": str(unavailable)})

@@ -34,8 +34,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final
 
 from taskflow import table_schema
@@ -86,7 +87,6 @@ class TaskNotifier:
     _: KW_ONLY
     owner_scoped: bool = False
     clock: Callable[[], float] = time.time
-    _time_left: Callable[[], float] | None = field(default=None, init=False, repr=False)  # set by notify
 
     def notify(
         self, changes: Sequence[StreamChange], time_left: Callable[[], float] | None = None
@@ -94,7 +94,6 @@ class TaskNotifier:
         """Push the frames the changes call for. Returns the sequence numbers of the records
         that did not reach every live connection they were for. `time_left`: seconds left of the
         invocation (None: no limit)."""
-        self._time_left = time_left
         framed = self._framed(changes)
         if not framed:
             return []
@@ -109,7 +108,7 @@ class TaskNotifier:
             workers = max(1, min(self.max_workers, len(targets) + len(ended)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 closing = pool.map(self._end, ended)
-                deliveries = list(pool.map(self._deliver, targets))
+                deliveries = list(pool.map(partial(self._deliver, time_left=time_left), targets))
                 list(closing)
 
         gone = [d.connection_id for d in deliveries if d.gone]
@@ -226,9 +225,9 @@ class TaskNotifier:
             return
         logger.info("connection closed: its token expired", extra={"connection_id": connection_id})
 
-    def _deliver(self, target: _Target) -> _Delivery:
+    def _deliver(self, target: _Target, time_left: Callable[[], float] | None) -> _Delivery:
         for position, (index, frame) in enumerate(target.frames):
-            if self._time_left is not None and self._time_left() < POST_RESERVE_SECONDS:
+            if time_left is not None and time_left() < POST_RESERVE_SECONDS:
                 return _Delivery(target.connection_id, sent=position, failed_at=index, late=True)
             try:
                 self.poster.post(target.connection_id, frame)
