@@ -14,6 +14,16 @@ FIXTURE_ASSEMBLY = Path(__file__).parent / "fixtures" / "assembly"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_fixture_stack(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m local` on the fixture assembly's dev stage, free ports unless `arguments` name
+    them, run to its exit (for starts that must fail: a stack that starts runs until `timeout`)."""
+    ports = [item for name in ("--http-port", "--ws-port") if name not in arguments for item in (name, "0")]
+    command = [sys.executable, "-m", "local", "--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev"]
+    return subprocess.run(
+        [*command, *arguments, *ports], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def start_moto(patched: bool) -> tuple[subprocess.Popen[str], str]:
     """A moto server (with or without local/emulator/patches.py) on a free port."""
     process = subprocess.Popen(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 
 import pytest
-from local_support import FIXTURE_ASSEMBLY
+from local_support import run_fixture_stack
 
 from local.cli import build_parser
 
@@ -43,25 +41,7 @@ def test_an_embedded_aws_port_in_use_says_so_not_that_moto_is_missing():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--in-memory"]
-        started = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "local",
-                *arguments,
-                "--http-port",
-                "0",
-                "--ws-port",
-                "0",
-                "--moto-port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
+        started = run_fixture_stack("--in-memory", "--moto-port", str(port), timeout=90)
 
     assert started.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}: the port is in use" in started.stderr

@@ -14,8 +14,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -30,7 +28,7 @@ import boto3
 import pytest
 import websockets
 from botocore.exceptions import ClientError
-from local_support import FIXTURE_ASSEMBLY, wait_for
+from local_support import FIXTURE_ASSEMBLY, run_fixture_stack, wait_for
 
 from local.launcher import LocalStackProcess
 from local.state.running_stack import state_file_path
@@ -362,16 +360,11 @@ def test_the_stats_file_counts_invocations_and_connection_posts(stack, stats_fil
 def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones_run_file(stack):
     run_file = state_file_path(stack.state_dir, "Fixture-dev")
     assert run_file.exists()
-    arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--state-dir", str(stack.state_dir)]
 
     # as a second `make dev` would start: on the same ports too
     ports = [str(urllib.parse.urlsplit(url).port) for url in (stack.http_url, stack.ws_url)]
-    second = subprocess.run(
-        [sys.executable, "-m", "local", *arguments, "--http-port", ports[0], "--ws-port", ports[1]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    second = run_fixture_stack(
+        "--state-dir", str(stack.state_dir), "--http-port", ports[0], "--ws-port", ports[1]
     )
 
     assert second.returncode == 2
@@ -383,26 +376,8 @@ def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones
 def test_a_log_folder_that_cannot_be_written_stops_the_start_with_one_clear_line(tmp_path):
     not_a_folder = tmp_path / "logs"
     not_a_folder.write_text("a file where the log folder should be")
-    arguments = ["--cdk-out", str(FIXTURE_ASSEMBLY), "--stage", "dev", "--state-dir", str(tmp_path / "state")]
 
-    started = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "local",
-            *arguments,
-            "--log-dir",
-            str(not_a_folder),
-            "--http-port",
-            "0",
-            "--ws-port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = run_fixture_stack("--state-dir", str(tmp_path / "state"), "--log-dir", str(not_a_folder))
 
     assert started.returncode == 1
     assert f"error: the functions' log folder {not_a_folder}/Fixture-dev cannot be written" in started.stderr
