@@ -62,6 +62,24 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# Lambda refuses a synchronous function's result over 6 MB, serialized as Python 3.12+ runtimes do.
+RESULT_LIMIT_BYTES = 6 * 1024 * 1024
+
+
+class ResponseSizeTooLargeError(Exception):
+    """Lambda's Function.ResponseSizeTooLarge: the handler returned more than RESULT_LIMIT_BYTES."""
+
+
+def _within_result_limit(payload: Any) -> Any:
+    size = len(json.dumps(payload, default=_json_default, ensure_ascii=False).encode("utf-8"))
+    if size > RESULT_LIMIT_BYTES:
+        raise ResponseSizeTooLargeError(
+            f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+            f"({RESULT_LIMIT_BYTES} bytes)."
+        )
+    return payload
+
+
 def _usage(began_cpu: float) -> dict[str, float]:
     """The invocation's CPU time (the whole worker process: its threads too) and the worker's
     peak resident memory so far, what Lambda reports as Max Memory Used (bench memory)."""
@@ -222,11 +240,12 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
         context = LambdaContext(request_id, float(request["deadlineMs"]), args.function_arn)
         began, began_cpu = time.perf_counter(), time.process_time()
         try:
-            outcome = {"ok": True, "payload": handler(request["event"], context)}
+            outcome = {"ok": True, "payload": _within_result_limit(handler(request["event"], context))}
         except Exception as error:
             sys.stderr.write(f"[ERROR] {type(error).__name__}: {error}\n{traceback.format_exc()}")
             sys.stderr.flush()
-            outcome = {"ok": False, "error": _error(error)}
+            kind = "Function.ResponseSizeTooLarge" if isinstance(error, ResponseSizeTooLargeError) else None
+            outcome = {"ok": False, "error": _error(error, kind)}
         timing = {"durationMs": round((time.perf_counter() - began) * 1000, 3), **_usage(began_cpu)}
         send({"type": "result", "id": request["id"], **outcome, **timing})
     return 0

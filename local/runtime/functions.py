@@ -171,7 +171,7 @@ def _note_layers_and_runtimes(model: StackModel) -> None:
             FindingKind.SATISFIED,
             f"runtime {', '.join(runtimes)}",
             f"handlers run on this venv's Python {platform.python_version()} ({platform.machine()}), "
-            "in warm worker processes; timeouts enforced, memory size not",
+            "in warm worker processes; timeouts and the 6 MB result limit enforced, memory size not",
         )
 
 

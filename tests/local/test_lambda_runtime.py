@@ -76,6 +76,18 @@ def test_an_exception_is_an_error_result_like_lambdas(tmp_path):
     assert "ValueError: failed on purpose" in (tmp_path / "Probe.log").read_text()
 
 
+def test_a_result_over_lambdas_6_mb_is_an_error_like_lambdas(tmp_path):
+    limit = 6 * 1024 * 1024
+    fits, too_large = run(
+        function("fixture_handlers.probe.ok"), tmp_path, {"blob": "x" * (limit - 200)}, {"blob": "x" * limit}
+    )
+    assert fits.outcome == "ok"
+    assert too_large.outcome == "error"
+    assert too_large.error is not None
+    assert too_large.error["errorType"] == "Function.ResponseSizeTooLarge"
+    assert f"maximum allowed payload size ({limit} bytes)" in too_large.error["errorMessage"]
+
+
 def test_a_timeout_kills_the_worker_and_the_next_invocation_gets_a_fresh_one(tmp_path):
     async def main() -> tuple[Any, Any, int]:
         pool = FunctionPool(function("fixture_handlers.probe.hang", timeout=1.0), tmp_path)

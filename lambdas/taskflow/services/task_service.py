@@ -29,7 +29,8 @@ from taskflow.errors import UnauthenticatedError
 from taskflow.observability import MetricName, count, logger
 from taskflow.repositories.task_repository import TaskRepository
 
-# Lambda's synchronous response limit is 6 MB; a listing page stops growing well before that.
+# Lambda's synchronous response limit is 6 MB (the whole result: status, headers and the body as a
+# JSON string); a listing page stops growing well before that (`_result_bytes`).
 MAX_LIST_RESPONSE_BYTES: Final = 5 * 1024 * 1024
 _TASK_ID: Final = re.compile(TASK_ID_PATTERN)
 
@@ -106,7 +107,7 @@ class TaskService:
         tasks = page.tasks
         budget = self.max_list_response_bytes
         for index, task in enumerate(tasks):
-            budget -= len(json.dumps(task.to_public(), ensure_ascii=False).encode("utf-8")) + 1
+            budget -= _result_bytes(task.to_public()) + 1  # + the comma
             if budget < 0 and index > 0:  # cut short: the next page starts after the last task kept
                 kept = tasks[:index]
                 return Listing(tasks=kept, next_key=self.tasks.page_key(kept[-1], status, owner=scope))
@@ -127,3 +128,12 @@ class TaskService:
         count(MetricName.TASK_RETRIED)
         logger.info("task retried", extra={"task_id": task_id, "run": task.run})
         return task
+
+
+def _result_bytes(value: object) -> int:
+    """What `value` adds to the Lambda result as part of a JSON response body: the body is JSON
+    (compact, unescaped Unicode: taskflow.api.errors.json_response), and the result carries it as a
+    JSON string, where each `"` and `\\` of the body takes one more byte (the body escapes every
+    control character already; Python runtimes 3.12+ leave Unicode unescaped)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8")) + text.count('"') + text.count("\\")
