@@ -165,6 +165,25 @@ def test_same_body_twice_returns_the_existing_task(
     assert headers["Location"] == "/tasks/same"
 
 
+def test_a_number_is_the_same_body_however_it_is_written_and_the_202_shows_it_as_stored(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    payload = {"one": 1.0, "big": 1e20, "zero": -0.0, "half": 0.5, "list": [2.0, 1e40]}
+    body = {"taskId": "num", "answer": "x", "payload": payload}
+    _, created, _ = call(json_post("/tasks", body), lambda_context)
+    _, stored, _ = call(http_event("GET", "/tasks/num"), lambda_context)
+
+    # Resubmitting what a read gave back is the same body, not a conflict.
+    status, again, _ = call(
+        json_post("/tasks", {"taskId": "num", "answer": "x", "payload": stored["payload"]}), lambda_context
+    )
+
+    assert json.dumps(created["payload"]) == json.dumps(stored["payload"])
+    assert stored["payload"] == {"one": 1, "big": 10**20, "zero": 0, "half": 0.5, "list": [2, 1e40]}
+    assert status == HTTPStatus.ACCEPTED
+    assert again == created
+
+
 def test_same_task_id_with_a_different_body_is_a_conflict(
     function_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
@@ -596,6 +615,25 @@ def test_list_page_is_cut_to_the_response_size_budget_and_links_the_rest(
 
     assert [len(page) for page in pages] == [2, 2, 1]
     assert [task["taskId"] for page in pages for task in page] == list(reversed(ids))
+
+
+# Lambda's limit on a synchronous function's result, and how a Python 3.12+ runtime serializes it.
+LAMBDA_RESULT_LIMIT_BYTES = 6 * 1024 * 1024
+
+
+def test_a_page_of_tasks_full_of_quotes_stays_under_lambdas_result_limit(
+    moto_aws: Aws, function_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    # Within every documented limit: each payload is about 16 KB as JSON (a quote is 2 bytes there),
+    # and 4 bytes in the result, where the body is itself a JSON string.
+    seed_tasks(moto_aws, 200, payload={"q": '"' * 8_180})
+
+    result = http_api.handler(http_event("GET", "/tasks", query={"limit": "200"}), lambda_context)
+
+    assert result["statusCode"] == HTTPStatus.OK
+    assert len(json.dumps(result, ensure_ascii=False).encode("utf-8")) <= LAMBDA_RESULT_LIMIT_BYTES
+    assert 100 < len(json.loads(result["body"])) < 200
+    assert result["headers"]["Link"].endswith('rel="next"')
 
 
 @pytest.mark.parametrize(

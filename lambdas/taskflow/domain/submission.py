@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
@@ -21,6 +22,7 @@ from taskflow.domain.limits import (
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_DEPTH,
     TASK_ID_PATTERN,
+    json_number,
 )
 
 # DynamoDB numbers: up to MAX_NUMBER_DIGITS significant digits, magnitude 1e-130 .. 9.99...e125.
@@ -104,6 +106,7 @@ class TaskSubmission(_CamelModel):
         if payload is None:
             return None
         _check_json_value(payload, 1, "payload")
+        payload = _as_stored(payload)
         size = len(_canonical_json(payload).encode("utf-8"))
         if size > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}")
@@ -117,6 +120,20 @@ class TaskSubmission(_CamelModel):
             "simulate": self.simulate.model_dump(by_alias=True) if self.simulate else None,
         }
         return hashlib.sha256(_canonical_json(owned).encode("utf-8")).hexdigest()
+
+
+def _as_stored(value: Any) -> Any:
+    """`value` as a read of the stored task gives it back (taskflow.repositories.dynamodb stores a
+    float as its decimal value and reads it with `json_number`): 1.0, 1e20 and -0.0 become integers.
+    So the 202's body is what GET answers later, and `1.0` and `1` are the same body for the
+    idempotency check."""
+    if isinstance(value, float):
+        return json_number(Decimal(repr(value)))
+    if isinstance(value, dict):
+        return {key: _as_stored(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_stored(item) for item in value]
+    return value
 
 
 def _canonical_json(value: Any) -> str:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from taskflow.clients import aws
+from taskflow.domain.limits import json_number
 
 CONDITIONAL_CHECK_FAILED: Final = "ConditionalCheckFailedException"
 
@@ -34,7 +35,7 @@ def _to_dynamodb_value(value: Any) -> Any:
 def _from_dynamodb_value(value: Any) -> Any:
     """Deserialized DynamoDB values -> plain JSON values (Decimals become int or float)."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return json_number(value)
     if isinstance(value, dict):
         return {key: _from_dynamodb_value(item) for key, item in value.items()}
     if isinstance(value, list):
