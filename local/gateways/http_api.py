@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -97,8 +98,10 @@ def http_event_v2(
     authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A payload format 2.0 event, as API Gateway builds it (`authorizer`: the JWT authorizer's
-    `{"jwt": {"claims": ..., "scopes": ...}}`, on routes that have one)."""
+    `{"jwt": {"claims": ..., "scopes": ...}}`, on routes that have one). `raw_path` is the path as
+    sent; HTTP APIs give the function its percent-decoded form, in `rawPath` too."""
     merged, cookies = merged_headers(headers)
+    raw_path = unquote(raw_path)
     query_parameters = merged_pairs(query)
     stage = api.stage_name
     event: dict[str, Any] = {
@@ -242,7 +245,7 @@ class HttpApiServer(ApiServer[HttpApiSpec]):
                 HttpResponse(204, list(cors.preflight_headers(api.cors, request_headers).items()), b""),
                 request_id,
             )
-        path = request.path
+        path = request.raw_path.split("?", 1)[0]  # the route table decodes each segment it matches
         if api.stage_name != "$default":
             prefix = f"/{api.stage_name}"
             if path != prefix and not path.startswith(prefix + "/"):

@@ -78,6 +78,17 @@ def test_the_gateway_answers_unknown_routes_and_tasks(api):
     assert api.request("GET", "/tasks/no-such-task")[0] == HTTPStatus.NOT_FOUND
 
 
+def test_a_percent_encoded_task_id_reads_the_task_as_api_gateway_decodes_it(api):
+    task_id = api.submit(answer="encoded")
+    encoded = "".join(f"%{ord(c):02X}" if c == "-" else c for c in task_id)
+    assert encoded != task_id
+
+    status, _, task = api.request("GET", f"/tasks/{encoded}")
+
+    assert status == HTTPStatus.OK
+    assert task["taskId"] == task_id
+
+
 def test_ping_gets_pong_and_garbage_an_error_frame_on_an_open_connection(frames):
     frames.send(json.dumps({"action": "ping"}))
     wait_for(lambda: {"type": "pong"} in frames.frames, what="pong")

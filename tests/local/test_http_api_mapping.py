@@ -37,6 +37,11 @@ def event(**overrides):
     return http_event_v2(**{**arguments, **overrides})
 
 
+def test_the_function_gets_the_path_percent_decoded_as_http_apis_give_it():
+    result = event(raw_path="/tasks/abc%2D1%20%C3%A9", path_parameters={"taskId": "abc-1 \u00e9"})
+    assert result["rawPath"] == result["requestContext"]["http"]["path"] == "/tasks/abc-1 \u00e9"
+
+
 def test_the_event_has_the_v2_shape():
     result = event()
     assert result["version"] == "2.0"
