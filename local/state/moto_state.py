@@ -42,7 +42,7 @@ from moto.sqs import models as sqs_models
 
 from local.emulator import patches
 from local.metering.dynamodb_cost import Key
-from local.state.store import StateStore, sequence_key
+from local.state.store import StateStore, refused, sequence_key
 
 
 def _encode(value: Any) -> Any:
@@ -199,8 +199,19 @@ class RestoreReport:
 
 
 def restore(store: StateStore, region: str) -> RestoreReport:
-    """Load the state into moto's provisioned tables and queues (before the server serves)."""
+    """Load the state into moto's provisioned tables and queues (before the server serves); a row
+    it cannot read (a damaged file that SQLite's own checks pass) is a StateError, the way out
+    included."""
+    try:
+        return _restore(store, region)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = f"The local stack's state file {store.path} has a row it cannot read"
+        raise refused(store.path, f"{reason} ({type(error).__name__}: {error})") from None
+
+
+def _restore(store: StateStore, region: str) -> RestoreReport:
     report = RestoreReport()
+    trims: dict[str, str | None] = {}
     tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
     stored_tables = store.tables()
     checkpoints: dict[str, list[str]] = defaultdict(list)
@@ -214,13 +225,17 @@ def restore(store: StateStore, region: str) -> RestoreReport:
             table.latest_stream_label = label  # the same stream ARN as before the restart
         report.items[name] = _restore_items(store, table)
         if table.stream_shard is not None:
-            report.stream_records[name] = _restore_stream(store, table, checkpoints.get(name, []))
+            restored, trims[name] = _restore_stream(store, table, checkpoints.get(name, []))
+            report.stream_records[name] = restored
     report.notes += [
         f"table {name}: {count} stored items kept on disk, not loaded (the template has no such table)"
         for name, count in store.item_counts().items()
         if name not in tables
     ]
     report.messages = _restore_messages(store, region, report.notes)
+    for name, after in trims.items():  # every row read: now the state may change
+        if after is not None:
+            store.trim_stream(name, after)
     store.forget_deleted_messages()
     store.checkpoint_wal()  # the tables rows in the main file, where the stack checks them
     return report
@@ -245,15 +260,14 @@ def _restore_items(store: StateStore, table: Any) -> int:
     return count
 
 
-def _restore_stream(store: StateStore, table: Any, checkpoints: list[str]) -> int:
-    """The records after the lowest checkpoint of the table's mappings; the older ones are trimmed
-    (with no mapping at all, none are kept: nothing would read them)."""
+def _restore_stream(store: StateStore, table: Any, checkpoints: list[str]) -> tuple[int, str | None]:
+    """The records after the lowest checkpoint of the table's mappings, and that checkpoint: the
+    older records are to be trimmed (with no mapping at all, none are kept: nothing would read
+    them)."""
     shard = table.stream_shard
     last = store.last_sequence(table.name)
     after = min(checkpoints) if checkpoints else last
     records = [_loads(text) for text in store.stream_records(table.name, after)]
-    if after is not None:
-        store.trim_stream(table.name, after)
     if records:
         first = int(records[0]["dynamodb"]["SequenceNumber"])
         shard.starting_sequence_number = first
@@ -265,7 +279,7 @@ def _restore_stream(store: StateStore, table: Any, checkpoints: list[str]) -> in
         known = [int(value) for value in [*checkpoints, last] if value and int(value) > 0]
         if known:
             shard.starting_sequence_number = max(known) + 1  # new records continue the numbering
-    return len(records)
+    return len(records), after
 
 
 def _restore_messages(store: StateStore, region: str, notes: list[str]) -> dict[str, dict[str, int]]:

@@ -65,7 +65,7 @@ def sequence_key(sequence_number: str | int) -> str:
     return f"{int(sequence_number):0{_SEQUENCE_WIDTH}d}"
 
 
-def _refused(path: Path, reason: str) -> StateError:
+def refused(path: Path, reason: str) -> StateError:
     """The state at `path` cannot be used: why, and the way out."""
     return StateError(
         f"{reason}. Nothing was changed or deleted. To keep the data, move {path.parent} aside (or start "
@@ -85,19 +85,19 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
         with path.open("rb") as file:
             header = file.read(100)
     except OSError as error:
-        raise _refused(path, f"Cannot read the local stack's state file {path}: {error.strerror}") from None
+        raise refused(path, f"Cannot read the local stack's state file {path}: {error.strerror}") from None
     if len(header) < 100 or not header.startswith(_MAGIC):
         what = f"truncated to {len(header)} bytes" if len(header) < 100 else "not an SQLite database"
-        raise _refused(path, f"The local stack's state file {path} is damaged or not a state file ({what})")
+        raise refused(path, f"The local stack's state file {path} is damaged or not a state file ({what})")
     user_version, application_id = int.from_bytes(header[60:64], "big"), int.from_bytes(header[68:72], "big")
     if application_id != APPLICATION_ID:
-        raise _refused(
+        raise refused(
             path,
             f"{path} is an SQLite database but not a state file of this local stack (application id "
             f"{application_id:#x})",
         )
     if user_version != FORMAT_VERSION:
-        raise _refused(
+        raise refused(
             path,
             f"The state file {path} has format version {user_version}; this version of the local stack "
             f"reads format {FORMAT_VERSION} only (it was written by "
@@ -115,12 +115,12 @@ def check_state_file(path: Path, stack_name: str) -> dict[str, Any] | None:
                 for name, schema in connection.execute("SELECT name, key_schema FROM tables")
             }
     except sqlite3.DatabaseError as error:
-        raise _refused(path, f"The local stack's state file {path} is damaged ({error})") from None
+        raise refused(path, f"The local stack's state file {path} is damaged ({error})") from None
     if problems != ["ok"]:
-        raise _refused(path, f"The local stack's state file {path} is damaged ({'; '.join(problems)})")
+        raise refused(path, f"The local stack's state file {path} is damaged ({'; '.join(problems)})")
     owner = json.loads(row[0]) if row else None
     if owner != stack_name:
-        raise _refused(path, f"The state file {path} belongs to the stack {owner!r}, not {stack_name!r}")
+        raise refused(path, f"The state file {path} belongs to the stack {owner!r}, not {stack_name!r}")
     return tables
 
 
@@ -198,7 +198,7 @@ class StateStore:
             connection.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         except sqlite3.DatabaseError as error:
             connection.close()
-            raise _refused(path, f"Cannot open the local stack's state file {path}: {error}") from None
+            raise refused(path, f"Cannot open the local stack's state file {path}: {error}") from None
         return cls(connection, path)
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ are refused with a clear message and left untouched."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -351,6 +352,37 @@ def test_a_damaged_state_file_is_refused_with_the_way_out_and_left_as_it_is(tmp_
     assert str(path) in message
     assert "make dev FRESH=1" in message
     assert "Nothing was changed or deleted" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_row_that_cannot_be_read_stops_the_start_with_the_way_out_and_changes_nothing(tmp_path):
+    # Given a state file whose SQLite structure is sound but one item's JSON is damaged
+    path = real_state(tmp_path)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        with connection:
+            connection.execute("UPDATE items SET item = replace(item, '{', '#')")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = snapshot(tmp_path)
+
+    # When the embedded AWS starts on it
+    started = subprocess.run(
+        [
+            *(sys.executable, "-m", "local.emulator.server", "--port", "0"),
+            *("--setup", str(tmp_path / "setup.json"), "--state", str(path), "--stack", STACK),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it refuses with one paragraph naming the file and the way out, and leaves the file as it was
+    assert started.returncode == 2
+    assert started.stdout.startswith("MOTO_FAILED ")
+    message = json.loads(started.stdout.split(" ", 1)[1])["message"]
+    assert f"{path} has a row it cannot read" in message
+    assert "make dev FRESH=1" in message
     assert snapshot(tmp_path) == before
 
 
