@@ -3,6 +3,8 @@ LOCAL_STACK_READY; with authorizers, the local issuer and a dev token before it.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,8 +122,8 @@ def _print_auth(stack: LocalStack) -> None:
     console.print(
         f"LOCAL_DEV_TOKEN sub={auth.dev_subject} expires={iso_time(auth.dev_expires)} token={auth.dev_token}"
     )
-    more = f"python -m local.token --sub alice --stack {stack.model.stack_name}"
-    if stack.options.state_dir != Path(".local-state"):
+    more = f"{python_command()} -m local.token --sub alice --stack {stack.model.stack_name}"
+    if stack.options.state_dir != Path(".local-state").absolute():
         more += f" --state-dir {stack.options.state_dir}"
     console.print(f"  TOKEN=<the token above>, or another user's: TOKEN=$({more})")
     path = _sample_path(stack.model)
@@ -141,9 +143,10 @@ def _sample_path(model: StackModel) -> str | None:
     if not routes:
         return None
 
-    def preference(route: HttpRouteSpec) -> tuple[bool, bool, bool, str]:
+    def preference(route: HttpRouteSpec) -> tuple[bool, bool, bool, int, str]:
         method, path = route.route_key.split(" ", 1)
-        return (bool(route.authorization_scopes), method not in ("GET", "ANY"), "{" in path, path)
+        # the shortest path: the collection (/tasks), not a document beside it (/openapi.json)
+        return (bool(route.authorization_scopes), method not in ("GET", "ANY"), "{" in path, len(path), path)
 
     path = min(routes, key=preference).route_key.split(" ", 1)[1]
     return ("" if api.stage_name == "$default" else f"/{api.stage_name}") + path
@@ -155,3 +158,10 @@ def _ws_token_parameter(model: StackModel) -> str | None:
         route = api.routes.get("$connect")
         return route.authorizer.query_parameter if route and route.authorizer else None
     return None
+
+
+def python_command() -> str:
+    """The interpreter running the stack, as a command to copy: `.venv/bin/python` from the
+    checkout (a bare `python` lacks the packages `make` installed there)."""
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative

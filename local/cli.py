@@ -36,7 +36,7 @@ A stack with authorizers (stage config `auth: jwt`) runs a local token issuer in
 Cognito user pool (or external issuer), keyed by STATE_DIR/auth/signing-key.pem, and prints a dev
 token just before that line:
   LOCAL_DEV_TOKEN sub=local-dev-user expires=2030-01-01T12:00:00Z token=eyJ...
-More tokens for the running stack: python -m local.token --sub alice (see its --help).
+More tokens for the running stack: .venv/bin/python -m local.token --sub alice (see its --help).
 
 Fault injection (local only, for chaos runs; `python -m local.chaos` drives them and checks the
 history): any --fault-* option records the history in --fault-dir (effects.log: every run of the
@@ -82,7 +82,7 @@ def _positive(value: str) -> int:
 
 
 def _port(value: str) -> int:
-    number = int(value)
+    number = int(value) if value.strip().isdigit() else -1
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError("must be a port number from 0 (any free port) to 65535")
     return number
@@ -272,10 +272,19 @@ async def _serve(stack: LocalStack) -> int:
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for wait in waits:
         wait.cancel()
-    stack.console.print("stopping...")
-    # A second Ctrl-C during shutdown kills everything at once.
+    stack.console.print("stopping... (Ctrl-C again stops at once)")
+
+    def stop_at_once() -> None:  # a second Ctrl-C during shutdown: every process ends now
+        print(
+            "stopped at once: the work in progress was cut short; nothing is lost (each message in "
+            "flight comes back after its visibility timeout on the next start)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: os._exit(130))
+        loop.add_signal_handler(signum, stop_at_once)
     try:  # a failed stack has 5 s to exit (a dead emulator makes nothing wait long)
         await asyncio.wait_for(stack.stop(), 3 if stack.failure else 15)
     except TimeoutError:

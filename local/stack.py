@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -64,7 +65,12 @@ def bind(port: int) -> socket.socket:
         sock.bind((HOST, port))
     except OSError as error:
         sock.close()
-        raise OSError(f"cannot listen on {HOST}:{port}: {error.strerror}") from None
+        hint = (
+            " (another process has it: `make dev LOCAL_ARGS='--http-port 0 --ws-port 0'` takes free ports)"
+            if error.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise OSError(f"cannot listen on {HOST}:{port}: {error.strerror}{hint}") from None
     sock.listen(1024)
     sock.setblocking(False)
     return sock

@@ -3,7 +3,7 @@
 Signs with the running stack's local issuer (its key in STATE_DIR/auth/, its issuer URL and
 audience from STATE_DIR/stacks/<stack>.json) and prints the token alone, for
 
-    TOKEN=$(python -m local.token --sub alice)
+    TOKEN=$(.venv/bin/python -m local.token --sub alice)
     curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:4000/tasks
 """
 

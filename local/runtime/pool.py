@@ -167,7 +167,7 @@ class _Worker:
             pass
         finally:
             self.alive = False
-            died = WorkerDied("the worker process exited")
+            died = WorkerDied("it ended before answering (killed, or it crashed)")
             if not self.ready.done():
                 self.ready.set_exception(died)
             for future in self.pending.values():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from local.console import Console
-from local.emulator.aws_json import AwsJsonClient, EmulatorRestarting
+from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
 from local.runtime.pool import Invoke
 from local.sources.batch_results import evaluate_batch, stream_retry_position
 from local.sources.event_filter import matches_any
@@ -103,7 +103,10 @@ class StreamPoller:
             except Exception as error:
                 if self.checkpoints is not None:
                     iterator = None  # from the checkpoint again: a restarted emulator knows no iterator
-                if not isinstance(error, EmulatorRestarting):
+                # An iterator of the emulator before its restart has expired: a new one, quietly.
+                expired = isinstance(error, AwsError) and error.code == "ExpiredIteratorException"
+                expected = isinstance(error, EmulatorRestarting) or (expired and iterator is None)
+                if not expected:
                     self.console.warn(f"stream poller {self.source.table_name}: {error!r}")
                     await asyncio.sleep(1)
 

@@ -38,9 +38,10 @@ def running_stack_state(
     what = f"stack {stack}" if stack else (f"stage {stage!r}" if stage else "stack")
     if not wanted:
         running = f" (running: {', '.join(names)})" if names else ""
+        how = f"make dev STAGE={stage}" if stage and not stack else "make dev"
         raise StateFileError(
             f"no local {what} is running with state dir {state_dir}{running}; start one "
-            "(`make dev`, or `python -m local --stage STAGE --state-dir DIR`)"
+            f"(`{how}`, or `.venv/bin/python -m local --stage STAGE --state-dir DIR`)"
         )
     if len(wanted) > 1:
         raise StateFileError(

@@ -122,5 +122,5 @@ def _check_tables(stored: dict[str, Any], model: StackModel, path: Path) -> None
                 f"{_describe(before)}, but the template now keys it by {_describe(now)}: the local stack "
                 "cannot move items to another key schema. Nothing was changed or deleted. To keep the "
                 "data, start the checkout that wrote it (or move the state aside); to start empty, run "
-                "`make dev FRESH=1` (`python -m local --fresh`), which discards it."
+                "`make dev FRESH=1` (`.venv/bin/python -m local --fresh`), which discards it."
             )

@@ -70,7 +70,7 @@ def refused(path: Path, reason: str) -> StateError:
     return StateError(
         f"{reason}. Nothing was changed or deleted. To keep the data, move {path.parent} aside (or start "
         "with --state-dir pointing elsewhere); to start empty and discard it, run `make dev FRESH=1` "
-        "(`python -m local --fresh`)."
+        "(`.venv/bin/python -m local --fresh`)."
     )
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import boto3
 
 from local.console import Console
-from local.emulator.aws_json import AwsJsonClient
+from local.emulator.aws_json import AwsError, AwsJsonClient
 from local.runtime.pool import InvocationResult
 from local.sources.sqs import SqsPoller, SqsSource
 from local.sources.streams import StreamPoller, StreamSource
@@ -228,6 +228,51 @@ def test_a_partial_stream_failure_retries_from_the_lowest_failed_record(moto_end
     assert len(first) == 5
     assert second == first[2:]
     assert calls[0]["Records"][0]["eventSourceARN"] == arn
+
+
+class _Checkpoints:
+    def __init__(self) -> None:
+        self.saved: dict[str, str] = {}
+
+    def checkpoint(self, mapping: str, table: str, starting_position: str) -> str:
+        return self.saved.get(mapping, "0")
+
+    def save_checkpoint(self, mapping: str, table: str, sequence: str) -> None:
+        self.saved[mapping] = sequence
+
+
+class _ExpiresFirstIterator:
+    """The AWS client of a poller whose iterator a restarted emulator no longer knows."""
+
+    def __init__(self, aws: AwsJsonClient) -> None:
+        self._aws, self.expired = aws, 0
+
+    async def streams(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        if operation == "GetRecords" and not self.expired:
+            self.expired += 1
+            raise AwsError("ExpiredIteratorException", "Iterator expired: get a new one", 400)
+        return await self._aws.streams(operation, body)
+
+
+def test_an_iterator_that_expired_with_a_restart_is_replaced_quietly_from_the_checkpoint(moto_endpoint):
+    dynamodb, name, arn = stream_setup(moto_endpoint)
+    dynamodb.put_item(TableName=name, Item={"id": {"S": "after-restart"}})
+    calls: list[dict[str, Any]] = []
+    output = io.StringIO()
+    clients: list[_ExpiresFirstIterator] = []
+
+    def poller(aws: AwsJsonClient) -> StreamPoller:
+        clients.append(_ExpiresFirstIterator(aws))
+        source = StreamSource(mapping("dynamodb"), "Fn", "Table", arn, REGION)
+        return StreamPoller(
+            source, clients[0], scripted([ok()], calls), Console(stream=output), _Checkpoints()
+        )  # type: ignore[arg-type]
+
+    run_until(lambda: len(calls) >= 1, poller)
+
+    assert clients[0].expired == 1
+    assert [r["dynamodb"]["Keys"]["id"]["S"] for r in calls[0]["Records"]] == ["after-restart"]
+    assert "stream poller" not in output.getvalue()
 
 
 def test_stream_records_are_skipped_loudly_when_retries_run_out(moto_endpoint):

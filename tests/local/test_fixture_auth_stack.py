@@ -97,7 +97,19 @@ def test_the_stack_prints_a_dev_token_and_records_its_issuer(stack, state_dir):
     assert 500 < expires - time.time() <= 600  # --dev-token-lifetime 600
     assert f'curl -H "Authorization: Bearer $TOKEN" {stack.http_url}/echo/' in text
     assert f"{stack.ws_url}?token=$TOKEN" in text
-    assert "python -m local.token --sub alice --stack Fixture-auth" in text
+    # (to copy as printed: the interpreter that has the packages, the state folder the stack uses)
+    more = text.split("TOKEN=$(", 1)[1].split(")", 1)[0].split()
+    assert (REPO_ROOT / more[0]).resolve() == Path(sys.executable).resolve()
+    assert more[1:] == [
+        "-m",
+        "local.token",
+        "--sub",
+        "alice",
+        "--stack",
+        "Fixture-auth",
+        "--state-dir",
+        str(state_dir),
+    ]
     # and the state file has what minting needs
     assert state["devToken"] == fields["token"]
     assert state["devSubject"] == "local-dev-user"

@@ -122,7 +122,7 @@ def test_a_worker_that_exits_names_a_full_log_folder_as_the_likely_cause(
     assert result.outcome == "error"
     assert result.error["errorType"] == "Runtime.ExitError"
     message = result.error["errorMessage"]
-    assert message.startswith("worker exited: the worker process exited")
+    assert message.startswith("worker exited: it ended before answering")
     assert (f"only {free_bytes} bytes free in the log folder {tmp_path}" in message) is named
 
 
