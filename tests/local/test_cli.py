@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+from collections.abc import Iterator
 
 import pytest
 from local_support import FIXTURE_ASSEMBLY, run_fixture_stack, wait_for
@@ -39,11 +41,16 @@ def test_a_region_name_is_accepted_as_given():
     assert build_parser().parse_args(["--region", "eu-central-1"]).region == "eu-central-1"
 
 
-def test_an_embedded_aws_port_in_use_says_so_not_that_moto_is_missing():
+@contextlib.contextmanager
+def port_in_use() -> Iterator[int]:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def test_an_embedded_aws_port_in_use_says_so_not_that_moto_is_missing():
+    with port_in_use() as port:
         started = run_fixture_stack("--in-memory", "--moto-port", str(port), timeout=90)
 
     assert started.returncode == 1
@@ -52,10 +59,7 @@ def test_an_embedded_aws_port_in_use_says_so_not_that_moto_is_missing():
 
 
 def test_an_http_port_in_use_says_how_to_take_free_ports():
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with port_in_use() as port:
         started = run_fixture_stack("--in-memory", "--http-port", str(port), timeout=90)
 
     assert started.returncode != 0
