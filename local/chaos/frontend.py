@@ -245,7 +245,7 @@ class WsClient:
     # GET /tasks, all pages, with a user's token (Frontend.list_tasks): what a client does on `resync`
     list_tasks: Callable[[str | None], Awaitable[list[dict[str, Any]] | None]]
     connected: asyncio.Event = field(default_factory=asyncio.Event)  # a churning client's: at once
-    _listings: set[asyncio.Future[None]] = field(default_factory=set)  # relistings under way
+    _listings: set[asyncio.Future[None]] = field(default_factory=set)  # relistings, resumes again
 
     async def _connect(self, final: bool = False) -> ClientConnection | None:
         deadline = time.time() + 30
@@ -273,12 +273,23 @@ class WsClient:
     async def _read(self, connection: ClientConnection) -> None:
         with contextlib.suppress(WebSocketException, OSError):
             async for message in connection:
-                resyncs = self.history.resyncs
+                resyncs, errors = self.history.resyncs, self.history.resume_errors
                 self.recorder.on_message(self.history, message)
                 if self.history.resyncs > resyncs:  # list again, whatever becomes of this connection
-                    listing = asyncio.ensure_future(self._list_again())
-                    self._listings.add(listing)
-                    listing.add_done_callback(self._listings.discard)
+                    self._keep(self._list_again())
+                elif self.history.resume_errors > errors and _asks_again(message):
+                    self._keep(self._resume_again(connection))  # README: the same resume, a little later
+
+    def _keep(self, work: Awaitable[None]) -> None:
+        """Run `work` beside the reading, whatever becomes of this connection (listings_done waits)."""
+        future = asyncio.ensure_future(work)
+        self._listings.add(future)
+        future.add_done_callback(self._listings.discard)
+
+    async def _resume_again(self, connection: ClientConnection) -> None:
+        await asyncio.sleep(1.0 + self.rng.random())
+        if not self.stopping.is_set():
+            await self._resume(connection)
 
     async def _list_again(self) -> None:
         """After a `resync` (README): list every task of the client's user. The answer's cursor,
@@ -373,3 +384,11 @@ class WsClient:
             if self.history.resumes + self.history.resyncs > answers:
                 break
         await self._close(connection, reader)
+
+
+def _asks_again(message: str | bytes) -> bool:
+    """An error answer whose `retry` says the same resume, sent again, may succeed."""
+    with contextlib.suppress(ValueError):
+        frame = json.loads(message)
+        return isinstance(frame, dict) and frame.get("retry") is True
+    return False

@@ -246,6 +246,7 @@ def test_unreachable_dynamodb_is_an_error_frame_asking_to_resume_again(
     assert reply is not None
     assert reply["type"] == "error"
     assert "send the same resume again" in reply["message"]
+    assert reply["retry"] is True
 
 
 def test_ping_still_gets_pong_without_building_the_resume(
@@ -292,6 +293,7 @@ def test_a_replay_the_endpoint_cuts_short_is_an_error_frame_asking_to_resume_aga
         "message": (
             "the replay stopped (a frame could not be posted: RuntimeError); send the same resume again"
         ),
+        "retry": True,
     }
 
 
@@ -320,6 +322,7 @@ def test_a_replay_that_runs_out_of_time_stops_posting_and_answers_an_error_frame
     assert reply == {
         "type": "error",
         "message": "the replay of 40 tasks could not all be sent in time; send the same resume again",
+        "retry": True,
     }
     assert 5 <= len(frames.frames["c1"]) < 40
 

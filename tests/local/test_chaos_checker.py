@@ -621,3 +621,59 @@ def test_a_resync_answer_moves_the_cursor_and_the_client_lists_its_tasks_again()
     assert (client_history.resyncs, client_history.resume_pending, client_history.cursor) == (1, False, "new")
     assert listed_as == [ALICE]
     assert client_history.listed == {(SUCCEEDS, "success")}
+
+
+class _Connection:
+    """A connection that delivers `messages`, then records what the client sends."""
+
+    def __init__(self, *messages: dict[str, Any]) -> None:
+        self.messages = [json.dumps(message) for message in messages]
+        self.sent: list[dict[str, Any]] = []
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str]:
+        for message in self.messages:
+            yield message
+
+    async def send(self, message: str) -> None:
+        self.sent.append(json.loads(message))
+
+
+@pytest.mark.parametrize(
+    ("answer", "sent_again"),
+    [
+        ({"type": "error", "message": "tasks cannot be read right now", "retry": True}, True),
+        ({"type": "error", "message": "the cursor belongs to another caller"}, False),
+    ],
+)
+def test_an_error_answer_that_says_retry_gets_the_same_resume_again_on_the_same_connection(
+    answer, sent_again
+):
+    client_history = ClientHistory("stay-0", stays=True, cursor="kept", resume_pending=True)
+
+    async def no_listing(user: str | None) -> None:
+        return None
+
+    client = WsClient(
+        client_history,
+        "ws://127.0.0.1:1",
+        random.Random(0),
+        Recorder(History(requested=0)),
+        stack=None,  # type: ignore[arg-type] - _read never asks it
+        stopping=asyncio.Event(),
+        resume=True,
+        list_tasks=no_listing,
+    )
+    connection = _Connection(answer)
+
+    async def read() -> None:
+        await client._read(connection)  # type: ignore[arg-type] - what _read uses of a connection
+        await client.listings_done()
+
+    asyncio.run(read())
+
+    assert client_history.resume_errors == 1
+    assert connection.sent == ([{"action": "resume", "since": "kept"}] if sent_again else [])
+    assert client_history.resume_pending is sent_again

@@ -17,8 +17,14 @@ MAX_CLIENT_FRAME_BYTES: Final = 8 * 1024
 SUPPORTED_ACTIONS: Final = ("ping", "resume")
 
 
-def error(message: str) -> dict[str, Any]:
-    return {"type": "error", "message": message}
+def error(message: str, *, retry: bool = False) -> dict[str, Any]:
+    """An error frame; `retry`: the same frame sent again, a few seconds later, may succeed (a resume
+    whose read or replay failed), so a client sends it again while it stays connected."""
+    return (
+        {"type": "error", "message": message, "retry": True}
+        if retry
+        else {"type": "error", "message": message}
+    )
 
 
 def expired(expires_at: int) -> dict[str, Any]:

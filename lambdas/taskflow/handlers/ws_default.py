@@ -116,7 +116,9 @@ def _reply(event: dict[str, Any], connection_id: str | None, context: LambdaCont
             )
     except DependencyUnavailableError as unavailable:
         logger.warning("resume failed: a dependency is down", extra={"error": str(unavailable)})
-        return error("tasks cannot be read right now; send the same resume again in a few seconds")
+        return error(
+            "tasks cannot be read right now; send the same resume again in a few seconds", retry=True
+        )
 
 
 @logger.inject_lambda_context(clear_state=True)

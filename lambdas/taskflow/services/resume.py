@@ -91,10 +91,11 @@ class ResumeService:
         if outcome == _LATE:
             logger.warning("resume out of time", extra={"connection_id": connection_id, "replay": len(tasks)})
             return error(
-                f"the replay of {len(tasks)} tasks could not all be sent in time; send the same resume again"
+                f"the replay of {len(tasks)} tasks could not all be sent in time; send the same resume again",
+                retry=True,
             )
         if outcome:
-            return error(f"the replay stopped ({outcome}); send the same resume again")
+            return error(f"the replay stopped ({outcome}); send the same resume again", retry=True)
         logger.info("connection resumed", extra={"connection_id": connection_id, "replayed": len(tasks)})
         # Where to resume next time if no live frame comes first: the newest of what it has seen.
         latest = max([cursor.at, *(task.updated_at for task in tasks)])
