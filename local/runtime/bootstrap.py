@@ -66,18 +66,21 @@ def _json_default(value: Any) -> Any:
 RESULT_LIMIT_BYTES = 6 * 1024 * 1024
 
 
-class ResponseSizeTooLargeError(Exception):
-    """Lambda's Function.ResponseSizeTooLarge: the handler returned more than RESULT_LIMIT_BYTES."""
-
-
-def _within_result_limit(payload: Any) -> Any:
-    size = len(json.dumps(payload, default=_json_default, ensure_ascii=False).encode("utf-8"))
+def _serialized(payload: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The handler's result as JSON, serialized once, the way Lambda's Python 3.12+ runtimes do (its
+    size is what their limit counts), or the error Lambda reports instead of it."""
+    try:
+        text = json.dumps(payload, default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        return None, _error(error, "Runtime.MarshalError")
+    size = len(text.encode("utf-8"))
     if size > RESULT_LIMIT_BYTES:
-        raise ResponseSizeTooLargeError(
+        message = (
             f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
             f"({RESULT_LIMIT_BYTES} bytes)."
         )
-    return payload
+        return None, {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge", "stackTrace": []}
+    return text, None
 
 
 def _usage(began_cpu: float) -> dict[str, float]:
@@ -188,18 +191,11 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
     responses = os.fdopen(args.response_fd, "wb", buffering=0)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
-    def send(message: dict[str, Any]) -> None:
-        try:
-            line = json.dumps(message, default=_json_default, separators=(",", ":"))
-        except (TypeError, ValueError) as error:
-            line = json.dumps(
-                {
-                    "type": "result",
-                    "id": message.get("id"),
-                    "ok": False,
-                    "error": _error(error, "Runtime.MarshalError"),
-                }
-            )
+    def send(message: dict[str, Any], payload: str | None = None) -> None:
+        """One line to the stack; `payload`: the result's JSON text (_serialized), added as is."""
+        line = json.dumps(message, separators=(",", ":"))
+        if payload is not None:
+            line = f'{line[:-1]},"payload":{payload}}}'
         responses.write(line.encode() + b"\n")
 
     started = time.perf_counter()
@@ -239,15 +235,19 @@ def main() -> int:  # noqa: PLR0915 - the whole runtime loop, kept in one readab
                 time.sleep(3600)
         context = LambdaContext(request_id, float(request["deadlineMs"]), args.function_arn)
         began, began_cpu = time.perf_counter(), time.process_time()
+        payload: str | None = None
         try:
-            outcome = {"ok": True, "payload": _within_result_limit(handler(request["event"], context))}
+            payload, failure = _serialized(handler(request["event"], context))
         except Exception as error:
             sys.stderr.write(f"[ERROR] {type(error).__name__}: {error}\n{traceback.format_exc()}")
-            sys.stderr.flush()
-            kind = "Function.ResponseSizeTooLarge" if isinstance(error, ResponseSizeTooLargeError) else None
-            outcome = {"ok": False, "error": _error(error, kind)}
+            failure = _error(error)
+        else:
+            if failure is not None:
+                sys.stderr.write(f"[ERROR] {failure['errorType']}: {failure['errorMessage']}\n")
+        sys.stderr.flush()
+        outcome = {"ok": True} if failure is None else {"ok": False, "error": failure}
         timing = {"durationMs": round((time.perf_counter() - began) * 1000, 3), **_usage(began_cpu)}
-        send({"type": "result", "id": request["id"], **outcome, **timing})
+        send({"type": "result", "id": request["id"], **outcome, **timing}, payload)
     return 0
 
 

@@ -88,6 +88,14 @@ def test_a_result_over_lambdas_6_mb_is_an_error_like_lambdas(tmp_path):
     assert f"maximum allowed payload size ({limit} bytes)" in too_large.error["errorMessage"]
 
 
+def test_a_result_that_is_not_json_is_a_marshal_error_like_lambdas(tmp_path):
+    (result,) = run(function("fixture_handlers.probe.unserializable"), tmp_path, {})
+    assert result.outcome == "error"
+    assert result.error is not None
+    assert result.error["errorType"] == "Runtime.MarshalError"
+    assert "not JSON serializable" in result.error["errorMessage"]
+
+
 def test_a_timeout_kills_the_worker_and_the_next_invocation_gets_a_fresh_one(tmp_path):
     async def main() -> tuple[Any, Any, int]:
         pool = FunctionPool(function("fixture_handlers.probe.hang", timeout=1.0), tmp_path)
