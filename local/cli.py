@@ -82,7 +82,10 @@ def _positive(value: str) -> int:
 
 
 def _port(value: str) -> int:
-    number = int(value) if value.strip().isdigit() else -1
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError("must be a port number from 0 (any free port) to 65535")
     return number

@@ -103,9 +103,10 @@ class StreamPoller:
             except Exception as error:
                 if self.checkpoints is not None:
                     iterator = None  # from the checkpoint again: a restarted emulator knows no iterator
-                # An iterator of the emulator before its restart has expired: a new one, quietly.
+                # An iterator of the emulator before its restart has expired: the checkpoint gives a
+                # new one, quietly.
                 expired = isinstance(error, AwsError) and error.code == "ExpiredIteratorException"
-                expected = isinstance(error, EmulatorRestarting) or (expired and iterator is None)
+                expected = isinstance(error, EmulatorRestarting) or (expired and self.checkpoints is not None)
                 if not expected:
                     self.console.warn(f"stream poller {self.source.table_name}: {error!r}")
                     await asyncio.sleep(1)

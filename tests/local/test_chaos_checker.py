@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -590,39 +590,6 @@ def test_the_recorder_tells_a_twins_frames_and_reads_apart_by_answer():
 # --- the churning clients follow the README's client --------------------------------------------
 
 
-def test_a_resync_answer_moves_the_cursor_and_the_client_lists_its_tasks_again():
-    client_history = ClientHistory("churn-0", stays=False, user=ALICE, cursor="old", resume_pending=True)
-    listed_as: list[str | None] = []
-
-    async def list_tasks(user: str | None) -> list[dict[str, Any]]:
-        listed_as.append(user)
-        return [{"taskId": SUCCEEDS, "status": "success"}]
-
-    client = WsClient(
-        client_history,
-        "ws://127.0.0.1:1",
-        random.Random(0),
-        Recorder(History(requested=0)),
-        stack=None,  # type: ignore[arg-type] - _read never asks it
-        stopping=asyncio.Event(),
-        resume=True,
-        list_tasks=list_tasks,
-    )
-
-    async def frames() -> AsyncIterator[str]:
-        yield json.dumps({"type": "resync", "reason": "too many changes", "cursor": "new"})
-
-    async def read() -> None:
-        await client._read(frames())  # type: ignore[arg-type] - an async iterable of messages
-        await client.listings_done()
-
-    asyncio.run(read())
-
-    assert (client_history.resyncs, client_history.resume_pending, client_history.cursor) == (1, False, "new")
-    assert listed_as == [ALICE]
-    assert client_history.listed == {(SUCCEEDS, "success")}
-
-
 class _Connection:
     """A connection that delivers `messages`, then records what the client sends."""
 
@@ -641,6 +608,50 @@ class _Connection:
         self.sent.append(json.loads(message))
 
 
+async def _no_listing(user: str | None) -> None:
+    return None
+
+
+def read_as_client(
+    client_history: ClientHistory,
+    connection: _Connection,
+    list_tasks: Callable[[str | None], Awaitable[list[dict[str, Any]] | None]] = _no_listing,
+) -> None:
+    """What a chaos WebSocket client does with the connection's messages, and the work they start."""
+    client = WsClient(
+        client_history,
+        "ws://127.0.0.1:1",
+        random.Random(0),
+        Recorder(History(requested=0)),
+        stack=None,  # type: ignore[arg-type] - _read never asks it
+        stopping=asyncio.Event(),
+        resume=True,
+        list_tasks=list_tasks,
+    )
+
+    async def read() -> None:
+        await client._read(connection)  # type: ignore[arg-type] - what _read uses of a connection
+        await client.listings_done()
+
+    asyncio.run(read())
+
+
+def test_a_resync_answer_moves_the_cursor_and_the_client_lists_its_tasks_again():
+    client_history = ClientHistory("churn-0", stays=False, user=ALICE, cursor="old", resume_pending=True)
+    listed_as: list[str | None] = []
+
+    async def list_tasks(user: str | None) -> list[dict[str, Any]]:
+        listed_as.append(user)
+        return [{"taskId": SUCCEEDS, "status": "success"}]
+
+    resync = {"type": "resync", "reason": "too many changes", "cursor": "new"}
+    read_as_client(client_history, _Connection(resync), list_tasks)
+
+    assert (client_history.resyncs, client_history.resume_pending, client_history.cursor) == (1, False, "new")
+    assert listed_as == [ALICE]
+    assert client_history.listed == {(SUCCEEDS, "success")}
+
+
 @pytest.mark.parametrize(
     ("answer", "sent_again"),
     [
@@ -652,27 +663,9 @@ def test_an_error_answer_that_says_retry_gets_the_same_resume_again_on_the_same_
     answer, sent_again
 ):
     client_history = ClientHistory("stay-0", stays=True, cursor="kept", resume_pending=True)
-
-    async def no_listing(user: str | None) -> None:
-        return None
-
-    client = WsClient(
-        client_history,
-        "ws://127.0.0.1:1",
-        random.Random(0),
-        Recorder(History(requested=0)),
-        stack=None,  # type: ignore[arg-type] - _read never asks it
-        stopping=asyncio.Event(),
-        resume=True,
-        list_tasks=no_listing,
-    )
     connection = _Connection(answer)
 
-    async def read() -> None:
-        await client._read(connection)  # type: ignore[arg-type] - what _read uses of a connection
-        await client.listings_done()
-
-    asyncio.run(read())
+    read_as_client(client_history, connection)
 
     assert client_history.resume_errors == 1
     assert connection.sent == ([{"action": "resume", "since": "kept"}] if sent_again else [])

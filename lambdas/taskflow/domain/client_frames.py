@@ -20,11 +20,8 @@ SUPPORTED_ACTIONS: Final = ("ping", "resume")
 def error(message: str, *, retry: bool = False) -> dict[str, Any]:
     """An error frame; `retry`: the same frame sent again, a few seconds later, may succeed (a resume
     whose read or replay failed), so a client sends it again while it stays connected."""
-    return (
-        {"type": "error", "message": message, "retry": True}
-        if retry
-        else {"type": "error", "message": message}
-    )
+    frame: dict[str, Any] = {"type": "error", "message": message}
+    return {**frame, "retry": True} if retry else frame
 
 
 def expired(expires_at: int) -> dict[str, Any]:
