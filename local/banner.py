@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local.options import Options
 from local.runtime.functions import package_version
 from local.template.model import HttpRouteSpec, StackModel
 from local.template.report import FindingKind, render_findings
@@ -123,7 +124,7 @@ def _print_auth(stack: LocalStack) -> None:
         f"LOCAL_DEV_TOKEN sub={auth.dev_subject} expires={iso_time(auth.dev_expires)} token={auth.dev_token}"
     )
     more = f"{python_command()} -m local.token --sub alice --stack {stack.model.stack_name}"
-    if stack.options.state_dir != Path(".local-state").absolute():
+    if stack.options.state_dir != Options().state_dir:  # only when not the default
         more += f" --state-dir {stack.options.state_dir}"
     console.print(f"  TOKEN=<the token above>, or another user's: TOKEN=$({more})")
     path = _sample_path(stack.model)
