@@ -79,7 +79,7 @@ $(CDK_OUT)/.synth-all: $(INFRA_INPUTS) $(CODE_INPUTS)
 synth: $(CDK_OUT)/.synth-all ## synthesize every stage into cdk.out/ with the pinned CDK CLI (when an input changed)
 	@ls $(CDK_OUT)/*.template.json
 
-lint: install ## ruff and cfn-lint
+lint: synth ## ruff check, ruff format --check and cfn-lint on the synthesized templates
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
@@ -95,7 +95,7 @@ checkov: synth $(CHECKOV_VENV)/.installed ## checkov on every synthesized templa
 typecheck: install ## mypy on lambdas/ and local/
 	$(VENV)/bin/mypy
 
-test: synth $(CHECKOV_VENV)/.installed ## synth every stage, cfn-lint + checkov the templates, lint + typecheck, every test
+test: synth $(CHECKOV_VENV)/.installed ## synth every stage, cfn-lint + checkov the templates, ruff check + mypy, every test
 	$(VENV)/bin/cfn-lint $(CDK_OUT)/*.template.json
 	$(CHECKOV_RUN) -f $(CDK_OUT)/*.template.json
 	$(VENV)/bin/ruff check .
