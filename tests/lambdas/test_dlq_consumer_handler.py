@@ -44,8 +44,10 @@ def test_dead_lettered_task_is_marked_error_with_its_last_error(
 ) -> None:
     create_task(moto_aws, "t1")
     repository = TaskRepository(moto_aws.task_table)
-    repository.claim("t1", 1, "m1", lease_seconds=30)
-    repository.record_failure("t1", 1, "m1", retries=2, error_message="step exploded", hold_seconds=30)
+    repository.claim("t1", 1, "m1", lease_seconds=30, delivery="d1")
+    repository.record_failure(
+        "t1", 1, "m1", retries=2, error_message="step exploded", hold_seconds=30, delivery="d1"
+    )
 
     failed = run([sqs_record(task_body("t1"), message_id="d1")], lambda_context)
 
@@ -88,8 +90,8 @@ def test_dlq_message_for_a_succeeded_or_retried_task_changes_nothing(
 ) -> None:
     create_task(moto_aws, "won")
     repository = TaskRepository(moto_aws.task_table)
-    repository.claim("won", 1, "m1", lease_seconds=30)
-    repository.record_success("won", 1, "m1", retries=1)
+    repository.claim("won", 1, "m1", lease_seconds=30, delivery="d1")
+    repository.record_success("won", 1, "m1", retries=1, delivery="d1")
     create_task(moto_aws, "rerun")
     before_won, before_rerun = get_item(moto_aws, "won"), get_item(moto_aws, "rerun")
 

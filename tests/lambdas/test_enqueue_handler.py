@@ -97,8 +97,8 @@ def test_changes_that_start_no_run_send_nothing(
     stream = moto_aws.stream_reader()
     stream.read()
     repository = TaskRepository(moto_aws.task_table)
-    repository.claim("t-000", 1, "m1", lease_seconds=30)
-    repository.record_success("t-000", 1, "m1", retries=0)
+    repository.claim("t-000", 1, "m1", lease_seconds=30, delivery="d1")
+    repository.record_success("t-000", 1, "m1", retries=0, delivery="d1")
 
     event = stream.read()
     response = enqueue.handler(event, lambda_context)

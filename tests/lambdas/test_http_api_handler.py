@@ -581,8 +581,8 @@ def test_finished_listing_fills_a_page_past_the_1_mb_query_limit(
     for index in range(8):
         task = new_task(TaskSubmission(answer="x"), f"big-{index}", T0 + timedelta(seconds=index))
         repository.create(replace(task, payload={"blob": "b" * 300_000}))
-        assert repository.claim(task.task_id, 1, "m", 60).outcome is ClaimOutcome.CLAIMED
-        assert repository.record_success(task.task_id, 1, "m", retries=0)
+        assert repository.claim(task.task_id, 1, "m", 60, delivery="d1").outcome is ClaimOutcome.CLAIMED
+        assert repository.record_success(task.task_id, 1, "m", retries=0, delivery="d1")
 
     client = QueryCountingClient(moto_aws.dynamodb)
     http_api.service.override(

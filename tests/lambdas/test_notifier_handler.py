@@ -92,10 +92,10 @@ def test_every_visible_change_is_one_frame_and_lease_claims_are_skipped(
     put_connection(moto_aws, "c1")
     stream = moto_aws.stream_reader()
     repository = create_task(moto_aws, "t1")
-    repository.claim("t1", 1, "m1", lease_seconds=30)
-    repository.record_failure("t1", 1, "m1", retries=1, error_message="boom", hold_seconds=0)
-    repository.claim("t1", 1, "m1", lease_seconds=30)
-    repository.record_success("t1", 1, "m1", retries=1)
+    repository.claim("t1", 1, "m1", lease_seconds=30, delivery="d1")
+    repository.record_failure("t1", 1, "m1", retries=1, error_message="boom", hold_seconds=0, delivery="d1")
+    repository.claim("t1", 1, "m1", lease_seconds=30, delivery="d1")
+    repository.record_success("t1", 1, "m1", retries=1, delivery="d1")
 
     event = stream.read()
     notifier.handler(event, lambda_context)
@@ -103,6 +103,27 @@ def test_every_visible_change_is_one_frame_and_lease_claims_are_skipped(
     assert len(event["Records"]) == 5
     frames = [(f["status"], f["retries"], f["errorMessage"]) for f in connections.frames["c1"]]
     assert frames == [("pending", 0, None), ("pending", 1, "boom"), ("success", 1, None)]
+
+
+def test_a_final_attempt_that_fails_as_the_one_before_is_still_a_frame(
+    connections: FakeConnections, moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # The contract: a frame for each failed attempt. The final one keeps `retries` (no attempt
+    # follows it), so with the same error it changes no field a client shows but updatedAt.
+    put_connection(moto_aws, "c1")
+    stream = moto_aws.stream_reader()
+    repository = create_task(moto_aws, "t1")
+    for retries in (1, 2, 2):  # as TaskRunner writes them with a budget of 3 receives
+        repository.claim("t1", 1, "m1", lease_seconds=30, delivery="d1")
+        repository.record_failure(
+            "t1", 1, "m1", retries=retries, error_message="upstream down", hold_seconds=0, delivery="d1"
+        )
+
+    notifier.handler(stream.read(), lambda_context)
+
+    frames = [(f["status"], f["retries"], f["errorMessage"]) for f in connections.frames["c1"]]
+    assert frames == [("pending", 0, None), *[("pending", n, "upstream down") for n in (1, 2, 2)]]
+    assert len({f["version"] for f in connections.frames["c1"]}) == 4
 
 
 def test_connections_client_posts_to_the_callback_endpoint_and_maps_410() -> None:
@@ -324,7 +345,7 @@ def test_batch_without_visible_changes_reads_no_connections(
     stream.read()
     owner = ALICE if stage.owner_scoped else None
     TaskRepository(stage.aws.task_table, client=stage.aws.dynamodb).claim(
-        "a1", 1, "m1", lease_seconds=30, owner=owner
+        "a1", 1, "m1", lease_seconds=30, owner=owner, delivery="d1"
     )
     event = stream.read()
     calls = DynamoDBCalls(stage.aws.dynamodb)

@@ -424,8 +424,8 @@ def test_finished_listing_is_most_recently_finished_first(
     seed(owner_scoped_aws, ALICE, ["a1", "a2", "a3"])
     repository = TaskRepository(owner_scoped_aws.task_table, client=owner_scoped_aws.dynamodb)
     for task_id in ("a2", "a3", "a1"):
-        assert repository.claim(task_id, 1, "m", 60, owner=ALICE).task is not None
-        assert repository.record_success(task_id, 1, "m", 0, owner=ALICE)
+        assert repository.claim(task_id, 1, "m", 60, owner=ALICE, delivery="d1").task is not None
+        assert repository.record_success(task_id, 1, "m", 0, owner=ALICE, delivery="d1")
 
     # When she pages through her tasks in success, one at a time
     pages = follow_pages(lambda_context, ALICE, {"status": "success", "limit": "1"})

@@ -278,7 +278,7 @@ def test_second_delivery_of_a_message_while_its_lease_runs_is_deferred_not_run_o
     # Given a delivery of m1 that holds a running lease (SQS may deliver one message twice at
     # once, same MessageId; or m1's earlier invocation died a moment ago)
     create_task(moto_aws, "busy")
-    TaskRepository(moto_aws.task_table).claim("busy", 1, "m1", lease_seconds=600)
+    TaskRepository(moto_aws.task_table).claim("busy", 1, "m1", lease_seconds=600, delivery="d1")
     before = get_item(moto_aws, "busy")
 
     # When another delivery of m1 arrives
@@ -296,7 +296,7 @@ def test_redelivery_of_a_message_whose_invocation_died_takes_over_its_expired_le
 ) -> None:
     create_task(moto_aws, "crashed")
     # The first invocation claimed the lease and died before committing; the lease has ended.
-    TaskRepository(moto_aws.task_table).claim("crashed", 1, "m1", lease_seconds=-10)
+    TaskRepository(moto_aws.task_table).claim("crashed", 1, "m1", lease_seconds=-10, delivery="d1")
 
     failed = run([sqs_record(task_body("crashed"), message_id="m1", receive_count=2)], lambda_context)
 
@@ -308,7 +308,9 @@ def test_expired_lease_of_another_message_can_be_taken_over(
     use_fake_queue: FakeQueue, moto_aws: Aws, lambda_context: FakeLambdaContext
 ) -> None:
     create_task(moto_aws, "abandoned")
-    TaskRepository(moto_aws.task_table).claim("abandoned", 1, "dead-message", lease_seconds=-10)
+    TaskRepository(moto_aws.task_table).claim(
+        "abandoned", 1, "dead-message", lease_seconds=-10, delivery="d1"
+    )
 
     failed = run([sqs_record(task_body("abandoned"), message_id="m2")], lambda_context)
 
@@ -423,3 +425,53 @@ def test_redelivery_after_a_claim_whose_answer_was_lost_runs_at_once(
     # Then it reclaims the lease it handed back and runs, instead of waiting for the lease
     assert failed == []
     assert (get_item(moto_aws, "ambiguous") or {})["status"] == "success"
+
+
+class _ClaimFailsBeforeTheTable:
+    """Delegates to moto, but the first UpdateItem (the claim) fails before it reaches the table."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.failed = False
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+        return self._client.update_item(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_delivery_whose_claim_failed_leaves_the_running_lease_of_another_delivery_alone(
+    function_env: dict[str, str],
+    moto_aws: Aws,
+    queue: FakeQueue,
+    lambda_context: FakeLambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given one delivery of m1 running the step (SQS delivered m1 twice at once)
+    processing.configure(failure_rate=0.0, seed=1, allow_fault_injection=True)
+    create_task(moto_aws, "twice")
+    TaskRepository(moto_aws.task_table).claim("twice", 1, "m1", lease_seconds=600, delivery="first")
+    steps: list[int] = []
+    monkeypatch.setattr(processing, "process_task", lambda task, attempt: steps.append(attempt))
+    processor.runner.override(
+        TaskRunner(
+            TaskRepository(moto_aws.task_table, client=_ClaimFailsBeforeTheTable(moto_aws.dynamodb)),
+            queue,
+            BackoffPolicy(max_receive_count=MAX_RECEIVE_COUNT, base_seconds=2, cap_seconds=60),
+        )
+    )
+
+    # When the other delivery's claim fails (its release must not hand back the first one's lease)
+    assert run([sqs_record(task_body("twice"), message_id="m1")], lambda_context) == ["m1"]
+    # and it comes back after its backoff, while the first delivery still runs
+    failed = run([sqs_record(task_body("twice"), message_id="m1", receive_count=2)], lambda_context)
+
+    # Then the step never ran a second time: the message waits for the running lease to end
+    assert steps == []
+    assert failed == ["m1"]
+    item = get_item(moto_aws, "twice") or {}
+    assert (item["leaseState"], item["leaseDelivery"]) == ("running", "first")

@@ -284,18 +284,26 @@ def test_malformed_task_messages_are_reported(body: str | None) -> None:
 
 
 def test_insert_is_a_visible_change() -> None:
-    assert is_visible_change(None, {"taskId": "t", "status": "pending"})
+    assert is_visible_change(None, {"taskId": "t", "status": "pending"}, failed_attempt=False)
 
 
 def test_lease_claim_is_not_a_visible_change() -> None:
     old = {"taskId": "t", "status": "pending", "retries": 0, "version": 1}
     new = {**old, "leaseOwner": "m", "leaseExpiresAt": 9, "version": 2}
-    assert not is_visible_change(old, new)
+    assert not is_visible_change(old, new, failed_attempt=False)
 
 
 def test_failed_attempt_is_a_visible_change() -> None:
     old = {"taskId": "t", "status": "pending", "retries": 0}
-    assert is_visible_change(old, {**old, "retries": 1, "errorMessage": "boom"})
+    assert is_visible_change(old, {**old, "retries": 1, "errorMessage": "boom"}, failed_attempt=False)
+
+
+def test_a_failed_attempt_that_repeats_the_one_before_is_still_a_visible_change() -> None:
+    # The final attempt keeps `retries` (no attempt follows it) and may fail the same way.
+    old = {"taskId": "t", "status": "pending", "retries": 2, "errorMessage": "boom", "version": 6}
+    new = {**old, "version": 7, "updatedAt": "2026-11-25T12:00:09.000000Z"}
+    assert is_visible_change(old, new, failed_attempt=True)
+    assert not is_visible_change(old, new, failed_attempt=False)
 
 
 def test_frame_carries_what_the_frontend_merges_and_never_the_payload() -> None:

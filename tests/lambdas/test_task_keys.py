@@ -80,11 +80,13 @@ def test_lease_writes_touch_no_index_key_and_only_final_transitions_enter_by_fin
     finished = table_schema.finished_key(table_schema.SCOPE_ALL, "success", shard)
 
     # When it is claimed, fails an attempt, is released and claimed again
-    assert repository.claim("t1", 1, "m1", 60).outcome is ClaimOutcome.CLAIMED
-    assert repository.record_failure("t1", 1, "m1", retries=1, error_message="boom", hold_seconds=0)
-    assert repository.claim("t1", 1, "m1", 60).outcome is ClaimOutcome.CLAIMED
-    assert repository.release("t1", 1, "m1", 0)
-    assert repository.claim("t1", 1, "m1", 60).outcome is ClaimOutcome.CLAIMED
+    assert repository.claim("t1", 1, "m1", 60, delivery="d1").outcome is ClaimOutcome.CLAIMED
+    assert repository.record_failure(
+        "t1", 1, "m1", retries=1, error_message="boom", hold_seconds=0, delivery="d1"
+    )
+    assert repository.claim("t1", 1, "m1", 60, delivery="d1").outcome is ClaimOutcome.CLAIMED
+    assert repository.release("t1", 1, "m1", 0, delivery="d1")
+    assert repository.claim("t1", 1, "m1", 60, delivery="d1").outcome is ClaimOutcome.CLAIMED
     lease_writes = list(recorder.updates)
 
     # Then none of those writes touched an index key: no index entry was written
@@ -93,7 +95,7 @@ def test_lease_writes_touch_no_index_key_and_only_final_transitions_enter_by_fin
     assert index_entries(moto_aws, table_schema.TASKS_BY_FINISHED_INDEX, "finishedKey", finished) == []
 
     # When it succeeds, it enters ByFinished, finished when it was last updated
-    assert repository.record_success("t1", 1, "m1", 1)
+    assert repository.record_success("t1", 1, "m1", 1, delivery="d1")
     item = get_item(moto_aws, "t1")
     assert (item["finishedKey"], item["finishedAt"]) == (finished, item["updatedAt"])
     assert len(index_entries(moto_aws, table_schema.TASKS_BY_FINISHED_INDEX, "finishedKey", finished)) == 1

@@ -49,8 +49,8 @@ def create(
     created_clock.create(new_task(TaskSubmission(answer=f"answer {task_id}"), task_id, at, owner=owner))
     if finish_at is not None:
         finisher = TaskRepository(aws.task_table, client=aws.dynamodb, clock=lambda: finish_at)
-        assert finisher.claim(task_id, 1, "m", 60, owner=owner).outcome is ClaimOutcome.CLAIMED
-        assert finisher.record_success(task_id, 1, "m", 0, owner=owner)
+        assert finisher.claim(task_id, 1, "m", 60, owner=owner, delivery="d1").outcome is ClaimOutcome.CLAIMED
+        assert finisher.record_success(task_id, 1, "m", 0, owner=owner, delivery="d1")
 
 
 def resume(

@@ -341,7 +341,7 @@ def test_a_copied_pending_task_can_be_claimed_by_its_new_message(none_tables: Ta
     # Then the copy has no lease, and the message its INSERT enqueues can claim it at once
     copy = none_tables.tasks.get("t1")
     assert copy == replace(leased, lease_owner=None, lease_expires_at=None, lease_state=None)
-    claim = none_tables.tasks.claim("t1", 1, "new-message", 60)
+    claim = none_tables.tasks.claim("t1", 1, "new-message", 60, delivery="d1")
     assert claim.outcome is ClaimOutcome.CLAIMED
 
 

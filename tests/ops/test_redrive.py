@@ -109,9 +109,19 @@ def dead_letter(stage: Stage, task_id: str, owner: str | None = None) -> None:
     """A task whose every attempt failed: claimed, failed, then dead-lettered (now in error)."""
     submit(stage, task_id, owner)
     holder = f"message-{owner}-{task_id}"
-    assert stage.tasks.claim(task_id, 1, holder, LEASE_SECONDS, owner=owner).outcome is ClaimOutcome.CLAIMED
+    assert (
+        stage.tasks.claim(task_id, 1, holder, LEASE_SECONDS, owner=owner, delivery="d1").outcome
+        is ClaimOutcome.CLAIMED
+    )
     assert stage.tasks.record_failure(
-        task_id, 1, holder, retries=2, error_message="boom", hold_seconds=LEASE_SECONDS, owner=owner
+        task_id,
+        1,
+        holder,
+        retries=2,
+        error_message="boom",
+        hold_seconds=LEASE_SECONDS,
+        owner=owner,
+        delivery="d1",
     )
     assert stage.tasks.mark_dead_lettered(task_id, 1, "retries exhausted", owner=owner) is not None
 

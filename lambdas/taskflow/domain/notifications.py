@@ -1,7 +1,7 @@
 """WebSocket frames for task changes: which table changes are worth a frame, and what it says.
 
 A frame goes out for every change a user can see: creation (INSERT), each failed attempt
-(retries/errorMessage change), success, error, retry. Internal writes (lease claims) are skipped.
+(the lease backs off), success, error, retry. Internal writes (lease claims, releases) are skipped.
 Frames carry no payload, so they stay far below API Gateway's 32 KB frame limit (answer and
 errorMessage are at most 1000 characters each).
 """
@@ -25,9 +25,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def is_visible_change(old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any]) -> bool:
-    """True for a new task, or when a field the frontend shows changed."""
-    if not old_image:
+def is_visible_change(
+    old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any], *, failed_attempt: bool
+) -> bool:
+    """True for a new task, a failed attempt, or when a field the frontend shows changed.
+
+    A failed attempt is a frame even when it shows what the one before did: the final attempt
+    keeps `retries` (no attempt follows it) and often fails with the same message, and the
+    contract promises a frame for each failed attempt."""
+    if not old_image or failed_attempt:
         return True
     return any(old_image.get(name) != new_image.get(name) for name in VISIBLE_FIELDS)
 

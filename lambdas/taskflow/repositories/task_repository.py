@@ -71,11 +71,15 @@ _NAMES: Final = {
     "#leaseOwner": "leaseOwner",
     "#leaseExpiresAt": "leaseExpiresAt",
     "#leaseState": "leaseState",
+    "#leaseDelivery": "leaseDelivery",
     "#finishedKey": table_schema.TASKS_BY_FINISHED_PK,
     "#finishedAt": table_schema.TASKS_BY_FINISHED_SK,
 }
-_LEASE: Final = ["#leaseOwner", "#leaseExpiresAt", "#leaseState"]
-_HELD: Final = "#leaseOwner = :holder"  # the caller's message holds the lease
+_LEASE: Final = ["#leaseOwner", "#leaseExpiresAt", "#leaseState", "#leaseDelivery"]
+# The caller holds the lease: its message (`holder`), in this very delivery (`delivery`, a token of
+# one receive: SQS can deliver one message twice at once, and only the delivery that claimed may
+# commit or release).
+_HELD: Final = "#leaseOwner = :holder AND #leaseDelivery = :delivery"
 
 
 class ClaimOutcome(Enum):
@@ -332,9 +336,17 @@ class TaskRepository(aws.ClientUser):
         return Task.from_item(write.item)
 
     def claim(
-        self, task_id: str, run: int, holder: str, lease_seconds: int, *, owner: str | None = None
+        self,
+        task_id: str,
+        run: int,
+        holder: str,
+        lease_seconds: int,
+        *,
+        delivery: str,
+        owner: str | None = None,
     ) -> Claim:
-        """Take the processing lease of (task, run) for `holder` (the SQS message id).
+        """Take the processing lease of (task, run) for `holder` (the SQS message id) in `delivery`
+        (this receive of it: the token its commit or release must show).
 
         Granted when the task is pending in this run and the lease is free, expired, or `holder`'s
         while it backs off or after it gave it back (the same message returning after a failed
@@ -346,13 +358,19 @@ class TaskRepository(aws.ClientUser):
             task_id,
             owner,
             run=run,
-            set_clauses=["#leaseOwner = :holder", "#leaseExpiresAt = :until", "#leaseState = :running"],
+            set_clauses=[
+                "#leaseOwner = :holder",
+                "#leaseExpiresAt = :until",
+                "#leaseState = :running",
+                "#leaseDelivery = :delivery",
+            ],
             condition=(
                 "(attribute_not_exists(#leaseOwner) OR #leaseExpiresAt < :now"
                 " OR (#leaseOwner = :holder AND #leaseState <> :running))"
             ),
             values={
                 ":holder": holder,
+                ":delivery": delivery,
                 ":until": now + lease_seconds,
                 ":now": now,
                 ":running": table_schema.LEASE_RUNNING,
@@ -368,10 +386,10 @@ class TaskRepository(aws.ClientUser):
         return Claim(ClaimOutcome.LEASED, found)
 
     def record_success(
-        self, task_id: str, run: int, holder: str, retries: int, *, owner: str | None = None
+        self, task_id: str, run: int, holder: str, retries: int, *, delivery: str, owner: str | None = None
     ) -> bool:
-        """pending -> success, if `holder` still holds the lease (the task enters ByFinished).
-        False: the lease was lost."""
+        """pending -> success, if `holder` still holds the lease from `delivery`'s claim (the task
+        enters ByFinished). False: the lease was lost."""
         return self._update(
             task_id,
             owner,
@@ -380,15 +398,23 @@ class TaskRepository(aws.ClientUser):
             condition=_HELD,
             set_clauses=["#retries = :retries"],
             remove=["#errorMessage"],
-            values={":retries": retries, ":holder": holder},
+            values={":retries": retries, ":holder": holder, ":delivery": delivery},
         ).applied
 
     def release(
-        self, task_id: str, run: int, holder: str, hold_seconds: int, *, owner: str | None = None
+        self,
+        task_id: str,
+        run: int,
+        holder: str,
+        hold_seconds: int,
+        *,
+        delivery: str,
+        owner: str | None = None,
     ) -> bool:
-        """`holder`'s running lease becomes released for `hold_seconds`, so its own redelivery can
-        reclaim it at once (after an invocation that could not complete, e.g. a claim whose
-        response was lost). False if `holder` holds no running lease on this run."""
+        """`holder`'s running lease from `delivery`'s claim becomes released for `hold_seconds`, so
+        its own redelivery can reclaim it at once (after an invocation that could not complete,
+        e.g. a claim whose response was lost). False if this delivery holds no running lease on
+        this run: another delivery of the same message that is running keeps its lease."""
         return self._update(
             task_id,
             owner,
@@ -400,6 +426,7 @@ class TaskRepository(aws.ClientUser):
                 ":running": table_schema.LEASE_RUNNING,
                 ":hold": self._epoch() + hold_seconds,
                 ":holder": holder,
+                ":delivery": delivery,
             },
         ).applied
 
@@ -412,6 +439,7 @@ class TaskRepository(aws.ClientUser):
         retries: int,
         error_message: str,
         hold_seconds: int,
+        delivery: str,
         owner: str | None = None,
     ) -> bool:
         """A failed attempt: set retries and errorMessage (status stays pending), if `holder` still
@@ -436,6 +464,7 @@ class TaskRepository(aws.ClientUser):
                 ":hold": self._epoch() + hold_seconds,
                 ":backingOff": table_schema.LEASE_BACKING_OFF,
                 ":holder": holder,
+                ":delivery": delivery,
             },
         ).applied
 

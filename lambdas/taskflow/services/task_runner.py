@@ -1,13 +1,14 @@
 """TaskRunner: one TaskQueue message -> at most one effective run of the processing step.
 
-Per message (a receive of {"taskId", "run"}):
-1. claim the task's lease (conditional: pending, same run, lease free, expired, or ours while
-   we back off); not claimable -> acknowledge with no effect (finished task, other run, or
-   another message owning this run), except when another delivery of this very message holds
-   a live lease (SQS delivered it twice, or our earlier invocation died moments ago): then the
-   message is deferred until the lease ends, since acknowledging could delete the only copy;
+Per message (a receive of {"taskId", "run"}, one delivery: a random token of its own):
+1. claim the task's lease for this delivery (conditional: pending, same run, lease free,
+   expired, or ours while we back off); not claimable -> acknowledge with no effect (finished
+   task, other run, or another message owning this run), except when another delivery of this
+   very message holds a live lease (SQS delivered it twice, or our earlier invocation died
+   moments ago): then the message is deferred until the lease ends, since acknowledging could
+   delete the only copy;
 2. run `process_task(task, attempt=receiveCount)`;
-3. commit with a write conditional on still holding the lease:
+3. commit with a write conditional on this delivery still holding the lease:
    success -> status success, retries = receiveCount - 1;
    failure -> retries = receiveCount (receiveCount - 1 on the final receive), errorMessage,
               then ChangeMessageVisibility to the backoff (0 on the final receive so SQS
@@ -18,6 +19,7 @@ Never sleeps: the backoff is the message's visibility timeout.
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass
 from typing import Final
 
@@ -99,31 +101,36 @@ class TaskRunner:
             message_id=message.message_id,
             correlation_id=task_message.correlation_id,
         ):
+            delivery = secrets.token_hex(8)
             try:
-                self._run(task_message, message, invocation_seconds)
+                self._run(task_message, message, delivery, invocation_seconds)
             except (AttemptFailedError, AttemptDeferredError):
                 raise
             except Exception:
                 # The table or the queue failed us: retry this message after the backoff. Our
                 # claim may have been applied even if its call failed, so hand the lease back to
                 # this message (backing off), or its redelivery would wait for the lease to end.
+                # Only a lease this delivery claimed: another delivery running the step keeps its.
                 logger.exception(
                     "attempt could not be completed", extra={"receive_count": message.receive_count}
                 )
                 delay = self._backoff.delay(message.receive_count, self._rng)
                 self._release_quietly(
-                    task_message, message, delay + invocation_seconds + LEASE_MARGIN_SECONDS
+                    task_message, message, delivery, delay + invocation_seconds + LEASE_MARGIN_SECONDS
                 )
                 self._set_visibility(message, delay)
                 raise
 
-    def _run(self, task_message: TaskMessage, message: ReceivedMessage, invocation_seconds: int) -> None:
+    def _run(
+        self, task_message: TaskMessage, message: ReceivedMessage, delivery: str, invocation_seconds: int
+    ) -> None:
         lease_seconds = invocation_seconds + LEASE_MARGIN_SECONDS
         claim = self._tasks.claim(
             task_message.task_id,
             task_message.run,
             message.message_id,
             lease_seconds,
+            delivery=delivery,
             owner=task_message.owner,
         )
         if (
@@ -154,6 +161,7 @@ class TaskRunner:
                 task_message.run,
                 message.message_id,
                 retries=attempt - 1,
+                delivery=delivery,
                 owner=task_message.owner,
             ):
                 count(MetricName.TASK_SUCCEEDED)
@@ -170,6 +178,7 @@ class TaskRunner:
             retries=attempt - 1 if final else attempt,
             error_message=reason,
             hold_seconds=delay + lease_seconds,
+            delivery=delivery,
             owner=task_message.owner,
         )
         if not committed:
@@ -184,7 +193,7 @@ class TaskRunner:
         raise AttemptFailedError(reason)
 
     def _release_quietly(
-        self, task_message: TaskMessage, message: ReceivedMessage, hold_seconds: int
+        self, task_message: TaskMessage, message: ReceivedMessage, delivery: str, hold_seconds: int
     ) -> None:
         try:
             self._tasks.release(
@@ -192,6 +201,7 @@ class TaskRunner:
                 task_message.run,
                 message.message_id,
                 hold_seconds,
+                delivery=delivery,
                 owner=task_message.owner,
             )
         except Exception as error:  # best effort: the lease still ends on its own
