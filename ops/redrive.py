@@ -10,7 +10,10 @@ Two steps (three with --pending-older-than), all safe to repeat:
 1. Messages still in the DLQ (the DLQ consumer normally empties it within seconds, so these
    exist only while that consumer is failing) are moved back to the main queue: received,
    sent to the queue with the same body, then deleted from the DLQ. Their tasks are still
-   `pending` in the same run, so the processor simply picks them up again.
+   `pending` in the same run, so the processor picks them up again. The copy is a new message
+   (a new id): while the task still holds the lease of its last attempt (up to the processor's
+   timeout + 5 s after it was dead-lettered), the copy is sent with a delay until the lease
+   ends, or the processor would take it for a duplicate of a live message and drop it.
 2. Tasks in `error`, of every owner, are re-run with the same conditional transition as
    `POST /tasks/{taskId}/retry` (error -> pending, run + 1, retries 0): the task table's
    stream enqueues them again, and a late message of the old run cannot touch the new run.
@@ -44,7 +47,7 @@ from typing import Any
 from ops.stack_outputs import StackOutputs, StackOutputsError, add_stack_arguments, resolve_outputs
 from taskflow import table_schema
 from taskflow.domain.clock import utc_now, utc_timestamp
-from taskflow.domain.errors import InvalidTransitionError, TaskNotFoundError
+from taskflow.domain.errors import InvalidTransitionError, MalformedMessageError, TaskNotFoundError
 from taskflow.domain.messages import TaskMessage
 from taskflow.domain.owners import owner_or_none
 from taskflow.domain.status import TaskStatus
@@ -53,6 +56,7 @@ from taskflow.repositories.dynamodb import deserialize
 from taskflow.repositories.task_repository import TaskRepository
 
 PAGE_SIZE = 100
+MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit
 # Items a Scan request evaluates (its Limit; a page also stops at 1 MB): progress is printed per page.
 SCAN_PAGE_ITEMS = 1000
 
@@ -67,8 +71,11 @@ class RedriveResult:
     pending_requeued: int = 0
 
 
-def move_dead_letters(sqs: Any, dlq_url: str, queue_url: str, *, dry_run: bool, say: Any) -> RedriveResult:
-    """Step 1: move every message in the DLQ back to the main queue."""
+def move_dead_letters(
+    sqs: Any, dlq_url: str, queue_url: str, tasks: TaskRepository, *, dry_run: bool, say: Any
+) -> RedriveResult:
+    """Step 1: move every message in the DLQ back to the main queue (each delayed until its
+    task's lease has ended, see `_delay_seconds`)."""
     result = RedriveResult()
     if dry_run:
         attributes = sqs.get_queue_attributes(
@@ -84,7 +91,10 @@ def move_dead_letters(sqs: Any, dlq_url: str, queue_url: str, *, dry_run: bool, 
             return result
         sent = sqs.send_message_batch(
             QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "MessageBody": message["Body"]} for i, message in enumerate(received)],
+            Entries=[
+                {"Id": str(i), "MessageBody": message["Body"], "DelaySeconds": _delay_seconds(tasks, message)}
+                for i, message in enumerate(received)
+            ],
         )
         moved = [received[int(entry["Id"])] for entry in sent.get("Successful", [])]
         result.messages_failed += len(sent.get("Failed", []))
@@ -98,6 +108,21 @@ def move_dead_letters(sqs: Any, dlq_url: str, queue_url: str, *, dry_run: bool, 
         if result.messages_failed:
             # Left in the DLQ; they become visible again and the next run retries them.
             return result
+
+
+def _delay_seconds(tasks: TaskRepository, message: dict[str, Any]) -> int:
+    """How long the copy of a dead-lettered message must wait: until the lease its task still holds
+    (the last attempt's, kept until the processor's timeout + 5 s) has ended, at most SQS's 15
+    minutes (a longer lease is another message backing off, which will run the task itself)."""
+    try:
+        task_message = TaskMessage.parse(message["Body"])
+    except MalformedMessageError:
+        return 0  # moved as it is: the processor sends it to the DLQ again without running anything
+    task = tasks.get(task_message.task_id, owner=task_message.owner)
+    if task is None or task.status is not TaskStatus.PENDING or task.run != task_message.run:
+        return 0
+    left = (task.lease_expires_at or 0) - int(tasks.now().timestamp())
+    return min(MAX_DELAY_SECONDS, left + 1) if left >= 0 else 0
 
 
 def scan_tasks(
@@ -218,10 +243,10 @@ def requeue_stale_pending(
 
 def redrive(outputs: StackOutputs, args: argparse.Namespace, say: Any) -> RedriveResult:
     sqs = outputs.client("sqs")
-    moved = move_dead_letters(
-        sqs, outputs.value("TaskDlqUrl"), outputs.value("TaskQueueUrl"), dry_run=args.dry_run, say=say
-    )
     tasks = TaskRepository(outputs.value("TaskTableName"), client=outputs.client("dynamodb"))
+    moved = move_dead_letters(
+        sqs, outputs.value("TaskDlqUrl"), outputs.value("TaskQueueUrl"), tasks, dry_run=args.dry_run, say=say
+    )
     rerun = rerun_failed_tasks(
         tasks,
         task_ids=args.task_id,

@@ -49,7 +49,8 @@ def test_dead_lettered_task_is_marked_error_with_its_last_error(
         "t1", 1, "m1", retries=2, error_message="step exploded", hold_seconds=30, delivery="d1"
     )
 
-    failed = run([sqs_record(task_body("t1"), message_id="d1")], lambda_context)
+    # (SQS keeps a message's id when it dead-letters it: the lease's own message)
+    failed = run([sqs_record(task_body("t1"), message_id="m1")], lambda_context)
 
     item = get_item(moto_aws, "t1")
     assert failed == []
@@ -106,6 +107,44 @@ def test_dlq_message_for_a_succeeded_or_retried_task_changes_nothing(
     assert failed == []
     assert get_item(moto_aws, "won") == before_won
     assert get_item(moto_aws, "rerun") == before_rerun
+
+
+@pytest.mark.parametrize("lease_state", ["running", "backing-off"])
+def test_a_dead_lettered_duplicate_waits_while_the_runs_own_message_holds_a_live_lease(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext, lease_state: str
+) -> None:
+    # Given m1 running the step (or backing off before its next attempt), and m2, a duplicate
+    # message of the same run, dead-lettered meanwhile (its claims failed until its receives ran out)
+    create_task(moto_aws, "dup")
+    repository = TaskRepository(moto_aws.task_table)
+    repository.claim("dup", 1, "m1", lease_seconds=600, delivery="d1")
+    if lease_state == "backing-off":
+        repository.record_failure(
+            "dup", 1, "m1", retries=1, error_message="boom", hold_seconds=600, delivery="d1"
+        )
+        repository.claim("dup", 1, "m1", lease_seconds=600, delivery="d2")  # its next attempt
+        delivery = "d2"
+    else:
+        delivery = "d1"
+
+    # When the DLQ consumer gets m2, it leaves the task alone and asks for m2 again later
+    assert run([sqs_record(task_body("dup"), message_id="m2")], lambda_context) == ["m2"]
+    assert (get_item(moto_aws, "dup") or {})["status"] == "pending"
+
+    # Then m1's attempt commits, and m2's return changes nothing
+    assert repository.record_success("dup", 1, "m1", retries=1, delivery=delivery)
+    assert run([sqs_record(task_body("dup"), message_id="m2", receive_count=2)], lambda_context) == []
+    assert (get_item(moto_aws, "dup") or {})["status"] == "success"
+
+
+def test_a_dead_lettered_duplicate_ends_the_run_once_the_other_lease_has_expired(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    create_task(moto_aws, "gone")
+    TaskRepository(moto_aws.task_table).claim("gone", 1, "m1", lease_seconds=-10, delivery="d1")
+
+    assert run([sqs_record(task_body("gone"), message_id="m2")], lambda_context) == []
+    assert (get_item(moto_aws, "gone") or {})["status"] == "error"
 
 
 @pytest.mark.parametrize(

@@ -107,12 +107,12 @@ def test_a_retry_takes_the_task_out_of_by_finished_and_dead_lettering_puts_it_ba
     shard = table_schema.shard_of("t1", table_schema.DEFAULT_LIST_SHARDS)
     in_error = table_schema.finished_key(table_schema.SCOPE_ALL, "error", shard)
 
-    assert repository.mark_dead_lettered("t1", 1, "gave up") is not None
+    assert repository.mark_dead_lettered("t1", 1, "gave up", holder="m1") is not None
     assert len(index_entries(moto_aws, table_schema.TASKS_BY_FINISHED_INDEX, "finishedKey", in_error)) == 1
     assert repository.retry("t1").run == 2
     assert index_entries(moto_aws, table_schema.TASKS_BY_FINISHED_INDEX, "finishedKey", in_error) == []
     assert not {"finishedKey", "finishedAt"} & set(get_item(moto_aws, "t1"))
-    assert repository.mark_dead_lettered("t1", 2, "gave up") is not None
+    assert repository.mark_dead_lettered("t1", 2, "gave up", holder="m1") is not None
     assert [task.task_id for task in repository.list_page(limit=5, status=TaskStatus.ERROR).tasks] == ["t1"]
 
 

@@ -123,7 +123,10 @@ def dead_letter(stage: Stage, task_id: str, owner: str | None = None) -> None:
         owner=owner,
         delivery="d1",
     )
-    assert stage.tasks.mark_dead_lettered(task_id, 1, "retries exhausted", owner=owner) is not None
+    assert (
+        stage.tasks.mark_dead_lettered(task_id, 1, "retries exhausted", holder=holder, owner=owner)
+        is not None
+    )
 
 
 def run_cli(stage: Stage, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -146,7 +149,9 @@ def test_dead_letters_move_back_to_the_queue_with_their_bodies(stage: Stage) -> 
         stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody=json.dumps(body))
 
     # When they are moved back
-    result = move_dead_letters(stage.sqs, stage.dlq_url, stage.queue_url, dry_run=False, say=quiet)
+    result = move_dead_letters(
+        stage.sqs, stage.dlq_url, stage.queue_url, stage.tasks, dry_run=False, say=quiet
+    )
 
     # Then the queue holds every body unchanged (owner included) and the DLQ is empty
     assert (result.messages_moved, result.messages_failed) == (13, 0)
@@ -157,13 +162,47 @@ def test_dead_letters_move_back_to_the_queue_with_their_bodies(stage: Stage) -> 
     assert stage.bodies(stage.dlq_url) == []
 
 
+def test_a_dead_letter_whose_task_still_holds_its_lease_moves_back_delayed_until_the_lease_ends(
+    stage: Stage,
+) -> None:
+    # Given a task whose final attempt just failed: its message dead-lettered, the attempt's lease
+    # kept (backing off) for LEASE_SECONDS, the DLQ consumer not run
+    submit(stage, "held")
+    stage.tasks.claim("held", 1, "m1", LEASE_SECONDS, delivery="d1")
+    stage.tasks.record_failure(
+        "held", 1, "m1", retries=2, error_message="boom", hold_seconds=LEASE_SECONDS, delivery="d1"
+    )
+    stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId": "held", "run": 1}')
+    sent: list[dict[str, Any]] = []
+    send_message_batch = stage.sqs.send_message_batch
+
+    def recording(**request: Any) -> Any:
+        sent.extend(request["Entries"])
+        return send_message_batch(**request)
+
+    stage.sqs.send_message_batch = recording
+
+    # When the operator moves it back at once
+    result = move_dead_letters(
+        stage.sqs, stage.dlq_url, stage.queue_url, stage.tasks, dry_run=False, say=quiet
+    )
+
+    # Then its copy (a new message id, which the lease would refuse) waits until the lease ends
+    assert result.messages_moved == 1
+    [entry] = sent
+    assert LEASE_SECONDS - 5 <= entry["DelaySeconds"] <= LEASE_SECONDS + 1
+    assert stage.bodies(stage.queue_url) == []  # not visible yet
+
+
 def test_dry_run_moves_no_dead_letter(stage: Stage) -> None:
     # Given one dead letter
     stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId": "t1", "run": 1}')
     said: list[str] = []
 
     # When a dry run looks at the DLQ
-    result = move_dead_letters(stage.sqs, stage.dlq_url, stage.queue_url, dry_run=True, say=said.append)
+    result = move_dead_letters(
+        stage.sqs, stage.dlq_url, stage.queue_url, stage.tasks, dry_run=True, say=said.append
+    )
 
     # Then it reports it and leaves it where it is
     assert result.messages_moved == 0

@@ -43,5 +43,15 @@ class FaultInjectionDisabledError(TaskError):
         self.stage = stage
 
 
+class TaskLeasedError(TaskError):
+    """Another message holds a live processing lease on this run of the task: it may still commit."""
+
+    def __init__(self, task_id: str, holder: str | None, until: int | None) -> None:
+        super().__init__(f"task {task_id!r} is leased by message {holder!r} until {until}")
+        self.task_id = task_id
+        self.holder = holder
+        self.until = until
+
+
 class MalformedMessageError(TaskError):
     """A queue message that is not a task message (bad JSON, no taskId, ...)."""

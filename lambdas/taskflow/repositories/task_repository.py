@@ -32,7 +32,7 @@ from typing import Any, Final, NamedTuple
 from taskflow import table_schema
 from taskflow.clients import aws
 from taskflow.domain.clock import Clock, utc_now, utc_timestamp
-from taskflow.domain.errors import InvalidTransitionError, TaskNotFoundError
+from taskflow.domain.errors import InvalidTransitionError, TaskLeasedError, TaskNotFoundError
 from taskflow.domain.status import (
     ATTEMPT_FAILED,
     DEAD_LETTERED,
@@ -469,19 +469,28 @@ class TaskRepository(aws.ClientUser):
         ).applied
 
     def mark_dead_lettered(
-        self, task_id: str, run: int, default_error: str, *, owner: str | None = None
+        self, task_id: str, run: int, default_error: str, *, holder: str, owner: str | None = None
     ) -> DeadLettered | None:
-        """pending -> error for a message SQS dead-lettered, keeping the last attempt's error (the
-        task enters ByFinished). None if the task is absent, finished, or in another run."""
+        """pending -> error for `holder`, a message SQS dead-lettered, keeping the last attempt's
+        error (the task enters ByFinished). None if the task is absent, finished, or in another
+        run. Raises TaskLeasedError while another message holds a live lease on this run: that
+        delivery may still succeed, or fail and dead-letter itself (a duplicate message used up
+        its receives while the lease holder was running or backing off)."""
         write = self._update(
             task_id,
             owner,
             transition=DEAD_LETTERED,
             run=run,
+            condition=(
+                "(attribute_not_exists(#leaseOwner) OR #leaseExpiresAt < :epoch OR #leaseOwner = :holder)"
+            ),
             set_clauses=["#errorMessage = if_not_exists(#errorMessage, :default)"],
-            values={":default": default_error},
+            values={":default": default_error, ":holder": holder, ":epoch": self._epoch()},
         )
         if not write.applied or write.item is None:
+            found = write.item
+            if found and found.get("status") == TaskStatus.PENDING.value and found.get("run") == run:
+                raise TaskLeasedError(task_id, found.get("leaseOwner"), found.get("leaseExpiresAt"))
             return None
         return DeadLettered(
             task_id=task_id, retries=int(write.item["retries"]), error_message=write.item.get("errorMessage")
