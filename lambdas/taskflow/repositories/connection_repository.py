@@ -65,10 +65,14 @@ class ConnectionRepository(aws.ClientUser):
             )
 
     def list_ids(self) -> list[str]:
-        """Every stored connection id: one paginated Scan projecting only the key."""
+        """Every stored connection id: one paginated Scan projecting only the key. Strongly
+        consistent (twice the read units of a small table): a connection stored a moment before
+        this read gets the change, so a resume that then misses it in an index that lags cannot
+        leave a gap (docs/decisions.md, "Resume")."""
         ids: list[str] = []
         request: dict[str, Any] = {
             "TableName": self.table_name,
+            "ConsistentRead": True,
             "ProjectionExpression": "#id",
             "ExpressionAttributeNames": {"#id": table_schema.CONNECTION_PK},
         }
