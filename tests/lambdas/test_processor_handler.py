@@ -384,19 +384,22 @@ def test_failed_message_reappears_on_moto_after_its_backoff(
     assert (get_item(moto_aws, "env") or {})["status"] == "success"
 
 
-class _ClaimAppliedButAnswerLost:
-    """Delegates to moto, but the first UpdateItem (the claim) raises after it was applied."""
+class _FirstClaimFails:
+    """Delegates to moto, but the first UpdateItem (the claim) raises: after it was applied (its
+    answer lost), or before it reached the table."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, applied: bool) -> None:
         self._client = client
-        self.lost = False
+        self._applied = applied
+        self.failed = False
 
     def update_item(self, **kwargs: Any) -> Any:
-        response = self._client.update_item(**kwargs)
-        if not self.lost:
-            self.lost = True
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-        return response
+        if self.failed:
+            return self._client.update_item(**kwargs)
+        self.failed = True
+        if self._applied:
+            self._client.update_item(**kwargs)
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -410,7 +413,7 @@ def test_redelivery_after_a_claim_whose_answer_was_lost_runs_at_once(
     create_task(moto_aws, "ambiguous")
     processor.runner.override(
         TaskRunner(
-            TaskRepository(moto_aws.task_table, client=_ClaimAppliedButAnswerLost(moto_aws.dynamodb)),
+            TaskRepository(moto_aws.task_table, client=_FirstClaimFails(moto_aws.dynamodb, applied=True)),
             queue,
             BackoffPolicy(max_receive_count=MAX_RECEIVE_COUNT, base_seconds=2, cap_seconds=60),
         )
@@ -425,23 +428,6 @@ def test_redelivery_after_a_claim_whose_answer_was_lost_runs_at_once(
     # Then it reclaims the lease it handed back and runs, instead of waiting for the lease
     assert failed == []
     assert (get_item(moto_aws, "ambiguous") or {})["status"] == "success"
-
-
-class _ClaimFailsBeforeTheTable:
-    """Delegates to moto, but the first UpdateItem (the claim) fails before it reaches the table."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.failed = False
-
-    def update_item(self, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed = True
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-        return self._client.update_item(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
 
 
 def test_a_delivery_whose_claim_failed_leaves_the_running_lease_of_another_delivery_alone(
@@ -459,7 +445,7 @@ def test_a_delivery_whose_claim_failed_leaves_the_running_lease_of_another_deliv
     monkeypatch.setattr(processing, "process_task", lambda task, attempt: steps.append(attempt))
     processor.runner.override(
         TaskRunner(
-            TaskRepository(moto_aws.task_table, client=_ClaimFailsBeforeTheTable(moto_aws.dynamodb)),
+            TaskRepository(moto_aws.task_table, client=_FirstClaimFails(moto_aws.dynamodb, applied=False)),
             queue,
             BackoffPolicy(max_receive_count=MAX_RECEIVE_COUNT, base_seconds=2, cap_seconds=60),
         )
