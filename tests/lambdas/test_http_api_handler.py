@@ -857,8 +857,11 @@ def test_unreachable_dynamodb_is_503_with_retry_after(
 
 
 @pytest.mark.timing
+@pytest.mark.parametrize(
+    "path", ["/tasks/t1", "/tasks"], ids=["one task", "a listing, shards read in threads"]
+)
 def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
-    http_env_without_aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+    http_env_without_aws: None, monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext, path: str
 ) -> None:
     # Given a DynamoDB that accepts connections and never answers, and 2 s left to the timeout
     with socket.socket() as silent:
@@ -869,7 +872,7 @@ def test_dynamodb_too_slow_for_the_function_timeout_is_503_before_it(
         started = time.monotonic()
 
         # When a request needs it (the function's own client: 5 s read timeout, 3 attempts)
-        status, error, headers = call(http_event("GET", "/tasks/t1"), lambda_context)
+        status, error, headers = call(http_event("GET", path), lambda_context)
         took = time.monotonic() - started
 
     # Then the client gets a 503 with Retry-After before Lambda would have killed the function

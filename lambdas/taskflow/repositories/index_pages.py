@@ -141,8 +141,14 @@ def _first_pages(readers: list[ShardReader]) -> list[ShardReader]:
         return readers
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only listings use threads
 
-    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(readers))
+    try:
         list(pool.map(ShardReader.fetch, readers))
+    finally:
+        # Never wait here for reads still running: when the invocation's deadline interrupts the
+        # wait (taskflow.deadline), the 503 must go out now, not after a read's 5 s timeout, which
+        # would let Lambda kill the function first (a bare 500). Such reads end on their own.
+        pool.shutdown(wait=False, cancel_futures=True)
     return readers
 
 
