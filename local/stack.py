@@ -204,6 +204,7 @@ class LocalStack:
         options = self.options
         if options.durable:
             self.state = StackState.open(options.state_dir, self.model, fresh=options.fresh)
+            self.state.warn = self.console.warn
         else:
             self._lock = StateLock(state_paths(options.state_dir, self.model.stack_name))
             self._lock.acquire()

@@ -171,10 +171,7 @@ class Emulator:
             try:
                 await self._launch(RESTART_SECONDS)
             except (EmulatorError, OSError) as error:
-                on_failure(
-                    f"{died} and could not be restarted: {error}. The state on disk ({state}) is intact: "
-                    "start the stack again"
-                )
+                on_failure(f"{died} and could not be restarted: {error}. {restart_advice(str(error), state)}")
                 return
             self.restarts += 1
             self._console.event(
@@ -210,3 +207,14 @@ class Emulator:
             kill_process_group(process.pid)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(process.wait(), 3)
+
+
+def restart_advice(error: str, state: Path) -> str:
+    """What to do after a restart failed with `error`: nothing is claimed about the state file
+    that the next start's own checks (local.state.store) would contradict."""
+    if "disk is full" in error or "No space left" in error:
+        return (
+            f"Free some disk space where {state.parent} is, then start the stack again: what the "
+            "embedded AWS acknowledged was committed before the disk filled"
+        )
+    return f"Start the stack again: it checks {state} first, and says what to do if it cannot use it"

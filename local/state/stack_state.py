@@ -7,6 +7,8 @@ clear StateError before anything starts (docs/local-stack.md, "State, restarts a
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,10 @@ from local.template.model import StackModel
 
 START_OF_STREAM = sequence_key(0)  # a checkpoint before every record (TRIM_HORIZON)
 SAVE_INTERVAL_SECONDS = 1.0
+# The timed save runs on the stack's event loop: it waits this long at most for the embedded AWS to
+# let go of the file (a slow or frozen disk), then tries again a second later, rather than freeze
+# every gateway for the file's 30 s busy timeout.
+SAVE_WAIT_SECONDS = 0.2
 
 
 def _key_schema(schema: Any) -> list[tuple[str, str]]:
@@ -43,6 +49,8 @@ class StackState:
     _checkpoints: dict[str, tuple[str, str]] = field(default_factory=dict)  # mapping -> (table, sequence)
     _unsaved: set[str] = field(default_factory=set)
     _timer: asyncio.TimerHandle | None = None
+    warn: Callable[[str], None] = print  # the stack's console
+    _save_failing: bool = False
 
     @classmethod
     def open(cls, state_dir: Path, model: StackModel, *, fresh: bool) -> StackState:
@@ -64,7 +72,13 @@ class StackState:
         return cls(paths, store, lock, restored=stored_tables is not None, _checkpoints=store.checkpoints())
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except sqlite3.Error as error:
+            self.warn(
+                f"the stream checkpoints could not be saved ({error}): the next start delivers the "
+                "records of the last seconds again, which the functions absorb"
+            )
         self.store.close()
         self.lock.release()
 
@@ -91,16 +105,34 @@ class StackState:
         self._checkpoints[mapping] = (table, sequence)
         self._unsaved.add(mapping)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SAVE_INTERVAL_SECONDS, self.flush)
+            self._timer = asyncio.get_running_loop().call_later(SAVE_INTERVAL_SECONDS, self._timed_flush)
 
-    def flush(self) -> None:
+    def _timed_flush(self) -> None:
+        """The periodic save: a file that is busy or full is tried again later, with one warning."""
+        self._timer = None
+        try:
+            self.flush(wait_seconds=SAVE_WAIT_SECONDS)
+        except sqlite3.Error as error:
+            if not self._save_failing:
+                self.warn(
+                    f"stream checkpoints not saved ({error}): trying again every "
+                    f"{SAVE_INTERVAL_SECONDS:g} s (a slow or full disk under {self.paths.database.parent}?)"
+                )
+            self._save_failing = True
+            self._timer = asyncio.get_running_loop().call_later(SAVE_INTERVAL_SECONDS, self._timed_flush)
+            return
+        if self._save_failing:
+            self.warn("stream checkpoints saved again")
+            self._save_failing = False
+
+    def flush(self, wait_seconds: float | None = None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self._unsaved:
             return
         tables = {self._checkpoints[mapping][0] for mapping in self._unsaved}
-        with self.store.transaction():
+        with self.store.transaction(wait_seconds):
             for mapping in self._unsaved:
                 self.store.set_checkpoint(mapping, *self._checkpoints[mapping])
             for table in tables:

@@ -23,6 +23,7 @@ from typing import IO, Any, Final
 
 FORMAT_VERSION: Final = 1
 APPLICATION_ID: Final = 0x4C4F4341  # "LOCA": a state file of this project, not just any SQLite file
+BUSY_TIMEOUT_SECONDS: Final = 30  # how long a write waits for the other process to let go of the file
 _MAGIC: Final = b"SQLite format 3\x00"
 _SEQUENCE_WIDTH: Final = 30  # stream sequence numbers (22 digits in moto) as fixed-width text: ordered
 
@@ -179,7 +180,9 @@ class StateStore:
     def open(cls, path: Path, stack_name: str, *, durable: bool) -> StateStore:
         """Open (creating it if needed) `path`; `durable`: fsync every commit (synchronous=FULL)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
+        )
         try:
             if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 if connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
@@ -209,14 +212,22 @@ class StateStore:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def transaction(self, wait_seconds: float | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction. `wait_seconds`: how long to wait for another writer (the embedded
+        AWS) to let go of the file, instead of the connection's 30 s; then OperationalError."""
+        if wait_seconds is not None:
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if wait_seconds is not None:
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
 
     # --- the embedded AWS's tables ---------------------------------------------------------
 

@@ -23,6 +23,8 @@ import pytest
 from botocore.config import Config
 from local_support import FIXTURE_ASSEMBLY, REPO_ROOT
 
+from local.emulator.supervisor import restart_advice
+from local.state import stack_state
 from local.state.stack_state import START_OF_STREAM, StackState
 from local.state.store import (
     FORMAT_VERSION,
@@ -495,6 +497,57 @@ def test_a_new_mapping_starts_at_trim_horizon_or_after_the_newest_record_and_che
     reopened = StackState.open(tmp_path, model, fresh=False)
     assert reopened.store.stream_records("T", None) == ["{}"]  # records 10 and 11 were dropped
     reopened.close()
+
+
+def test_checkpoints_wait_for_a_busy_state_file_without_stalling_the_event_loop_and_save_later(
+    tmp_path, model
+):
+    # Given the embedded AWS holding the state file's write lock (a slow or frozen disk)
+    warnings: list[str] = []
+    state = StackState.open(tmp_path, model, fresh=False)
+    state.warn = warnings.append
+    database = state_paths(tmp_path, model.stack_name).database
+    other = sqlite3.connect(database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def while_held() -> float:
+        # When a batch's checkpoint falls due, the loop keeps serving (its ticks stay short)
+        state.save_checkpoint("Mapping", "T", sequence_key(7))
+        longest, last = 0.0, time.monotonic()
+        deadline = last + 2 * stack_state.SAVE_INTERVAL_SECONDS + 1
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+        other.execute("COMMIT")  # the disk comes back
+        saved_by = time.monotonic() + 5
+        while not warnings[-1].startswith("stream checkpoints saved again") and time.monotonic() < saved_by:
+            await asyncio.sleep(0.05)
+        return longest
+
+    longest_tick = asyncio.run(while_held())
+    other.close()
+    state.close()
+
+    # Then no tick waited for the file's 30 s, one warning said why, and the checkpoint was saved
+    assert longest_tick < 1.0
+    assert len(warnings) == 2
+    assert warnings[0].startswith("stream checkpoints not saved (database is locked)")
+    assert warnings[1] == "stream checkpoints saved again"
+    assert store_checkpoints(tmp_path, model)["Mapping"] == ("T", sequence_key(7))
+
+
+def test_a_restart_that_failed_is_advised_without_claiming_the_file_is_fine(tmp_path):
+    state = tmp_path / "state.sqlite"
+
+    full = restart_advice("the state file cannot be used right now: database or disk is full", state)
+    damaged = restart_advice("database disk image is malformed", state)
+
+    assert "Free some disk space" in full
+    assert str(tmp_path) in full
+    assert "intact" not in damaged
+    assert "checks" in damaged
+    assert str(state) in damaged
 
 
 def store_checkpoints(state_dir: Path, model: Any) -> dict[str, tuple[str, str]]:
