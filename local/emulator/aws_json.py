@@ -33,6 +33,13 @@ class EmulatorRestarting(Exception):
     """The embedded AWS went away and is being restarted: the next call waits for it."""
 
 
+def describe_call_error(error: Exception) -> str:
+    """A poller's failed call, for its warning: a timeout says what it likely means."""
+    if isinstance(error, TimeoutError):
+        return "the embedded AWS did not answer in time (a stopped or starved process, a frozen disk?)"
+    return repr(error)
+
+
 class AwsJsonClient:
     """`available` (local/emulator/supervisor.py's `up`): set while the embedded AWS runs; calls made while it
     restarts wait for it, and a call it drops raises EmulatorRestarting (not worth a warning)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.console import Console
-from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
+from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting, describe_call_error
 from local.faults.injection import Dice, SqsMappingStats
 from local.runtime.pool import Invoke
 from local.sources.batch_results import evaluate_batch
@@ -139,8 +139,8 @@ class SqsPoller:
                 raise
             except EmulatorRestarting:
                 continue  # the next receive waits until it is back
-            except Exception as error:  # a bug: keep polling, say it
-                self._console.warn(f"SQS poller {self.source.queue_name}: {error!r}")
+            except Exception as error:  # a bug or a silent embedded AWS: keep polling, say it
+                self._console.warn(f"SQS poller {self.source.queue_name}: {describe_call_error(error)}")
                 await asyncio.sleep(1)
 
     async def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from local.console import Console
-from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting
+from local.emulator.aws_json import AwsError, AwsJsonClient, EmulatorRestarting, describe_call_error
 from local.runtime.pool import Invoke
 from local.sources.batch_results import evaluate_batch, stream_retry_position
 from local.sources.event_filter import matches_any
@@ -108,7 +108,7 @@ class StreamPoller:
                 expired = isinstance(error, AwsError) and error.code == "ExpiredIteratorException"
                 expected = isinstance(error, EmulatorRestarting) or (expired and self.checkpoints is not None)
                 if not expected:
-                    self.console.warn(f"stream poller {self.source.table_name}: {error!r}")
+                    self.console.warn(f"stream poller {self.source.table_name}: {describe_call_error(error)}")
                     await asyncio.sleep(1)
 
     async def _first_iterator(self) -> str:

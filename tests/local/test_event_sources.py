@@ -14,7 +14,7 @@ import aiohttp
 import boto3
 
 from local.console import Console
-from local.emulator.aws_json import AwsError, AwsJsonClient
+from local.emulator.aws_json import AwsError, AwsJsonClient, describe_call_error
 from local.runtime.pool import InvocationResult
 from local.sources.sqs import SqsPoller, SqsSource
 from local.sources.streams import StreamPoller, StreamSource
@@ -346,3 +346,8 @@ def test_the_ttl_sweeper_deletes_expired_items_through_the_stream(moto_endpoint)
     assert asyncio.run(sweep()) == 1
     remaining = sorted(item["id"]["S"] for item in dynamodb.scan(TableName=name)["Items"])
     assert remaining == ["forever", "fresh"]
+
+
+def test_a_pollers_timeout_warning_says_the_embedded_aws_did_not_answer() -> None:
+    assert describe_call_error(TimeoutError()).startswith("the embedded AWS did not answer in time")
+    assert describe_call_error(ValueError("x")) == "ValueError('x')"
