@@ -138,7 +138,8 @@ def _dependency_down(error: DependencyUnavailableError) -> Response[str]:
     logger.warning("dependency unavailable", extra={"dependency": error.dependency, "detail": error.detail})
     return _error(
         HTTPStatus.SERVICE_UNAVAILABLE,
-        f"{error.dependency} is unavailable right now; retry in a few seconds",
+        f"{error.dependency} is unavailable right now; retry in a few seconds (the request may have "
+        "taken effect: a POST /tasks sent again with the same taskId is never created twice)",
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
         dependency=error.dependency,
     )
