@@ -250,7 +250,7 @@ class LocalStack:
                 dice=self._dice,
                 counters=self.fault_counters,
                 region=options.region,
-                connection_log=self.state.store if self.state else None,
+                connection_log=self.state,
             )
             if self.state is not None:  # a stack that died owes its connections their $disconnect
                 previous = self.state.store.connections()

@@ -57,6 +57,7 @@ from taskflow.repositories.task_repository import TaskRepository
 
 PAGE_SIZE = 100
 MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds limit
+CLOCK_MARGIN_SECONDS = 5
 # Items a Scan request evaluates (its Limit; a page also stops at 1 MB): progress is printed per page.
 SCAN_PAGE_ITEMS = 1000
 
@@ -122,7 +123,8 @@ def _delay_seconds(tasks: TaskRepository, message: dict[str, Any]) -> int:
     if task is None or task.status is not TaskStatus.PENDING or task.run != task_message.run:
         return 0
     left = (task.lease_expires_at or 0) - int(tasks.now().timestamp())
-    return min(MAX_DELAY_SECONDS, left + 1) if left >= 0 else 0
+    # The lease was stamped by Lambda's clock, this by the operator's: a few seconds more.
+    return min(MAX_DELAY_SECONDS, left + CLOCK_MARGIN_SECONDS) if left >= 0 else 0
 
 
 def scan_tasks(

@@ -26,9 +26,10 @@ from local.template.model import StackModel
 
 START_OF_STREAM = sequence_key(0)  # a checkpoint before every record (TRIM_HORIZON)
 SAVE_INTERVAL_SECONDS = 1.0
-# The timed save runs on the stack's event loop: it waits this long at most for the embedded AWS to
-# let go of the file (a slow or frozen disk), then tries again a second later, rather than freeze
-# every gateway for the file's 30 s busy timeout.
+# The stack's writes run on its event loop: the timed checkpoint save and the WebSocket connection
+# log wait this long at most for the embedded AWS to let go of the file (a slow or frozen disk;
+# the save then tries again a second later), rather than freeze every gateway for the file's 30 s
+# busy timeout.
 SAVE_WAIT_SECONDS = 0.2
 
 
@@ -81,6 +82,29 @@ class StackState:
             )
         self.store.close()
         self.lock.release()
+
+    # --- the WebSocket gateway's connections (local.gateways.websocket_api.ConnectionLog) ----
+
+    def add_connection(self, connection_id: str, state: dict[str, Any]) -> None:
+        self._log_connection(
+            connection_id, lambda: self.store.add_connection(connection_id, state, SAVE_WAIT_SECONDS)
+        )
+
+    def remove_connection(self, connection_id: str) -> None:
+        self._log_connection(
+            connection_id, lambda: self.store.remove_connection(connection_id, SAVE_WAIT_SECONDS)
+        )
+
+    def _log_connection(self, connection_id: str, write: Callable[[], None]) -> None:
+        """Open connections are kept so that a stack that dies owes them their $disconnect at the
+        next start. A busy or full file costs that bookkeeping only: a warning, not a stalled loop."""
+        try:
+            write()
+        except sqlite3.Error as error:
+            self.warn(
+                f"WebSocket {connection_id}: not recorded in the state ({error}); after a crash its "
+                "$disconnect is not run again, and its connection row goes when a push finds it gone"
+            )
 
     # --- stream mappings -------------------------------------------------------------------
 

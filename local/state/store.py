@@ -323,10 +323,12 @@ class StateStore:
     def connections(self) -> list[dict[str, Any]]:
         return [json.loads(state) for (state,) in self._db.execute("SELECT state FROM connections")]
 
-    def add_connection(self, connection_id: str, state: dict[str, Any]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO connections VALUES (?, ?)", (connection_id, json.dumps(state))
-        )
+    def add_connection(
+        self, connection_id: str, state: dict[str, Any], wait_seconds: float | None = None
+    ) -> None:
+        with self.transaction(wait_seconds) as db:
+            db.execute("INSERT OR REPLACE INTO connections VALUES (?, ?)", (connection_id, json.dumps(state)))
 
-    def remove_connection(self, connection_id: str) -> None:
-        self._db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
+    def remove_connection(self, connection_id: str, wait_seconds: float | None = None) -> None:
+        with self.transaction(wait_seconds) as db:
+            db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))

@@ -537,6 +537,27 @@ def test_checkpoints_wait_for_a_busy_state_file_without_stalling_the_event_loop_
     assert store_checkpoints(tmp_path, model)["Mapping"] == ("T", sequence_key(7))
 
 
+def test_a_websocket_connection_the_busy_state_file_cannot_take_is_a_warning_not_a_stall(tmp_path, model):
+    warnings: list[str] = []
+    state = StackState.open(tmp_path, model, fresh=False)
+    state.warn = warnings.append
+    other = sqlite3.connect(state_paths(tmp_path, model.stack_name).database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the embedded AWS holds the file
+
+    started = time.monotonic()
+    state.add_connection("c1", {"id": "c1"})
+    took = time.monotonic() - started
+    other.execute("COMMIT")
+    state.add_connection("c2", {"id": "c2"})
+    other.close()
+
+    assert took < 1.0
+    assert len(warnings) == 1
+    assert warnings[0].startswith("WebSocket c1: not recorded in the state (database is locked)")
+    assert [row["id"] for row in state.store.connections()] == ["c2"]
+    state.close()
+
+
 def test_a_restart_that_failed_is_advised_without_claiming_the_file_is_fine(tmp_path):
     state = tmp_path / "state.sqlite"
 
