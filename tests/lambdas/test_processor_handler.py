@@ -405,19 +405,23 @@ class _FirstClaimFails:
         return getattr(self._client, name)
 
 
-def test_redelivery_after_a_claim_whose_answer_was_lost_runs_at_once(
-    function_env: dict[str, str], moto_aws: Aws, queue: FakeQueue, lambda_context: FakeLambdaContext
-) -> None:
-    # Given a claim that was applied but whose response never arrived (an ambiguous failure)
+def use_runner_whose_first_claim_fails(moto_aws: Aws, queue: FakeQueue, *, applied: bool) -> None:
     processing.configure(failure_rate=0.0, seed=1, allow_fault_injection=True)
-    create_task(moto_aws, "ambiguous")
     processor.runner.override(
         TaskRunner(
-            TaskRepository(moto_aws.task_table, client=_FirstClaimFails(moto_aws.dynamodb, applied=True)),
+            TaskRepository(moto_aws.task_table, client=_FirstClaimFails(moto_aws.dynamodb, applied=applied)),
             queue,
             BackoffPolicy(max_receive_count=MAX_RECEIVE_COUNT, base_seconds=2, cap_seconds=60),
         )
     )
+
+
+def test_redelivery_after_a_claim_whose_answer_was_lost_runs_at_once(
+    function_env: dict[str, str], moto_aws: Aws, queue: FakeQueue, lambda_context: FakeLambdaContext
+) -> None:
+    # Given a claim that was applied but whose response never arrived (an ambiguous failure)
+    create_task(moto_aws, "ambiguous")
+    use_runner_whose_first_claim_fails(moto_aws, queue, applied=True)
     assert run([sqs_record(task_body("ambiguous"), message_id="m1")], lambda_context) == ["m1"]
     # (handed back as "released", which the notifier's stream filter skips: nothing visible changed)
     assert (get_item(moto_aws, "ambiguous") or {})["leaseState"] == "released"
@@ -438,18 +442,11 @@ def test_a_delivery_whose_claim_failed_leaves_the_running_lease_of_another_deliv
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given one delivery of m1 running the step (SQS delivered m1 twice at once)
-    processing.configure(failure_rate=0.0, seed=1, allow_fault_injection=True)
     create_task(moto_aws, "twice")
     TaskRepository(moto_aws.task_table).claim("twice", 1, "m1", lease_seconds=600, delivery="first")
+    use_runner_whose_first_claim_fails(moto_aws, queue, applied=False)
     steps: list[int] = []
     monkeypatch.setattr(processing, "process_task", lambda task, attempt: steps.append(attempt))
-    processor.runner.override(
-        TaskRunner(
-            TaskRepository(moto_aws.task_table, client=_FirstClaimFails(moto_aws.dynamodb, applied=False)),
-            queue,
-            BackoffPolicy(max_receive_count=MAX_RECEIVE_COUNT, base_seconds=2, cap_seconds=60),
-        )
-    )
 
     # When the other delivery's claim fails (its release must not hand back the first one's lease)
     assert run([sqs_record(task_body("twice"), message_id="m1")], lambda_context) == ["m1"]
