@@ -26,10 +26,9 @@ from local.template.model import StackModel
 
 START_OF_STREAM = sequence_key(0)  # a checkpoint before every record (TRIM_HORIZON)
 SAVE_INTERVAL_SECONDS = 1.0
-# The stack's writes run on its event loop: the timed checkpoint save and the WebSocket connection
-# log wait this long at most for the embedded AWS to let go of the file (a slow or frozen disk;
-# the save then tries again a second later), rather than freeze every gateway for the file's 30 s
-# busy timeout.
+# The stack's writes run on its event loop: they wait this long at most for the embedded AWS to let
+# go of the file (a slow or frozen disk; a timed save then tries again a second later), rather than
+# freeze every gateway for the 30 s busy timeout the embedded AWS keeps.
 SAVE_WAIT_SECONDS = 0.2
 
 
@@ -66,7 +65,9 @@ class StackState:
             stored_tables = check_state_file(paths.database, model.stack_name)
             if stored_tables is not None:
                 _check_tables(stored_tables, model, paths.database)
-            store = StateStore.open(paths.database, model.stack_name, durable=False)
+            store = StateStore.open(
+                paths.database, model.stack_name, durable=False, busy_timeout_seconds=SAVE_WAIT_SECONDS
+            )
         except BaseException:
             lock.release()
             raise
@@ -86,14 +87,10 @@ class StackState:
     # --- the WebSocket gateway's connections (local.gateways.websocket_api.ConnectionLog) ----
 
     def add_connection(self, connection_id: str, state: dict[str, Any]) -> None:
-        self._log_connection(
-            connection_id, lambda: self.store.add_connection(connection_id, state, SAVE_WAIT_SECONDS)
-        )
+        self._log_connection(connection_id, lambda: self.store.add_connection(connection_id, state))
 
     def remove_connection(self, connection_id: str) -> None:
-        self._log_connection(
-            connection_id, lambda: self.store.remove_connection(connection_id, SAVE_WAIT_SECONDS)
-        )
+        self._log_connection(connection_id, lambda: self.store.remove_connection(connection_id))
 
     def _log_connection(self, connection_id: str, write: Callable[[], None]) -> None:
         """Open connections are kept so that a stack that dies owes them their $disconnect at the
@@ -135,7 +132,7 @@ class StackState:
         """The periodic save: a file that is busy or full is tried again later, with one warning."""
         self._timer = None
         try:
-            self.flush(wait_seconds=SAVE_WAIT_SECONDS)
+            self.flush()
         except sqlite3.Error as error:
             if not self._save_failing:
                 self.warn(
@@ -149,14 +146,14 @@ class StackState:
             self.warn("stream checkpoints saved again")
             self._save_failing = False
 
-    def flush(self, wait_seconds: float | None = None) -> None:
+    def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self._unsaved:
             return
         tables = {self._checkpoints[mapping][0] for mapping in self._unsaved}
-        with self.store.transaction(wait_seconds):
+        with self.store.transaction():
             for mapping in self._unsaved:
                 self.store.set_checkpoint(mapping, *self._checkpoints[mapping])
             for table in tables:

@@ -177,11 +177,15 @@ class StateStore:
         self._identity = _identity(path)
 
     @classmethod
-    def open(cls, path: Path, stack_name: str, *, durable: bool) -> StateStore:
-        """Open (creating it if needed) `path`; `durable`: fsync every commit (synchronous=FULL)."""
+    def open(
+        cls, path: Path, stack_name: str, *, durable: bool, busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS
+    ) -> StateStore:
+        """Open (creating it if needed) `path`; `durable`: fsync every commit (synchronous=FULL);
+        `busy_timeout_seconds`: how long a write waits for the other process to let go of the file,
+        then raises OperationalError ("database is locked")."""
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
+            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_seconds
         )
         try:
             if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
@@ -212,22 +216,14 @@ class StateStore:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextlib.contextmanager
-    def transaction(self, wait_seconds: float | None = None) -> Iterator[sqlite3.Connection]:
-        """A write transaction. `wait_seconds`: how long to wait for another writer (the embedded
-        AWS) to let go of the file, instead of the connection's 30 s; then OperationalError."""
-        if wait_seconds is not None:
-            self._db.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        finally:
-            if wait_seconds is not None:
-                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- the embedded AWS's tables ---------------------------------------------------------
 
@@ -323,12 +319,10 @@ class StateStore:
     def connections(self) -> list[dict[str, Any]]:
         return [json.loads(state) for (state,) in self._db.execute("SELECT state FROM connections")]
 
-    def add_connection(
-        self, connection_id: str, state: dict[str, Any], wait_seconds: float | None = None
-    ) -> None:
-        with self.transaction(wait_seconds) as db:
-            db.execute("INSERT OR REPLACE INTO connections VALUES (?, ?)", (connection_id, json.dumps(state)))
+    def add_connection(self, connection_id: str, state: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO connections VALUES (?, ?)", (connection_id, json.dumps(state))
+        )
 
-    def remove_connection(self, connection_id: str, wait_seconds: float | None = None) -> None:
-        with self.transaction(wait_seconds) as db:
-            db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
+    def remove_connection(self, connection_id: str) -> None:
+        self._db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
