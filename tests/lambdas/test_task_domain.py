@@ -282,28 +282,38 @@ def test_malformed_task_messages_are_reported(body: str | None) -> None:
 
 # --------------------------------------------------------------------------- notification frames
 
+T0, T1 = "2026-11-25T12:00:08.000000Z", "2026-11-25T12:00:09.000000Z"
+
 
 def test_insert_is_a_visible_change() -> None:
-    assert is_visible_change(None, {"taskId": "t", "status": "pending"}, failed_attempt=False)
+    assert is_visible_change(None, {"taskId": "t", "status": "pending"})
 
 
 def test_lease_claim_is_not_a_visible_change() -> None:
-    old = {"taskId": "t", "status": "pending", "retries": 0, "version": 1}
+    old = {"taskId": "t", "status": "pending", "retries": 0, "version": 1, "updatedAt": T0}
     new = {**old, "leaseOwner": "m", "leaseExpiresAt": 9, "version": 2}
-    assert not is_visible_change(old, new, failed_attempt=False)
+    assert not is_visible_change(old, new)
 
 
 def test_failed_attempt_is_a_visible_change() -> None:
-    old = {"taskId": "t", "status": "pending", "retries": 0}
-    assert is_visible_change(old, {**old, "retries": 1, "errorMessage": "boom"}, failed_attempt=False)
+    old = {"taskId": "t", "status": "pending", "retries": 0, "updatedAt": T0}
+    assert is_visible_change(old, {**old, "retries": 1, "errorMessage": "boom", "updatedAt": T1})
 
 
 def test_a_failed_attempt_that_repeats_the_one_before_is_still_a_visible_change() -> None:
     # The final attempt keeps `retries` (no attempt follows it) and may fail the same way.
-    old = {"taskId": "t", "status": "pending", "retries": 2, "errorMessage": "boom", "version": 6}
-    new = {**old, "version": 7, "updatedAt": "2026-11-25T12:00:09.000000Z"}
-    assert is_visible_change(old, new, failed_attempt=True)
-    assert not is_visible_change(old, new, failed_attempt=False)
+    old = {
+        "taskId": "t",
+        "status": "pending",
+        "retries": 2,
+        "errorMessage": "boom",
+        "version": 6,
+        "updatedAt": T0,
+    }
+    new = {**old, "version": 7, "updatedAt": T1}
+    assert is_visible_change(old, new)
+    # (the claim of the next attempt, which writes no updatedAt, is not)
+    assert not is_visible_change(new, {**new, "leaseState": "running", "version": 8})
 
 
 def test_frame_carries_what_the_frontend_merges_and_never_the_payload() -> None:

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from taskflow.domain.resume import ResumeCursor
 
-VISIBLE_FIELDS: Final = ("status", "retries", "errorMessage")
 FRAME_FIELDS: Final = ("taskId", "status", "retries", "errorMessage", "updatedAt", "version", "answer")
 
 
@@ -25,17 +24,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def is_visible_change(
-    old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any], *, failed_attempt: bool
-) -> bool:
-    """True for a new task, a failed attempt, or when a field the frontend shows changed.
-
-    A failed attempt is a frame even when it shows what the one before did: the final attempt
-    keeps `retries` (no attempt follows it) and often fails with the same message, and the
+def is_visible_change(old_image: Mapping[str, Any] | None, new_image: Mapping[str, Any]) -> bool:
+    """True for a new task or a change of status: every transition (a failed attempt, success,
+    error, retry) writes `updatedAt`, which the frame's cursor is made of; a lease claim or release
+    does not. A failed attempt is a frame even when it shows what the one before did: the final
+    attempt keeps `retries` (no attempt follows it) and often fails with the same message, and the
     contract promises a frame for each failed attempt."""
-    if not old_image or failed_attempt:
-        return True
-    return any(old_image.get(name) != new_image.get(name) for name in VISIBLE_FIELDS)
+    return not old_image or old_image.get("updatedAt") != new_image.get("updatedAt")
 
 
 def task_frame(new_image: Mapping[str, Any], scope: str) -> dict[str, Any]:

@@ -148,11 +148,7 @@ class TaskNotifier:
         framed = []
         for change in changes:
             image = change.new_image
-            if not image:
-                continue
-            # A failed attempt leaves the lease backing off (TaskRepository.record_failure).
-            failed_attempt = image.get(table_schema.TASK_LEASE_STATE) == table_schema.LEASE_BACKING_OFF
-            if not is_visible_change(change.old_image, image, failed_attempt=failed_attempt):
+            if not image or not is_visible_change(change.old_image, image):
                 continue
             # One line per task change, with the task's correlation id.
             logger.info(
