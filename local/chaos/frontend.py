@@ -245,7 +245,7 @@ class WsClient:
     # GET /tasks, all pages, with a user's token (Frontend.list_tasks): what a client does on `resync`
     list_tasks: Callable[[str | None], Awaitable[list[dict[str, Any]] | None]]
     connected: asyncio.Event = field(default_factory=asyncio.Event)  # a churning client's: at once
-    _listings: set[asyncio.Future[None]] = field(default_factory=set)  # relistings, resumes again
+    _side_work: set[asyncio.Future[None]] = field(default_factory=set)  # relistings, resumes sent again
 
     async def _connect(self, final: bool = False) -> ClientConnection | None:
         deadline = time.time() + 30
@@ -281,10 +281,10 @@ class WsClient:
                     self._keep(self._resume_again(connection))  # README: the same resume, a little later
 
     def _keep(self, work: Awaitable[None]) -> None:
-        """Run `work` beside the reading, whatever becomes of this connection (listings_done waits)."""
+        """Run `work` beside the reading, whatever becomes of this connection (side_work_done waits)."""
         future = asyncio.ensure_future(work)
-        self._listings.add(future)
-        future.add_done_callback(self._listings.discard)
+        self._side_work.add(future)
+        future.add_done_callback(self._side_work.discard)
 
     async def _resume_again(self, connection: ClientConnection) -> None:
         await asyncio.sleep(1.0 + self.rng.random())
@@ -302,10 +302,10 @@ class WsClient:
             await asyncio.sleep(1.0)
         self.history.unlisted_resyncs += 1
 
-    async def listings_done(self) -> None:
-        """Wait for the relistings under way (the check reads what they saw)."""
-        while self._listings:
-            await asyncio.gather(*self._listings, return_exceptions=True)
+    async def side_work_done(self) -> None:
+        """Wait for the relistings and resumes sent again under way (the check reads what they saw)."""
+        while self._side_work:
+            await asyncio.gather(*self._side_work, return_exceptions=True)
 
     @staticmethod
     async def _close(connection: ClientConnection, reader: asyncio.Future[None]) -> None:

@@ -147,7 +147,7 @@ class ChaosRun:
             progress.cancel()
             self.stopping.set()
             await asyncio.gather(progress, *background, return_exceptions=True)
-            await asyncio.gather(*(client.listings_done() for client in clients))
+            await asyncio.gather(*(client.side_work_done() for client in clients))
         if history.outage:
             history.created_during_outage = len(created_during(history, *history.outage))
 

@@ -631,7 +631,7 @@ def read_as_client(
 
     async def read() -> None:
         await client._read(connection)  # type: ignore[arg-type] - what _read uses of a connection
-        await client.listings_done()
+        await client.side_work_done()
 
     asyncio.run(read())
 
