@@ -323,6 +323,52 @@ def test_a_number_that_would_underflow_to_zero_is_422_not_stored_as_zero(
     assert f"holds the number {number}, too small to store" in error["errors"][0]["reason"]
 
 
+@pytest.mark.parametrize(
+    ("number", "stored_as"),
+    [
+        ("12345678901234567890.5", "1.2345678901234567e+19"),
+        ("0.12345678901234567890123", "0.12345678901234568"),
+        ("1.0000000000000000001e30", "1e+30"),
+    ],
+)
+def test_a_number_a_json_float_cannot_keep_is_422_not_rounded(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, number: str, stored_as: str
+) -> None:
+    status, error, _ = post_payload_number("precise", number, lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    reason = error["errors"][0]["reason"]
+    assert f"holds the number {number[:40]}, which a JSON number" in reason
+    assert f"it would be stored as {stored_as};" in reason
+
+
+@pytest.mark.parametrize(
+    ("number", "stored"),
+    [("0.1", 0.1), ("123456789012345.6", 123456789012345.6), ("2.50", 2.5), ("1.5E30", 15 * 10**29)],
+)
+def test_a_number_a_json_float_keeps_is_stored_as_its_value(
+    function_env: dict[str, str], lambda_context: FakeLambdaContext, number: str, stored: float | int
+) -> None:
+    status, task, _ = post_payload_number("kept", number, lambda_context)
+
+    assert status == HTTPStatus.ACCEPTED
+    assert task["payload"] == {"kept": stored}
+
+
+@pytest.mark.parametrize(
+    "body", ['{"answer": "a", "answer": "b"}', '{"answer": "a", "payload": {"k": 1, "k": 2}}']
+)
+def test_a_key_twice_in_one_object_is_400(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, body: str
+) -> None:
+    event = http_event("POST", "/tasks", body=body, headers={"content-type": "application/json"})
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.BAD_REQUEST
+    assert "twice in one object" in error["message"]
+
+
 @pytest.mark.parametrize("number", ["0.0", "-0e5", "0E-400"])
 def test_zero_written_any_way_is_still_zero(
     function_env: dict[str, str], lambda_context: FakeLambdaContext, number: str
@@ -415,6 +461,24 @@ def test_json_content_type_with_charset_is_accepted(
     assert call(event, lambda_context)[0] == HTTPStatus.ACCEPTED
 
 
+@pytest.mark.parametrize("charset", ["latin-1", '"utf-16"', "ISO-8859-1"])
+def test_a_charset_other_than_utf8_is_415(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext, charset: str
+) -> None:
+    # `{"answer": "Ã©"}` is valid UTF-8 too: read as UTF-8 it would be stored as another string.
+    event = http_event(
+        "POST",
+        "/tasks",
+        body='{"answer": "\u00c3\u00a9"}',
+        headers={"content-type": f"application/json; charset={charset}"},
+    )
+
+    status, error, _ = call(event, lambda_context)
+
+    assert status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    assert f"charset {charset.strip(chr(34)).lower()!r} is not supported" in error["message"]
+
+
 def test_base64_encoded_body_is_decoded(
     function_env: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
@@ -457,6 +521,24 @@ def test_get_with_an_impossible_task_id_is_404_not_an_error(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext, task_id: str
 ) -> None:
     assert call(http_event("GET", f"/tasks/{task_id}"), lambda_context)[0] == HTTPStatus.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/tasks/t1\n"), ("POST", "/tasks/t1/retry\n"), ("GET", "/tasks\n")]
+)
+def test_a_path_ending_in_a_newline_is_no_route(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext, method: str, path: str
+) -> None:
+    # API Gateway decodes `/tasks/t1%0A`; Powertools' `^...$` route patterns match before a final
+    # newline, so the route would read (or retry) task t1.
+    call(json_post("/tasks", {"taskId": "t1", "answer": "x"}), lambda_context)
+    set_status(moto_aws, "t1", "error")
+
+    status, error, _ = call(http_event(method, path), lambda_context)
+
+    assert status == HTTPStatus.NOT_FOUND
+    assert error["message"] == f"no route for {method} {path}"
+    assert call(http_event("GET", "/tasks/t1"), lambda_context)[1]["status"] == "error"
 
 
 # --------------------------------------------------------------------------- POST /tasks/{id}/retry

@@ -81,6 +81,7 @@ def test_frontend_body_is_accepted_and_server_owned_fields_are_ignored() -> None
         ({"answer": "ok", "simulate": {"failAttempts": -1}}, "simulate.failAttempts"),
         ({"answer": "ok", "simulate": {"failAttempts": True}}, "simulate.failAttempts"),
         ({"answer": "ok", "simulate": {"failattempts": 1}}, "simulate.failattempts"),
+        ({"answer": "ok", "simulate": {"fail_attempts": 1}}, "simulate.fail_attempts"),
     ],
 )
 def test_invalid_submission_names_the_field(body: dict[str, object], field: str) -> None:
@@ -88,6 +89,12 @@ def test_invalid_submission_names_the_field(body: dict[str, object], field: str)
         TaskSubmission.model_validate(body)
     fields = {".".join(str(p) for p in e["loc"]) for e in raised.value.errors()}
     assert field in fields
+
+
+def test_a_python_field_name_is_not_a_wire_name() -> None:
+    # Only `taskId` names the id on the wire; `task_id` is an unknown field, ignored like `status`.
+    submission = TaskSubmission.model_validate({"answer": "ok", "task_id": "snake"})
+    assert submission.task_id is None
 
 
 def test_answer_of_exactly_the_limit_is_accepted() -> None:

@@ -24,6 +24,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -253,8 +254,16 @@ def create_app(settings: HttpApiSettings, service: TaskService) -> APIGatewayHtt
         )
 
     register_error_handlers(app, ROUTES)
-    app.use(middlewares=[_answer_before_timeout])
+    app.use(middlewares=[_whole_path_only, _answer_before_timeout])
     return app
+
+
+def _whole_path_only(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """A path ending in a newline is no route. Powertools matches `^route$`, and `$` also matches
+    before a final newline, so `/tasks/t1%0A` (API Gateway decodes the path) would read task t1."""
+    if app.current_event.path.endswith("\n"):
+        raise NotFoundError
+    return next_middleware(app)
 
 
 def _answer_before_timeout(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:

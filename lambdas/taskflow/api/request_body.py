@@ -2,6 +2,12 @@
 
 The checks run in that order and each has its own status, so nothing a client sends can reach
 the route as an exception Powertools would turn into a 500.
+
+The body is read strictly, so that what is stored is what was sent, and so that any other JSON
+parser (a proxy, a log pipeline) reads the body the same way: a charset other than UTF-8 is a
+415, a key twice in one object is a 400, and a number with a fraction or an exponent that a
+64-bit float (a JSON number in JavaScript) cannot give back as written is a 422, never silently
+rounded: up to 15 significant digits always can.
 """
 
 from __future__ import annotations
@@ -9,6 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+from collections import Counter
+from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
@@ -47,13 +56,33 @@ def _bounded_int(text: str) -> int:
 
 
 def _exact_float(text: str) -> float:
-    """A float, refusing one that underflows: `1e-400` would silently become 0."""
+    """A float, refusing one that is not the number sent: `1e-400` would silently become 0, and
+    `0.12345678901234567890` 0.12345678901234568. (A float out of range is refused later, naming
+    its field.)"""
     value = float(text)
     if value == 0.0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
         raise _UnstorableNumberError(
             f"holds the number {text[:40]}, too small to store (it would become 0); "
             "a number other than 0 is between 1e-130 and 9.9e125 in magnitude"
         )
+    if math.isfinite(value) and Decimal(repr(value)) != Decimal(text):
+        raise _UnstorableNumberError(
+            f"holds the number {text[:40]}, which a JSON number (a 64-bit float, as in JavaScript) "
+            f"cannot keep exactly: it would be stored as {value!r}; send at most 15 significant "
+            "digits, or the number as a string"
+        )
+    return value
+
+
+class _DuplicateKeyError(ValueError):
+    """Valid JSON, but an object names one key twice (parsers disagree on which value wins)."""
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        twice = next(key for key, times in Counter(key for key, _ in pairs).items() if times > 1)
+        raise _DuplicateKeyError(f"the body's JSON names the key {twice[:64]!r} twice in one object")
     return value
 
 
@@ -64,12 +93,19 @@ def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
     if len(raw) > limit:
         raise _too_large(len(raw))
 
-    media_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    media_type, *parameters = (event.headers.get("content-type") or "").split(";")
+    media_type = media_type.strip().lower()
     if media_type != JSON_MEDIA_TYPE:
         shown = f"got {media_type!r}" if media_type else "got no Content-Type"
         raise HttpError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             f"the body must be JSON (Content-Type: {JSON_MEDIA_TYPE}); {shown}",
+        )
+    charset = _charset(parameters)
+    if charset not in (None, "utf-8", "utf8"):
+        raise HttpError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be UTF-8 JSON; charset {charset[:32]!r} is not supported",
         )
     encoding = (event.headers.get("content-encoding") or "").strip().lower()
     if encoding not in ("", "identity"):
@@ -103,10 +139,23 @@ def read_json_object(event: APIGatewayProxyEventV2) -> dict[str, Any]:
     return value
 
 
+def _charset(parameters: list[str]) -> str | None:
+    """The `charset` of a Content-Type's parameters (lower case, unquoted), None if absent."""
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
 def _parse(text: str) -> Any:
     try:
         value = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_exact_float
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+            parse_float=_exact_float,
+            object_pairs_hook=_object_without_duplicates,
         )
     except json.JSONDecodeError as error:
         raise HttpError(
@@ -115,6 +164,8 @@ def _parse(text: str) -> Any:
         ) from None
     except _UnstorableNumberError as error:  # valid JSON, but no field can hold it
         raise validation_failed([{"field": "body", "reason": str(error)}]) from None
+    except _DuplicateKeyError as error:
+        raise HttpError(HTTPStatus.BAD_REQUEST, str(error)) from None
     except RecursionError:
         raise HttpError(
             HTTPStatus.BAD_REQUEST,

@@ -31,7 +31,9 @@ _MAX_FLOAT_MAGNITUDE: Final = 9.9e125
 
 
 class _CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # Client input is read by its wire names only (`taskId`, `failAttempts`): `task_id` is an unknown
+    # field like any other, ignored (a `Simulation` refuses it).
+    model_config = ConfigDict(alias_generator=to_camel, frozen=True)
 
 
 class Simulation(_CamelModel):
