@@ -507,6 +507,32 @@ def test_broken_base64_or_non_utf8_body_is_400(
     assert call(event, lambda_context)[0] == HTTPStatus.BAD_REQUEST
 
 
+def test_a_task_item_edited_into_something_else_is_skipped_by_listings_not_a_500_for_everyone(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given three tasks, two of them final, and one final item edited by hand (status a number)
+    for task_id in ("ok1", "ok2", "edited"):
+        call(json_post("/tasks", {"taskId": task_id, "answer": "x"}), lambda_context)
+    set_status(moto_aws, "ok2", "error")
+    set_status(moto_aws, "edited", "error")
+    moto_aws.dynamodb.update_item(
+        TableName=moto_aws.task_table,
+        Key={"pk": {"S": "edited"}},
+        UpdateExpression="SET #s = :n",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":n": {"N": "5"}},
+    )
+
+    # When the tasks are listed, all of them and those in error
+    status, listed, _ = call(http_event("GET", "/tasks"), lambda_context)
+    error_status, in_error, _ = call(http_event("GET", "/tasks", query={"status": "error"}), lambda_context)
+
+    # Then both listings answer with the readable tasks
+    assert (status, error_status) == (HTTPStatus.OK, HTTPStatus.OK)
+    assert sorted(task["taskId"] for task in listed) == ["ok1", "ok2"]
+    assert [task["taskId"] for task in in_error] == ["ok2"]
+
+
 # --------------------------------------------------------------------------- GET /tasks/{id}
 
 

@@ -24,6 +24,7 @@ A listing resumes at a position (a sort value and a taskId, `page_key`), checked
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -41,7 +42,8 @@ from taskflow.domain.status import (
     TaskStatus,
     Transition,
 )
-from taskflow.domain.task import Task
+from taskflow.domain.task import InvalidTaskItemError, Task
+from taskflow.observability import logger
 from taskflow.repositories import index_pages
 from taskflow.repositories.dynamodb import (
     ConditionFailedError,
@@ -189,7 +191,7 @@ class TaskRepository(aws.ClientUser):
         )
         entries = index_pages.merged(readers)
         if finished:
-            tasks = [Task.from_item(item) for item in index_pages.take(entries, limit)]
+            tasks = _readable(index_pages.take(entries, limit))
             return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
         if status is None:
             tasks = self._batch_get(index_pages.take(entries, limit))
@@ -238,7 +240,7 @@ class TaskRepository(aws.ClientUser):
         finished = read(index_pages.BY_FINISHED, [p for s in _FINISHED for p in self._partitions(scope, s)])
         if created is None or finished is None:
             return None
-        tasks = {task.task_id: task for task in map(Task.from_item, finished)}
+        tasks = {task.task_id: task for task in _readable(finished)}
         fetch = [entry for entry in created if index_pages.task_id_of(entry) not in tasks]
         if len(tasks) + len(fetch) > limit:
             return None
@@ -267,7 +269,7 @@ class TaskRepository(aws.ClientUser):
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-        return [Task.from_item(found[key]) for key in keys if key in found]
+        return _readable(found[key] for key in keys if key in found)
 
     def page_key(
         self, task: Task, status: TaskStatus | None = None, *, owner: str | None = None
@@ -570,3 +572,19 @@ def _listing(status: TaskStatus | None) -> str:
 
 def _key(task_id: str, owner: str | None) -> dict[str, Any]:
     return serialize({table_schema.TASK_PK: table_schema.task_key(task_id, owner)})
+
+
+def _readable(items: Iterable[dict[str, Any]]) -> list[Task]:
+    """The tasks of items read for a listing or a resume. An item that is not a task (edited by
+    hand) is skipped and logged, so it cannot take every listing that reaches it down with it;
+    reading it by id still fails (a 500 naming the request)."""
+    tasks = []
+    for item in items:
+        try:
+            tasks.append(Task.from_item(item))
+        except InvalidTaskItemError as error:
+            logger.error(
+                "unreadable task item skipped",
+                extra={"key": str(item.get(table_schema.TASK_PK))[:200], "error": str(error)},
+            )
+    return tasks
