@@ -173,6 +173,30 @@ def test_unreachable_table_reports_the_message_failed(
     assert run([sqs_record(task_body("t"), message_id="d1")], lambda_context) == ["d1"]
 
 
+def test_a_task_item_that_is_not_a_task_is_retried_with_its_traceback_logged(
+    function_env: dict[str, str],
+    moto_aws: Aws,
+    lambda_context: FakeLambdaContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a pending task whose item was edited by hand into something that is not a task
+    create_task(moto_aws, "edited")
+    moto_aws.dynamodb.update_item(
+        TableName=moto_aws.task_table,
+        Key={"pk": {"S": "edited"}},
+        UpdateExpression="REMOVE retries",
+    )
+
+    # When its dead-lettered message is handled
+    failed = run([sqs_record(task_body("edited"), message_id="m1")], lambda_context)
+
+    # Then the message comes back later, and the log says why, with the traceback
+    assert failed == ["m1"]
+    [record] = [r for r in caplog.records if r.getMessage().startswith("could not mark the task failed")]
+    assert record.levelname == "ERROR"
+    assert record.exc_info is not None
+
+
 def test_message_redriven_by_sqs_after_the_last_attempt_marks_the_task_error(
     function_env: dict[str, str],
     moto_aws: Aws,

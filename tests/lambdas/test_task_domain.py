@@ -275,6 +275,7 @@ def test_task_message_round_trips() -> None:
         '{"taskId": "t", "run": true}',
         '{"taskId": "t", "run": 1.0}',
         '{"taskId": "t", "run": 0}',
+        '{"taskId": "t", "run": 1%s}' % ("0" * 38),  # 39 digits: DynamoDB holds 38
         '{"taskId": 7, "run": 1}',
         '{"taskId": "bad id", "run": 1}',
         '{"taskId": "t\\n", "run": 1}',

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from taskflow.domain.errors import MalformedMessageError
-from taskflow.domain.limits import TASK_ID_PATTERN
+from taskflow.domain.limits import MAX_NUMBER_DIGITS, TASK_ID_PATTERN
 from taskflow.domain.owners import owner_or_none
 
 MAX_CORRELATION_ID_LENGTH: Final = 256
@@ -36,8 +36,8 @@ class TaskMessage:
         # fullmatch: the pattern's `$` would also accept a trailing newline with re.match.
         if not isinstance(self.task_id, str) or not _TASK_ID.fullmatch(self.task_id):
             bad.append("taskId")
-        # Strictly an integer: not a bool, a float or a numeric string.
-        if type(self.run) is not int or self.run < 1:
+        # Strictly an integer: not a bool, a float or a numeric string; one DynamoDB can hold.
+        if type(self.run) is not int or not 1 <= self.run < 10**MAX_NUMBER_DIGITS:
             bad.append("run")
         if self.correlation_id is not None and (
             not isinstance(self.correlation_id, str) or len(self.correlation_id) > MAX_CORRELATION_ID_LENGTH

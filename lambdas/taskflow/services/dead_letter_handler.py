@@ -4,8 +4,10 @@ The write is conditional on status pending and the message's run, so a redeliver
 or one for a task that since succeeded or was retried, changes nothing. While another message of
 the run holds a live lease (a duplicate was dead-lettered while the task's own message runs or
 backs off), the message is reported failed and comes back after the queue's visibility timeout:
-by then that delivery has succeeded, or failed for good and dead-lettered itself. A malformed message is
-logged and acknowledged: nothing can fix it, and it must not loop.
+by then that delivery has succeeded, or failed for good and dead-lettered itself. Any other failure
+(DynamoDB unavailable, a task item edited into something that is not a task) is logged with its
+traceback and retried the same way. A malformed message is logged and acknowledged: nothing can fix
+it, and it must not loop.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class DeadLetterHandler:
                     "another message of this run holds a live lease; dead-lettered message deferred",
                     extra={"lease_owner": leased.holder, "lease_expires_at": leased.until},
                 )
+                raise
+            except Exception:
+                # Reported failed, so the message comes back after the DLQ's visibility timeout; the
+                # DeadLetterQueueNotDrained alarm's runbook starts from this line.
+                logger.exception("could not mark the task failed; the dead-lettered message comes back later")
                 raise
             if dead_lettered is None:
                 logger.info("dead-lettered message for a finished, retried or absent task: no effect")
