@@ -66,17 +66,26 @@ SCAN_PAGE_ITEMS = 1000
 class RedriveResult:
     messages_moved: int = 0
     messages_failed: int = 0
+    messages_dropped: int = 0  # malformed: no task can ever run from them
+    messages_left: int = 0  # left in the DLQ, each with its reason said
     tasks_found: int = 0
     tasks_rerun: int = 0
     tasks_skipped: int = 0  # retried or changed by someone else meanwhile
     pending_requeued: int = 0
 
 
+class _Leave(Exception):
+    """A dead letter step 1 leaves in the DLQ, and why."""
+
+
 def move_dead_letters(
     sqs: Any, dlq_url: str, queue_url: str, tasks: TaskRepository, *, dry_run: bool, say: Any
 ) -> RedriveResult:
     """Step 1: move every message in the DLQ back to the main queue (each delayed until its
-    task's lease has ended, see `_delay_seconds`)."""
+    task's lease has ended, see `_delay_seconds`). A malformed message is deleted, as the DLQ
+    consumer would (no task can run from it). A message whose task item cannot be read, or one
+    already moved in this run (its copy failed again while the step ran), is left in the DLQ and
+    said; the step stops after the batch that brought one of those back."""
     result = RedriveResult()
     if dry_run:
         attributes = sqs.get_queue_attributes(
@@ -84,42 +93,63 @@ def move_dead_letters(
         )["Attributes"]
         say(f"DLQ holds about {attributes['ApproximateNumberOfMessages']} message(s); not moved (dry run)")
         return result
+    moved_bodies: set[str] = set()
     while True:
         received = sqs.receive_message(
             QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60
         ).get("Messages", [])
         if not received:
             return result
-        sent = sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "MessageBody": message["Body"], "DelaySeconds": _delay_seconds(tasks, message)}
-                for i, message in enumerate(received)
-            ],
-        )
-        moved = [received[int(entry["Id"])] for entry in sent.get("Successful", [])]
-        result.messages_failed += len(sent.get("Failed", []))
-        if moved:
+        entries, dropped, seen_again = [], [], False
+        for index, message in enumerate(received):
+            body = message["Body"]
+            try:
+                if body in moved_bodies:
+                    seen_again = True
+                    raise _Leave("moved once in this run already, and dead-lettered again since")
+                delay = _delay_seconds(tasks, message)
+            except _Leave as reason:
+                result.messages_left += 1
+                say(f"left in the DLQ: {body[:120]!r}: {reason}")
+                continue
+            if delay is None:
+                dropped.append(message)
+                say(f"deleted a malformed message (not a task message): {body[:120]!r}")
+                continue
+            entries.append({"Id": str(index), "MessageBody": body, "DelaySeconds": delay})
+        moved = []
+        if entries:
+            sent = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            moved = [received[int(entry["Id"])] for entry in sent.get("Successful", [])]
+            result.messages_failed += len(sent.get("Failed", []))
+        done = moved + dropped
+        if done:
             sqs.delete_message_batch(
                 QueueUrl=dlq_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(moved)],
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
+        moved_bodies.update(message["Body"] for message in moved)
         result.messages_moved += len(moved)
+        result.messages_dropped += len(dropped)
         say(f"moved {result.messages_moved} message(s) from the DLQ back to the queue")
-        if result.messages_failed:
+        if result.messages_failed or seen_again:
             # Left in the DLQ; they become visible again and the next run retries them.
             return result
 
 
-def _delay_seconds(tasks: TaskRepository, message: dict[str, Any]) -> int:
+def _delay_seconds(tasks: TaskRepository, message: dict[str, Any]) -> int | None:
     """How long the copy of a dead-lettered message must wait: until the lease its task still holds
     (the last attempt's, kept until the processor's timeout + 5 s) has ended, at most SQS's 15
-    minutes (a longer lease is another message backing off, which will run the task itself)."""
+    minutes (a longer lease is another message backing off, which will run the task itself).
+    None for a malformed message; raises _Leave when the task item cannot be read."""
     try:
         task_message = TaskMessage.parse(message["Body"])
     except MalformedMessageError:
-        return 0  # moved as it is: the processor sends it to the DLQ again without running anything
-    task = tasks.get(task_message.task_id, owner=task_message.owner)
+        return None
+    try:
+        task = tasks.get(task_message.task_id, owner=task_message.owner)
+    except InvalidTaskItemError as error:
+        raise _Leave(f"its task item cannot be read ({error}); repair the item, then run again") from None
     if task is None or task.status is not TaskStatus.PENDING or task.run != task_message.run:
         return 0
     left = (task.lease_expires_at or 0) - int(tasks.now().timestamp())
@@ -218,8 +248,9 @@ def _name(task_id: str, owner: str | None) -> str:
 
 def requeue_stale_pending(
     tasks: TaskRepository, sqs: Any, queue_url: str, *, older_than_minutes: float, dry_run: bool, say: Any
-) -> int:
-    """Step 3: send the queue message again for pending tasks unchanged for that long."""
+) -> tuple[int, int]:
+    """Step 3: send the queue message again for pending tasks unchanged for that long. Returns
+    how many were sent, and how many SQS refused (each said)."""
     cutoff = utc_timestamp(utc_now() - timedelta(minutes=older_than_minutes))
     say(f"scanning {tasks.table_name} for tasks pending since before {cutoff} (reads the whole table)")
     stale = [
@@ -233,14 +264,20 @@ def requeue_stale_pending(
         + (" (dry run)" if dry_run else "")
     )
     if dry_run:
-        return 0
+        return 0, 0
+    sent = 0
     for first in range(0, len(stale), 10):
         chunk = stale[first : first + 10]
-        sqs.send_message_batch(
+        answer = sqs.send_message_batch(
             QueueUrl=queue_url,
             Entries=[{"Id": str(i), "MessageBody": message.to_body()} for i, message in enumerate(chunk)],
         )
-    return len(stale)
+        sent += len(answer.get("Successful", []))
+        for failed in answer.get("Failed", []):
+            task = chunk[int(failed["Id"])]
+            why = failed.get("Message") or failed["Code"]
+            say(f"could not re-enqueue {task.task_id!r} (run {task.run}): {why}")
+    return sent, len(stale) - sent
 
 
 def redrive(outputs: StackOutputs, args: argparse.Namespace, say: Any) -> RedriveResult:
@@ -258,8 +295,9 @@ def redrive(outputs: StackOutputs, args: argparse.Namespace, say: Any) -> Redriv
         say=say,
     )
     rerun.messages_moved, rerun.messages_failed = moved.messages_moved, moved.messages_failed
+    rerun.messages_dropped, rerun.messages_left = moved.messages_dropped, moved.messages_left
     if args.pending_older_than is not None:
-        rerun.pending_requeued = requeue_stale_pending(
+        rerun.pending_requeued, not_sent = requeue_stale_pending(
             tasks,
             sqs,
             outputs.value("TaskQueueUrl"),
@@ -267,6 +305,7 @@ def redrive(outputs: StackOutputs, args: argparse.Namespace, say: Any) -> Redriv
             dry_run=args.dry_run,
             say=say,
         )
+        rerun.messages_failed += not_sent
     return rerun
 
 
@@ -305,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = redrive(outputs, args, say)
     say(
         f"done: {result.messages_moved} DLQ message(s) moved back"
+        + (f", {result.messages_dropped} malformed deleted" if result.messages_dropped else "")
+        + (f", {result.messages_left} left in the DLQ (why: above)" if result.messages_left else "")
         + (f" ({result.messages_failed} could not be sent; run again)" if result.messages_failed else "")
         + f", {result.tasks_rerun} task(s) re-run, {result.tasks_skipped} skipped"
         + (f", {result.pending_requeued} pending task(s) re-enqueued" if result.pending_requeued else "")

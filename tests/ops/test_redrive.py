@@ -194,6 +194,55 @@ def test_a_dead_letter_whose_task_still_holds_its_lease_moves_back_delayed_until
     assert stage.bodies(stage.queue_url) == []  # not visible yet
 
 
+def test_a_malformed_dead_letter_is_deleted_and_an_unreadable_tasks_one_left_saying_why(
+    stage: Stage,
+) -> None:
+    # Given a dead letter that is no task message, one whose task item was damaged by hand, and a good one
+    submit(stage, "damaged")
+    stage.dynamodb.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": "damaged"}},
+        UpdateExpression="SET #status = :five",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":five": {"N": "5"}},
+    )
+    for body in ("junk", '{"taskId": "damaged", "run": 1}', '{"taskId": "fine", "run": 1}'):
+        stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody=body)
+    said: list[str] = []
+
+    # When they are moved back
+    result = move_dead_letters(
+        stage.sqs, stage.dlq_url, stage.queue_url, stage.tasks, dry_run=False, say=said.append
+    )
+
+    # Then the good one moves, the malformed one is gone, and the damaged task's stays, with why
+    assert (result.messages_moved, result.messages_dropped, result.messages_left) == (1, 1, 1)
+    assert stage.bodies(stage.queue_url) == [{"taskId": "fine", "run": 1}]
+    assert any("deleted a malformed message" in line and "'junk'" in line for line in said)
+    assert any("left in the DLQ" in line and "cannot be read" in line for line in said)
+
+
+def test_a_dead_letter_that_comes_back_while_the_step_runs_is_moved_once(stage: Stage) -> None:
+    # Given a queue whose every message dead-letters again at once (a consumer that always fails)
+    stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId": "loops", "run": 1}')
+    send_message_batch = stage.sqs.send_message_batch
+
+    def straight_back(**request: Any) -> Any:
+        return send_message_batch(**{**request, "QueueUrl": stage.dlq_url})
+
+    stage.sqs.send_message_batch = straight_back
+    said: list[str] = []
+
+    # When the step runs
+    result = move_dead_letters(
+        stage.sqs, stage.dlq_url, stage.queue_url, stage.tasks, dry_run=False, say=said.append
+    )
+
+    # Then it ends, having moved the message once and left its second coming in the DLQ
+    assert (result.messages_moved, result.messages_left) == (1, 1)
+    assert any("moved once in this run already" in line for line in said)
+
+
 def test_dry_run_moves_no_dead_letter(stage: Stage) -> None:
     # Given one dead letter
     stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId": "t1", "run": 1}')
@@ -365,16 +414,43 @@ def test_only_pending_tasks_unchanged_for_long_enough_are_enqueued_again(stage: 
     dead_letter(stage, "failed", "alice")
 
     # When pending tasks older than an hour are enqueued again
-    requeued = requeue_stale_pending(
+    requeued, refused = requeue_stale_pending(
         stage.tasks, stage.sqs, stage.queue_url, older_than_minutes=60, dry_run=False, say=quiet
     )
 
     # Then the two stuck tasks get their message, with the owner that is part of their key
-    assert requeued == 2
+    assert (requeued, refused) == (2, 0)
     assert sorted(stage.bodies(stage.queue_url), key=lambda body: body["owner"]) == [
         {"taskId": "stuck", "run": 1, "owner": "alice", "correlationId": "req-1"},
         {"taskId": "stuck", "run": 2, "owner": "bob"},
     ]
+
+
+def test_a_stale_pending_task_sqs_refuses_is_said_and_not_counted(stage: Stage) -> None:
+    # Given two stuck tasks, and an SQS that refuses the second entry of a batch
+    submit(stage, "stuck1")
+    submit(stage, "stuck2")
+
+    def refusing(**request: Any) -> Any:
+        first, second = request["Entries"]
+        stage.sqs.send_message(QueueUrl=request["QueueUrl"], MessageBody=first["MessageBody"])
+        return {
+            "Successful": [{"Id": first["Id"]}],
+            "Failed": [{"Id": second["Id"], "Code": "InternalError", "SenderFault": False}],
+        }
+
+    stage.sqs.send_message_batch = refusing
+    said: list[str] = []
+
+    # When they are enqueued again
+    requeued, refused = requeue_stale_pending(
+        stage.tasks, stage.sqs, stage.queue_url, older_than_minutes=60, dry_run=False, say=said.append
+    )
+
+    # Then one was sent, and the refused one is counted and named
+    assert (requeued, refused) == (1, 1)
+    assert len(stage.bodies(stage.queue_url)) == 1
+    assert any(line.startswith("could not re-enqueue") and "InternalError" in line for line in said)
 
 
 # --------------------------------------------------------------------------- the whole command
