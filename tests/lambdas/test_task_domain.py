@@ -362,6 +362,18 @@ def test_largest_possible_frame_is_far_below_32_kb() -> None:
     assert len(encode_frame(task_frame(image, "x" * 1024))) < 10 * 1024
 
 
+def test_a_text_longer_than_the_api_allows_is_cut_in_the_frame() -> None:
+    # An item edited by hand: @connections refuses a post over 128 KB (413), and a refused post
+    # holds up the stream's later frames too.
+    image = {"taskId": "big", "status": "error", "answer": "a" * 200_000, "errorMessage": "e" * 50_000}
+
+    frame = task_frame(image, "*")
+
+    assert frame["answer"] == "a" * MAX_ANSWER_LENGTH
+    assert frame["errorMessage"] == "e" * 1000
+    assert len(encode_frame(frame)) < 10 * 1024
+
+
 # --------------------------------------------------------------------------- client frames
 
 

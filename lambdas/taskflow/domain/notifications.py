@@ -2,8 +2,10 @@
 
 A frame goes out for every change a user can see: creation (INSERT), each failed attempt
 (the lease backs off), success, error, retry. Internal writes (lease claims, releases) are skipped.
-Frames carry no payload, so they stay far below API Gateway's 32 KB frame limit (answer and
-errorMessage are at most 1000 characters each).
+Frames carry no payload, so they stay far below API Gateway's 32 KB frame limit: answer and
+errorMessage are at most 1000 characters each, and a frame cuts one that is longer (an item edited
+by hand) to that length, rather than let a post @connections refuses (413) hold up the stream, and
+with it every other task's frames.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from taskflow.domain.limits import MAX_ANSWER_LENGTH, MAX_ERROR_MESSAGE_LENGTH
 from taskflow.domain.resume import ResumeCursor
 
 FRAME_FIELDS: Final = ("taskId", "status", "retries", "errorMessage", "updatedAt", "version", "answer")
+# The free-text fields, and the length no task written through the API exceeds.
+_TEXT_LIMITS: Final = {"answer": MAX_ANSWER_LENGTH, "errorMessage": MAX_ERROR_MESSAGE_LENGTH}
 
 
 def _plain(value: Any) -> Any:
@@ -38,7 +43,10 @@ def task_frame(new_image: Mapping[str, Any], scope: str) -> dict[str, Any]:
     (taskflow.domain.resume), in `scope` (the task's owner, or "*" on `auth: none` stages)."""
     frame: dict[str, Any] = {"type": "task"}
     for name in FRAME_FIELDS:
-        frame[name] = _plain(new_image.get(name))
+        value = _plain(new_image.get(name))
+        if name in _TEXT_LIMITS and isinstance(value, str):
+            value = value[: _TEXT_LIMITS[name]]
+        frame[name] = value
     frame["cursor"] = ResumeCursor(str(new_image.get("updatedAt")), scope).encode()
     return frame
 
