@@ -12,6 +12,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from local.runtime.pool import InvocationResult
 
+# Control characters as visible escapes: a line about a request shows its path, and a path may
+# hold a (percent-encoded) newline or terminal escape, which would otherwise print a forged line.
+_VISIBLE: dict[int, str] = {
+    code: repr(chr(code))[1:-1] for code in [*range(0x20), *range(0x7F, 0xA0)] if code != ord("\t")
+}
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (\\n, \\x1b): one line on any terminal."""
+    return text.translate(_VISIBLE)
+
 
 class Console:
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
@@ -31,18 +42,20 @@ class Console:
         return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
 
     def invocation(self, function: str, result: InvocationResult, outcome: str, detail: str) -> None:
-        """One line per invocation: function, duration, outcome, what triggered it."""
+        """One line per invocation: function, duration, outcome, what triggered it (a request's
+        path, for one: control characters escaped, like every `detail` line)."""
         self.invocations += 1
         if outcome != "ok":
             self.failures += 1
         if self.quiet:
             return
-        self.print(f"{self._stamp()}  {function:<22} {result.duration_ms:>7.0f} ms  {outcome:<18} {detail}")
+        line = f"{function:<22} {result.duration_ms:>7.0f} ms  {outcome:<18} {detail}"
+        self.print(f"{self._stamp()}  {one_line(line)}")
 
     def detail(self, text: str) -> None:
         """A time-stamped line that --quiet leaves out (e.g. a request an authorizer refused)."""
         if not self.quiet:
-            self.print(f"{self._stamp()}  {text}")
+            self.print(f"{self._stamp()}  {one_line(text)}")
 
     def event(self, text: str) -> None:
         """Something worth a line even in --quiet mode (dead-lettering, skipped records...)."""

@@ -8,6 +8,7 @@ docs/local-stack.md, "Gateway and Lambda behaviour reproduced" and "Authenticati
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -29,6 +30,10 @@ if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it lo
     from local.gateways.jwt_authorizer import JwtValidator
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# An HTTP API's integration timeout (its default and maximum): no answer by then is a 503, and the
+# invocation goes on. Locally the wait includes a free worker (--max-concurrency), so a flood of
+# requests is answered 503 in bounded time instead of queueing without end.
+INTEGRATION_TIMEOUT_SECONDS = 30.0
 
 _TEXT_TYPES = (
     "text/",
@@ -201,6 +206,13 @@ def _header_value(value: Any) -> str:
     raise ResponseError(f"header value {value!r} is not a string")
 
 
+def _forget(invocation: asyncio.Future[Any]) -> None:
+    """Done callback of an invocation nobody waits for: retrieve its outcome (asyncio would log an
+    exception never retrieved)."""
+    if not invocation.cancelled():
+        invocation.exception()
+
+
 def _json_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(
         status, [("content-type", "application/json")], json.dumps({"message": message}).encode()
@@ -211,6 +223,7 @@ def _json_error(status: int, message: str) -> HttpResponse:
 class HttpApiServer(ApiServer[HttpApiSpec]):
     _: KW_ONLY
     validators: Mapping[str, JwtValidator] | None = None  # JWT authorizer logical id -> its validator
+    integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
         self._routes: RouteTable[HttpRouteSpec] = RouteTable([(r.route_key, r) for r in self.api.routes])
@@ -303,8 +316,17 @@ class HttpApiServer(ApiServer[HttpApiSpec]):
         function_id = match.target.function_id
         assert function_id is not None
         name = self.function_names[function_id]
-        result = await self.invoke(function_id, event)
         where = f"{request.method} {request.path}"
+        invocation = asyncio.ensure_future(self.invoke(function_id, event))
+        try:
+            result = await asyncio.wait_for(asyncio.shield(invocation), self.integration_timeout_seconds)
+        except TimeoutError:
+            invocation.add_done_callback(_forget)
+            self.console.detail(
+                f"{where} -> 503: {name} did not answer within the integration timeout "
+                f"({self.integration_timeout_seconds:g} s); the invocation goes on"
+            )
+            return _json_error(503, "Service Unavailable")
         if not result.ok:
             self.console.invocation(name, result, result.outcome_text(), f"{where} -> 500")
             return _json_error(500, "Internal Server Error")

@@ -1,13 +1,18 @@
 """HTTP API payload format 2.0: the event a function gets, and how its result becomes HTTP."""
 
+import asyncio
 import base64
+import io
 import json
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from local.gateways.http_api import ResponseError, http_event_v2, http_response_v2
+from local.console import Console
+from local.gateways.http_api import HttpApiServer, ResponseError, http_event_v2, http_response_v2
 from local.gateways.http_routes import RouteTable
-from local.template.model import HttpApiSpec
+from local.runtime.pool import InvocationResult
+from local.template.model import HttpApiSpec, HttpRouteSpec
 
 API = HttpApiSpec("Api", "Api", "abc123defg", [], None, "$default")
 
@@ -158,3 +163,60 @@ def test_the_default_route_catches_the_rest():
     match = table.match("PUT", "/anything")
     assert match is not None
     assert (match.target, match.route_key) == ("fallback", "$default")
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+def _serve(invoke, timeout: float, requests: list[str]) -> tuple[list[tuple[int, str]], str]:
+    """Each of `requests` (paths, sent at once) through an HttpApiServer whose one route invokes
+    `invoke`; returns (status, body) per request and what the console printed."""
+    output = io.StringIO()
+    api = HttpApiSpec(
+        "Api", "Api", "abc123defg", [HttpRouteSpec("GET /tasks/{taskId}", "Fn")], None, "$default"
+    )
+    server = HttpApiServer(
+        api,
+        {"Fn": "HttpApiFunction"},
+        invoke,
+        Console(stream=output),
+        "123456789012",
+        integration_timeout_seconds=timeout,
+    )
+
+    async def run() -> list[tuple[int, str]]:
+        async with TestClient(TestServer(server.application())) as client:
+
+            async def one(path: str) -> tuple[int, str]:
+                response = await client.get(path)
+                return response.status, await response.text()
+
+            return list(await asyncio.gather(*(one(path) for path in requests)))
+
+    return asyncio.run(run()), output.getvalue()
+
+
+def test_a_function_that_does_not_answer_within_the_integration_timeout_is_a_503_and_runs_on():
+    finished = []
+
+    async def slow_invoke(function_id, event):
+        delay = 5.0 if event["pathParameters"]["taskId"] == "slow" else 0.0
+        await asyncio.sleep(delay)
+        finished.append(event["pathParameters"]["taskId"])
+        return InvocationResult("ok", delay * 1000, "r", payload={"statusCode": 200, "body": "done"})
+
+    answers, printed = _serve(slow_invoke, 0.2, ["/tasks/slow", "/tasks/fast"])
+
+    assert answers == [(503, '{"message": "Service Unavailable"}'), (200, "done")]
+    assert "GET /tasks/slow -> 503: HttpApiFunction did not answer within the integration timeout" in printed
+    assert finished == ["fast"]  # the slow one was still running when the 503 went out
+
+
+def test_a_path_with_control_characters_prints_as_one_line():
+    async def invoke(function_id, event):
+        return InvocationResult("ok", 1.0, "r", payload={"statusCode": 404, "body": "{}"})
+
+    _, printed = _serve(invoke, 5.0, ["/tasks/x%0a20:41:00.000%20FORGED%1b%5b31m"])
+
+    [line] = printed.splitlines()
+    assert "/tasks/x\\n20:41:00.000 FORGED\\x1b[31m -> 404" in line
