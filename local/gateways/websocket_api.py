@@ -30,6 +30,14 @@ from local.runtime.pool import InvocationResult
 from local.template.model import RequestAuthorizerSpec, WebSocketApiSpec, WebSocketRouteSpec
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway: 128 KB per message (32 KB frames)
+# A post to a client that does not read (its socket's buffers full) gives up after this: the client
+# is disconnected and the post answered 410, so the notifier's one POST (and, behind it, every
+# other client's frames) is not held up by it.
+SEND_TIMEOUT_SECONDS = 2.0
+# @connections answers 403 to a request that is not signed (Authorization: AWS4-HMAC-SHA256 ...), as
+# API Gateway does: a web page in a browser on this machine cannot push frames or close
+# connections, since it cannot send that header to this origin.
+SIGV4_SCHEME = "AWS4-HMAC-SHA256 "
 
 
 def new_connection_id() -> str:
@@ -47,6 +55,7 @@ class Connection:
     host: str
     last_active: float = field(default_factory=time.time)
     authorizer: dict[str, Any] | None = None  # the $connect authorizer's principalId and context
+    transport: asyncio.Transport | None = None  # the client's TCP connection (to drop it)
 
     def details(self) -> dict[str, Any]:
         """What a later $disconnect event needs (the connection log keeps it)."""
@@ -150,6 +159,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
     counters: StackFaultCounters = field(default_factory=StackFaultCounters)
     region: str = "us-east-1"
     connection_log: ConnectionLog | None = None
+    send_timeout_seconds: float = SEND_TIMEOUT_SECONDS
     connections: dict[str, Connection] = field(default_factory=dict, init=False)
     posts: Counter[str] = field(default_factory=Counter, init=False)
     posted_bytes: int = field(default=0, init=False)
@@ -212,7 +222,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         connection_id = new_connection_id()
         connection = Connection(
             connection_id=connection_id,
-            socket=web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True),
+            socket=web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True),
             connected_at=time.time(),
             source_ip=request.remote or "127.0.0.1",
             user_agent=request.headers.get("User-Agent", ""),
@@ -234,7 +244,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
             protocol = _subprotocol(result.payload)
             if protocol:
                 connection.socket = web.WebSocketResponse(
-                    max_msg_size=MAX_MESSAGE_BYTES, autoping=True, protocols=(protocol,)
+                    max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True, protocols=(protocol,)
                 )
         socket = connection.socket
         # $connect accepted it: from here on, whatever happens (even a failed upgrade), the
@@ -247,6 +257,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
                 # not a traceback. aiohttp's own prepare() of the returned socket fails quietly.
                 self.console.detail(f"WebSocket {connection_id}: handshake aborted by the client ({error})")
                 return socket
+            connection.transport = request.transport
             self.connections[connection_id] = connection
             async for message in socket:
                 connection.last_active = time.time()
@@ -427,11 +438,21 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         self.posts["injectedFailure"] += 1
         return _management_error(500, "InternalServerErrorException", "Internal server error (local fault)")
 
-    async def post_to_connection(self, request: web.Request) -> web.Response:
+    def _addressed(self, request: web.Request) -> Connection | web.Response:
+        """The open connection an @connections request names, or the answer instead: 403 when the
+        request is not signed, 410 when there is no such connection."""
+        if not request.headers.get("Authorization", "").startswith(SIGV4_SCHEME):
+            return _management_error(403, "ForbiddenException", "Missing Authentication Token")
         connection = self._lookup(request)
         if connection is None:
-            self.posts["gone"] += 1
             return _management_error(410, "GoneException", None)
+        return connection
+
+    async def post_to_connection(self, request: web.Request) -> web.Response:
+        connection = self._addressed(request)
+        if isinstance(connection, web.Response):
+            self.posts["gone" if connection.status == 410 else "unsigned"] += 1
+            return connection
         data = await request.read()
         self.posted_bytes += len(data)
         if len(data) > MAX_MESSAGE_BYTES:
@@ -440,23 +461,42 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         fail = self.dice.roll(self.push_failure_rate)
         if fail and self.dice.roll(0.5):
             return self._injected_failure("before")
-        try:
-            try:
-                await connection.socket.send_str(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                await connection.socket.send_bytes(data)
-        except (ConnectionError, RuntimeError):
-            self.posts["gone"] += 1
+        if not await self._sent(connection, data):
             return _management_error(410, "GoneException", None)
         if fail:
             return self._injected_failure("after")
         self.posts["delivered"] += 1
         return web.Response(status=200)
 
+    async def _sent(self, connection: Connection, data: bytes) -> bool:
+        """Send one frame (text if it is UTF-8); False if the client has gone, or does not read
+        (then it is disconnected: its receive loop ends, and $disconnect runs)."""
+        try:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                sending = connection.socket.send_bytes(data)
+            else:
+                sending = connection.socket.send_str(text)
+            await asyncio.wait_for(sending, self.send_timeout_seconds)
+        except (ConnectionError, RuntimeError):
+            self.posts["gone"] += 1
+            return False
+        except TimeoutError:
+            self.posts["slowClient"] += 1
+            self.console.event(
+                f"WebSocket {connection.connection_id}: not reading its frames "
+                f"({self.send_timeout_seconds:g} s on one): disconnected"
+            )
+            if connection.transport is not None:
+                connection.transport.abort()
+            return False
+        return True
+
     async def get_connection(self, request: web.Request) -> web.Response:
-        connection = self._lookup(request)
-        if connection is None:
-            return _management_error(410, "GoneException", None)
+        connection = self._addressed(request)
+        if isinstance(connection, web.Response):
+            return connection
         return web.json_response(
             {
                 "connectedAt": _iso(connection.connected_at),
@@ -466,8 +506,8 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         )
 
     async def delete_connection(self, request: web.Request) -> web.Response:
-        connection = self._lookup(request)
-        if connection is None:
-            return _management_error(410, "GoneException", None)
+        connection = self._addressed(request)
+        if isinstance(connection, web.Response):
+            return connection
         await connection.socket.close(code=1000, message=b"")
         return web.Response(status=204)

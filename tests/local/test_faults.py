@@ -500,7 +500,9 @@ def test_push_failures_answer_500_and_half_of_them_deliver_the_frame_anyway():
                 (connection_id,) = server.connections
                 for index in range(20):
                     async with session.post(
-                        f"http://127.0.0.1:{port}/dev/@connections/{connection_id}", data=f"frame {index}"
+                        f"http://127.0.0.1:{port}/dev/@connections/{connection_id}",
+                        data=f"frame {index}",
+                        headers={"Authorization": "AWS4-HMAC-SHA256 Credential=test"},
                     ) as response:
                         statuses.append(response.status)
                 while True:
