@@ -83,9 +83,9 @@ def move_dead_letters(
 ) -> RedriveResult:
     """Step 1: move every message in the DLQ back to the main queue (each delayed until its
     task's lease has ended, see `_delay_seconds`). A malformed message is deleted, as the DLQ
-    consumer would (no task can run from it). A message whose task item cannot be read, or one
-    already moved in this run (its copy failed again while the step ran), is left in the DLQ and
-    said; the step stops after the batch that brought one of those back."""
+    consumer would (no task can run from it). A message whose task item cannot be read, or the copy
+    of one moved in this run (it failed again while the step ran), is left in the DLQ and said; the
+    step stops after a batch that brings back a copy or a message it left."""
     result = RedriveResult()
     if dry_run:
         attributes = sqs.get_queue_attributes(
@@ -93,22 +93,27 @@ def move_dead_letters(
         )["Attributes"]
         say(f"DLQ holds about {attributes['ApproximateNumberOfMessages']} message(s); not moved (dry run)")
         return result
-    moved_bodies: set[str] = set()
+    copies: set[str] = set()  # the ids of the copies sent (SQS keeps a message's id when it dead-letters it)
+    left: set[str] = set()
     while True:
         received = sqs.receive_message(
             QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60
         ).get("Messages", [])
         if not received:
             return result
-        entries, dropped, seen_again = [], [], False
+        entries, dropped, again = [], [], False
         for index, message in enumerate(received):
-            body = message["Body"]
+            body, message_id = message["Body"], message["MessageId"]
             try:
-                if body in moved_bodies:
-                    seen_again = True
+                if message_id in left:
+                    again = True  # its visibility timeout ran out: every message has been seen
+                    continue
+                if message_id in copies:
+                    again = True
                     raise _Leave("moved once in this run already, and dead-lettered again since")
                 delay = _delay_seconds(tasks, message)
             except _Leave as reason:
+                left.add(message_id)
                 result.messages_left += 1
                 say(f"left in the DLQ: {body[:120]!r}: {reason}")
                 continue
@@ -121,6 +126,7 @@ def move_dead_letters(
         if entries:
             sent = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
             moved = [received[int(entry["Id"])] for entry in sent.get("Successful", [])]
+            copies.update(entry["MessageId"] for entry in sent.get("Successful", []))
             result.messages_failed += len(sent.get("Failed", []))
         done = moved + dropped
         if done:
@@ -128,11 +134,10 @@ def move_dead_letters(
                 QueueUrl=dlq_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-        moved_bodies.update(message["Body"] for message in moved)
         result.messages_moved += len(moved)
         result.messages_dropped += len(dropped)
         say(f"moved {result.messages_moved} message(s) from the DLQ back to the queue")
-        if result.messages_failed or seen_again:
+        if result.messages_failed or again:
             # Left in the DLQ; they become visible again and the next run retries them.
             return result
 
@@ -350,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + f", {result.tasks_rerun} task(s) re-run, {result.tasks_skipped} skipped"
         + (f", {result.pending_requeued} pending task(s) re-enqueued" if result.pending_requeued else "")
     )
-    return 1 if result.messages_failed else 0
+    return 1 if result.messages_failed or result.messages_left else 0
 
 
 if __name__ == "__main__":

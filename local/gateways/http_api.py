@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import time
 import uuid
@@ -24,6 +25,7 @@ from multidict import CIMultiDict
 from local.gateways import cors
 from local.gateways.api_server import ApiServer
 from local.gateways.http_routes import RouteMatch, RouteTable
+from local.runtime.pool import InvocationResult
 from local.template.model import HttpApiSpec, HttpRouteSpec
 
 if TYPE_CHECKING:  # imported at run time only by stacks with authorizers (it loads PyJWT)
@@ -206,13 +208,6 @@ def _header_value(value: Any) -> str:
     raise ResponseError(f"header value {value!r} is not a string")
 
 
-def _forget(invocation: asyncio.Future[Any]) -> None:
-    """Done callback of an invocation nobody waits for: retrieve its outcome (asyncio would log an
-    exception never retrieved)."""
-    if not invocation.cancelled():
-        invocation.exception()
-
-
 def _json_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(
         status, [("content-type", "application/json")], json.dumps({"message": message}).encode()
@@ -321,7 +316,7 @@ class HttpApiServer(ApiServer[HttpApiSpec]):
         try:
             result = await asyncio.wait_for(asyncio.shield(invocation), self.integration_timeout_seconds)
         except TimeoutError:
-            invocation.add_done_callback(_forget)
+            invocation.add_done_callback(functools.partial(self._late, name, where))
             self.console.detail(
                 f"{where} -> 503: {name} did not answer within the integration timeout "
                 f"({self.integration_timeout_seconds:g} s); the invocation goes on"
@@ -337,6 +332,14 @@ class HttpApiServer(ApiServer[HttpApiSpec]):
             return _json_error(500, "Internal Server Error")
         self.console.invocation(name, result, "ok", f"{where} -> {response.status}")
         return response
+
+    def _late(self, name: str, where: str, invocation: asyncio.Future[InvocationResult]) -> None:
+        """The line of an invocation whose request was answered 503 before it ended (queued for a
+        worker, or slow): it ran all the same, as a request answered 503 may have."""
+        if invocation.cancelled() or invocation.exception() is not None:
+            return
+        result = invocation.result()
+        self.console.invocation(name, result, result.outcome_text(), f"{where} (answered 503 before)")
 
     def _finish(
         self, response: HttpResponse, request_headers: dict[str, str], request_id: str

@@ -222,7 +222,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         connection_id = new_connection_id()
         connection = Connection(
             connection_id=connection_id,
-            socket=web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True),
+            socket=web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True),
             connected_at=time.time(),
             source_ip=request.remote or "127.0.0.1",
             user_agent=request.headers.get("User-Agent", ""),
@@ -244,7 +244,7 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
             protocol = _subprotocol(result.payload)
             if protocol:
                 connection.socket = web.WebSocketResponse(
-                    max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True, protocols=(protocol,)
+                    max_msg_size=MAX_MESSAGE_BYTES, autoping=True, protocols=(protocol,)
                 )
         socket = connection.socket
         # $connect accepted it: from here on, whatever happens (even a failed upgrade), the

@@ -533,6 +533,23 @@ def test_a_task_item_edited_into_something_else_is_skipped_by_listings_not_a_500
     assert [task["taskId"] for task in in_error] == ["ok2"]
 
 
+def test_a_page_of_only_unreadable_items_still_links_to_the_next(
+    function_env: dict[str, str], moto_aws: Aws, lambda_context: FakeLambdaContext
+) -> None:
+    # Given four tasks, the newest edited by hand into something that is not a task
+    ids = seed_tasks(moto_aws, 4)
+    moto_aws.dynamodb.update_item(
+        TableName=moto_aws.task_table, Key={"pk": {"S": ids[-1]}}, UpdateExpression="REMOVE answer"
+    )
+
+    # When the listing is read one task a page, following the links
+    pages = follow_pages(lambda_context, {"limit": "1"})
+
+    # Then the first page is empty but links on, and every readable task is reached, newest first
+    assert pages[0] == []
+    assert [task["taskId"] for page in pages for task in page] == list(reversed(ids[:-1]))
+
+
 # --------------------------------------------------------------------------- GET /tasks/{id}
 
 

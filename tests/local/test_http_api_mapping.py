@@ -168,7 +168,9 @@ def test_the_default_route_catches_the_rest():
 # --------------------------------------------------------------------------- the gateway
 
 
-def _serve(invoke, timeout: float, requests: list[str]) -> tuple[list[tuple[int, str]], str]:
+def _serve(
+    invoke, timeout: float, requests: list[str], linger: float = 0.0
+) -> tuple[list[tuple[int, str]], str]:
     """Each of `requests` (paths, sent at once) through an HttpApiServer whose one route invokes
     `invoke`; returns (status, body) per request and what the console printed."""
     output = io.StringIO()
@@ -191,7 +193,9 @@ def _serve(invoke, timeout: float, requests: list[str]) -> tuple[list[tuple[int,
                 response = await client.get(path)
                 return response.status, await response.text()
 
-            return list(await asyncio.gather(*(one(path) for path in requests)))
+            answers = list(await asyncio.gather(*(one(path) for path in requests)))
+            await asyncio.sleep(linger)  # (what is still running after the answers)
+            return answers
 
     return asyncio.run(run()), output.getvalue()
 
@@ -210,6 +214,18 @@ def test_a_function_that_does_not_answer_within_the_integration_timeout_is_a_503
     assert answers == [(503, '{"message": "Service Unavailable"}'), (200, "done")]
     assert "GET /tasks/slow -> 503: HttpApiFunction did not answer within the integration timeout" in printed
     assert finished == ["fast"]  # the slow one was still running when the 503 went out
+    assert "GET /tasks/slow (answered 503 before)" not in printed
+
+
+def test_an_invocation_answered_503_gets_its_line_when_it_ends():
+    async def slow_invoke(function_id, event):
+        await asyncio.sleep(0.4)
+        return InvocationResult("ok", 400.0, "r", payload={"statusCode": 200, "body": "done"})
+
+    answers, printed = _serve(slow_invoke, 0.1, ["/tasks/slow"], linger=1.0)
+
+    assert answers == [(503, '{"message": "Service Unavailable"}')]
+    assert "GET /tasks/slow (answered 503 before)" in printed
 
 
 def test_a_path_with_control_characters_prints_as_one_line():

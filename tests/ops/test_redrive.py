@@ -243,6 +243,21 @@ def test_a_dead_letter_that_comes_back_while_the_step_runs_is_moved_once(stage: 
     assert any("moved once in this run already" in line for line in said)
 
 
+def test_two_dead_letters_with_the_same_body_both_move(stage: Stage) -> None:
+    # Given a message delivered twice (at least once: the same body, two message ids) among others
+    for body in ['{"taskId": "twice", "run": 1}'] * 2 + [
+        f'{{"taskId": "t{n}", "run": 1}}' for n in range(12)
+    ]:
+        stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody=body)
+
+    result = move_dead_letters(
+        stage.sqs, stage.dlq_url, stage.queue_url, stage.tasks, dry_run=False, say=quiet
+    )
+
+    assert (result.messages_moved, result.messages_left) == (14, 0)
+    assert stage.bodies(stage.dlq_url) == []
+
+
 def test_dry_run_moves_no_dead_letter(stage: Stage) -> None:
     # Given one dead letter
     stage.sqs.send_message(QueueUrl=stage.dlq_url, MessageBody='{"taskId": "t1", "run": 1}')

@@ -44,8 +44,9 @@ def task_frame(new_image: Mapping[str, Any], scope: str) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "task"}
     for name in FRAME_FIELDS:
         value = _plain(new_image.get(name))
-        if name in _TEXT_LIMITS and isinstance(value, str):
-            value = value[: _TEXT_LIMITS[name]]
+        if name in _TEXT_LIMITS and value is not None:
+            # (a map or list there was edited in by hand too: it is no text, and could be any size)
+            value = value[: _TEXT_LIMITS[name]] if isinstance(value, str) else None
         frame[name] = value
     frame["cursor"] = ResumeCursor(str(new_image.get("updatedAt")), scope).encode()
     return frame

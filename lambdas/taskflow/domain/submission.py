@@ -12,8 +12,9 @@ import math
 from decimal import Decimal
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from taskflow.domain.limits import (
     MAX_ANSWER_LENGTH,
@@ -31,9 +32,23 @@ _MAX_FLOAT_MAGNITUDE: Final = 9.9e125
 
 
 class _CamelModel(BaseModel):
-    # Client input is read by its wire names only (`taskId`, `failAttempts`): `task_id` is an unknown
-    # field like any other, ignored (a `Simulation` refuses it).
+    # Client input is read by its wire names only (`taskId`, `failAttempts`). A field's Python name
+    # (`task_id`) is refused, not ignored like other unknown fields: a client that sent it meaning
+    # the id would otherwise get a new task for every replay.
     model_config = ConfigDict(alias_generator=to_camel, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_names_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if field.alias and field.alias != name and name in data:
+                    raise PydanticCustomError(
+                        "wire_name",
+                        "{name} is not a field: this API spells it {alias}",
+                        {"name": name, "alias": field.alias},
+                    )
+        return data
 
 
 class Simulation(_CamelModel):

@@ -190,12 +190,17 @@ class TaskRepository(aws.ClientUser):
             before=before,
         )
         entries = index_pages.merged(readers)
-        if finished:
-            tasks = _readable(index_pages.take(entries, limit))
-            return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
-        if status is None:
-            tasks = self._batch_get(index_pages.take(entries, limit))
-            return TaskPage(tasks=tasks, has_more=index_pages.any_left(readers))
+        if status is None or finished:
+            taken = index_pages.take(entries, limit)
+            tasks = _readable(taken) if finished else self._batch_get(taken)
+            has_more, resume = index_pages.any_left(readers), None
+            if has_more and len(tasks) < len(taken):  # an unreadable item skipped: go on after it
+                last = taken[-1]
+                sort = table_schema.TASKS_BY_FINISHED_SK if finished else table_schema.TASKS_BY_CREATED_SK
+                resume = index_pages.position(
+                    last[sort], index_pages.task_id_of(last), listing=listing, scope=scope
+                )
+            return TaskPage(tasks=tasks, has_more=has_more, resume_key=resume)
         found: list[Task] = []
         evaluated = 0
         while len(found) < limit:
