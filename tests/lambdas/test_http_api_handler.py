@@ -461,6 +461,17 @@ def test_json_content_type_with_charset_is_accepted(
     assert call(event, lambda_context)[0] == HTTPStatus.ACCEPTED
 
 
+def test_a_python_field_name_is_a_422_naming_the_wire_name(
+    offline_env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    status, error, _ = call(json_post("/tasks", {"task_id": "mine", "answer": "x"}), lambda_context)
+
+    assert status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert error["errors"] == [
+        {"field": "body", "reason": "task_id is not a field: this API spells it taskId"}
+    ]
+
+
 @pytest.mark.parametrize("charset", ["latin-1", '"utf-16"', "ISO-8859-1"])
 def test_a_charset_other_than_utf8_is_415(
     offline_env: dict[str, str], lambda_context: FakeLambdaContext, charset: str

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
 from taskflow.domain.limits import (
     MAX_ANSWER_LENGTH,
@@ -43,11 +42,7 @@ class _CamelModel(BaseModel):
         if isinstance(data, dict):
             for name, field in cls.model_fields.items():
                 if field.alias and field.alias != name and name in data:
-                    raise PydanticCustomError(
-                        "wire_name",
-                        "{name} is not a field: this API spells it {alias}",
-                        {"name": name, "alias": field.alias},
-                    )
+                    raise ValueError(f"{name} is not a field: this API spells it {field.alias}")
         return data
 
 
