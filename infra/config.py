@@ -174,7 +174,10 @@ class StageConfig(BaseModel):
         for origin in origins:
             if origin == "*":
                 raise ValueError("'*' is not allowed: list the origins explicitly")
-            if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+            scheme, _, rest = origin.partition("://")
+            # scheme://host[:port] only: a path, query, fragment, space or wildcard never matches
+            # what a browser sends in its Origin header.
+            if scheme not in ("http", "https") or not rest or any(c in rest for c in "/?#* \t@"):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
 
@@ -283,6 +286,10 @@ def load_stages(context: Any) -> dict[str, StageConfig]:
     for name, values in context.items():
         if not isinstance(values, dict):
             raise StageConfigError(f"stage {name!r}: settings must be an object, got {values!r}")
+        if "name" in values:
+            raise StageConfigError(
+                f"stage {name!r} is invalid: name: the stage's key is its name; remove 'name'"
+            )
         try:
             stages[name] = StageConfig.model_validate({"name": name, **values})
         except ValidationError as error:

@@ -17,6 +17,7 @@ from local.faults.injection import DEFAULT_FAULT_DIR, MUTANTS, FaultOptions, Sqs
 from local.options import DEV_TOKEN_LIFETIME_SECONDS, Fault, Options
 from local.runtime.processes import die_with_parent
 from local.stack import LocalStack
+from local.state.running_stack import ignore_aws_configuration
 from local.state.store import StateError
 from local.template.cdk_out import TemplateError, find_stack, load_stack
 
@@ -301,6 +302,7 @@ async def _serve(stack: LocalStack) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ignore_aws_configuration()  # the embedded AWS and every client of it need none of it
     if args.parent_pid:
         die_with_parent(args.parent_pid)
     console = Console(quiet=args.quiet)

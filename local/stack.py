@@ -206,8 +206,9 @@ class LocalStack:
             self.state = StackState.open(options.state_dir, self.model, fresh=options.fresh)
             self.state.warn = self.console.warn
         else:
-            self._lock = StateLock(state_paths(options.state_dir, self.model.stack_name))
-            self._lock.acquire()
+            lock = StateLock(state_paths(options.state_dir, self.model.stack_name))
+            lock.acquire()  # refused: no lock held, so stop() leaves the running stack's run file alone
+            self._lock = lock
         if options.chaos.directory is not None and (self.state is None or not self.state.restored):
             prepare_directory(options.chaos.directory)  # a restored stack continues its history
 

@@ -26,12 +26,25 @@ def _claim(value: str) -> tuple[str, Any]:
         return name, raw
 
 
+def _subject(value: str) -> str:
+    """A sub the stack accepts as an owner (non-empty, no white space around it, at most 1 KB)."""
+    import local.auth.issuer  # noqa: F401, PLC0415 - puts lambdas/ on sys.path, for taskflow's owner rule
+    from taskflow.domain.owners import MAX_OWNER_BYTES, owner_or_none  # noqa: PLC0415
+
+    if owner_or_none(value) != value:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is no owner: a non-empty subject without white space around it, at most "
+            f"{MAX_OWNER_BYTES} bytes (the stack would answer its token 401)"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m local.token",
         description="Mint a token for a running local stack with authorizers (stage config `auth: jwt`).",
     )
-    parser.add_argument("--sub", required=True, help="the token's subject (the user)")
+    parser.add_argument("--sub", required=True, type=_subject, help="the token's subject (the user)")
     parser.add_argument(
         "--expires-in",
         type=int,

@@ -332,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="show what would move, change nothing")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1 (leave it out to re-run every task in error)")
+    if args.pending_older_than is not None and args.pending_older_than <= 0:
+        parser.error("--pending-older-than takes minutes above 0 (1440: a day)")
     if args.owner is not None and not args.task_id:
         parser.error("--owner names the owner of --task-id tasks; give --task-id too")
     if args.owner is not None and owner_or_none(args.owner) != args.owner:

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.state.running_stack import StateFileError, running_stack_state
+from local.state.running_stack import StateFileError, ignore_aws_configuration, running_stack_state
 
 STACK_PREFIX = "TaskBackend"
 
@@ -59,8 +59,8 @@ def resolve_outputs(stage: str, target: str, state_dir: str | Path = ".local-sta
 
 
 def _aws_outputs(stack_name: str) -> StackOutputs:
-    cloudformation = boto3.client("cloudformation")
-    try:
+    try:  # (a missing region or profile fails here already)
+        cloudformation = boto3.client("cloudformation")
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except (BotoCoreError, ClientError) as error:
         raise StackOutputsError(
@@ -72,6 +72,7 @@ def _aws_outputs(stack_name: str) -> StackOutputs:
 
 
 def _local_outputs(stack_name: str, state_dir: Path) -> StackOutputs:
+    ignore_aws_configuration()  # the clients go to the embedded AWS with dummy credentials
     try:
         state = running_stack_state(state_dir, stack=stack_name)
     except StateFileError as error:

@@ -67,3 +67,14 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# The shell's AWS configuration: a profile that does not exist (or one with an endpoint, a role to
+# assume, a credential process) would break or redirect every boto3 client of the local stack and of
+# the tools acting on it, which talk only to the embedded AWS with dummy credentials.
+def ignore_aws_configuration() -> None:
+    """Make this process's boto3 clients ignore the user's AWS profile and config files."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull

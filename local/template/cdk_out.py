@@ -53,8 +53,14 @@ def _stacks_in(cdk_out: Path) -> dict[str, Path]:
     manifest_path = cdk_out / "manifest.json"
     stacks: dict[str, Path] = {}
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        for artifact_id, artifact in manifest.get("artifacts", {}).items():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            artifacts = manifest.get("artifacts", {}) if isinstance(manifest, dict) else None
+        except (OSError, ValueError) as error:
+            raise TemplateError(f"cannot read {manifest_path}: {error}; run `make synth` again") from None
+        if not isinstance(artifacts, dict):
+            raise TemplateError(f"{manifest_path} is not a cloud assembly manifest; run `make synth` again")
+        for artifact_id, artifact in artifacts.items():
             if artifact.get("type") != "aws:cloudformation:stack":
                 continue
             properties = artifact.get("properties", {})

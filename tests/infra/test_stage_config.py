@@ -48,9 +48,33 @@ def test_wildcard_cors_origin_is_rejected_naming_stage_and_field():
         load_stages({"dev": {"cors_origins": "*"}})
 
 
-def test_origin_with_a_path_or_trailing_slash_is_rejected():
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://app.example.com/",
+        "http://localhost:4200/app",
+        "https://app.example.com?x=1",
+        "https://*.example.com",
+        "https://app example.com",
+        "ftp://app.example.com",
+        "https://",
+    ],
+)
+def test_an_origin_that_is_not_scheme_host_port_is_rejected(origin):
     with pytest.raises(StageConfigError, match=r"cors_origins: .*is not an origin like https://"):
-        load_stages({"dev": {"cors_origins": "https://app.example.com/"}})
+        load_stages({"dev": {"cors_origins": [origin]}})
+
+
+def test_an_origin_with_a_port_is_accepted():
+    assert load_stages({"dev": {"cors_origins": ["http://localhost:4200"]}})["dev"].cors_origins == (
+        "http://localhost:4200",
+    )
+
+
+def test_a_name_inside_a_stage_is_refused():
+    # The key names the stage (and its stack); a second name could synthesize another stack.
+    with pytest.raises(StageConfigError, match="stage 'dev' is invalid: name: the stage's key is its name"):
+        load_stages({"dev": {"name": "other"}})
 
 
 def test_backoff_cap_below_base_is_rejected():

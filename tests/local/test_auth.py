@@ -184,6 +184,15 @@ def test_the_token_cli_without_a_running_stack_fails_clearly(tmp_path, capsys):
     assert "no local stack is running" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sub", ["", " alice", "alice\n"])
+def test_the_token_cli_refuses_a_subject_the_stack_would_refuse(tmp_path, capsys, sub):
+    with pytest.raises(SystemExit) as refused:
+        token_cli.main(["--sub", sub, "--state-dir", str(tmp_path)])
+
+    assert refused.value.code == 2
+    assert "is no owner" in capsys.readouterr().err
+
+
 def test_tokens_from_another_key_do_not_verify(issuer):
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = jwt.encode(issuer.claims("mallory"), other, algorithm="RS256", headers={"kid": issuer.kid})

@@ -357,14 +357,15 @@ def test_the_stats_file_counts_invocations_and_connection_posts(stack, stats_fil
     assert stats["invocations"]["SocketFunction"]["invocations"] > 0
 
 
-def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones_run_file(stack):
+@pytest.mark.parametrize("memory", [[], ["--in-memory"]], ids=["durable", "in-memory"])
+def test_a_second_stack_on_the_same_state_is_refused_and_leaves_the_running_ones_run_file(stack, memory):
     run_file = state_file_path(stack.state_dir, "Fixture-dev")
     assert run_file.exists()
 
     # as a second `make dev` would start: on the same ports too
     ports = [str(urllib.parse.urlsplit(url).port) for url in (stack.http_url, stack.ws_url)]
     second = run_fixture_stack(
-        "--state-dir", str(stack.state_dir), "--http-port", ports[0], "--ws-port", ports[1]
+        "--state-dir", str(stack.state_dir), "--http-port", ports[0], "--ws-port", ports[1], *memory
     )
 
     assert second.returncode == 2

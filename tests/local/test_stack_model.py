@@ -145,6 +145,13 @@ def test_a_missing_stage_is_a_clear_error(tmp_path):
         find_stack(tmp_path / "empty", "dev")
 
 
+@pytest.mark.parametrize("manifest", ["{", "[]", '{"artifacts": 5}'])
+def test_a_broken_manifest_is_a_clear_error(tmp_path, manifest):
+    (tmp_path / "manifest.json").write_text(manifest)
+    with pytest.raises(TemplateError, match=r"manifest\.json.*run `make synth` again"):
+        find_stack(tmp_path, "dev")
+
+
 def test_a_topic_only_alarms_notify_is_not_emulated(fixture_stack):
     template = copy.deepcopy(fixture_stack.template)
     resources = template["Resources"]

@@ -416,6 +416,24 @@ def test_owner_without_task_id_is_refused(stage: Stage, monkeypatch: pytest.Monk
     assert refused.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [(["--limit", "-1"], "--limit must be at least 1"), (["--pending-older-than", "-5"], "minutes above 0")],
+)
+def test_a_limit_or_age_below_its_range_is_refused(
+    stage: Stage,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    said: str,
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        run_cli(stage, monkeypatch, *arguments)
+
+    assert refused.value.code == 2
+    assert said in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- step 3: stale pending
 
 
