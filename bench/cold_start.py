@@ -188,7 +188,7 @@ COMPONENTS: Final = (
         'import boto3\nboto3.client("dynamodb")',
         f'boto3.client("apigatewaymanagementapi", endpoint_url="{_CALLBACK}")',
     ),
-    ("pydantic + first model class", "http_api, processor", "import boto3, aws_lambda_powertools", _MODEL),
+    ("pydantic + first model class", "http_api", "import boto3, aws_lambda_powertools", _MODEL),
     (
         "taskflow settings, domain, repositories",
         "all but ws_default",
