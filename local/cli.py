@@ -105,6 +105,18 @@ def _folder(value: str) -> Path:
     return path
 
 
+def _new_file(value: str) -> Path:
+    """A file the stack may write: not a folder, in a folder that exists."""
+    path = Path(value)
+    if path.is_dir() or not path.name:
+        raise argparse.ArgumentTypeError(
+            f"{value}: is a folder; give a file name in it (e.g. {path / 'stats.json'})"
+        )
+    if not path.absolute().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: its folder {path.absolute().parent} does not exist")
+    return path
+
+
 def outage(value: str) -> SqsOutage:
     try:
         return parse_outage(value)
@@ -252,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no per-invocation lines")
     parser.add_argument(
         "--stats-file",
-        type=Path,
+        type=_new_file,
         help="write the stack's counters (invocations and handler ms per function, @connections POSTs, "
         "SQS mappings) to this JSON file every second and at stop (bench/cost_per_task.py reads it)",
     )

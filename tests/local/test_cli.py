@@ -27,6 +27,8 @@ from local.launcher import LocalStackProcess
         (["--region", ""], "argument --region: '' is not an AWS region name (e.g. us-east-1)"),
         (["--region", "us east 1"], "argument --region: 'us east 1' is not an AWS region name"),
         (["--max-concurrency", "0"], "argument --max-concurrency: must be at least 1"),
+        (["--stats-file", "/"], "argument --stats-file: /: is a folder; give a file name in it"),
+        (["--stats-file", "/nonexistent/stats.json"], "its folder /nonexistent does not exist"),
     ],
 )
 def test_a_bad_port_or_region_is_one_line_naming_the_option(arguments, message, capsys):
