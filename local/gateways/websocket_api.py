@@ -420,15 +420,6 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
 
     # --- the @connections management API ---------------------------------------------------
 
-    def _lookup(self, request: web.Request) -> Connection | None:
-        stage = request.match_info.get("stage")
-        if stage is not None and stage != self.api.stage_name:
-            return None
-        connection = self.connections.get(request.match_info["connection_id"])
-        if connection is None or connection.socket.closed:
-            return None
-        return connection
-
     def post_counts(self) -> dict[str, Any]:
         """The @connections POSTs so far, by outcome, and the bytes posted."""
         return {**dict(self.posts), "total": sum(self.posts.values()), "bytes": self.posted_bytes}
@@ -443,8 +434,9 @@ class WebSocketApiServer(ApiServer[WebSocketApiSpec]):
         request is not signed, 410 when there is no such connection."""
         if not request.headers.get("Authorization", "").startswith(SIGV4_SCHEME):
             return _management_error(403, "ForbiddenException", "Missing Authentication Token")
-        connection = self._lookup(request)
-        if connection is None:
+        stage = request.match_info.get("stage")
+        connection = self.connections.get(request.match_info["connection_id"])
+        if stage not in (None, self.api.stage_name) or connection is None or connection.socket.closed:
             return _management_error(410, "GoneException", None)
         return connection
 

@@ -189,6 +189,11 @@ def position(at: str, task_id: str, *, listing: str, scope: str) -> dict[str, st
     return {"at": at, "taskId": task_id, "listing": listing, "scope": scope}
 
 
+def position_after(entry: dict[str, Any], index: ShardedIndex, *, listing: str, scope: str) -> dict[str, str]:
+    """The `position` right after an entry (or item) read from `index`."""
+    return position(entry[index.sort], task_id_of(entry), listing=listing, scope=scope)
+
+
 def checked_position(start_key: dict[str, str], *, listing: str, scope: str) -> tuple[str, str]:
     """(at, taskId) of a `position` made for this listing and scope. Another listing's (a
     different status filter), another owner's, or a damaged one raises InvalidCursorError."""

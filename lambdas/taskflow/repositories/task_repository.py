@@ -181,10 +181,11 @@ class TaskRepository(aws.ClientUser):
         if start_key is not None:
             before = index_pages.checked_position(start_key, listing=listing, scope=scope)
         finished = status in _FINISHED
+        index = index_pages.BY_FINISHED if finished else index_pages.BY_CREATED
         readers = index_pages.open_readers(
             self.client,
             self.table_name,
-            index_pages.BY_FINISHED if finished else index_pages.BY_CREATED,
+            index,
             self._partitions(scope, status),
             wanted=limit if status is None or finished else max(limit, self._max_filter_evaluated),
             before=before,
@@ -195,11 +196,7 @@ class TaskRepository(aws.ClientUser):
             tasks = _readable(taken) if finished else self._batch_get(taken)
             has_more, resume = index_pages.any_left(readers), None
             if has_more and len(tasks) < len(taken):  # an unreadable item skipped: go on after it
-                last = taken[-1]
-                sort = table_schema.TASKS_BY_FINISHED_SK if finished else table_schema.TASKS_BY_CREATED_SK
-                resume = index_pages.position(
-                    last[sort], index_pages.task_id_of(last), listing=listing, scope=scope
-                )
+                resume = index_pages.position_after(taken[-1], index, listing=listing, scope=scope)
             return TaskPage(tasks=tasks, has_more=has_more, resume_key=resume)
         found: list[Task] = []
         evaluated = 0
@@ -215,13 +212,7 @@ class TaskRepository(aws.ClientUser):
             if evaluated >= self._max_filter_evaluated and len(found) < limit:
                 if not index_pages.any_left(readers):
                     return TaskPage(tasks=found, has_more=False)
-                last = chunk[-1]
-                resume = index_pages.position(
-                    last[table_schema.TASKS_BY_CREATED_SK],
-                    index_pages.task_id_of(last),
-                    listing=listing,
-                    scope=scope,
-                )
+                resume = index_pages.position_after(chunk[-1], index, listing=listing, scope=scope)
                 return TaskPage(tasks=found, has_more=True, resume_key=resume)
         return TaskPage(tasks=found[:limit], has_more=True)
 
